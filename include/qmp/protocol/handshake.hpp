@@ -1,0 +1,88 @@
+// The session opening as a small state machine: wait for the greeting, send
+// `qmp_capabilities` (enabling `oob` when offered and wanted), wait for its
+// reply. Events that arrive before the greeting are tolerated by the caller.
+#pragma once
+
+#include <qmp/protocol/message.hpp>
+#include <qmp/protocol/pending_table.hpp>
+
+#include <string>
+#include <system_error>
+
+namespace qmp {
+
+class handshake {
+public:
+    enum class state { awaiting_greeting, awaiting_capabilities, ready, failed };
+
+    /// The id of the negotiation request (inside the reserved prefix).
+    static std::string capabilities_id() { return std::string(id_prefix) + "capabilities"; }
+
+    explicit handshake(bool want_oob = true) : want_oob_(want_oob) {}
+
+    state current() const noexcept { return state_; }
+    bool oob_enabled() const noexcept { return oob_; }
+    const struct greeting& server_greeting() const noexcept { return greeting_; }
+
+    /// Feeds a classified message. While the handshake is not finished:
+    /// a greeting yields the request to send in `to_send`; the reply to it
+    /// finishes the handshake. Returns an error when the server misbehaves
+    /// or refuses; `handled` is false for messages that are not part of the
+    /// handshake (events), which the caller routes as usual.
+    std::error_code on_message(const message& msg, std::string& to_send, bool& handled) {
+        handled = false;
+        to_send.clear();
+        switch (state_) {
+        case state::awaiting_greeting:
+            if (msg.kind == message_kind::event) return {};
+            handled = true;
+            if (msg.kind != message_kind::greeting) return fail(error::unexpected_message);
+            greeting_ = msg.greeting;
+            oob_ = want_oob_ && greeting_.offers("oob");
+            {
+                json req = {{"execute", "qmp_capabilities"}, {"id", capabilities_id()}};
+                if (oob_) req["arguments"] = {{"enable", json::array({"oob"})}};
+                to_send = req.dump();
+            }
+            state_ = state::awaiting_capabilities;
+            return {};
+        case state::awaiting_capabilities:
+            if (msg.kind == message_kind::event) return {};
+            handled = true;
+            if (msg.kind == message_kind::success && msg.id == capabilities_id()) {
+                state_ = state::ready;
+                return {};
+            }
+            if (msg.kind == message_kind::failure) {
+                error_desc_ = msg.error_desc;
+                return fail(error::negotiation_failed);
+            }
+            return fail(error::unexpected_message);
+        case state::ready:
+            if (msg.kind == message_kind::greeting) {
+                handled = true;
+                return fail(error::unexpected_message);
+            }
+            return {};
+        case state::failed: handled = true; return error::unexpected_message;
+        }
+        return {};
+    }
+
+    /// The server's `desc` when negotiation was refused.
+    const std::string& error_desc() const noexcept { return error_desc_; }
+
+private:
+    std::error_code fail(error e) {
+        state_ = state::failed;
+        return e;
+    }
+
+    bool want_oob_;
+    bool oob_ = false;
+    state state_ = state::awaiting_greeting;
+    struct greeting greeting_;
+    std::string error_desc_;
+};
+
+}  // namespace qmp

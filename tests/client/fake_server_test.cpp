@@ -1,0 +1,456 @@
+// The client against an in-process server scripted to misbehave in the ways
+// real QEMU cannot be made to.
+#include "../support/fake_server.hpp"
+
+#include <qmp/client/sync_client.hpp>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/use_future.hpp>
+
+#include <doctest/doctest.h>
+
+#include <future>
+#include <thread>
+
+using namespace std::chrono_literals;
+using qmp_test::fake_server;
+
+namespace {
+
+template <class F>
+auto in_thread(F&& f) {
+    return std::async(std::launch::async, std::forward<F>(f));
+}
+
+qmp::client_options quick(std::chrono::milliseconds cmd_timeout = 5000ms) {
+    qmp::client_options o;
+    o.command_timeout = cmd_timeout;
+    o.greeting_timeout = 5000ms;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("fake: handshake enables oob when offered, replies matched by id out of order" *
+          doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        auto caps = srv.handshake(true);
+        CHECK(caps["arguments"]["enable"] == qmp::json::array({"oob"}));
+        auto a = srv.read_message();
+        auto b = srv.read_message();
+        auto c = srv.read_message();
+        srv.reply(c, "third");
+        srv.reply(a, "first");
+        srv.reply(b, "second");
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    CHECK(cl.oob_enabled());
+    CHECK(cl.server_greeting().version.package == "fake");
+    auto& ac = cl.async_client();
+    auto fa = ac.async_execute("a", nullptr, asio::use_future);
+    auto fb = ac.async_execute("b", nullptr, asio::use_future);
+    auto fc = ac.async_execute("c", nullptr, asio::use_future);
+    CHECK(fa.get() == "first");
+    CHECK(fb.get() == "second");
+    CHECK(fc.get() == "third");
+    script.get();
+}
+
+TEST_CASE("fake: oob can be turned off" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        auto caps = srv.handshake(true);
+        CHECK(!caps.contains("arguments"));
+    });
+    auto o = quick();
+    o.enable_oob = false;
+    qmp::sync_client cl(o);
+    cl.connect(srv.endpoint());
+    CHECK(!cl.oob_enabled());
+    script.get();
+    std::error_code ec;
+    qmp::diagnostics d;
+    qmp::exec_options eo;
+    eo.oob = true;
+    cl.execute("x", nullptr, ec, d, eo);
+    CHECK(ec == qmp::error::oob_not_negotiated);
+}
+
+TEST_CASE("fake: events before the greeting are kept" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.accept();
+        srv.send_event("EARLY", {{"n", 1}});
+        srv.send_greeting();
+        srv.reply(srv.read_message(), qmp::json::object());
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    script.get();
+    auto ev = cl.receive_event(2000ms);
+    CHECK(ev.name == "EARLY");
+    CHECK(ev.data["n"] == 1);
+    CHECK(ev.time.seconds == 1);
+    CHECK(ev.time.microseconds == 2);
+}
+
+TEST_CASE("fake: byte-by-byte delivery of a pretty reply" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        auto req = srv.read_message();
+        qmp::json r = {{"return", {{"deep", {{"x", "a}b\"{"}}}}}, {"id", req["id"]}};
+        srv.send_bytewise(r.dump(4) + "\r\n");
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    auto r = cl.execute("q");
+    CHECK(r["deep"]["x"] == "a}b\"{");
+    script.get();
+}
+
+TEST_CASE("fake: server errors map to codes and keep the desc" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        srv.reply_error(srv.read_message(), "CommandNotFound", "The command nope has not been found");
+        srv.reply_error(srv.read_message(), "SomethingNew", "new class");
+        srv.reply_error(srv.read_message(), "GenericError", "thrown");
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.execute("nope", nullptr, ec, d);
+    CHECK(ec == qmp::server_error::command_not_found);
+    CHECK(d.error_class == "CommandNotFound");
+    CHECK(d.message == "The command nope has not been found");
+    cl.execute("new", nullptr, ec, d);
+    CHECK(ec == qmp::server_error::unknown_class);
+    CHECK(d.error_class == "SomethingNew");
+    try {
+        cl.execute("boom");
+        FAIL("no exception");
+    } catch (const qmp::qmp_error& e) {
+        CHECK(e.code() == qmp::server_error::generic_error);
+        CHECK(std::string(e.what()).find("thrown") != std::string::npos);
+        CHECK(e.diag().error_class == "GenericError");
+    }
+    script.get();
+}
+
+TEST_CASE("fake: unknown id is dropped and counted, the session goes on" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        auto req = srv.read_message();
+        srv.send(R"({"return": 1, "id": "qmp#999999"})" "\r\n");
+        srv.send(R"({"return": 2, "id": {"not": "ours"}})" "\r\n");
+        srv.send(R"({"return": 3})" "\r\n");
+        srv.reply(req, 4);
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    CHECK(cl.execute("x") == 4);
+    CHECK(cl.stats().unknown_ids == 3);
+    CHECK(cl.is_open());
+    script.get();
+}
+
+TEST_CASE("fake: id-less error means out of sync: every pending command fails, client closes" *
+          doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        srv.read_message();
+        srv.read_message();
+        srv.send(R"({"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword 'garbage'"}})"
+                 "\r\n");
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    auto& ac = cl.async_client();
+    std::promise<std::error_code> p1, p2;
+    ac.async_execute("a", nullptr, [&](std::error_code ec, qmp::json) { p1.set_value(ec); });
+    ac.async_execute("b", nullptr, [&](std::error_code ec, qmp::json) { p2.set_value(ec); });
+    CHECK(p1.get_future().get() == qmp::error::out_of_sync);
+    CHECK(p2.get_future().get() == qmp::error::out_of_sync);
+    CHECK(!cl.is_open());
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.execute("c", nullptr, ec, d);
+    CHECK(ec == qmp::error::out_of_sync);  // the close reason is kept
+    script.get();
+}
+
+TEST_CASE("fake: garbage and non-object JSON end the session with a clear error" * doctest::test_suite("fake")) {
+    for (std::string bad : {std::string("garbage\r\n"), std::string("[1, 2, 3]\r\n"), std::string("{\"a\": tru}\r\n"),
+                            std::string("{\"neither\": 1}\r\n")}) {
+        CAPTURE(bad);
+        fake_server srv;
+        auto script = in_thread([&] {
+            srv.handshake();
+            srv.read_message();
+            srv.send(bad);
+        });
+        qmp::sync_client cl(quick());
+        cl.connect(srv.endpoint());
+        std::error_code ec;
+        qmp::diagnostics d;
+        cl.execute("a", nullptr, ec, d);
+        CHECK((ec == qmp::error::malformed_message || ec == qmp::error::unexpected_message));
+        CHECK(!cl.is_open());
+        script.get();
+    }
+}
+
+TEST_CASE("fake: a message over the cap is a distinct error" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        auto req = srv.read_message();
+        srv.reply(req, std::string(10000, 'x'));
+    });
+    auto o = quick();
+    o.limits.max_message_size = 4096;
+    qmp::sync_client cl(o);
+    cl.connect(srv.endpoint());
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.execute("big", nullptr, ec, d);
+    CHECK(ec == qmp::error::message_too_large);
+    CHECK(!cl.is_open());
+    script.get();
+}
+
+TEST_CASE("fake: socket closed in the middle of a message" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        srv.read_message();
+        srv.send(R"({"return": {"half": )");
+        srv.close();
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    auto t0 = std::chrono::steady_clock::now();
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.execute("a", nullptr, ec, d);
+    CHECK(ec == qmp::error::connection_closed);
+    CHECK(std::chrono::steady_clock::now() - t0 < 4s);  // not the 5 s command timeout
+    script.get();
+}
+
+TEST_CASE("fake: 10,000 events to a client that reads none: bounded, marker first" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        std::string burst;
+        for (int i = 0; i < 10000; ++i)
+            burst += R"({"event": "TICK", "data": {"i": )" + std::to_string(i) +
+                     R"(}, "timestamp": {"seconds": 1, "microseconds": 0}})" "\r\n";
+        srv.send(burst);
+        srv.reply(srv.read_message(), "done");  // a command still works after the flood
+    });
+    auto o = quick();
+    o.event_queue_capacity = 100;
+    qmp::sync_client cl(o);
+    cl.connect(srv.endpoint());
+    for (int i = 0; i < 500 && cl.stats().events_received < 10000; ++i) std::this_thread::sleep_for(10ms);
+    CHECK(cl.execute("after") == "done");
+    CHECK(cl.queued_events() == 100);
+    auto st = cl.stats();
+    CHECK(st.events_received == 10000);
+    CHECK(st.events_dropped == 9900);
+    std::error_code ec;
+    auto marker = cl.receive_event(1000ms, ec);
+    CHECK(ec == qmp::error::events_lost);
+    CHECK(marker.lost == 9900);
+    auto first = cl.receive_event(1000ms);
+    CHECK(first.data["i"] == 9900);  // the newest 100 survive, in order
+    for (int i = 9901; i < 10000; ++i) CHECK(cl.receive_event(1000ms).data["i"] == i);
+    cl.receive_event(50ms, ec);
+    CHECK(ec == qmp::error::timeout);
+    script.get();
+}
+
+TEST_CASE("fake: command timeout; the late reply is consumed" * doctest::test_suite("fake")) {
+    fake_server srv;
+    std::promise<void> timed_out;
+    auto script = in_thread([&] {
+        srv.handshake();
+        auto slow = srv.read_message();
+        timed_out.get_future().wait();
+        srv.reply(slow, "late");
+        srv.reply(srv.read_message(), "fresh");
+    });
+    qmp::sync_client cl(quick(100ms));
+    cl.connect(srv.endpoint());
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.execute("slow", nullptr, ec, d);
+    CHECK(ec == qmp::error::timeout);
+    timed_out.set_value();
+    CHECK(cl.execute("next", nullptr, qmp::exec_options{false, 5000ms}) == "fresh");
+    CHECK(cl.stats().late_replies == 1);
+    CHECK(cl.stats().unknown_ids == 0);
+    script.get();
+}
+
+TEST_CASE("fake: per-operation cancellation; late reply consumed" * doctest::test_suite("fake")) {
+    fake_server srv;
+    std::promise<void> cancelled;
+    auto script = in_thread([&] {
+        srv.handshake();
+        auto req = srv.read_message();
+        cancelled.get_future().wait();
+        srv.reply(req, "late");
+        srv.reply(srv.read_message(), "ok");
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    auto& ac = cl.async_client();
+    asio::cancellation_signal sig;
+    std::promise<std::error_code> res;
+    ac.async_execute("hang", nullptr,
+                     asio::bind_cancellation_slot(sig.slot(), [&](std::error_code ec, qmp::json) { res.set_value(ec); }));
+    std::this_thread::sleep_for(50ms);
+    asio::post(ac.get_executor(), [&] { sig.emit(asio::cancellation_type::terminal); });
+    CHECK(res.get_future().get() == asio::error::operation_aborted);
+    cancelled.set_value();
+    CHECK(cl.execute("next") == "ok");
+    CHECK(cl.stats().late_replies == 1);
+    script.get();
+}
+
+TEST_CASE("fake: with oob at most 8 in-band commands reach the server at once" * doctest::test_suite("fake")) {
+    fake_server srv;
+    std::promise<std::size_t> first_batch;
+    auto script = in_thread([&] {
+        srv.handshake(true);
+        std::vector<qmp::json> reqs;
+        for (int i = 0; i < 8; ++i) reqs.push_back(srv.read_message());
+        std::this_thread::sleep_for(200ms);
+        first_batch.set_value(srv.socket().available());  // nothing more was sent
+        for (int i = 0; i < 20; ++i) {
+            srv.reply(reqs.front(), reqs.front()["execute"]);
+            reqs.erase(reqs.begin());
+            if (i + 8 < 20) reqs.push_back(srv.read_message());
+        }
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    auto& ac = cl.async_client();
+    std::vector<std::future<qmp::json>> fs;
+    for (int i = 0; i < 20; ++i) fs.push_back(ac.async_execute("c" + std::to_string(i), nullptr, asio::use_future));
+    CHECK(first_batch.get_future().get() == 0);
+    for (int i = 0; i < 20; ++i) CHECK(fs[i].get() == "c" + std::to_string(i));
+    script.get();
+}
+
+TEST_CASE("fake: exec-oob bypasses the in-band limit" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake(true);
+        auto req = srv.read_message();
+        CHECK(req.contains("exec-oob"));
+        CHECK(!req.contains("execute"));
+        srv.reply(req, "oob");
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    qmp::exec_options eo;
+    eo.oob = true;
+    CHECK(cl.execute("x-oob", nullptr, eo) == "oob");
+    script.get();
+}
+
+TEST_CASE("fake: greeting timeout" * doctest::test_suite("fake")) {
+    fake_server srv;
+    std::promise<void> done;
+    auto script = in_thread([&] {
+        srv.accept();
+        done.get_future().wait();
+    });
+    auto o = quick();
+    o.greeting_timeout = 100ms;
+    qmp::sync_client cl(o);
+    std::error_code ec;
+    cl.connect(srv.endpoint(), ec);
+    CHECK(ec == qmp::error::greeting_timeout);
+    done.set_value();
+    script.get();
+}
+
+TEST_CASE("fake: close() completes every pending operation at once" * doctest::test_suite("fake")) {
+    fake_server srv;
+    std::promise<void> done;
+    auto script = in_thread([&] {
+        srv.handshake();
+        done.get_future().wait();
+    });
+    qmp::sync_client cl(quick(0ms));
+    cl.connect(srv.endpoint());
+    auto& ac = cl.async_client();
+    std::vector<std::future<qmp::json>> fs;
+    for (int i = 0; i < 50; ++i) fs.push_back(ac.async_execute("x", nullptr, asio::use_future));
+    auto ev = ac.async_receive_event(asio::use_future);
+    std::this_thread::sleep_for(20ms);
+    cl.close();
+    for (auto& f : fs) CHECK_THROWS_AS(f.get(), std::system_error);
+    CHECK_THROWS_AS(ev.get(), std::system_error);
+    done.set_value();
+    script.get();
+}
+
+TEST_CASE("fake: the trace hook sees traffic and states" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        srv.reply(srv.read_message(), 1);
+    });
+    std::vector<std::pair<qmp::trace_kind, std::string>> seen;
+    std::mutex m;
+    auto o = quick();
+    o.trace = [&](qmp::trace_kind k, std::string_view t) {
+        std::lock_guard<std::mutex> lk(m);
+        seen.emplace_back(k, std::string(t));
+    };
+    qmp::sync_client cl(o);
+    cl.connect(srv.endpoint());
+    cl.execute("traced");
+    script.get();
+    std::lock_guard<std::mutex> lk(m);
+    bool sent = false, received_greeting = false, ready = false;
+    for (auto& [k, t] : seen) {
+        if (k == qmp::trace_kind::sent && t.find("\"traced\"") != std::string::npos) sent = true;
+        if (k == qmp::trace_kind::received && t.find("\"QMP\"") != std::string::npos) received_greeting = true;
+        if (k == qmp::trace_kind::state && t.rfind("ready", 0) == 0) ready = true;
+    }
+    CHECK(sent);
+    CHECK(received_greeting);
+    CHECK(ready);
+}
+
+TEST_CASE("fake: a closed client reconnects" * doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        srv.close();
+        srv.handshake();
+        srv.reply(srv.read_message(), "again");
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    std::error_code ec;
+    cl.receive_event(2000ms, ec);
+    CHECK(ec == qmp::error::connection_closed);
+    cl.connect(srv.endpoint());
+    CHECK(cl.execute("x") == "again");
+    CHECK(cl.stats().connections == 2);
+    script.get();
+}

@@ -1,0 +1,130 @@
+#include <qmp/protocol/event_queue.hpp>
+#include <qmp/protocol/handshake.hpp>
+#include <qmp/protocol/pending_table.hpp>
+
+#include <doctest/doctest.h>
+
+#include <set>
+
+TEST_CASE("pending_table: ids are unique, reserved, matched only exactly" * doctest::test_suite("protocol")) {
+    qmp::pending_table<int> t;
+    std::set<std::string> ids;
+    for (int i = 0; i < 1000; ++i) {
+        auto id = t.next_id();
+        CHECK(id.rfind(std::string(qmp::id_prefix), 0) == 0);
+        ids.insert(id);
+        t.insert(id, i);
+    }
+    CHECK(ids.size() == 1000);
+    CHECK(t.size() == 1000);
+    auto v = t.take(qmp::json("qmp#500"));
+    REQUIRE(v);
+    CHECK(*v == 499);
+    CHECK(!t.take(qmp::json("qmp#500")));  // taken already
+    CHECK(!t.take(qmp::json(500)));         // any JSON value is accepted, and unknown
+    CHECK(!t.take(qmp::json::object()));
+    CHECK(!t.take(qmp::json(nullptr)));
+    CHECK(t.unknown_ids() == 4);
+    int drained = 0;
+    t.drain([&](int&) { ++drained; });
+    CHECK(drained == 999);
+    CHECK(t.empty());
+}
+
+TEST_CASE("event_queue: bounded, drops the oldest, marker in order" * doctest::test_suite("protocol")) {
+    qmp::event_queue q(3);
+    auto ev = [](int i) {
+        qmp::event e;
+        e.name = "E" + std::to_string(i);
+        return e;
+    };
+    for (int i = 0; i < 10; ++i) q.push(ev(i));
+    CHECK(q.size() == 3);
+    CHECK(q.dropped() == 7);
+    CHECK(q.received() == 10);
+    auto m = q.pop();
+    CHECK(m.lost == 7);
+    CHECK(m.name.empty());
+    CHECK(q.pop().name == "E7");
+    q.push(ev(10));
+    q.push(ev(11));  // E8 E9 E10 fill it; E11 drops E8
+    auto m2 = q.pop();
+    CHECK(m2.lost == 1);
+    CHECK(q.pop().name == "E9");
+    CHECK(q.pop().name == "E10");
+    CHECK(q.pop().name == "E11");
+    CHECK(q.empty());
+}
+
+TEST_CASE("handshake: greeting, negotiation with and without oob" * doctest::test_suite("protocol")) {
+    auto greet = [](bool oob) {
+        qmp::message m;
+        std::string g = std::string(R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": )") +
+                        (oob ? R"(["oob"]}})" : "[]}}");
+        REQUIRE(!qmp::classify(g, m));
+        return m;
+    };
+    for (bool offered : {true, false})
+        for (bool wanted : {true, false}) {
+            CAPTURE(offered);
+            CAPTURE(wanted);
+            qmp::handshake h(wanted);
+            std::string out;
+            bool handled;
+            qmp::message ev;
+            REQUIRE(!qmp::classify(R"({"event": "EARLY", "data": {}})", ev));
+            CHECK(!h.on_message(ev, out, handled));
+            CHECK(!handled);
+            REQUIRE(!h.on_message(greet(offered), out, handled));
+            CHECK(handled);
+            auto req = qmp::json::parse(out);
+            CHECK(req["execute"] == "qmp_capabilities");
+            CHECK(req.contains("arguments") == (offered && wanted));
+            CHECK(h.current() == qmp::handshake::state::awaiting_capabilities);
+            qmp::message rep;
+            REQUIRE(!qmp::classify(R"({"return": {}, "id": ")" + qmp::handshake::capabilities_id() + "\"}", rep));
+            REQUIRE(!h.on_message(rep, out, handled));
+            CHECK(h.current() == qmp::handshake::state::ready);
+            CHECK(h.oob_enabled() == (offered && wanted));
+        }
+}
+
+TEST_CASE("handshake: refusal and wrong first message" * doctest::test_suite("protocol")) {
+    qmp::handshake h;
+    std::string out;
+    bool handled;
+    qmp::message m;
+    REQUIRE(!qmp::classify(R"({"return": {}, "id": 1})", m));
+    CHECK(h.on_message(m, out, handled) == qmp::error::unexpected_message);
+    CHECK(h.current() == qmp::handshake::state::failed);
+
+    qmp::handshake h2;
+    REQUIRE(!qmp::classify(R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}})", m));
+    REQUIRE(!h2.on_message(m, out, handled));
+    REQUIRE(!qmp::classify(R"({"error": {"class": "GenericError", "desc": "no"}, "id": "qmp#capabilities"})", m));
+    CHECK(h2.on_message(m, out, handled) == qmp::error::negotiation_failed);
+    CHECK(h2.error_desc() == "no");
+}
+
+TEST_CASE("errors: every code has a message and its category" * doctest::test_suite("protocol")) {
+    for (int i = static_cast<int>(qmp::error::not_connected); i <= static_cast<int>(qmp::error::invalid_argument); ++i) {
+        std::error_code ec = static_cast<qmp::error>(i);
+        CHECK(ec.category().name() == std::string("qmp.client"));
+        CHECK(ec.message().find("unknown") == std::string::npos);
+        CHECK(!ec.message().empty());
+    }
+    for (int i = 1; i <= static_cast<int>(qmp::server_error::unknown_class); ++i) {
+        std::error_code ec = static_cast<qmp::server_error>(i);
+        CHECK(ec.category().name() == std::string("qmp.server"));
+        CHECK(!ec.message().empty());
+    }
+    CHECK(qmp::server_error_from_class("GenericError") == qmp::server_error::generic_error);
+    CHECK(qmp::server_error_from_class("CommandNotFound") == qmp::server_error::command_not_found);
+    CHECK(qmp::server_error_from_class("DeviceNotActive") == qmp::server_error::device_not_active);
+    CHECK(qmp::server_error_from_class("DeviceNotFound") == qmp::server_error::device_not_found);
+    CHECK(qmp::server_error_from_class("KVMMissingCap") == qmp::server_error::kvm_missing_cap);
+    CHECK(qmp::server_error_from_class("Whatever") == qmp::server_error::unknown_class);
+    qmp::qmp_error ex(qmp::server_error::generic_error, qmp::diagnostics{"GenericError", "Device 'x' not found"});
+    CHECK(std::string(ex.what()).find("Device 'x' not found") != std::string::npos);
+    CHECK(ex.code() == qmp::server_error::generic_error);
+}

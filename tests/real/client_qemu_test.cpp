@@ -1,0 +1,220 @@
+// The protocol and client layers against real QEMU 7.2 and 10.0.
+#include "../support/qemu.hpp"
+
+#include <qmp/client/sync_client.hpp>
+
+#include <asio/use_future.hpp>
+
+#include <doctest/doctest.h>
+
+using namespace std::chrono_literals;
+using namespace qmp_test;
+
+namespace {
+
+asio::local::stream_protocol::endpoint ep(const qemu_instance& q) {
+    return asio::local::stream_protocol::endpoint(q.qmp_path());
+}
+
+// A 3-deep chain in a storage daemon with an NBD export of the top.
+struct chain_daemon {
+    temp_dir dir;
+    std::vector<std::string> files;
+    std::unique_ptr<qemu_instance> q;
+
+    explicit chain_daemon(const qemu_build& b, bool pretty = false) {
+        files = make_chain(b, dir, "vda", 3);
+        qemu_config cfg;
+        cfg.pretty = pretty;
+        cfg.blockdevs = chain_blockdevs(files, "vda");
+        cfg.nbd_export_node = "vda-2-fmt";
+        q = std::make_unique<qemu_instance>(b, dir, cfg);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("qemu: greeting, version and oob on the storage daemon and the system emulator" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        for (auto kind : {qemu_kind::storage_daemon, qemu_kind::system}) {
+            CAPTURE(b.label);
+            CAPTURE(static_cast<int>(kind));
+            temp_dir dir;
+            qemu_config cfg;
+            cfg.kind = kind;
+            qemu_instance q(b, dir, cfg);
+            INFO(q.log());
+            qmp::sync_client cl;
+            cl.connect(ep(q));
+            auto g = cl.server_greeting();
+            CHECK(std::to_string(g.version.qemu.major) + "." + std::to_string(g.version.qemu.minor) == b.label);
+            CHECK(g.offers("oob"));
+            CHECK(cl.oob_enabled());
+            auto v = cl.execute(qmp::query_version{});
+            CHECK(v.qemu.major == g.version.qemu.major);
+            CHECK(v.package == g.version.package);
+            CHECK(!v.package.empty());
+        }
+    }
+}
+
+TEST_CASE("qemu: 1,000 commands in flight at once, every reply matched" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        for (bool oob : {true, false}) {
+            CAPTURE(b.label);
+            CAPTURE(oob);
+            chain_daemon d(b);
+            INFO(d.q->log());
+            qmp::client_options o;
+            o.enable_oob = oob;
+            qmp::sync_client cl(o);
+            cl.connect(ep(*d.q));
+            auto& ac = cl.async_client();
+            // Alternate two commands with different answers so a mismatch shows.
+            std::vector<std::future<qmp::json>> fs;
+            for (int i = 0; i < 1000; ++i) {
+                if (i % 2)
+                    fs.push_back(ac.async_execute("query-version", nullptr, asio::use_future));
+                else
+                    fs.push_back(ac.async_execute("query-named-block-nodes", {{"flat", true}}, asio::use_future));
+            }
+            for (int i = 0; i < 1000; ++i) {
+                auto r = fs[i].get();
+                if (i % 2)
+                    CHECK(r.contains("qemu"));
+                else
+                    CHECK((r.is_array() && r.size() == 6));
+            }
+            auto st = cl.stats();
+            CHECK(st.unknown_ids == 0);
+            CHECK(st.commands_sent == 1000);
+        }
+    }
+}
+
+TEST_CASE("qemu: CommandNotFound and GenericError are mapped with QEMU's text" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        chain_daemon d(b);
+        INFO(d.q->log());
+        qmp::sync_client cl;
+        cl.connect(ep(*d.q));
+        std::error_code ec;
+        qmp::diagnostics diag;
+        cl.execute("no-such-command", nullptr, ec, diag);
+        CHECK(ec == qmp::server_error::command_not_found);
+        CHECK(diag.error_class == "CommandNotFound");
+        CHECK(diag.message.find("no-such-command") != std::string::npos);
+
+        cl.execute("block-set-write-threshold", {{"node-name", "nope"}, {"write-threshold", 1}}, ec, diag);
+        CHECK(ec == qmp::server_error::generic_error);
+        CHECK(diag.message.find("nope") != std::string::npos);
+
+        cl.execute("block-set-write-threshold", {{"node-name", "vda-2-fmt"}, {"write-threshold", "x"}}, ec, diag);
+        CHECK(ec == qmp::server_error::generic_error);
+
+        // A second negotiation is refused by QEMU as CommandNotFound.
+        cl.execute(qmp::qmp_capabilities{}, ec, diag);
+        CHECK(ec == qmp::server_error::command_not_found);
+        CHECK(cl.is_open());
+    }
+}
+
+TEST_CASE("qemu: a pretty=on monitor" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        chain_daemon d(b, /*pretty=*/true);
+        INFO(d.q->log());
+        std::vector<std::string> received;
+        std::mutex m;
+        qmp::client_options o;
+        o.trace = [&](qmp::trace_kind k, std::string_view t) {
+            std::lock_guard<std::mutex> lk(m);
+            if (k == qmp::trace_kind::received) received.emplace_back(t);
+        };
+        qmp::sync_client cl(o);
+        cl.connect(ep(*d.q));
+        auto nodes = cl.execute("query-named-block-nodes", {{"flat", true}});
+        CHECK(nodes.size() == 6);
+        std::lock_guard<std::mutex> lk(m);
+        REQUIRE(!received.empty());
+        CHECK(received.back().find("\n") != std::string::npos);  // really multi-line
+    }
+}
+
+TEST_CASE("qemu: BLOCK_WRITE_THRESHOLD on the qcow2 node and its file node after an NBD write" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        chain_daemon d(b);
+        INFO(d.q->log());
+        qmp::sync_client cl;
+        cl.connect(ep(*d.q));
+        cl.execute("block-set-write-threshold", {{"node-name", "vda-2-fmt"}, {"write-threshold", 1048576}});
+        cl.execute("block-set-write-threshold", {{"node-name", "vda-2-file"}, {"write-threshold", 1048576}});
+        std::string out;
+        REQUIRE(d.q->nbd_write(0, 3 * 1048576, &out) == 0);
+        std::map<std::string, qmp::json> got;
+        while (got.size() < 2) {
+            auto ev = cl.receive_event(10s);
+            if (ev.name == "BLOCK_WRITE_THRESHOLD") got[ev.data["node-name"].get<std::string>()] = ev.data;
+        }
+        CHECK(got["vda-2-fmt"]["write-threshold"] == 1048576);
+        CHECK(got["vda-2-fmt"]["amount-exceeded"] == 2 * 1048576);  // guest offsets: 3 MiB - 1 MiB
+        CHECK(got["vda-2-file"]["write-threshold"] == 1048576);
+        CHECK(got["vda-2-file"]["amount-exceeded"].get<std::uint64_t>() > 2 * 1048576u);  // host offsets + metadata
+        // One shot: both read 0 now.
+        for (const auto& n : cl.execute("query-named-block-nodes", {{"flat", true}}))
+            CHECK(n["write_threshold"] == 0);
+    }
+}
+
+TEST_CASE("qemu: SIGKILL with commands pending: all fail promptly" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        chain_daemon d(b);
+        qmp::sync_client cl;
+        cl.connect(ep(*d.q));
+        d.q->process().signal(SIGSTOP);  // nothing gets answered from here on
+        auto& ac = cl.async_client();
+        std::vector<std::future<qmp::json>> fs;
+        for (int i = 0; i < 100; ++i) fs.push_back(ac.async_execute("query-version", nullptr, asio::use_future));
+        std::this_thread::sleep_for(50ms);
+        auto t0 = std::chrono::steady_clock::now();
+        d.q->process().kill_now();
+        int failed = 0;
+        for (auto& f : fs) {
+            try {
+                f.get();
+            } catch (const std::system_error& e) {
+                CHECK(e.code() == qmp::error::connection_closed);
+                ++failed;
+            }
+        }
+        CHECK(failed == 100);
+        CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // far below the 30 s command timeout
+        CHECK(!cl.is_open());
+    }
+}
+
+TEST_CASE("qemu: SIGSTOP: the command timeout fires" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        chain_daemon d(b);
+        qmp::client_options o;
+        o.command_timeout = 300ms;
+        qmp::sync_client cl(o);
+        cl.connect(ep(*d.q));
+        d.q->process().signal(SIGSTOP);
+        std::error_code ec;
+        qmp::diagnostics diag;
+        cl.execute("query-version", nullptr, ec, diag);
+        CHECK(ec == qmp::error::timeout);
+        d.q->process().signal(SIGCONT);
+        // The late reply is consumed; the session still works.
+        auto v = cl.execute(qmp::query_version{});
+        CHECK(v.qemu.major >= 7);
+        CHECK(cl.stats().late_replies == 1);
+    }
+}

@@ -1,0 +1,102 @@
+// Test support: an in-process QMP server on a unix socket, scripted with
+// blocking calls from a test thread, for what real QEMU will not send
+// (garbage, unknown ids, id-less errors, oversize messages, floods).
+#pragma once
+
+#include "process.hpp"
+
+#include <qmp/protocol/framer.hpp>
+#include <qmp/protocol/message.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+
+#include <string>
+
+#include <poll.h>
+
+namespace qmp_test {
+
+class fake_server {
+public:
+    fake_server() : path_(dir_.file("fake.qmp")), acceptor_(ctx_, asio::local::stream_protocol::endpoint(path_)) {}
+
+    asio::local::stream_protocol::endpoint endpoint() const { return asio::local::stream_protocol::endpoint(path_); }
+    const std::string& path() const { return path_; }
+
+    void accept() {
+        sock_ = asio::local::stream_protocol::socket(ctx_);
+        acceptor_.accept(sock_);
+        framer_.reset();
+    }
+
+    void send(std::string_view bytes) { asio::write(sock_, asio::buffer(bytes.data(), bytes.size())); }
+
+    /// Sends one byte per write.
+    void send_bytewise(std::string_view bytes) {
+        for (char c : bytes) asio::write(sock_, asio::buffer(&c, 1));
+    }
+
+    /// Reads one complete message sent by the client.
+    qmp::json read_message() {
+        for (;;) {
+            std::string_view text;
+            std::error_code ec;
+            if (framer_.next(text, ec) == qmp::framer::status::message) return qmp::json::parse(text);
+            // Bounded: a test whose client went away fails instead of hanging.
+            pollfd pfd{sock_.native_handle(), POLLIN, 0};
+            if (::poll(&pfd, 1, 10000) <= 0) throw std::runtime_error("fake server: no message within 10 s");
+            char buf[4096];
+            std::size_t n = sock_.read_some(asio::buffer(buf));
+            framer_.feed(buf, n);
+        }
+    }
+
+    void send_greeting(bool oob = true) {
+        send(std::string(R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "fake"}, )") +
+             (oob ? R"("capabilities": ["oob"]}})" : R"("capabilities": []}})") + "\r\n");
+    }
+
+    /// Accepts, greets and answers qmp_capabilities. Returns that request.
+    qmp::json handshake(bool oob = true) {
+        accept();
+        send_greeting(oob);
+        qmp::json req = read_message();
+        reply(req, qmp::json::object());
+        return req;
+    }
+
+    void reply(const qmp::json& req, const qmp::json& ret) {
+        qmp::json r = {{"return", ret}, {"id", req.at("id")}};
+        send(r.dump() + "\r\n");
+    }
+
+    void reply_error(const qmp::json& req, const std::string& cls, const std::string& desc) {
+        qmp::json r = {{"error", {{"class", cls}, {"desc", desc}}}, {"id", req.at("id")}};
+        send(r.dump() + "\r\n");
+    }
+
+    void send_event(const std::string& name, const qmp::json& data = qmp::json::object()) {
+        qmp::json e = {{"event", name}, {"data", data}, {"timestamp", {{"seconds", 1}, {"microseconds", 2}}}};
+        send(e.dump() + "\r\n");
+    }
+
+    void close() {
+        std::error_code ec;
+        sock_.close(ec);
+    }
+
+    asio::local::stream_protocol::socket& socket() { return sock_; }
+
+private:
+    temp_dir dir_;
+    std::string path_;
+    asio::io_context ctx_;
+    asio::local::stream_protocol::acceptor acceptor_;
+    asio::local::stream_protocol::socket sock_{ctx_};
+    qmp::framer framer_;
+};
+
+}  // namespace qmp_test

@@ -1,0 +1,195 @@
+// Test support: temporary directories, child processes started and stopped
+// by PID, and commands run to completion. POSIX only, like QEMU's sockets.
+#pragma once
+
+#include <chrono>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace qmp_test {
+
+namespace fs = std::filesystem;
+
+/// A fresh directory under $TMPDIR, removed with everything in it.
+class temp_dir {
+public:
+    temp_dir() {
+        std::string tmpl = (fs::temp_directory_path() / "qmp-test-XXXXXX").string();
+        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        path_ = tmpl;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    const fs::path& path() const noexcept { return path_; }
+    std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+private:
+    fs::path path_;
+};
+
+inline std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+/// Runs argv to completion; returns the exit status, output in `out`
+/// (stdout and stderr together).
+inline int run(const std::vector<std::string>& argv, std::string* out = nullptr) {
+    char tmpl[] = "/tmp/qmp-run-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd);
+    if (rc != 0) {
+        unlink(tmpl);
+        throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (out) *out = read_file(tmpl);
+    unlink(tmpl);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/// Like run(), but throws with the output when the command fails.
+inline std::string run_checked(const std::vector<std::string>& argv) {
+    std::string out;
+    int rc = run(argv, &out);
+    if (rc != 0) {
+        std::string cmd;
+        for (auto& a : argv) cmd += a + " ";
+        throw std::runtime_error("command failed (" + std::to_string(rc) + "): " + cmd + "\n" + out);
+    }
+    return out;
+}
+
+/// True once something accepts connections on the unix socket `path`.
+inline bool socket_accepts(const std::string& path) {
+    int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    if (s < 0) return false;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    bool ok = ::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    ::close(s);
+    return ok;
+}
+
+/// A child process we started; stopped by PID (SIGTERM, then SIGKILL).
+class child_process {
+public:
+    child_process() = default;
+    child_process(const std::vector<std::string>& argv, const std::string& log_path) { start(argv, log_path); }
+    ~child_process() { stop(); }
+    child_process(const child_process&) = delete;
+    child_process& operator=(const child_process&) = delete;
+
+    void start(const std::vector<std::string>& argv, const std::string& log_path) {
+        log_ = log_path;
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        posix_spawn_file_actions_adddup2(&fa, 1, 2);
+        std::vector<char*> args;
+        for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        int rc = posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (rc != 0) {
+            pid_ = -1;
+            throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+        }
+    }
+
+    pid_t pid() const noexcept { return pid_; }
+
+    /// True while the child has not exited (reaps it when it has).
+    bool running() {
+        if (pid_ <= 0) return false;
+        int status;
+        pid_t r = waitpid(pid_, &status, WNOHANG);
+        if (r == pid_) {
+            pid_ = -1;
+            exit_status_ = status;
+            return false;
+        }
+        return true;
+    }
+
+    void signal(int sig) {
+        if (pid_ > 0) ::kill(pid_, sig);
+    }
+
+    /// Stops the child: SIGTERM, up to 3 s, then SIGKILL. Idempotent.
+    void stop() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGCONT);  // a SIGSTOPped child must be able to act on SIGTERM
+        ::kill(pid_, SIGTERM);
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+        while (running()) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                ::kill(pid_, SIGKILL);
+                int status;
+                waitpid(pid_, &status, 0);
+                pid_ = -1;
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+
+    /// Kills with SIGKILL and reaps.
+    void kill_now() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        int status;
+        waitpid(pid_, &status, 0);
+        pid_ = -1;
+    }
+
+    std::string log() const { return log_.empty() ? std::string() : read_file(log_); }
+
+private:
+    pid_t pid_ = -1;
+    int exit_status_ = 0;
+    std::string log_;
+};
+
+}  // namespace qmp_test

@@ -1,0 +1,129 @@
+// Test support: the real QEMUs under test (Debian's 7.2 and the 10.0 the
+// set-up script unpacks), qcow2 chains made with qemu-img, and a QEMU
+// process (storage daemon or paused system emulator) started in a temporary
+// directory and stopped by PID. INFO(q.log()) in a test shows QEMU's stderr
+// when an assertion fails.
+#pragma once
+
+#include "process.hpp"
+
+#include <string>
+#include <vector>
+
+#ifndef QMP_TEST_QEMU10_PREFIX
+#define QMP_TEST_QEMU10_PREFIX ""
+#endif
+
+namespace qmp_test {
+
+struct qemu_build {
+    std::string label;   // "7.2", "10.0"
+    std::string bindir;  // where qemu-img, qemu-io, qemu-storage-daemon, qemu-system-x86_64 are
+
+    std::string tool(const std::string& name) const { return bindir + "/" + name; }
+};
+
+/// Both QEMUs. A missing one is an error, not a skip: the set-up script
+/// installs them.
+inline std::vector<qemu_build> qemu_builds() {
+    std::vector<qemu_build> v{{"7.2", "/usr/bin"}, {"10.0", std::string(QMP_TEST_QEMU10_PREFIX) + "/usr/bin"}};
+    for (auto& b : v)
+        if (access(b.tool("qemu-storage-daemon").c_str(), X_OK) != 0)
+            throw std::runtime_error("QEMU " + b.label + " not found in " + b.bindir + " (run scripts/setup.sh)");
+    return v;
+}
+
+/// Creates `depth` qcow2 images `<stem>-0.qcow2` (base) .. `<stem>-<depth-1>`
+/// (top), each backed by the previous. Returns the paths, base first.
+inline std::vector<std::string> make_chain(const qemu_build& b, const temp_dir& dir, const std::string& stem,
+                                           int depth, const std::string& size = "64M") {
+    std::vector<std::string> files;
+    for (int i = 0; i < depth; ++i) {
+        std::string f = dir.file(stem + "-" + std::to_string(i) + ".qcow2");
+        if (i == 0)
+            run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", f, size});
+        else
+            run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", "-b", files.back(), "-F", "qcow2", f});
+        files.push_back(f);
+    }
+    return files;
+}
+
+/// `--blockdev`/`-blockdev` values for a chain made by make_chain: nodes
+/// `<stem>-<i>-file` and `<stem>-<i>-fmt`; the top format node is
+/// `<stem>-<depth-1>-fmt`.
+inline std::vector<std::string> chain_blockdevs(const std::vector<std::string>& files, const std::string& stem) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < files.size(); ++i) {
+        std::string n = stem + "-" + std::to_string(i);
+        out.push_back("{\"driver\":\"file\",\"node-name\":\"" + n + "-file\",\"filename\":\"" + files[i] + "\"}");
+        std::string fmt = "{\"driver\":\"qcow2\",\"node-name\":\"" + n + "-fmt\",\"file\":\"" + n + "-file\"";
+        if (i > 0) fmt += ",\"backing\":\"" + stem + "-" + std::to_string(i - 1) + "-fmt\"";
+        out.push_back(fmt + "}");
+    }
+    return out;
+}
+
+enum class qemu_kind { storage_daemon, system };
+
+struct qemu_config {
+    qemu_kind kind = qemu_kind::storage_daemon;
+    bool pretty = false;
+    std::vector<std::string> blockdevs;  // JSON blockdev definitions
+    std::string nbd_export_node;         // storage daemon: export this node as "vda"
+    std::vector<std::string> extra;      // appended to the command line
+};
+
+/// One QEMU process with a QMP socket (and an NBD socket when asked).
+class qemu_instance {
+public:
+    qemu_instance(const qemu_build& b, const temp_dir& dir, const qemu_config& cfg, const std::string& name = "qemu")
+        : build_(b), qmp_path_(dir.file(name + ".qmp")), nbd_path_(dir.file(name + ".nbd")) {
+        std::vector<std::string> argv;
+        std::string mon_opts = cfg.pretty ? ",pretty=on" : "";
+        if (cfg.kind == qemu_kind::storage_daemon) {
+            argv = {b.tool("qemu-storage-daemon"), "--chardev",
+                    "socket,path=" + qmp_path_ + ",server=on,wait=off,id=c0", "--monitor", "chardev=c0" + mon_opts};
+            for (auto& bd : cfg.blockdevs) argv.insert(argv.end(), {"--blockdev", bd});
+            if (!cfg.nbd_export_node.empty())
+                argv.insert(argv.end(),
+                            {"--nbd-server", "addr.type=unix,addr.path=" + nbd_path_, "--export",
+                             "nbd,id=e0,node-name=" + cfg.nbd_export_node + ",writable=on,name=vda"});
+        } else {
+            argv = {b.tool("qemu-system-x86_64"), "-M", "q35,accel=tcg", "-S", "-nodefaults", "-display", "none",
+                    "-chardev", "socket,path=" + qmp_path_ + ",server=on,wait=off,id=c0", "-mon",
+                    "chardev=c0,mode=control" + mon_opts};
+            for (auto& bd : cfg.blockdevs) argv.insert(argv.end(), {"-blockdev", bd});
+        }
+        argv.insert(argv.end(), cfg.extra.begin(), cfg.extra.end());
+        proc_.start(argv, dir.file(name + ".log"));
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        while (!socket_accepts(qmp_path_)) {
+            if (!proc_.running()) throw std::runtime_error("QEMU " + b.label + " exited at start:\n" + proc_.log());
+            if (std::chrono::steady_clock::now() > deadline)
+                throw std::runtime_error("QEMU " + b.label + " QMP socket did not appear:\n" + proc_.log());
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    }
+
+    const std::string& qmp_path() const noexcept { return qmp_path_; }
+    const std::string& nbd_path() const noexcept { return nbd_path_; }
+    child_process& process() noexcept { return proc_; }
+    std::string log() const { return proc_.log(); }
+    const qemu_build& build() const noexcept { return build_; }
+
+    /// Writes `len` bytes of 0xab at `offset` through the NBD export.
+    int nbd_write(std::uint64_t offset, std::uint64_t len, std::string* out = nullptr) const {
+        return run({build_.tool("qemu-io"), "-f", "raw", "nbd+unix:///vda?socket=" + nbd_path_, "-c",
+                    "write -P 0xab " + std::to_string(offset) + " " + std::to_string(len)},
+                   out);
+    }
+
+private:
+    qemu_build build_;
+    std::string qmp_path_;
+    std::string nbd_path_;
+    child_process proc_;
+};
+
+}  // namespace qmp_test
