@@ -1,5 +1,5 @@
 // The protocol and client layers against real QEMU 7.2 and 10.0.
-#include "../support/qemu.hpp"
+#include <support/qemu.hpp>
 
 #include <qmp/client/sync_client.hpp>
 
@@ -8,7 +8,7 @@
 #include <doctest/doctest.h>
 
 using namespace std::chrono_literals;
-using namespace qmp_test;
+using namespace qmp_support;
 
 namespace {
 

@@ -3,7 +3,7 @@
 // (garbage, unknown ids, id-less errors, oversize messages, floods).
 #pragma once
 
-#include "process.hpp"
+#include <support/process.hpp>
 
 #include <qmp/protocol/framer.hpp>
 #include <qmp/protocol/message.hpp>
@@ -18,6 +18,7 @@
 #include <poll.h>
 
 namespace qmp_test {
+using namespace qmp_support;
 
 class fake_server {
 public:

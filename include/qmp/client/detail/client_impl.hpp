@@ -144,6 +144,14 @@ public:
         trace(trace_kind::state, phase == conn_state::connecting ? "connecting" : "handshaking");
     }
 
+    /// The transport connection could not be made.
+    void connect_failed(std::error_code ec) {
+        state = conn_state::closed;
+        close_reason = ec;
+        watchdog_.cancel();
+        trace(trace_kind::state, "connect failed");
+    }
+
     /// The stream is connected: read the greeting and negotiate. `w` is
     /// finished when the session is ready or failed.
     void begin_handshake(waiter_ptr w) {

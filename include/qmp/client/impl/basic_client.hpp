@@ -43,8 +43,7 @@ struct connect_op {
             if (im->state != conn_state::connecting) return self.complete(im->close_reason);
             if (ec) {
                 if (im->connect_timed_out) ec = error::connect_timeout;
-                im->state = conn_state::closed;
-                im->close_reason = ec;
+                im->connect_failed(ec);
                 return self.complete(ec);
             }
             return wait_handshake(self);

@@ -1,4 +1,4 @@
-// Test support: temporary directories, child processes started and stopped
+// Support for the examples, benchmarks and tests: temporary directories, child processes started and stopped
 // by PID, and commands run to completion. POSIX only, like QEMU's sockets.
 #pragma once
 
@@ -25,7 +25,7 @@
 
 extern char** environ;
 
-namespace qmp_test {
+namespace qmp_support {
 
 namespace fs = std::filesystem;
 
@@ -192,4 +192,4 @@ private:
     std::string log_;
 };
 
-}  // namespace qmp_test
+}  // namespace qmp_support

@@ -1,4 +1,4 @@
-// Test support: the real QEMUs under test (Debian's 7.2 and the 10.0 the
+// Support for the examples, benchmarks and tests: the real QEMUs under test (Debian's 7.2 and the 10.0 the
 // set-up script unpacks), qcow2 chains made with qemu-img, and a QEMU
 // process (storage daemon or paused system emulator) started in a temporary
 // directory and stopped by PID. INFO(q.log()) in a test shows QEMU's stderr
@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#ifndef QMP_TEST_QEMU10_PREFIX
-#define QMP_TEST_QEMU10_PREFIX ""
+#ifndef QMP_QEMU10_PREFIX
+#define QMP_QEMU10_PREFIX ""
 #endif
 
-namespace qmp_test {
+namespace qmp_support {
 
 struct qemu_build {
     std::string label;   // "7.2", "10.0"
@@ -26,7 +26,7 @@ struct qemu_build {
 /// Both QEMUs. A missing one is an error, not a skip: the set-up script
 /// installs them.
 inline std::vector<qemu_build> qemu_builds() {
-    std::vector<qemu_build> v{{"7.2", "/usr/bin"}, {"10.0", std::string(QMP_TEST_QEMU10_PREFIX) + "/usr/bin"}};
+    std::vector<qemu_build> v{{"7.2", "/usr/bin"}, {"10.0", std::string(QMP_QEMU10_PREFIX) + "/usr/bin"}};
     for (auto& b : v)
         if (access(b.tool("qemu-storage-daemon").c_str(), X_OK) != 0)
             throw std::runtime_error("QEMU " + b.label + " not found in " + b.bindir + " (run scripts/setup.sh)");
@@ -126,4 +126,4 @@ private:
     child_process proc_;
 };
 
-}  // namespace qmp_test
+}  // namespace qmp_support
