@@ -103,7 +103,7 @@ inline void from_json(const json& j, version_info& v) {
 struct qmp_capabilities {
     static constexpr std::string_view name = "qmp_capabilities";
     using result_type = empty_result;
-    std::vector<std::string> enable;
+    std::vector<std::string> enable{};
 };
 
 inline void to_json(json& j, const qmp_capabilities& c) {

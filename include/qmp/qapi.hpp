@@ -1,0 +1,7 @@
+// The typed block API: commands, results and events.
+#pragma once
+
+#include <qmp/qapi/block_query.hpp>
+#include <qmp/qapi/blockdev.hpp>
+#include <qmp/qapi/events.hpp>
+#include <qmp/qapi/schema.hpp>

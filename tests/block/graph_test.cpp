@@ -1,0 +1,292 @@
+// Block graphs built from real QEMU 7.2 and 10.0: edges and roles, backends,
+// filters (user-added and the implicit ones of running jobs), the fallback
+// source, and drivers learned once.
+#include <support/qemu.hpp>
+
+#include <qmp/block/graph_query.hpp>
+#include <qmp/client/sync_client.hpp>
+#include <qmp/qapi.hpp>
+
+#include <doctest/doctest.h>
+
+using namespace std::chrono_literals;
+using namespace qmp_support;
+
+namespace {
+
+bool has_edge(const qmp::block_graph& g, const std::string& parent, const std::string& child, qmp::edge_role role) {
+    for (const auto& e : g.edges)
+        if (g.nodes[e.parent].name == parent && g.nodes[e.child].name == child && e.role == role) return true;
+    return false;
+}
+
+std::size_t idx(const qmp::block_graph& g, const std::string& name) {
+    auto i = g.index_of(name);
+    REQUIRE_MESSAGE(i.has_value(), "node " << name << " missing");
+    return *i;
+}
+
+const qmp::graph_backend* backend_with_root(const qmp::block_graph& g, const std::string& root) {
+    for (const auto& b : g.backends)
+        if (b.root_node == root) return &b;
+    return nullptr;
+}
+
+// Walks backing links from `start`, skipping filters; returns the names.
+std::vector<std::string> walk(const qmp::block_graph& g, std::size_t start) {
+    std::vector<std::string> out;
+    std::optional<std::size_t> cur = g.skip_filters(start);
+    while (cur) {
+        out.push_back(g.nodes[*cur].name);
+        auto next = g.child(*cur, qmp::edge_role::backing);
+        if (!next) break;
+        cur = g.skip_filters(*next);
+    }
+    return out;
+}
+
+struct vm {
+    temp_dir dir;
+    std::unique_ptr<qemu_instance> q;
+    qmp::sync_client cl;
+    vm(const qemu_build& b, const qemu_config& cfg) {
+        q = std::make_unique<qemu_instance>(b, dir, cfg);
+        cl.connect(asio::local::stream_protocol::endpoint(q->qmp_path()));
+    }
+};
+
+qemu_config system_with(std::vector<std::string> blockdevs, std::vector<std::string> extra) {
+    qemu_config cfg;
+    cfg.kind = qemu_kind::system;
+    cfg.blockdevs = std::move(blockdevs);
+    cfg.extra = std::move(extra);
+    return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("graph: a 3-deep chain in the storage daemon" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir dir;
+        auto files = make_chain(b, dir, "vda", 3);
+        qemu_config cfg;
+        cfg.blockdevs = chain_blockdevs(files, "vda");
+        cfg.nbd_export_node = "vda-2-fmt";
+        qemu_instance q(b, dir, cfg);
+        qmp::sync_client cl;
+        cl.connect(asio::local::stream_protocol::endpoint(q.qmp_path()));
+        auto g = qmp::query_block_graph(cl);
+        CHECK(g.source == qmp::graph_source::debug_graph);
+        CHECK(!g.has_details);
+        for (int i = 0; i < 3; ++i) {
+            std::string n = "vda-" + std::to_string(i);
+            CHECK(has_edge(g, n + "-fmt", n + "-file", qmp::edge_role::file));
+            if (i > 0) CHECK(has_edge(g, n + "-fmt", "vda-" + std::to_string(i - 1) + "-fmt", qmp::edge_role::backing));
+            CHECK(!g.is_filter(idx(g, n + "-fmt")));
+            CHECK(g.nodes[idx(g, n + "-file")].driver == std::optional<std::string>("file"));  // from blockstats
+            CHECK(g.nodes[idx(g, n + "-fmt")].wr_highest_offset == std::optional<std::uint64_t>(0));
+        }
+        CHECK(g.edges.size() == 6);  // 3 file + 2 backing + the export's root
+        auto* be = backend_with_root(g, "vda-2-fmt");
+        REQUIRE(be);
+        CHECK(be->device.empty());
+        CHECK(walk(g, idx(g, "vda-2-fmt")) == std::vector<std::string>{"vda-2-fmt", "vda-1-fmt", "vda-0-fmt"});
+
+        // The high-water mark moves with writes, on both layers.
+        REQUIRE(q.nbd_write(0, 1 << 20) == 0);
+        g = qmp::query_block_graph(cl);
+        CHECK(g.nodes[idx(g, "vda-2-fmt")].wr_highest_offset == std::optional<std::uint64_t>(1 << 20));
+        CHECK(*g.nodes[idx(g, "vda-2-file")].wr_highest_offset > 1u << 20);
+
+        // Details on request.
+        g = qmp::query_block_graph(cl, qmp::graph_query_options{true});
+        CHECK(g.has_details);
+        const auto& top = g.nodes[idx(g, "vda-2-fmt")];
+        REQUIRE(top.details);
+        CHECK(top.driver == std::optional<std::string>("qcow2"));
+        CHECK(top.details->filename == files[2]);
+        CHECK(top.details->virtual_size == 64 << 20);
+        CHECK(top.details->write_threshold == 0);
+    }
+}
+
+TEST_CASE("graph: a 64-deep chain" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir dir;
+        auto files = make_chain(b, dir, "vda", 64, "16M");
+        vm v(b, system_with(chain_blockdevs(files, "vda"), {"-device", "virtio-blk-pci,drive=vda-63-fmt,id=virtio-disk0"}));
+        qmp::driver_cache cache;
+        auto g = qmp::query_block_graph(v.cl, {}, &cache);
+        CHECK(g.nodes.size() == 129);  // 128 nodes and the backend
+        CHECK(cache.refreshes == 1);
+        auto chain = walk(g, idx(g, "vda-63-fmt"));
+        REQUIRE(chain.size() == 64);
+        CHECK(chain.front() == "vda-63-fmt");
+        CHECK(chain.back() == "vda-0-fmt");
+        auto* be = backend_with_root(g, "vda-63-fmt");
+        REQUIRE(be);
+        CHECK(be->qdev == "/machine/peripheral/virtio-disk0/virtio-backend");
+        // The drivers are known now; a second snapshot does not ask again.
+        g = qmp::query_block_graph(v.cl, {}, &cache);
+        CHECK(cache.refreshes == 1);
+        CHECK(g.nodes[idx(g, "vda-30-fmt")].driver == std::optional<std::string>("qcow2"));
+    }
+}
+
+TEST_CASE("graph: a throttle filter on top, a raw image without format layer, two disks" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir files_dir;
+        auto a = make_chain(b, files_dir, "vda", 2);
+        std::string raw = files_dir.file("vdb.img");
+        run_checked({b.tool("qemu-img"), "create", "-q", "-f", "raw", raw, "8M"});
+        auto bd = chain_blockdevs(a, "vda");
+        bd.push_back(R"({"driver":"throttle","node-name":"vda-throttle","throttle-group":"tg0","file":"vda-1-fmt"})");
+        bd.push_back(R"({"driver":"file","node-name":"vdb-file","filename":")" + raw + "\"}");
+        vm v(b, system_with(bd, {"-object", "throttle-group,id=tg0", "-device",
+                                 "virtio-blk-pci,drive=vda-throttle,id=virtio-disk0", "-device",
+                                 "virtio-blk-pci,drive=vdb-file,id=virtio-disk1"}));
+        for (bool with_cache : {false, true}) {
+            CAPTURE(with_cache);
+            qmp::driver_cache cache;
+            auto g = qmp::query_block_graph(v.cl, {}, with_cache ? &cache : nullptr);
+            CHECK(has_edge(g, "vda-throttle", "vda-1-fmt", qmp::edge_role::file));
+            CHECK(g.is_filter(idx(g, "vda-throttle")));  // by driver, or by shape
+            CHECK(!g.is_filter(idx(g, "vda-1-fmt")));
+            CHECK(!g.is_filter(idx(g, "vdb-file")));
+            CHECK(walk(g, idx(g, "vda-throttle")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
+            CHECK(walk(g, idx(g, "vdb-file")) == std::vector<std::string>{"vdb-file"});
+            CHECK(g.backends.size() == 2);
+            auto* b0 = backend_with_root(g, "vda-throttle");
+            auto* b1 = backend_with_root(g, "vdb-file");
+            REQUIRE(b0);
+            REQUIRE(b1);
+            CHECK(b0->qdev == "/machine/peripheral/virtio-disk0/virtio-backend");
+            CHECK(b1->qdev == "/machine/peripheral/virtio-disk1/virtio-backend");
+            if (with_cache) CHECK(g.nodes[idx(g, "vda-throttle")].driver == std::optional<std::string>("throttle"));
+        }
+    }
+}
+
+TEST_CASE("graph: a legacy -drive with generated node names" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir files_dir;
+        auto a = make_chain(b, files_dir, "disk", 2);
+        vm v(b, system_with({}, {"-drive", "file=" + a[1] + ",format=qcow2,if=none,id=drive0", "-device",
+                                 "virtio-blk-pci,drive=drive0,id=virtio-disk0"}));
+        qmp::driver_cache cache;
+        auto g = qmp::query_block_graph(v.cl, {}, &cache);
+        REQUIRE(g.backends.size() == 1);
+        CHECK(g.backends[0].device == "drive0");
+        const std::string root = g.backends[0].root_node;
+        CHECK(root.rfind("#block", 0) == 0);
+        auto chain = walk(g, idx(g, root));
+        REQUIRE(chain.size() == 2);
+        for (auto& n : chain) CHECK(n.rfind("#block", 0) == 0);
+        CHECK(g.nodes[idx(g, chain[0])].driver == std::optional<std::string>("qcow2"));
+        auto file = g.child(idx(g, chain[1]), qmp::edge_role::file);
+        REQUIRE(file);
+        CHECK(g.nodes[*file].driver == std::optional<std::string>("file"));
+    }
+}
+
+TEST_CASE("graph: job filters while a block-commit and a blockdev-mirror run" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir files_dir;
+        auto a = make_chain(b, files_dir, "vda", 3);
+        // Data in the middle and top images, so the jobs have work to do.
+        run_checked({b.tool("qemu-io"), "-f", "qcow2", a[1], "-c", "write 0 4M"});
+        run_checked({b.tool("qemu-io"), "-f", "qcow2", a[2], "-c", "write 4M 4M"});
+        std::string tgt = files_dir.file("copy.qcow2");
+        run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", tgt, "64M"});
+        vm v(b, system_with(chain_blockdevs(a, "vda"), {"-device", "virtio-blk-pci,drive=vda-2-fmt,id=virtio-disk0"}));
+        INFO(v.q->log());
+
+        // Commit vda-1 into vda-0 at 1 byte/s: it stays running.
+        qmp::block_commit c;
+        c.device = "vda-2-fmt";
+        c.top_node = "vda-1-fmt";
+        c.base_node = "vda-0-fmt";
+        c.job.job_id = "commit0";
+        c.job.speed = 1;
+        c.job.filter_node_name = "commit-filter";
+        v.cl.execute(c);
+        for (bool with_cache : {false, true}) {
+            CAPTURE(with_cache);
+            qmp::driver_cache cache;
+            auto g = qmp::query_block_graph(v.cl, {}, with_cache ? &cache : nullptr);
+            CHECK(has_edge(g, "vda-2-fmt", "commit-filter", qmp::edge_role::backing));
+            CHECK(has_edge(g, "commit-filter", "vda-1-fmt", qmp::edge_role::backing));
+            CHECK(g.is_filter(idx(g, "commit-filter")));
+            CHECK(walk(g, idx(g, "vda-2-fmt")) == std::vector<std::string>{"vda-2-fmt", "vda-1-fmt", "vda-0-fmt"});
+            bool job = false;
+            for (std::size_t i = 0; i < g.nodes.size(); ++i)
+                if (g.nodes[i].kind == qmp::node_kind::job && g.nodes[i].name == "commit0") {
+                    job = true;
+                    CHECK(!g.children(i).empty());
+                    for (auto* e : g.children(i)) CHECK(e->role == qmp::edge_role::job);
+                }
+            CHECK(job);
+            if (with_cache) CHECK(g.nodes[idx(g, "commit-filter")].driver == std::optional<std::string>("commit_top"));
+        }
+        v.cl.execute(qmp::block_job_cancel{"commit0", true});
+
+        // Wait until the job is gone, then mirror the top to a new node.
+        for (int i = 0; i < 200 && !v.cl.execute(qmp::query_block_jobs{}).empty(); ++i)
+            std::this_thread::sleep_for(10ms);
+        v.cl.execute(qmp::blockdev::file("copy-file", tgt));
+        v.cl.execute(qmp::blockdev::qcow2("copy-fmt", "copy-file"));
+        qmp::blockdev_mirror m;
+        m.device = "vda-2-fmt";
+        m.target = "copy-fmt";
+        m.sync = "full";
+        m.job.job_id = "mirror0";
+        m.job.speed = 1;
+        m.job.filter_node_name = "mirror-filter";
+        v.cl.execute(m);
+        for (bool with_cache : {false, true}) {
+            CAPTURE(with_cache);
+            qmp::driver_cache cache;
+            auto g = qmp::query_block_graph(v.cl, {}, with_cache ? &cache : nullptr);
+            auto* be = backend_with_root(g, "mirror-filter");
+            REQUIRE(be);  // the filter is now the device's root
+            CHECK(has_edge(g, "mirror-filter", "vda-2-fmt", qmp::edge_role::backing));
+            CHECK(g.is_filter(idx(g, "mirror-filter")));
+            CHECK(walk(g, idx(g, "mirror-filter")).front() == "vda-2-fmt");
+            bool job_uses_target = false;
+            for (const auto& e : g.edges)
+                if (g.nodes[e.parent].name == "mirror0" && g.nodes[e.child].name == "copy-fmt") job_uses_target = true;
+            CHECK(job_uses_target);
+        }
+        v.cl.execute(qmp::block_job_cancel{"mirror0", true});
+    }
+}
+
+TEST_CASE("graph: the blockstats fallback when the graph command is unavailable" * doctest::test_suite("qapi")) {
+    // A query-blockstats reply shaped like QEMU 7.2's for a 2-deep chain on a virtio disk (trimmed).
+    qmp::graph_replies r;
+    r.backend_stats = qmp::json::parse(R"([{"device": "", "qdev": "/machine/peripheral/virtio-disk0/virtio-backend",
+        "node-name": "vda-1-fmt", "stats": {"rd_bytes": 0, "wr_bytes": 512, "rd_operations": 0, "wr_operations": 1,
+        "wr_highest_offset": 512},
+        "parent": {"node-name": "vda-1-file", "driver-specific": {"driver": "file"},
+                   "stats": {"rd_bytes": 0, "wr_bytes": 0, "rd_operations": 0, "wr_operations": 0, "wr_highest_offset": 327680}},
+        "backing": {"node-name": "vda-0-fmt",
+                    "stats": {"rd_bytes": 0, "wr_bytes": 0, "rd_operations": 0, "wr_operations": 0, "wr_highest_offset": 0},
+                    "parent": {"node-name": "vda-0-file", "driver-specific": {"driver": "file"},
+                               "stats": {"rd_bytes": 0, "wr_bytes": 0, "rd_operations": 0, "wr_operations": 0, "wr_highest_offset": 0}}}}])")
+                          .get<std::vector<qmp::block_stats>>();
+    auto g = qmp::build_block_graph(r);
+    CHECK(g.source == qmp::graph_source::blockstats);
+    CHECK(has_edge(g, "vda-1-fmt", "vda-1-file", qmp::edge_role::file));
+    CHECK(has_edge(g, "vda-1-fmt", "vda-0-fmt", qmp::edge_role::backing));
+    CHECK(has_edge(g, "vda-0-fmt", "vda-0-file", qmp::edge_role::file));
+    CHECK(g.nodes[idx(g, "vda-1-file")].wr_highest_offset == std::optional<std::uint64_t>(327680));
+    REQUIRE(g.backends.size() == 1);
+    CHECK(g.backends[0].root_node == "vda-1-fmt");
+    CHECK(walk(g, idx(g, "vda-1-fmt")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
+}
