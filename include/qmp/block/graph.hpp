@@ -217,7 +217,12 @@ inline std::size_t add_stats_chain(block_graph& g, const block_stats& s) {
     g.nodes[idx].wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
     if (s.driver) g.nodes[idx].driver = s.driver;
     if (s.parent) g.edges.push_back({idx, add_stats_chain(g, *s.parent), "file", edge_role::file});
-    if (s.backing) g.edges.push_back({idx, add_stats_chain(g, *s.backing), "backing", edge_role::backing});
+    // QEMU reports a filter's filtered child as its `backing` too (a throttle
+    // node shows the same node under `parent` and `backing`): one edge only.
+    const bool filtered_twice = s.parent && s.backing && s.parent->node_name && s.backing->node_name &&
+                                !s.parent->node_name->empty() && *s.parent->node_name == *s.backing->node_name;
+    if (s.backing && !filtered_twice)
+        g.edges.push_back({idx, add_stats_chain(g, *s.backing), "backing", edge_role::backing});
     return idx;
 }
 
