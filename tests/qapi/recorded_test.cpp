@@ -117,14 +117,31 @@ TEST_CASE("recorded: newer members are used, unknown ones ignored, missing ones 
     REQUIRE(nodes[0].children);
     CHECK((*nodes[0].children)[0].child == "file");
 
+    // In the blockstats fallback, `children` adds nodes no device shows.
+    qmp::graph_replies r;
+    r.backend_stats = typed<std::vector<qmp::block_stats>>(load("10.0", "query-blockstats"));
+    auto extra = load("10.0", "query-named-block-nodes-flat");
+    qmp::json orphan = extra[0];
+    orphan["node-name"] = "orphan-fmt";
+    orphan["drv"] = "qcow2";
+    orphan["children"] = qmp::json::array({{{"child", "file"}, {"node-name", "orphan-file"}}});
+    extra.push_back(orphan);
+    r.details = typed<std::vector<qmp::block_device_info>>(extra);
+    auto g = qmp::build_block_graph(r);
+    auto o = g.index_of("orphan-fmt");
+    REQUIRE(o);
+    auto f = g.child(*o, qmp::edge_role::file);
+    REQUIRE(f);
+    CHECK(g.nodes[*f].name == "orphan-file");
+
     j[0].erase("drv");
     std::vector<qmp::block_device_info> out;
     qmp::diagnostics d;
     CHECK(qmp::convert(j, out, &d) == qmp::error::missing_member);
     CHECK(d.message.find("drv") != std::string::npos);
 
-    auto g = load("7.2", "x-debug-query-block-graph");
-    g["edges"][0]["child"] = "not a number";
+    auto gj = load("7.2", "x-debug-query-block-graph");
+    gj["edges"][0]["child"] = "not a number";
     qmp::x_dbg_block_graph graph;
-    CHECK(qmp::convert(g, graph, &d) == qmp::error::invalid_result);
+    CHECK(qmp::convert(gj, graph, &d) == qmp::error::invalid_result);
 }

@@ -310,6 +310,31 @@ inline block_graph build_block_graph(const graph_replies& r,
             n.details = std::move(nd);
         }
     }
+    // QEMU 10.1+ lists each node's children in query-named-block-nodes: where
+    // the structure came from the blockstats fallback, it adds the edges of
+    // nodes no device shows.
+    if (r.details && g.source == graph_source::blockstats) {
+        for (const auto& d : *r.details) {
+            if (!d.node_name || !d.children) continue;
+            auto p = g.index_of(*d.node_name);
+            if (!p) {
+                p = detail::add_node(g, *d.node_name, node_kind::driver, 0);
+                g.nodes[*p].driver = d.drv;
+                g.reindex();
+            }
+            for (const auto& c : *d.children) {
+                if (c.node_name.empty()) continue;
+                auto ci = g.index_of(c.node_name);
+                if (!ci) {
+                    ci = detail::add_node(g, c.node_name, node_kind::driver, 0);
+                    g.reindex();
+                }
+                bool present = false;
+                for (const auto& e : g.edges) present = present || (e.parent == *p && e.child == *ci && e.name == c.child);
+                if (!present) g.edges.push_back({*p, *ci, c.child, role_from_name(c.child, node_kind::driver)});
+            }
+        }
+    }
     if (known_drivers)
         for (auto& n : g.nodes)
             if (n.kind == node_kind::driver && !n.driver) {
