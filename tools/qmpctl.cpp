@@ -2,14 +2,21 @@
 //
 //   qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]
 //   qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]
+//   qmpctl ... [--state FILE] [--disk NAME=ID ...] chain [DISK] [--json]
+//   qmpctl ... [--state FILE] [--disk NAME=ID ...] resolve TARGET [--json]
+//   qmpctl ... [--state FILE] [--disk NAME=ID ...] resolve --node NODE [--json]
 //
 // Exit codes: 0 success; 2 usage error; 3 connection or protocol failure;
-// 4 the command got a QMP error. Errors are one line on stderr.
+// 4 the command got a QMP error; 5 a target that does not parse or resolve.
+// Errors are one line on stderr.
+#include <qmp/block.hpp>
 #include <qmp/qmp.hpp>
 
 #include <asio/ip/tcp.hpp>
 
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -21,10 +28,13 @@ constexpr int exit_ok = 0;
 constexpr int exit_usage = 2;
 constexpr int exit_connection = 3;
 constexpr int exit_qmp_error = 4;
+constexpr int exit_target = 5;
 
 const char* usage_text =
     "usage: qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]\n"
-    "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n";
+    "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... chain [DISK] [--json]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--json]\n";
 
 struct usage_error {
     std::string what;
@@ -36,6 +46,10 @@ struct cli {
     std::optional<double> timeout;  // seconds
     std::optional<long long> count;
     std::vector<std::string> positional;
+    std::string state_file;
+    std::string node;
+    bool json_output = false;
+    qmp::disk_catalog catalog;
 };
 
 double parse_seconds(const std::string& s) {
@@ -69,6 +83,18 @@ cli parse_args(int argc, char** argv) {
             c.timeout = parse_seconds(value());
         else if (a == "--count")
             c.count = parse_count(value());
+        else if (a == "--state")
+            c.state_file = value();
+        else if (a == "--node")
+            c.node = value();
+        else if (a == "--json")
+            c.json_output = true;
+        else if (a == "--disk") {
+            const std::string& v = value();
+            auto eq = v.find('=');
+            if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) throw usage_error{"--disk needs NAME=ID"};
+            c.catalog.entries[v.substr(0, eq)] = v.substr(eq + 1);
+        }
         else if (a == "-h" || a == "--help") {
             std::cout << usage_text;
             std::exit(exit_ok);
@@ -147,6 +173,167 @@ int run_events(Client& client, const cli& c) {
     }
 }
 
+qmp::json opt_json(const std::optional<std::uint64_t>& v) { return v ? qmp::json(*v) : qmp::json(nullptr); }
+qmp::json opt_json(const std::optional<std::string>& v) { return v ? qmp::json(*v) : qmp::json(nullptr); }
+qmp::json node_json(const std::string& s) { return s.empty() ? qmp::json(nullptr) : qmp::json(s); }
+
+qmp::json element_json(const std::string& disk, const qmp::chain_element& el) {
+    return {{"target", qmp::target{disk, el.index}.indexed()},
+            {"index", el.index},
+            {"depth", el.depth},
+            {"mirror", el.mirror},
+            {"format_node", node_json(el.format_node)},
+            {"storage_node", node_json(el.storage_node)},
+            {"filename", opt_json(el.filename)},
+            {"driver", opt_json(el.driver)},
+            {"capacity", opt_json(el.capacity)},
+            {"allocation", opt_json(el.allocation)},
+            {"threshold", opt_json(el.storage_threshold)},
+            {"format_threshold", opt_json(el.format_threshold)}};
+}
+
+std::string text_or_dash(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "-"; }
+
+// Loads the registry from --state (a missing file is an empty registry).
+qmp::index_registry load_state(const cli& c) {
+    qmp::index_registry reg;
+    if (c.state_file.empty()) return reg;
+    std::ifstream in(c.state_file);
+    if (!in) return reg;
+    qmp::json j = qmp::json::parse(in, nullptr, false);
+    qmp::json r = j.is_object() && j.contains("registry") ? j["registry"] : j;
+    if (!reg.from_json(r)) throw std::runtime_error("state file " + c.state_file + " is not a qmpctl state file");
+    return reg;
+}
+
+void save_state(const cli& c, const qmp::index_registry& reg) {
+    if (c.state_file.empty()) return;
+    qmp::json j = qmp::json::object();
+    {
+        std::ifstream in(c.state_file);
+        if (in) {
+            j = qmp::json::parse(in, nullptr, false);
+            if (!j.is_object()) j = qmp::json::object();
+        }
+    }
+    j["registry"] = reg.to_json();
+    std::string tmp = c.state_file + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << j.dump(2) << "\n";
+        if (!out) throw std::runtime_error("cannot write " + tmp);
+    }
+    if (std::rename(tmp.c_str(), c.state_file.c_str()) != 0) throw std::runtime_error("cannot replace " + c.state_file);
+}
+
+template <class Client>
+bool load_resolver(Client& client, const cli& c, bool details, qmp::resolver& res, qmp::index_registry& reg) {
+    std::error_code ec;
+    qmp::graph_query_options opts;
+    opts.details = details;
+    qmp::driver_cache drivers;
+    auto g = qmp::query_block_graph(client, opts, &drivers, ec);
+    if (ec) {
+        std::cerr << "qmpctl: cannot read the block graph: " << ec.message() << "\n";
+        return false;
+    }
+    res = qmp::resolver(c.catalog);
+    res.update(g, reg);
+    save_state(c, reg);
+    return true;
+}
+
+template <class Client>
+int run_chain(Client& client, const cli& c) {
+    if (c.positional.size() > 2) throw usage_error{"chain takes at most one DISK"};
+    qmp::index_registry reg = load_state(c);
+    qmp::resolver res;
+    if (!load_resolver(client, c, true, res, reg)) return exit_connection;
+    std::vector<const qmp::disk_chain*> disks;
+    if (c.positional.size() == 2) {
+        std::error_code ec;
+        auto* d = res.find_disk(c.positional[1], ec);
+        if (!d) {
+            std::cerr << "qmpctl: " << c.positional[1] << ": " << ec.message() << "\n";
+            return exit_target;
+        }
+        disks.push_back(d);
+    } else {
+        for (const auto& d : res.disks()) disks.push_back(&d);
+    }
+    if (c.json_output) {
+        qmp::json out = qmp::json::array();
+        for (const auto* d : disks) {
+            qmp::json els = qmp::json::array();
+            for (const auto* chain : {&d->elements, &d->mirror})
+                for (const auto& el : *chain) els.push_back(element_json(d->name, el));
+            out.push_back({{"disk", d->name}, {"elements", els}});
+        }
+        std::cout << dump(out) << "\n";
+        return exit_ok;
+    }
+    for (const auto* d : disks) {
+        std::cout << d->name << " (device '" << d->backend.device << "', qdev '" << d->backend.qdev << "')\n";
+        for (const auto* chain : {&d->elements, &d->mirror})
+            for (const auto& el : *chain)
+                std::cout << "  " << qmp::target{d->name, el.index}.indexed() << (el.mirror ? " mirror" : "")
+                          << " depth " << el.depth << " format " << (el.format_node.empty() ? "-" : el.format_node)
+                          << " storage " << el.storage_node << " " << el.driver.value_or("?") << " capacity "
+                          << text_or_dash(el.capacity) << " allocation " << text_or_dash(el.allocation)
+                          << " threshold " << text_or_dash(el.storage_threshold) << " "
+                          << el.filename.value_or("") << "\n";
+    }
+    return exit_ok;
+}
+
+template <class Client>
+int run_resolve(Client& client, const cli& c) {
+    const bool by_node = !c.node.empty();
+    if (by_node ? c.positional.size() != 1 : c.positional.size() != 2)
+        throw usage_error{"resolve needs TARGET or --node NODE"};
+    std::error_code ec;
+    std::string why;
+    if (!by_node && !qmp::parse_target(c.positional[1], ec, &why)) {
+        std::cerr << "qmpctl: " << why << "\n";
+        return exit_target;
+    }
+    qmp::index_registry reg = load_state(c);
+    qmp::resolver res;
+    if (!load_resolver(client, c, true, res, reg)) return exit_connection;
+    if (by_node) {
+        auto loc = res.locate(c.node, ec);
+        if (!loc) {
+            std::cerr << "qmpctl: node " << c.node << ": " << ec.message() << "\n";
+            return exit_target;
+        }
+        if (c.json_output) {
+            auto j = element_json(loc->where.disk, loc->where.element);
+            j["layer"] = qmp::to_string(loc->node_layer);
+            j["active"] = loc->where.active;
+            std::cout << dump(j) << "\n";
+        } else {
+            std::cout << loc->where.canonical().indexed() << " " << qmp::to_string(loc->node_layer)
+                      << (loc->where.active ? " (active layer)" : "") << "\n";
+        }
+        return exit_ok;
+    }
+    auto r = res.resolve(c.positional[1], ec, &why);
+    if (!r) {
+        std::cerr << "qmpctl: " << why << "\n";
+        return exit_target;
+    }
+    if (c.json_output) {
+        auto j = element_json(r->disk, r->element);
+        j["active"] = r->active;
+        std::cout << dump(j) << "\n";
+    } else {
+        std::cout << r->canonical().indexed() << " format " << (r->element.format_node.empty() ? "-" : r->element.format_node)
+                  << " storage " << r->element.storage_node << " depth " << r->element.depth << " "
+                  << r->element.filename.value_or("") << "\n";
+    }
+    return exit_ok;
+}
+
 template <class Client, class Endpoint>
 int run_with(const cli& c, const Endpoint& ep) {
     qmp::client_options opts;
@@ -164,6 +351,8 @@ int run_with(const cli& c, const Endpoint& ep) {
     const std::string& sub = c.positional[0];
     if (sub == "exec") return run_exec(client, c);
     if (sub == "events") return run_events(client, c);
+    if (sub == "chain") return run_chain(client, c);
+    if (sub == "resolve") return run_resolve(client, c);
     throw usage_error{"unknown subcommand '" + sub + "'"};
 }
 
@@ -173,7 +362,7 @@ int main(int argc, char** argv) {
     try {
         cli c = parse_args(argc, argv);
         const std::string& sub = c.positional[0];
-        if (sub != "exec" && sub != "events") throw usage_error{"unknown subcommand '" + sub + "'"};
+        if (sub != "exec" && sub != "events" && sub != "chain" && sub != "resolve") throw usage_error{"unknown subcommand '" + sub + "'"};
         if (!c.socket_path.empty())
             return run_with<qmp::sync_client>(c, asio::local::stream_protocol::endpoint(c.socket_path));
         auto colon = c.tcp_address.rfind(':');

@@ -281,12 +281,20 @@ inline block_graph build_block_graph(const graph_replies& r,
         for (const auto& e : g.edges) {
             if (e.role != edge_role::root) continue;
             const std::string& root = g.nodes[e.child].name;
-            bool known = false;
-            for (const auto& b : g.backends) known = known || b.root_node == root;
-            if (known) continue;
             const std::string& bname = g.nodes[e.parent].name;
+            const bool is_qdev = bname.rfind("/machine/", 0) == 0;
+            // query-blockstats names the root below implicit job filters; the
+            // graph names the real one (a running mirror's filter included).
+            graph_backend* same = nullptr;
+            for (auto& b : g.backends)
+                if ((!bname.empty() && (is_qdev ? b.qdev : b.device) == bname) || (bname.empty() && b.root_node == root))
+                    same = &b;
+            if (same) {
+                same->root_node = root;
+                continue;
+            }
             graph_backend b;
-            (bname.rfind("/machine/", 0) == 0 ? b.qdev : b.device) = bname;
+            (is_qdev ? b.qdev : b.device) = bname;
             b.root_node = root;
             g.backends.push_back(std::move(b));
         }

@@ -29,6 +29,11 @@ enum class error {
     invalid_result,         ///< a reply or event could not be converted to the typed result
     missing_member,         ///< a required member was absent in a typed conversion
     invalid_argument,       ///< the caller passed something unusable
+    invalid_target,         ///< a `vda[N]` string that does not parse
+    unknown_disk,           ///< no disk has that name
+    ambiguous_disk,         ///< more than one disk matches that name
+    unknown_index,          ///< the disk has no chain element with that index
+    not_in_chain,           ///< a node that belongs to no disk's chain
 };
 
 /// QMP error classes (qapi/error.json QapiErrorClass).
@@ -66,6 +71,11 @@ public:
         case error::invalid_result: return "a reply did not match the expected type";
         case error::missing_member: return "a required member is missing";
         case error::invalid_argument: return "invalid argument";
+        case error::invalid_target: return "the target does not parse as NAME or NAME[INDEX]";
+        case error::unknown_disk: return "no disk has that name";
+        case error::ambiguous_disk: return "more than one disk matches that name";
+        case error::unknown_index: return "the disk has no chain element with that index";
+        case error::not_in_chain: return "the node belongs to no disk's backing chain";
         }
         return "unknown qmp.client error";
     }

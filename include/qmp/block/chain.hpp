@@ -1,0 +1,154 @@
+// The disks of a block graph and the backing chain of each: from the active
+// layer down to the base, filters skipped, each element with its format node
+// and its storage node (the format node's `file` child; a raw image may have
+// only a storage node). The destination of a running mirror or block copy is
+// kept as the disk's mirror chain.
+#pragma once
+
+#include <qmp/block/graph.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace qmp {
+
+struct chain_element {
+    std::uint32_t index = 0;  ///< identity (index_registry); 0 until assigned
+    std::size_t depth = 0;    ///< 0 = active layer (mirror chain: 0 = its top)
+    std::string format_node;  ///< empty: no format layer
+    std::string storage_node;
+    bool mirror = false;  ///< part of a running mirror/copy destination
+
+    // From the graph (details only when the graph was queried with them).
+    std::optional<std::string> driver;       ///< format driver, or the storage driver without format
+    std::optional<std::string> filename;
+    std::optional<std::uint64_t> capacity;   ///< storage node's size (bytes of host storage)
+    std::optional<std::uint64_t> virtual_size;  ///< the format node's guest-visible size
+    std::optional<std::uint64_t> allocation; ///< storage node's wr_highest_offset
+    std::optional<std::uint64_t> format_threshold;
+    std::optional<std::uint64_t> storage_threshold;
+
+    /// The node that identifies the element: the format node, else storage.
+    const std::string& node() const { return format_node.empty() ? storage_node : format_node; }
+};
+
+struct disk_chain {
+    std::string name;  ///< the name it is listed under (catalog name, device, qdev id or root node)
+    graph_backend backend;
+    std::vector<chain_element> elements;  ///< active layer first
+    std::vector<chain_element> mirror;    ///< a running mirror's destination chain, top first
+};
+
+/// `/machine/peripheral/virtio-disk0/virtio-backend` -> `virtio-disk0`.
+inline std::string qdev_id(const std::string& qdev) {
+    const std::string prefix = "/machine/peripheral/";
+    if (qdev.rfind(prefix, 0) != 0) return qdev;
+    auto rest = qdev.substr(prefix.size());
+    return rest.substr(0, rest.find('/'));
+}
+
+namespace detail {
+
+inline chain_element make_element(const block_graph& g, std::size_t i) {
+    chain_element el;
+    const graph_node& n = g.nodes[i];
+    auto file = g.child(i, edge_role::file);
+    std::optional<std::size_t> storage;
+    if (file) {
+        el.format_node = n.name;
+        storage = *file;
+    } else {
+        storage = i;
+    }
+    const graph_node& s = g.nodes[*storage];
+    el.storage_node = s.name;
+    el.driver = n.driver;
+    el.allocation = s.wr_highest_offset;
+    if (n.details) {
+        el.filename = n.details->filename;
+        if (file) {
+            el.virtual_size = static_cast<std::uint64_t>(n.details->virtual_size);
+            el.format_threshold = n.details->write_threshold;
+        }
+    }
+    if (s.details) {
+        if (!el.filename) el.filename = s.details->filename;
+        el.capacity = static_cast<std::uint64_t>(s.details->virtual_size);
+        el.storage_threshold = s.details->write_threshold;
+        if (!file) el.virtual_size = el.capacity;
+    }
+    return el;
+}
+
+// Elements from node `start` down the backing links, skipping filters.
+inline std::vector<chain_element> walk_chain(const block_graph& g, std::size_t start, const std::set<std::size_t>& stop,
+                                             bool mirror) {
+    std::vector<chain_element> out;
+    std::set<std::size_t> seen;
+    std::optional<std::size_t> cur = g.skip_filters(start);
+    while (cur && !seen.count(*cur) && !stop.count(*cur)) {
+        seen.insert(*cur);
+        chain_element el = make_element(g, *cur);
+        el.depth = out.size();
+        el.mirror = mirror;
+        out.push_back(std::move(el));
+        auto next = g.child(*cur, edge_role::backing);
+        if (!next) break;
+        cur = g.skip_filters(*next);
+    }
+    return out;
+}
+
+// Nodes a job uses as its `target` (its own backend there is no disk).
+inline std::set<std::size_t> job_targets(const block_graph& g) {
+    std::set<std::size_t> t;
+    for (const auto& e : g.edges)
+        if (e.role == edge_role::job && e.name == "target") t.insert(e.child);
+    return t;
+}
+
+}  // namespace detail
+
+/// Every disk (backend with a root node that is not a block job's own) and
+/// its chain. `name_of` picks the name each disk is listed under.
+template <class NameOf>
+std::vector<disk_chain> disks_of(const block_graph& g, NameOf&& name_of) {
+    std::vector<disk_chain> disks;
+    const auto targets = detail::job_targets(g);
+    for (const auto& b : g.backends) {
+        auto root = g.index_of(b.root_node);
+        if (!root) continue;
+        if (b.device.empty() && b.qdev.empty() && targets.count(*root)) continue;  // a job's backend
+        disk_chain d;
+        d.backend = b;
+        d.name = name_of(b);
+        d.elements = detail::walk_chain(g, *root, {}, false);
+        // Chain nodes, filters included, to find jobs working on this disk.
+        std::set<std::size_t> chain_nodes;
+        for (std::optional<std::size_t> cur = *root; cur;) {
+            if (chain_nodes.count(*cur)) break;
+            chain_nodes.insert(*cur);
+            auto next = g.is_filter(*cur) ? g.child(*cur, edge_role::file) : std::nullopt;
+            if (!next) next = g.child(*cur, edge_role::backing);
+            cur = next;
+        }
+        for (std::size_t j = 0; j < g.nodes.size() && d.mirror.empty(); ++j) {
+            if (g.nodes[j].kind != node_kind::job) continue;
+            bool touches = false;
+            std::optional<std::size_t> target;
+            for (const auto* e : g.children(j)) {
+                if (e->name == "target") target = e->child;
+                else if (chain_nodes.count(e->child)) touches = true;
+            }
+            if (touches && target && !chain_nodes.count(*target))
+                d.mirror = detail::walk_chain(g, *target, chain_nodes, true);
+        }
+        disks.push_back(std::move(d));
+    }
+    return disks;
+}
+
+}  // namespace qmp

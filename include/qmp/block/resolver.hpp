@@ -1,0 +1,160 @@
+// The resolver: `vda[2]` to the nodes behind it, and a node name (what
+// BLOCK_WRITE_THRESHOLD carries) back to `vda[2]`, always against the graph
+// as it is now. A disk catalog says which disk a name means; the index
+// registry keeps the numbers stable across snapshots, commits and pivots.
+#pragma once
+
+#include <qmp/block/chain.hpp>
+#include <qmp/block/index_registry.hpp>
+#include <qmp/block/target.hpp>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qmp {
+
+/// Names for disks. An entry maps a target name (`vda`) to what identifies
+/// the disk: a qdev id (`virtio-disk0` or the full qdev path), a backend
+/// device name, or the root node name. Names without an entry match those
+/// directly. Ambiguity is an error, never a guess.
+struct disk_catalog {
+    std::map<std::string, std::string> entries;
+};
+
+enum class layer { format, storage };
+
+inline const char* to_string(layer l) { return l == layer::format ? "format" : "storage"; }
+
+/// A resolved chain element.
+struct resolved_element {
+    std::string disk;
+    chain_element element;
+    bool active = false;  ///< the disk's active layer
+    target canonical() const { return {disk, element.index}; }
+};
+
+/// Where a node sits.
+struct node_location {
+    resolved_element where;
+    layer node_layer = layer::format;
+};
+
+class resolver {
+public:
+    explicit resolver(disk_catalog catalog = {}) : catalog_(std::move(catalog)) {}
+
+    /// Rebuilds the disks from `g` and assigns indexes through `registry`.
+    void update(const block_graph& g, index_registry& registry) {
+        disks_ = disks_of(g, [&](const graph_backend& b) { return display_name(b); });
+        // A stable order, so first-sight numbering does not depend on QEMU's.
+        std::stable_sort(disks_.begin(), disks_.end(),
+                         [](const disk_chain& a, const disk_chain& b) { return a.name < b.name; });
+        registry.assign(disks_);
+    }
+
+    const std::vector<disk_chain>& disks() const noexcept { return disks_; }
+    const disk_catalog& catalog() const noexcept { return catalog_; }
+
+    /// The disk `name` means.
+    const disk_chain* find_disk(std::string_view name, std::error_code& ec) const {
+        ec.clear();
+        std::string key(name);
+        auto entry = catalog_.entries.find(key);
+        const std::string& wanted = entry != catalog_.entries.end() ? entry->second : key;
+        const disk_chain* found = nullptr;
+        for (const auto& d : disks_) {
+            if (!answers_to(d, wanted) && d.name != key) continue;
+            if (found) {
+                ec = error::ambiguous_disk;
+                return nullptr;
+            }
+            found = &d;
+        }
+        if (!found) ec = error::unknown_disk;
+        return found;
+    }
+
+    /// `vda`, `vda[0]`: the active layer; `vda[N]`: the element with index
+    /// N in the disk's chain or its mirror chain.
+    std::optional<resolved_element> resolve(const target& t, std::error_code& ec, std::string* why = nullptr) const {
+        const disk_chain* d = find_disk(t.disk, ec);
+        if (!d) {
+            if (why) *why = (ec == error::ambiguous_disk ? "more than one disk matches '" : "no disk named '") + t.disk + "'";
+            return std::nullopt;
+        }
+        if (d->elements.empty()) {
+            ec = error::unknown_index;
+            if (why) *why = "disk '" + t.disk + "' has no chain";
+            return std::nullopt;
+        }
+        if (t.index == 0) return resolved_element{d->name, d->elements.front(), true};
+        for (const auto* chain : {&d->elements, &d->mirror})
+            for (const auto& el : *chain)
+                if (el.index == t.index) return resolved_element{d->name, el, &el == &d->elements.front()};
+        ec = error::unknown_index;
+        if (why) *why = "disk '" + t.disk + "' has no element with index " + std::to_string(t.index);
+        return std::nullopt;
+    }
+
+    std::optional<resolved_element> resolve(std::string_view text, std::error_code& ec, std::string* why = nullptr) const {
+        auto t = parse_target(text, ec, why);
+        if (!t) return std::nullopt;
+        return resolve(*t, ec, why);
+    }
+
+    /// The element at `depth` (0 = active layer) of the disk's chain.
+    std::optional<resolved_element> at_depth(std::string_view disk, std::size_t depth, std::error_code& ec) const {
+        const disk_chain* d = find_disk(disk, ec);
+        if (!d) return std::nullopt;
+        if (depth >= d->elements.size()) {
+            ec = error::unknown_index;
+            return std::nullopt;
+        }
+        return resolved_element{d->name, d->elements[depth], depth == 0};
+    }
+
+    /// Which disk element (and layer) node `node` belongs to, or
+    /// error::not_in_chain.
+    std::optional<node_location> locate(std::string_view node, std::error_code& ec) const {
+        ec.clear();
+        for (const auto& d : disks_)
+            for (const auto* chain : {&d.elements, &d.mirror})
+                for (const auto& el : *chain) {
+                    bool fmt = !el.format_node.empty() && el.format_node == node;
+                    if (fmt || el.storage_node == node) {
+                        node_location loc;
+                        loc.where = resolved_element{d.name, el, &el == &d.elements.front()};
+                        loc.node_layer = fmt ? layer::format : layer::storage;
+                        return loc;
+                    }
+                }
+        ec = error::not_in_chain;
+        return std::nullopt;
+    }
+
+private:
+    bool answers_to(const disk_chain& d, const std::string& name) const {
+        const auto& b = d.backend;
+        return (!b.device.empty() && b.device == name) || (!b.qdev.empty() && (b.qdev == name || qdev_id(b.qdev) == name)) ||
+               b.root_node == name;
+    }
+
+    std::string display_name(const graph_backend& b) const {
+        for (const auto& [name, what] : catalog_.entries)
+            if ((!b.device.empty() && b.device == what) ||
+                (!b.qdev.empty() && (b.qdev == what || qdev_id(b.qdev) == what)) || b.root_node == what)
+                return name;
+        if (!b.device.empty()) return b.device;
+        if (!b.qdev.empty()) return qdev_id(b.qdev);
+        return b.root_node;
+    }
+
+    disk_catalog catalog_;
+    std::vector<disk_chain> disks_;
+};
+
+}  // namespace qmp
