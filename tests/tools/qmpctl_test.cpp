@@ -73,4 +73,74 @@ TEST_CASE("qmpctl: exec, errors and exit codes" * doctest::test_suite("qemu")) {
     }
 }
 
+TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir dir;
+        auto files = make_chain(b, dir, "vda", 2);
+        qemu_config cfg;
+        cfg.kind = qemu_kind::system;
+        cfg.blockdevs = chain_blockdevs(files, "vda");
+        cfg.extra = {"-device", "virtio-blk-pci,drive=vda-1-fmt,id=virtio-disk0"};
+        qemu_instance q(b, dir, cfg);
+        INFO(q.log());
+        const std::string state = dir.file("state.json");
+        auto ctl = [&](std::vector<std::string> args, std::string* out) {
+            std::vector<std::string> argv{qmpctl(), "-s", q.qmp_path(), "--state", state, "--disk", "vda=virtio-disk0"};
+            argv.insert(argv.end(), args.begin(), args.end());
+            return run(argv, out);
+        };
+        std::string out;
+        REQUIRE(ctl({"chain", "--json"}, &out) == 0);
+        auto disks = nlohmann::json::parse(out);
+        REQUIRE(disks.size() == 1);
+        CHECK(disks[0]["disk"] == "vda");
+        auto& els = disks[0]["elements"];
+        REQUIRE(els.size() == 2);
+        CHECK(els[0]["target"] == "vda[1]");
+        CHECK(els[0]["index"] == 1);
+        CHECK(els[0]["depth"] == 0);
+        CHECK(els[0]["format_node"] == "vda-1-fmt");
+        CHECK(els[0]["storage_node"] == "vda-1-file");
+        CHECK(els[0]["filename"] == files[1]);
+        CHECK(els[0]["driver"] == "qcow2");
+        CHECK(els[0]["capacity"].get<std::uint64_t>() > 0);
+        CHECK(els[0]["allocation"] == 0);
+        CHECK(els[0]["threshold"] == 0);
+        CHECK(els[1]["target"] == "vda[2]");
+        CHECK(els[1]["depth"] == 1);
+
+        REQUIRE(ctl({"resolve", "vda[2]", "--json"}, &out) == 0);
+        CHECK(nlohmann::json::parse(out)["format_node"] == "vda-0-fmt");
+        REQUIRE(ctl({"resolve", "vda"}, &out) == 0);
+        CHECK(out.rfind("vda[1] format vda-1-fmt storage vda-1-file", 0) == 0);
+        REQUIRE(ctl({"resolve", "--node", "vda-0-file"}, &out) == 0);
+        CHECK(out == "vda[2] storage\n");
+        CHECK(ctl({"resolve", "vda[9]"}, &out) == 5);
+        CHECK(out.find("no element with index 9") != std::string::npos);
+        CHECK(ctl({"resolve", "vda[x]"}, &out) == 5);
+        CHECK(out.find("invalid target") != std::string::npos);
+        CHECK(ctl({"resolve", "--node", "nope"}, &out) == 5);
+        CHECK(ctl({"chain", "vdz"}, &out) == 5);
+        CHECK(ctl({"resolve"}, &out) == 2);
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "--disk", "novalue", "chain"}, &out) == 2);
+
+        // The state file keeps the numbers across runs and chain changes.
+        std::string ov = dir.file("ov.qcow2");
+        run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", ov, "64M"});
+        REQUIRE(ctl({"exec", "blockdev-add", R"({"driver":"file","node-name":"ov-file","filename":")" + ov + "\"}"}, &out) == 0);
+        REQUIRE(ctl({"exec", "blockdev-add", R"({"driver":"qcow2","node-name":"ov","file":"ov-file","backing":null})"}, &out) == 0);
+        REQUIRE(ctl({"exec", "blockdev-snapshot", R"({"node":"vda-1-fmt","overlay":"ov"})"}, &out) == 0);
+        REQUIRE(ctl({"chain", "vda", "--json"}, &out) == 0);
+        auto after = nlohmann::json::parse(out)[0]["elements"];
+        REQUIRE(after.size() == 3);
+        CHECK(after[0]["target"] == "vda[3]");
+        CHECK(after[1]["target"] == "vda[1]");
+        CHECK(after[2]["target"] == "vda[2]");
+        // Without the state file the numbers would start again from the top.
+        REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "--disk", "vda=virtio-disk0", "resolve", "vda"}, &out) == 0);
+        CHECK(out.rfind("vda[1] format ov", 0) == 0);
+    }
+}
+
 #endif
