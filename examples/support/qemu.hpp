@@ -112,9 +112,11 @@ public:
     std::string log() const { return proc_.log(); }
     const qemu_build& build() const noexcept { return build_; }
 
-    /// Writes `len` bytes of 0xab at `offset` through the NBD export.
-    int nbd_write(std::uint64_t offset, std::uint64_t len, std::string* out = nullptr) const {
-        return run({build_.tool("qemu-io"), "-f", "raw", "nbd+unix:///vda?socket=" + nbd_path_, "-c",
+    /// Writes `len` bytes of 0xab at `offset` through the NBD export `name`
+    /// (extra exports go in qemu_config::extra as `--export nbd,...,name=N`).
+    int nbd_write(std::uint64_t offset, std::uint64_t len, std::string* out = nullptr,
+                  const std::string& name = "vda") const {
+        return run({build_.tool("qemu-io"), "-f", "raw", "nbd+unix:///" + name + "?socket=" + nbd_path_, "-c",
                     "write -P 0xab " + std::to_string(offset) + " " + std::to_string(len)},
                    out);
     }

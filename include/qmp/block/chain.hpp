@@ -113,7 +113,8 @@ inline std::set<std::size_t> job_targets(const block_graph& g) {
 }  // namespace detail
 
 /// Every disk (backend with a root node that is not a block job's own) and
-/// its chain. `name_of` picks the name each disk is listed under.
+/// its chain. `name_of(const disk_chain&)` picks the name each disk is
+/// listed under (called once backend and chains are filled in).
 template <class NameOf>
 std::vector<disk_chain> disks_of(const block_graph& g, NameOf&& name_of) {
     std::vector<disk_chain> disks;
@@ -124,7 +125,6 @@ std::vector<disk_chain> disks_of(const block_graph& g, NameOf&& name_of) {
         if (b.device.empty() && b.qdev.empty() && targets.count(*root)) continue;  // a job's backend
         disk_chain d;
         d.backend = b;
-        d.name = name_of(b);
         d.elements = detail::walk_chain(g, *root, {}, false);
         // Chain nodes, filters included, to find jobs working on this disk.
         std::set<std::size_t> chain_nodes;
@@ -146,6 +146,7 @@ std::vector<disk_chain> disks_of(const block_graph& g, NameOf&& name_of) {
             if (touches && target && !chain_nodes.count(*target))
                 d.mirror = detail::walk_chain(g, *target, chain_nodes, true);
         }
+        d.name = name_of(d);
         disks.push_back(std::move(d));
     }
     return disks;

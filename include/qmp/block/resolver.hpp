@@ -49,7 +49,7 @@ public:
 
     /// Rebuilds the disks from `g` and assigns indexes through `registry`.
     void update(const block_graph& g, index_registry& registry) {
-        disks_ = disks_of(g, [&](const graph_backend& b) { return display_name(b); });
+        disks_ = disks_of(g, [&](const disk_chain& d) { return display_name(d); });
         // A stable order, so first-sight numbering does not depend on QEMU's.
         std::stable_sort(disks_.begin(), disks_.end(),
                          [](const disk_chain& a, const disk_chain& b) { return a.name < b.name; });
@@ -137,17 +137,21 @@ public:
     }
 
 private:
-    bool answers_to(const disk_chain& d, const std::string& name) const {
+    // A disk answers to its device name, its qdev (path or id), its root
+    // node, and the node below the root's filters: while a job runs, its
+    // filter becomes the root, and the disk must keep its name.
+    static bool answers_to(const disk_chain& d, const std::string& name) {
         const auto& b = d.backend;
-        return (!b.device.empty() && b.device == name) || (!b.qdev.empty() && (b.qdev == name || qdev_id(b.qdev) == name)) ||
-               b.root_node == name;
+        if ((!b.device.empty() && b.device == name) || (!b.qdev.empty() && (b.qdev == name || qdev_id(b.qdev) == name)) ||
+            b.root_node == name)
+            return true;
+        return !d.elements.empty() && d.elements.front().node() == name;
     }
 
-    std::string display_name(const graph_backend& b) const {
+    std::string display_name(const disk_chain& d) const {
         for (const auto& [name, what] : catalog_.entries)
-            if ((!b.device.empty() && b.device == what) ||
-                (!b.qdev.empty() && (b.qdev == what || qdev_id(b.qdev) == what)) || b.root_node == what)
-                return name;
+            if (answers_to(d, what)) return name;
+        const auto& b = d.backend;
         if (!b.device.empty()) return b.device;
         if (!b.qdev.empty()) return qdev_id(b.qdev);
         return b.root_node;
