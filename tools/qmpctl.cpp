@@ -5,15 +5,21 @@
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] chain [DISK] [--json]
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] resolve TARGET [--json]
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] resolve --node NODE [--json]
+//   qmpctl -s SOCKET [--state FILE] [--disk NAME=ID ...] threshold set TARGET VALUE [--layer storage|format]
+//   qmpctl -s SOCKET [--state FILE] [--disk NAME=ID ...] threshold clear TARGET
+//   qmpctl -s SOCKET [--state FILE] [--disk NAME=ID ...] threshold watch [--count N] [--timeout SECONDS]
+//   qmpctl -s SOCKET [--state FILE] [--disk NAME=ID ...] threshold report [--json]
 //
 // Exit codes: 0 success; 2 usage error; 3 connection or protocol failure;
 // 4 the command got a QMP error; 5 a target that does not parse or resolve.
 // Errors are one line on stderr.
 #include <qmp/block.hpp>
 #include <qmp/qmp.hpp>
+#include <qmp/threshold/manager.hpp>
 
 #include <asio/ip/tcp.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -34,7 +40,12 @@ const char* usage_text =
     "usage: qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]\n"
     "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... chain [DISK] [--json]\n"
-    "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--json]\n";
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--json]\n"
+    "       qmpctl -s SOCKET [--state FILE] [--disk NAME=ID]... threshold set TARGET VALUE [--layer storage|format]\n"
+    "       qmpctl -s SOCKET [--state FILE] [--disk NAME=ID]... threshold clear TARGET\n"
+    "       qmpctl -s SOCKET [--state FILE] [--disk NAME=ID]... threshold watch [--count N] [--timeout SECONDS]\n"
+    "       qmpctl -s SOCKET [--state FILE] [--disk NAME=ID]... threshold report [--json]\n"
+    "VALUE: bytes with an optional binary suffix (512M, 2G), N%, Nppm, or end-SIZE (capacity minus SIZE)\n";
 
 struct usage_error {
     std::string what;
@@ -49,6 +60,7 @@ struct cli {
     std::string state_file;
     std::string node;
     bool json_output = false;
+    std::string layer = "storage";
     qmp::disk_catalog catalog;
 };
 
@@ -89,6 +101,10 @@ cli parse_args(int argc, char** argv) {
             c.node = value();
         else if (a == "--json")
             c.json_output = true;
+        else if (a == "--layer") {
+            c.layer = value();
+            if (c.layer != "storage" && c.layer != "format") throw usage_error{"--layer is storage or format"};
+        }
         else if (a == "--disk") {
             const std::string& v = value();
             auto eq = v.find('=');
@@ -334,6 +350,192 @@ int run_resolve(Client& client, const cli& c) {
     return exit_ok;
 }
 
+// "512M", "2G", "1048576" -> bytes (binary suffixes K, M, G, T).
+std::uint64_t parse_size(const std::string& v) {
+    if (v.empty() || v[0] < '0' || v[0] > '9') throw usage_error{"invalid size '" + v + "'"};
+    std::size_t i = 0;
+    std::uint64_t n = 0;
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') {
+        if (n > (UINT64_MAX - 9) / 10) throw usage_error{"size '" + v + "' is too large"};
+        n = n * 10 + static_cast<std::uint64_t>(v[i++] - '0');
+    }
+    int shift = 0;
+    if (i < v.size()) {
+        switch (v[i]) {
+        case 'K': case 'k': shift = 10; break;
+        case 'M': case 'm': shift = 20; break;
+        case 'G': case 'g': shift = 30; break;
+        case 'T': case 't': shift = 40; break;
+        default: throw usage_error{"invalid size suffix in '" + v + "'"};
+        }
+        if (i + 1 != v.size()) throw usage_error{"invalid size '" + v + "'"};
+    }
+    if (shift && n > (UINT64_MAX >> shift)) throw usage_error{"size '" + v + "' is too large"};
+    return n << shift;
+}
+
+qmp::threshold_spec parse_spec(const std::string& v) {
+    if (v.rfind("end-", 0) == 0) return qmp::threshold_spec::margin(parse_size(v.substr(4)));
+    auto digits = [&](const std::string& d) {
+        if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos || d.size() > 9)
+            throw usage_error{"invalid value '" + v + "'"};
+        return std::stoull(d);
+    };
+    if (v.size() > 1 && v.back() == '%') return qmp::threshold_spec::percent(digits(v.substr(0, v.size() - 1)));
+    if (v.size() > 3 && v.compare(v.size() - 3, 3, "ppm") == 0)
+        return qmp::threshold_spec::ppm(digits(v.substr(0, v.size() - 3)));
+    return qmp::threshold_spec::bytes(parse_size(v));
+}
+
+qmp::json event_line(const qmp::threshold_event& e) {
+    return {{"target", e.resolved ? qmp::json(e.where.indexed()) : qmp::json(nullptr)},
+            {"node", e.node},
+            {"layer", qmp::to_string(e.node_layer)},
+            {"threshold", e.threshold},
+            {"amount_exceeded", e.amount_exceeded},
+            {"recovered", e.recovered()},
+            {"origin", e.how == qmp::threshold_event::origin::live        ? "live"
+                       : e.how == qmp::threshold_event::origin::recovered ? "recovered"
+                       : e.how == qmp::threshold_event::origin::immediate ? "immediate"
+                                                                          : "gone"},
+            {"active", e.active},
+            {"armed_by_manager", e.armed_by_manager}};
+}
+
+void save_manager(const cli& c, const qmp::threshold_manager& m) {
+    if (c.state_file.empty()) return;
+    qmp::json j = m.save_state();
+    std::string tmp = c.state_file + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << j.dump(2) << "\n";
+        if (!out) throw std::runtime_error("cannot write " + tmp);
+    }
+    if (std::rename(tmp.c_str(), c.state_file.c_str()) != 0) throw std::runtime_error("cannot replace " + c.state_file);
+}
+
+int run_threshold(const cli& c) {
+    if (c.socket_path.empty()) throw usage_error{"threshold needs -s SOCKET"};
+    if (c.positional.size() < 2) throw usage_error{"threshold needs set, clear, watch or report"};
+    const std::string& verb = c.positional[1];
+    qmp::threshold_manager_options o;
+    o.catalog = c.catalog;
+    if (c.timeout) o.client.connect_timeout = o.client.greeting_timeout = to_ms(*c.timeout);
+    qmp::threshold_manager m(asio::local::stream_protocol::endpoint(c.socket_path), o);
+    if (!c.state_file.empty()) {
+        std::ifstream in(c.state_file);
+        if (in) {
+            qmp::json j = qmp::json::parse(in, nullptr, false);
+            if (!m.load_state(j)) throw std::runtime_error("state file " + c.state_file + " is not a qmpctl state file");
+        }
+    }
+    std::vector<qmp::threshold_event> pending;
+    try {
+        pending = m.connect();
+    } catch (const qmp::qmp_error& e) {
+        std::cerr << "qmpctl: cannot connect to " << c.socket_path << ": " << e.what() << "\n";
+        return exit_connection;
+    }
+    auto fail_target = [&](const qmp::qmp_error& e) {
+        std::cerr << "qmpctl: " << e.what() << "\n";
+        const auto& ec = e.code();
+        if (ec.category() == qmp::server_category()) return exit_qmp_error;
+        if (ec == qmp::error::invalid_target || ec == qmp::error::unknown_disk || ec == qmp::error::ambiguous_disk ||
+            ec == qmp::error::unknown_index || ec == qmp::error::not_in_chain || ec == qmp::error::invalid_argument)
+            return exit_target;
+        return exit_connection;
+    };
+    if (verb == "set") {
+        if (c.positional.size() != 4) throw usage_error{"threshold set needs TARGET VALUE"};
+        qmp::threshold_spec spec = parse_spec(c.positional[3]);
+        spec.on = c.layer == "format" ? qmp::layer::format : qmp::layer::storage;
+        std::vector<qmp::threshold_event> now;
+        try {
+            now = m.arm(c.positional[2], spec);
+        } catch (const qmp::qmp_error& e) {
+            return fail_target(e);
+        }
+        save_manager(c, m);
+        const auto& a = m.armed().back();
+        std::cout << a.where.indexed() << " " << qmp::to_string(a.node_layer) << " node " << a.node << " threshold "
+                  << a.threshold << "\n";
+        for (const auto& e : now) std::cout << dump(event_line(e)) << "\n";
+        return exit_ok;
+    }
+    if (verb == "clear") {
+        if (c.positional.size() != 3) throw usage_error{"threshold clear needs TARGET"};
+        try {
+            m.disarm(c.positional[2]);
+        } catch (const qmp::qmp_error& e) {
+            return fail_target(e);
+        }
+        save_manager(c, m);
+        return exit_ok;
+    }
+    if (verb == "watch") {
+        if (c.positional.size() != 2) throw usage_error{"threshold watch takes no arguments"};
+        using clock = std::chrono::steady_clock;
+        std::optional<clock::time_point> deadline;
+        if (c.timeout) deadline = clock::now() + to_ms(*c.timeout);
+        long long seen = 0;
+        auto emit = [&](const std::vector<qmp::threshold_event>& evs) {
+            for (const auto& e : evs) {
+                if (c.count && seen >= *c.count) return;
+                std::cout << dump(event_line(e)) << std::endl;
+                ++seen;
+            }
+        };
+        emit(pending);  // recovered at connect
+        save_manager(c, m);
+        while (!(c.count && seen >= *c.count)) {
+            auto step = std::chrono::milliseconds(1000);
+            if (deadline) {
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clock::now());
+                if (left.count() <= 0) break;
+                step = std::min(step, left);
+            }
+            auto evs = m.poll(step);
+            if (!evs.empty()) {
+                emit(evs);
+                save_manager(c, m);
+            }
+        }
+        return exit_ok;
+    }
+    if (verb == "report") {
+        if (c.positional.size() != 2) throw usage_error{"threshold report takes no arguments"};
+        auto rows = m.report();
+        save_manager(c, m);
+        if (c.json_output) {
+            qmp::json out = qmp::json::array();
+            for (const auto& r : rows) {
+                auto j = element_json(r.disk, r.element);
+                j["active"] = r.active;
+                j["armed"] = r.armed ? qmp::json({{"spec", r.armed->spec.str()},
+                                                   {"layer", qmp::to_string(r.armed->node_layer)},
+                                                   {"threshold", r.armed->threshold},
+                                                   {"state", r.armed->state == qmp::armed_threshold::status::armed ? "armed"
+                                                             : r.armed->state == qmp::armed_threshold::status::fired
+                                                                 ? "fired"
+                                                                 : "gone"}})
+                                     : qmp::json(nullptr);
+                out.push_back(j);
+            }
+            std::cout << dump(out) << "\n";
+        } else {
+            for (const auto& r : rows)
+                std::cout << qmp::target{r.disk, r.element.index}.indexed() << (r.active ? " active" : "")
+                          << " capacity " << text_or_dash(r.element.capacity) << " allocation "
+                          << text_or_dash(r.element.allocation) << " threshold storage "
+                          << text_or_dash(r.element.storage_threshold) << " format "
+                          << text_or_dash(r.element.format_threshold)
+                          << (r.armed ? " armed " + r.armed->spec.str() : std::string()) << "\n";
+        }
+        return exit_ok;
+    }
+    throw usage_error{"unknown threshold verb '" + verb + "'"};
+}
+
 template <class Client, class Endpoint>
 int run_with(const cli& c, const Endpoint& ep) {
     qmp::client_options opts;
@@ -362,6 +564,7 @@ int main(int argc, char** argv) {
     try {
         cli c = parse_args(argc, argv);
         const std::string& sub = c.positional[0];
+        if (sub == "threshold") return run_threshold(c);
         if (sub != "exec" && sub != "events" && sub != "chain" && sub != "resolve") throw usage_error{"unknown subcommand '" + sub + "'"};
         if (!c.socket_path.empty())
             return run_with<qmp::sync_client>(c, asio::local::stream_protocol::endpoint(c.socket_path));

@@ -33,14 +33,17 @@ namespace fs = std::filesystem;
 class temp_dir {
 public:
     temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "qmp-test-XXXXXX").string();
+        std::string tmpl = (fs::temp_directory_path() / "qmp-XXXXXX").string();
         if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
         path_ = tmpl;
     }
     ~temp_dir() {
+        if (keep_) return;
         std::error_code ec;
         fs::remove_all(path_, ec);
     }
+    /// Leaves the directory in place.
+    void keep() noexcept { keep_ = true; }
     temp_dir(const temp_dir&) = delete;
     temp_dir& operator=(const temp_dir&) = delete;
     const fs::path& path() const noexcept { return path_; }
@@ -48,6 +51,7 @@ public:
 
 private:
     fs::path path_;
+    bool keep_ = false;
 };
 
 inline std::string read_file(const std::string& path) {
@@ -185,6 +189,9 @@ public:
     }
 
     std::string log() const { return log_.empty() ? std::string() : read_file(log_); }
+
+    /// Forgets the child: it keeps running after this object is gone.
+    void release() noexcept { pid_ = -1; }
 
 private:
     pid_t pid_ = -1;

@@ -143,4 +143,61 @@ TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_s
     }
 }
 
+TEST_CASE("qmpctl: threshold set, clear, report and a watch that recovers a missed event" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir dir;
+        auto files = make_chain(b, dir, "vda", 1);
+        qemu_config cfg;
+        cfg.blockdevs = chain_blockdevs(files, "vda");
+        cfg.nbd_export_node = "vda-0-fmt";
+        qemu_instance q(b, dir, cfg);
+        INFO(q.log());
+        const std::string state = dir.file("state.json");
+        auto ctl = [&](std::vector<std::string> args, std::string* out) {
+            std::vector<std::string> argv{qmpctl(), "-s", q.qmp_path(), "--state", state, "--disk", "vda=vda-0-fmt"};
+            argv.insert(argv.end(), args.begin(), args.end());
+            return run(argv, out);
+        };
+        std::string out;
+        REQUIRE(ctl({"threshold", "set", "vda", "1M"}, &out) == 0);
+        CHECK(out == "vda[1] storage node vda-0-file threshold 1048576\n");
+        REQUIRE(ctl({"threshold", "set", "vda[1]", "end-1M", "--layer", "format"}, &out) == 0);
+        CHECK(out == "vda[1] format node vda-0-fmt threshold 66060288\n");
+        REQUIRE(ctl({"threshold", "report", "--json"}, &out) == 0);
+        auto rows = nlohmann::json::parse(out);
+        REQUIRE(rows.size() == 1);
+        CHECK(rows[0]["target"] == "vda[1]");
+        CHECK(rows[0]["threshold"] == 1048576);
+        CHECK(rows[0]["format_threshold"] == 66060288);
+        CHECK(!rows[0]["armed"].is_null());
+
+        // Nobody watches while the write crosses; a later watch with the state file reports it.
+        REQUIRE(q.nbd_write(0, 2u << 20) == 0);
+        REQUIRE(ctl({"threshold", "watch", "--count", "1", "--timeout", "20"}, &out) == 0);
+        auto line = nlohmann::json::parse(out);
+        CHECK(line["target"] == "vda[1]");
+        CHECK(line["node"] == "vda-0-file");
+        CHECK(line["layer"] == "storage");
+        CHECK(line["threshold"] == 1048576);
+        CHECK(line["amount_exceeded"].get<std::uint64_t>() > 0);
+        CHECK(line["recovered"] == true);
+        // Reported once: the state file now says it fired.
+        REQUIRE(ctl({"threshold", "watch", "--timeout", "0.5"}, &out) == 0);
+        CHECK(out.empty());
+
+        REQUIRE(ctl({"threshold", "clear", "vda"}, &out) == 0);
+        REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "exec", "query-named-block-nodes", R"({"flat": true})"}, &out) == 0);
+        for (auto& n : nlohmann::json::parse(out)) CHECK(n["write_threshold"] == 0);
+
+        CHECK(ctl({"threshold", "set", "vda", "0"}, &out) == 5);
+        CHECK(out.find("disarm") != std::string::npos);
+        CHECK(ctl({"threshold", "set", "vdz", "1M"}, &out) == 5);
+        CHECK(ctl({"threshold", "set", "vda", "101%"}, &out) == 5);
+        CHECK(ctl({"threshold", "set", "vda", "12Q"}, &out) == 2);
+        CHECK(ctl({"threshold", "set", "vda"}, &out) == 2);
+        CHECK(ctl({"threshold", "frob"}, &out) == 2);
+    }
+}
+
 #endif

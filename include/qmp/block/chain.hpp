@@ -24,6 +24,7 @@ struct chain_element {
 
     // From the graph (details only when the graph was queried with them).
     std::optional<std::string> driver;       ///< format driver, or the storage driver without format
+    std::optional<std::string> storage_driver;  ///< the storage node's driver (file, host_device, raw, ...)
     std::optional<std::string> filename;
     std::optional<std::uint64_t> capacity;   ///< storage node's size (bytes of host storage)
     std::optional<std::uint64_t> virtual_size;  ///< the format node's guest-visible size
@@ -66,6 +67,7 @@ inline chain_element make_element(const block_graph& g, std::size_t i) {
     const graph_node& s = g.nodes[*storage];
     el.storage_node = s.name;
     el.driver = n.driver;
+    el.storage_driver = s.driver;
     el.allocation = s.wr_highest_offset;
     if (n.details) {
         el.filename = n.details->filename;
@@ -122,7 +124,15 @@ std::vector<disk_chain> disks_of(const block_graph& g, NameOf&& name_of) {
     for (const auto& b : g.backends) {
         auto root = g.index_of(b.root_node);
         if (!root) continue;
-        if (b.device.empty() && b.qdev.empty() && targets.count(*root)) continue;  // a job's backend
+        if (b.device.empty() && b.qdev.empty()) {
+            if (targets.count(*root)) continue;  // a job's backend
+            // An unnamed backend (an NBD export, say) on a device's root is
+            // another way into the same disk, not a disk of its own.
+            bool shadow = false;
+            for (const auto& other : g.backends)
+                shadow = shadow || ((!other.device.empty() || !other.qdev.empty()) && other.root_node == b.root_node);
+            if (shadow) continue;
+        }
         disk_chain d;
         d.backend = b;
         d.elements = detail::walk_chain(g, *root, {}, false);

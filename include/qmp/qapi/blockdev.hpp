@@ -169,6 +169,7 @@ struct block_commit {
     std::optional<std::string> base_node{};
     std::optional<std::string> top_node{};
     std::optional<std::string> backing_file{};
+    std::optional<std::string> on_error{};  ///< "report" | "ignore" | "enospc" | "stop" (QEMU 5.0+)
     job_options job{};
 };
 inline void to_json(json& j, const block_commit& c) {
@@ -176,6 +177,7 @@ inline void to_json(json& j, const block_commit& c) {
     detail::put_opt(j, "base-node", c.base_node);
     detail::put_opt(j, "top-node", c.top_node);
     detail::put_opt(j, "backing-file", c.backing_file);
+    detail::put_opt(j, "on-error", c.on_error);
     detail::put_job(j, c.job);
 }
 
@@ -230,6 +232,15 @@ inline void to_json(json& j, const block_job_cancel& c) {
     j = {{"device", c.device}};
     detail::put_opt(j, "force", c.force);
 }
+
+/// `block-job-resume`: continue a job paused by the user or by an error
+/// policy (e.g. on-error "stop" after ENOSPC, once the storage grew).
+struct block_job_resume {
+    static constexpr std::string_view name = "block-job-resume";
+    using result_type = empty_result;
+    std::string device{};  ///< the job id
+};
+inline void to_json(json& j, const block_job_resume& c) { j = {{"device", c.device}}; }
 
 struct job_dismiss {
     static constexpr std::string_view name = "job-dismiss";

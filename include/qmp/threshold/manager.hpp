@@ -174,11 +174,13 @@ public:
             if (ec == error::timeout) return out;
             if (ec == error::events_lost) {
                 append(out, resync());
+                if (!out.empty()) return out;
                 continue;
             }
             if (ec) {
                 if (!reconnect(deadline)) return out;
                 append(out, resync());
+                if (!out.empty()) return out;
                 continue;
             }
             if (ev.name == block_write_threshold_event::name) {
@@ -317,9 +319,13 @@ private:
         return n ? n->wr_highest_offset : std::nullopt;
     }
 
+    // A regular file (driver `file`) grows with every allocation: its length
+    // is no capacity. Block devices and size-limited raw nodes have one.
     static std::optional<std::uint64_t> capacity_of(const chain_element& el, const threshold_spec& spec) {
         if (spec.capacity) return spec.capacity;
-        return spec.on == layer::format ? el.virtual_size : el.capacity;
+        if (spec.on == layer::format) return el.virtual_size;
+        if (el.storage_driver == std::optional<std::string>("file")) return std::nullopt;
+        return el.capacity;
     }
 
     // Computes and sets the threshold of `a`; reports at once when the
