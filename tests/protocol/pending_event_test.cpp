@@ -81,6 +81,10 @@ TEST_CASE("handshake: greeting, negotiation with and without oob" * doctest::tes
             CHECK(req["execute"] == "qmp_capabilities");
             CHECK(req.contains("arguments") == (offered && wanted));
             CHECK(h.current() == qmp::handshake::state::awaiting_capabilities);
+            // A stale second greeting before the reply is tolerated.
+            REQUIRE(!h.on_message(greet(offered), out, handled));
+            CHECK(out.empty());
+            CHECK(h.extra_greetings() == 1);
             qmp::message rep;
             REQUIRE(!qmp::classify(R"({"return": {}, "id": ")" + qmp::handshake::capabilities_id() + "\"}", rep));
             REQUIRE(!h.on_message(rep, out, handled));

@@ -49,6 +49,13 @@ public:
         case state::awaiting_capabilities:
             if (msg.kind == message_kind::event) return {};
             handled = true;
+            // QEMU can flush a greeting meant for the previous client (one
+            // that closed before reading it) ahead of ours: seen on 7.2
+            // under load. A greeting before the negotiation reply is harmless.
+            if (msg.kind == message_kind::greeting) {
+                ++extra_greetings_;
+                return {};
+            }
             if (msg.kind == message_kind::success && msg.id == capabilities_id()) {
                 state_ = state::ready;
                 return {};
@@ -69,6 +76,9 @@ public:
         return {};
     }
 
+    /// Greetings received after the first, before the negotiation reply.
+    unsigned extra_greetings() const noexcept { return extra_greetings_; }
+
     /// The server's `desc` when negotiation was refused.
     const std::string& error_desc() const noexcept { return error_desc_; }
 
@@ -83,6 +93,7 @@ private:
     state state_ = state::awaiting_greeting;
     struct greeting greeting_;
     std::string error_desc_;
+    unsigned extra_greetings_ = 0;
 };
 
 }  // namespace qmp
