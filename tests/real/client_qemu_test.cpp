@@ -59,6 +59,43 @@ TEST_CASE("qemu: greeting, version and oob on the storage daemon and the system 
     }
 }
 
+TEST_CASE("qemu: a TCP monitor on loopback, with tcp_client and qmpctl -t" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        // A free loopback port: bind to 0, read the port, let QEMU take it.
+        unsigned short port = 0;
+        {
+            asio::io_context ctx;
+            asio::ip::tcp::acceptor a(ctx, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+            port = a.local_endpoint().port();
+        }
+        temp_dir dir;
+        child_process qemu({b.tool("qemu-storage-daemon"), "--chardev",
+                            "socket,host=127.0.0.1,port=" + std::to_string(port) + ",server=on,wait=off,id=c0",
+                            "--monitor", "chardev=c0"},
+                           dir.file("tcp.log"));
+        INFO(qemu.log());
+        qmp::sync_tcp_client cl;
+        std::error_code ec;
+        for (int i = 0; i < 200; ++i) {
+            cl.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+            if (!ec) break;
+            std::this_thread::sleep_for(10ms);
+        }
+        REQUIRE(!ec);
+        auto v = cl.execute(qmp::query_version{});
+        CHECK(std::to_string(v.qemu.major) + "." + std::to_string(v.qemu.minor) == b.label);
+        cl.close();
+#ifdef QMP_BIN_DIR
+        std::string out;
+        CHECK(run({std::string(QMP_BIN_DIR) + "/qmpctl", "-t", "127.0.0.1:" + std::to_string(port), "exec",
+                   "query-version"},
+                  &out) == 0);
+        CHECK(out.find("\"major\"") != std::string::npos);
+#endif
+    }
+}
+
 TEST_CASE("qemu: 1,000 commands in flight at once, every reply matched" * doctest::test_suite("qemu")) {
     for (const auto& b : qemu_builds()) {
         for (bool oob : {true, false}) {
