@@ -222,6 +222,18 @@ qmp::index_registry load_state(const cli& c) {
     return reg;
 }
 
+// Replaces `path` with `j` atomically (write a sibling, then rename).
+void write_json_file(const std::string& path, const qmp::json& j) {
+    std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp);
+        out << j.dump(2) << "\n";
+        if (!out) throw std::runtime_error("cannot write " + tmp);
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot replace " + path);
+}
+
+// Keeps what else the state file holds (armed thresholds) and updates the registry.
 void save_state(const cli& c, const qmp::index_registry& reg) {
     if (c.state_file.empty()) return;
     qmp::json j = qmp::json::object();
@@ -233,13 +245,7 @@ void save_state(const cli& c, const qmp::index_registry& reg) {
         }
     }
     j["registry"] = reg.to_json();
-    std::string tmp = c.state_file + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << j.dump(2) << "\n";
-        if (!out) throw std::runtime_error("cannot write " + tmp);
-    }
-    if (std::rename(tmp.c_str(), c.state_file.c_str()) != 0) throw std::runtime_error("cannot replace " + c.state_file);
+    write_json_file(c.state_file, j);
 }
 
 template <class Client>
@@ -403,15 +409,7 @@ qmp::json event_line(const qmp::threshold_event& e) {
 }
 
 void save_manager(const cli& c, const qmp::threshold_manager& m) {
-    if (c.state_file.empty()) return;
-    qmp::json j = m.save_state();
-    std::string tmp = c.state_file + ".tmp";
-    {
-        std::ofstream out(tmp);
-        out << j.dump(2) << "\n";
-        if (!out) throw std::runtime_error("cannot write " + tmp);
-    }
-    if (std::rename(tmp.c_str(), c.state_file.c_str()) != 0) throw std::runtime_error("cannot replace " + c.state_file);
+    if (!c.state_file.empty()) write_json_file(c.state_file, m.save_state());
 }
 
 int run_threshold(const cli& c) {
