@@ -7,12 +7,16 @@
 #include <qmp/client/sync_client.hpp>
 #include <qmp/qapi.hpp>
 
+#include "../support/graph_walk.hpp"
+
 #include <doctest/doctest.h>
 
 using namespace std::chrono_literals;
 using namespace qmp_support;
 
 namespace {
+
+using qmp_test::walk;
 
 bool has_edge(const qmp::block_graph& g, const std::string& parent, const std::string& child, qmp::edge_role role) {
     for (const auto& e : g.edges)
@@ -32,18 +36,6 @@ const qmp::graph_backend* backend_with_root(const qmp::block_graph& g, const std
     return nullptr;
 }
 
-// Walks backing links from `start`, skipping filters; returns the names.
-std::vector<std::string> walk(const qmp::block_graph& g, std::size_t start) {
-    std::vector<std::string> out;
-    std::optional<std::size_t> cur = g.skip_filters(start);
-    while (cur) {
-        out.push_back(g.nodes[*cur].name);
-        auto next = g.child(*cur, qmp::edge_role::backing);
-        if (!next) break;
-        cur = g.skip_filters(*next);
-    }
-    return out;
-}
 
 struct vm {
     temp_dir dir;

@@ -4,12 +4,16 @@
 #include <qmp/client/command.hpp>
 #include <qmp/qapi.hpp>
 
+#include "../support/graph_walk.hpp"
+
 #include <doctest/doctest.h>
 
 #include <fstream>
 #include <sstream>
 
 namespace {
+
+using qmp_test::walk;
 
 qmp::json load(const std::string& version, const std::string& name) {
     std::ifstream in(std::string(QMP_TEST_DATA_DIR) + "/qemu-" + version + "/" + name + ".json");
@@ -28,17 +32,6 @@ T typed(const qmp::json& j) {
     return out;
 }
 
-std::vector<std::string> walk(const qmp::block_graph& g, std::size_t start) {
-    std::vector<std::string> out;
-    std::optional<std::size_t> cur = g.skip_filters(start);
-    while (cur) {
-        out.push_back(g.nodes[*cur].name);
-        auto next = g.child(*cur, qmp::edge_role::backing);
-        if (!next) break;
-        cur = g.skip_filters(*next);
-    }
-    return out;
-}
 
 }  // namespace
 
