@@ -86,7 +86,7 @@ void bench_pipeline(const qmp_support::qemu_build& b, int rounds) {
         qmp::client_options o;
         o.enable_oob = oob;
         qmp::sync_client cl(o);
-        cl.connect(asio::local::stream_protocol::endpoint(q.qmp_path()));
+        cl.connect(q.qmp_endpoint());
         auto& ac = cl.async_client();
         std::vector<double> seq, pipe;
         for (int r = 0; r < rounds; ++r) {

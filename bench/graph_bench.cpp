@@ -65,7 +65,7 @@ struct deep_vm {
         qmp::client_options o;
         o.command_timeout = std::chrono::minutes(5);
         client = std::make_unique<qmp::sync_client>(o);
-        client->connect(asio::local::stream_protocol::endpoint(q->qmp_path()));
+        client->connect(q->qmp_endpoint());
     }
 };
 

@@ -38,7 +38,7 @@ void bench(const qmp_support::qemu_build& b, int rounds) {
         o.catalog.entries["vda"] = root;
         o.verify_uncrossed = verify;
         o.client.command_timeout = std::chrono::minutes(2);
-        qmp::threshold_manager m(asio::local::stream_protocol::endpoint(q.qmp_path()), o);
+        qmp::threshold_manager m(q.qmp_endpoint(), o);
         m.connect();
         for (std::uint32_t i = 1; i <= depth && m.armed().size() < depth; ++i)
             m.arm("vda[" + std::to_string(i) + "]", qmp::threshold_spec::bytes(512u << 20).with_capacity(1ull << 30));

@@ -7,6 +7,8 @@
 
 #include "process.hpp"
 
+#include <asio/local/stream_protocol.hpp>
+
 #include <string>
 #include <vector>
 
@@ -98,7 +100,8 @@ public:
         argv.insert(argv.end(), cfg.extra.begin(), cfg.extra.end());
         proc_.start(argv, dir.file(name + ".log"));
         auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-        while (!socket_accepts(qmp_path_)) {
+        bool nbd = cfg.kind == qemu_kind::storage_daemon && !cfg.nbd_export_node.empty();
+        while (!unix_socket_listening(qmp_path_) || (nbd && !unix_socket_listening(nbd_path_))) {
             if (!proc_.running()) throw std::runtime_error("QEMU " + b.label + " exited at start:\n" + proc_.log());
             if (std::chrono::steady_clock::now() > deadline)
                 throw std::runtime_error("QEMU " + b.label + " QMP socket did not appear:\n" + proc_.log());
@@ -107,6 +110,9 @@ public:
     }
 
     const std::string& qmp_path() const noexcept { return qmp_path_; }
+    asio::local::stream_protocol::endpoint qmp_endpoint() const {
+        return asio::local::stream_protocol::endpoint(qmp_path_);
+    }
     const std::string& nbd_path() const noexcept { return nbd_path_; }
     child_process& process() noexcept { return proc_; }
     std::string log() const { return proc_.log(); }

@@ -43,7 +43,7 @@ struct vm {
     qmp::sync_client cl;
     vm(const qemu_build& b, const qemu_config& cfg) {
         q = std::make_unique<qemu_instance>(b, dir, cfg);
-        cl.connect(asio::local::stream_protocol::endpoint(q->qmp_path()));
+        cl.connect(q->qmp_endpoint());
     }
 };
 
@@ -67,7 +67,7 @@ TEST_CASE("graph: a 3-deep chain in the storage daemon" * doctest::test_suite("q
         cfg.nbd_export_node = "vda-2-fmt";
         qemu_instance q(b, dir, cfg);
         qmp::sync_client cl;
-        cl.connect(asio::local::stream_protocol::endpoint(q.qmp_path()));
+        cl.connect(q.qmp_endpoint());
         auto g = qmp::query_block_graph(cl);
         CHECK(g.source == qmp::graph_source::debug_graph);
         CHECK(!g.has_details);

@@ -72,10 +72,6 @@ TEST_CASE("index_registry: libvirt names, first sight, persistence" * doctest::t
 
 namespace {
 
-asio::local::stream_protocol::endpoint ep(const qemu_instance& q) {
-    return asio::local::stream_protocol::endpoint(q.qmp_path());
-}
-
 std::string fmt(const std::string& file, const std::string& name, const std::string& backing = "") {
     return R"({"driver":"qcow2","node-name":")" + name + R"(","file":")" + file + "\"" +
            (backing.empty() ? "" : R"(,"backing":")" + backing + "\"") + "}";
@@ -170,7 +166,7 @@ TEST_CASE("resolver: three disks: libvirt names under a throttle, generated name
         qemu_instance q(b, dir, cfg);
         INFO(q.log());
         qmp::sync_client cl;
-        cl.connect(ep(q));
+        cl.connect(q.qmp_endpoint());
         qmp::index_registry reg;
         qmp::disk_catalog cat;
         cat.entries = {{"vda", "virtio-disk0"}, {"vdb", "drive1"}, {"vdc", "/machine/peripheral/virtio-disk2/virtio-backend"}};
@@ -282,7 +278,7 @@ TEST_CASE("resolver: indexes survive snapshot, commit, stream, active commit and
         qemu_instance q(b, dir, cfg);
         INFO(q.log());
         qmp::sync_client cl;
-        cl.connect(ep(q));
+        cl.connect(q.qmp_endpoint());
         qmp::index_registry reg;
         qmp::disk_catalog cat;
         cat.entries = {{"vda", "virtio-disk0"}};

@@ -97,19 +97,32 @@ TEST_CASE("fake: events before the greeting are kept" * doctest::test_suite("fak
     CHECK(ev.time.microseconds == 2);
 }
 
-TEST_CASE("fake: a stale second greeting before the negotiation reply is tolerated" * doctest::test_suite("fake")) {
+TEST_CASE("fake: a repeated greeting is ignored and counted, a different one ends the session" *
+          doctest::test_suite("fake")) {
+    // QEMU sends the greeting twice to a client that connects while its
+    // monitor is being set up; both copies may precede the negotiation reply.
     fake_server srv;
     auto script = in_thread([&] {
         srv.accept();
         srv.send_greeting();
         auto caps = srv.read_message();
-        srv.send_greeting();  // what QEMU flushes for a client that left early
+        srv.send_greeting();
         srv.reply(caps, qmp::json::object());
-        srv.reply(srv.read_message(), "ok");
+        auto req = srv.read_message();
+        srv.send_greeting();  // a copy after negotiation: still harmless
+        srv.reply(req, "ok");
+        srv.read_message();
+        srv.send_greeting(false);  // not the same server's greeting
     });
     qmp::sync_client cl(quick());
     cl.connect(srv.endpoint());
     CHECK(cl.execute("x") == "ok");
+    CHECK(cl.stats().repeated_greetings == 2);
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.execute("y", nullptr, ec, d);
+    CHECK(ec == qmp::error::unexpected_message);
+    CHECK(!cl.is_open());
     script.get();
 }
 

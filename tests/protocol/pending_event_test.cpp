@@ -81,7 +81,7 @@ TEST_CASE("handshake: greeting, negotiation with and without oob" * doctest::tes
             CHECK(req["execute"] == "qmp_capabilities");
             CHECK(req.contains("arguments") == (offered && wanted));
             CHECK(h.current() == qmp::handshake::state::awaiting_capabilities);
-            // A stale second greeting before the reply is tolerated.
+            // A copy of the greeting before the reply is tolerated.
             REQUIRE(!h.on_message(greet(offered), out, handled));
             CHECK(out.empty());
             CHECK(h.extra_greetings() == 1);
@@ -90,6 +90,12 @@ TEST_CASE("handshake: greeting, negotiation with and without oob" * doctest::tes
             REQUIRE(!h.on_message(rep, out, handled));
             CHECK(h.current() == qmp::handshake::state::ready);
             CHECK(h.oob_enabled() == (offered && wanted));
+            // After negotiation too; but a different greeting is not a copy.
+            REQUIRE(!h.on_message(greet(offered), out, handled));
+            CHECK(handled);
+            CHECK(h.extra_greetings() == 2);
+            CHECK(h.on_message(greet(!offered), out, handled) == qmp::error::unexpected_message);
+            CHECK(h.current() == qmp::handshake::state::failed);
         }
 }
 

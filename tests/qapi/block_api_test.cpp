@@ -12,10 +12,6 @@ using namespace qmp_support;
 
 namespace {
 
-asio::local::stream_protocol::endpoint ep(const qemu_instance& q) {
-    return asio::local::stream_protocol::endpoint(q.qmp_path());
-}
-
 struct daemon_chain {
     temp_dir dir;
     std::vector<std::string> files;
@@ -32,7 +28,7 @@ struct daemon_chain {
         else
             cfg.extra = {"-device", "virtio-blk-pci,drive=vda-" + std::to_string(depth - 1) + "-fmt,id=virtio-disk0"};
         q = std::make_unique<qemu_instance>(b, dir, cfg);
-        cl.connect(ep(*q));
+        cl.connect(q->qmp_endpoint());
     }
 
     // Waits for an event of type E (others are skipped).

@@ -12,10 +12,6 @@ using namespace qmp_support;
 
 namespace {
 
-asio::local::stream_protocol::endpoint ep(const qemu_instance& q) {
-    return asio::local::stream_protocol::endpoint(q.qmp_path());
-}
-
 // A 3-deep chain in a storage daemon with an NBD export of the top.
 struct chain_daemon {
     temp_dir dir;
@@ -46,7 +42,7 @@ TEST_CASE("qemu: greeting, version and oob on the storage daemon and the system 
             qemu_instance q(b, dir, cfg);
             INFO(q.log());
             qmp::sync_client cl;
-            cl.connect(ep(q));
+            cl.connect(q.qmp_endpoint());
             auto g = cl.server_greeting();
             CHECK(std::to_string(g.version.qemu.major) + "." + std::to_string(g.version.qemu.minor) == b.label);
             CHECK(g.offers("oob"));
@@ -56,6 +52,25 @@ TEST_CASE("qemu: greeting, version and oob on the storage daemon and the system 
             CHECK(v.package == g.version.package);
             CHECK(!v.package.empty());
         }
+    }
+}
+
+TEST_CASE("qemu: connecting the moment QEMU listens always negotiates" * doctest::test_suite("qemu")) {
+    // Right after start QEMU sometimes greets twice; the client must neither
+    // fail nor take the copy for a new session.
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        std::uint64_t repeats = 0;
+        for (int i = 0; i < 20; ++i) {
+            temp_dir dir;
+            qemu_instance q(b, dir, qemu_config{});
+            INFO(q.log());
+            qmp::sync_client cl;
+            cl.connect(q.qmp_endpoint());
+            CHECK(cl.execute(qmp::query_version{}).qemu.major == cl.server_greeting().version.qemu.major);
+            repeats += cl.stats().repeated_greetings;
+        }
+        MESSAGE("QEMU " << b.label << ": " << repeats << " repeated greetings in 20 fresh connections");
     }
 }
 
@@ -106,7 +121,7 @@ TEST_CASE("qemu: 1,000 commands in flight at once, every reply matched" * doctes
             qmp::client_options o;
             o.enable_oob = oob;
             qmp::sync_client cl(o);
-            cl.connect(ep(*d.q));
+            cl.connect(d.q->qmp_endpoint());
             auto& ac = cl.async_client();
             // Alternate two commands with different answers so a mismatch shows.
             std::vector<std::future<qmp::json>> fs;
@@ -136,7 +151,7 @@ TEST_CASE("qemu: CommandNotFound and GenericError are mapped with QEMU's text" *
         chain_daemon d(b);
         INFO(d.q->log());
         qmp::sync_client cl;
-        cl.connect(ep(*d.q));
+        cl.connect(d.q->qmp_endpoint());
         std::error_code ec;
         qmp::diagnostics diag;
         cl.execute("no-such-command", nullptr, ec, diag);
@@ -171,7 +186,7 @@ TEST_CASE("qemu: a pretty=on monitor" * doctest::test_suite("qemu")) {
             if (k == qmp::trace_kind::received) received.emplace_back(t);
         };
         qmp::sync_client cl(o);
-        cl.connect(ep(*d.q));
+        cl.connect(d.q->qmp_endpoint());
         auto nodes = cl.execute("query-named-block-nodes", {{"flat", true}});
         CHECK(nodes.size() == 6);
         std::lock_guard<std::mutex> lk(m);
@@ -187,7 +202,7 @@ TEST_CASE("qemu: BLOCK_WRITE_THRESHOLD on the qcow2 node and its file node after
         chain_daemon d(b);
         INFO(d.q->log());
         qmp::sync_client cl;
-        cl.connect(ep(*d.q));
+        cl.connect(d.q->qmp_endpoint());
         cl.execute("block-set-write-threshold", {{"node-name", "vda-2-fmt"}, {"write-threshold", 1048576}});
         cl.execute("block-set-write-threshold", {{"node-name", "vda-2-file"}, {"write-threshold", 1048576}});
         std::string out;
@@ -212,7 +227,7 @@ TEST_CASE("qemu: SIGKILL with commands pending: all fail promptly" * doctest::te
         CAPTURE(b.label);
         chain_daemon d(b);
         qmp::sync_client cl;
-        cl.connect(ep(*d.q));
+        cl.connect(d.q->qmp_endpoint());
         d.q->process().signal(SIGSTOP);  // nothing gets answered from here on
         auto& ac = cl.async_client();
         std::vector<std::future<qmp::json>> fs;
@@ -242,7 +257,7 @@ TEST_CASE("qemu: SIGSTOP: the command timeout fires" * doctest::test_suite("qemu
         qmp::client_options o;
         o.command_timeout = 300ms;
         qmp::sync_client cl(o);
-        cl.connect(ep(*d.q));
+        cl.connect(d.q->qmp_endpoint());
         d.q->process().signal(SIGSTOP);
         std::error_code ec;
         qmp::diagnostics diag;

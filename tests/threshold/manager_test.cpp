@@ -76,7 +76,7 @@ struct thin_vm {
         }
         q = std::make_unique<qemu_instance>(b, dir, cfg);
     }
-    asio::local::stream_protocol::endpoint ep() const { return asio::local::stream_protocol::endpoint(q->qmp_path()); }
+    asio::local::stream_protocol::endpoint ep() const { return q->qmp_endpoint(); }
 
     std::uint64_t threshold_of(qmp::sync_client& cl, const std::string& node) {
         for (const auto& n : cl.execute(qmp::query_named_block_nodes{true}))

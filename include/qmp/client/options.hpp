@@ -57,6 +57,7 @@ struct client_stats {
     std::uint64_t events_received = 0;
     std::uint64_t events_dropped = 0;   ///< dropped by queue overflow
     std::uint64_t connections = 0;      ///< successful handshakes
+    std::uint64_t repeated_greetings = 0;  ///< copies of the greeting QEMU sent twice (ignored)
 };
 
 }  // namespace qmp

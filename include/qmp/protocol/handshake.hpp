@@ -49,13 +49,7 @@ public:
         case state::awaiting_capabilities:
             if (msg.kind == message_kind::event) return {};
             handled = true;
-            // QEMU can flush a greeting meant for the previous client (one
-            // that closed before reading it) ahead of ours: seen on 7.2
-            // under load. A greeting before the negotiation reply is harmless.
-            if (msg.kind == message_kind::greeting) {
-                ++extra_greetings_;
-                return {};
-            }
+            if (msg.kind == message_kind::greeting) return repeated_greeting(msg.greeting);
             if (msg.kind == message_kind::success && msg.id == capabilities_id()) {
                 state_ = state::ready;
                 return {};
@@ -68,7 +62,7 @@ public:
         case state::ready:
             if (msg.kind == message_kind::greeting) {
                 handled = true;
-                return fail(error::unexpected_message);
+                return repeated_greeting(msg.greeting);
             }
             return {};
         case state::failed: handled = true; return error::unexpected_message;
@@ -76,13 +70,26 @@ public:
         return {};
     }
 
-    /// Greetings received after the first, before the negotiation reply.
+    /// Copies of the first greeting received after it (ignored; see
+    /// repeated_greeting).
     unsigned extra_greetings() const noexcept { return extra_greetings_; }
 
     /// The server's `desc` when negotiation was refused.
     const std::string& error_desc() const noexcept { return error_desc_; }
 
 private:
+    // QEMU 7.2 and 10.0 send the greeting twice to a client that connects
+    // while the monitor is still being set up (observed on both, about one
+    // connection in 30 right after start; both copies arrive before the
+    // negotiation reply). A copy of the first greeting carries nothing new
+    // and is ignored; a different greeting means the stream is not one
+    // session and ends it.
+    std::error_code repeated_greeting(const struct greeting& g) {
+        if (!g.same_as(greeting_)) return fail(error::unexpected_message);
+        ++extra_greetings_;
+        return {};
+    }
+
     std::error_code fail(error e) {
         state_ = state::failed;
         return e;

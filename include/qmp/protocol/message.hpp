@@ -41,6 +41,14 @@ struct greeting {
             if (c == cap) return true;
         return false;
     }
+
+    /// Same version, package and capabilities: how a repeated greeting is
+    /// told from a different server.
+    bool same_as(const greeting& o) const {
+        return version.qemu.major == o.version.qemu.major && version.qemu.minor == o.version.qemu.minor &&
+               version.qemu.micro == o.version.qemu.micro && version.package == o.version.package &&
+               capabilities == o.capabilities;
+    }
 };
 
 /// `{"seconds", "microseconds"}`; both -1 when QEMU had no host time.

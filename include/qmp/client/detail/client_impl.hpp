@@ -335,8 +335,10 @@ private:
         if (state == conn_state::handshaking) {
             std::string to_send;
             bool handled = false;
+            auto repeats = hs_.extra_greetings();
             auto ec = hs_.on_message(msg, to_send, handled);
             if (ec) return fail(ec);
+            stats.repeated_greetings += hs_.extra_greetings() - repeats;
             if (!to_send.empty()) send(to_send);
             if (hs_.current() == handshake::state::ready) {
                 state = conn_state::ready;
@@ -353,7 +355,14 @@ private:
         }
 
         switch (msg.kind) {
-        case message_kind::greeting: return fail(error::unexpected_message);
+        case message_kind::greeting: {
+            // Only a copy of the first greeting is tolerated (see handshake).
+            std::string unused;
+            bool handled = false;
+            if (auto ec = hs_.on_message(msg, unused, handled)) return fail(ec);
+            ++stats.repeated_greetings;
+            return;
+        }
         case message_kind::event: return push_event(std::move(msg.event));
         case message_kind::success:
         case message_kind::failure: break;
