@@ -1,6 +1,7 @@
 // qmpctl: a command-line QMP client built on the public API only.
 //
 //   qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]
+//   qmpctl -s SOCKET exec (getfd|add-fd) [ARGUMENTS-JSON] (--pass-fd FILE | --pass-fd-ro FILE)
 //   qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] chain [DISK] [--json]
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] resolve TARGET [--json]
@@ -20,13 +21,19 @@
 #include <asio/ip/tcp.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace {
 
@@ -38,6 +45,7 @@ constexpr int exit_target = 5;
 
 const char* usage_text =
     "usage: qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]\n"
+    "       qmpctl -s SOCKET exec COMMAND [ARGUMENTS-JSON] (--pass-fd FILE | --pass-fd-ro FILE)...\n"
     "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... chain [DISK] [--json]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--json]\n"
@@ -62,6 +70,7 @@ struct cli {
     bool json_output = false;
     std::string layer = "storage";
     qmp::disk_catalog catalog;
+    std::vector<std::pair<std::string, bool>> pass_fds;  // file, read-only
 };
 
 double parse_seconds(const std::string& s) {
@@ -105,6 +114,8 @@ cli parse_args(int argc, char** argv) {
             c.layer = value();
             if (c.layer != "storage" && c.layer != "format") throw usage_error{"--layer is storage or format"};
         }
+        else if (a == "--pass-fd" || a == "--pass-fd-ro")
+            c.pass_fds.emplace_back(value(), a == "--pass-fd-ro");
         else if (a == "--disk") {
             const std::string& v = value();
             auto eq = v.find('=');
@@ -121,6 +132,8 @@ cli parse_args(int argc, char** argv) {
     }
     if (c.socket_path.empty() == c.tcp_address.empty()) throw usage_error{"give exactly one of -s SOCKET or -t HOST:PORT"};
     if (c.positional.empty()) throw usage_error{"no subcommand"};
+    if (!c.pass_fds.empty() && (c.positional[0] != "exec" || c.socket_path.empty()))
+        throw usage_error{"--pass-fd goes with exec over -s SOCKET (descriptors need a unix socket)"};
     return c;
 }
 
@@ -140,9 +153,19 @@ int run_exec(Client& client, const cli& c) {
     }
     qmp::exec_options opts;
     if (c.timeout) opts.timeout = to_ms(*c.timeout);
+    for (const auto& [file, ro] : c.pass_fds) {
+        int fd = ::open(file.c_str(), (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+        if (fd < 0) {
+            std::string why = std::strerror(errno);
+            for (int f : opts.fds) ::close(f);
+            throw usage_error{"cannot open " + file + ": " + why};
+        }
+        opts.fds.push_back(fd);
+    }
     std::error_code ec;
     qmp::diagnostics diag;
     qmp::json ret = client.execute(c.positional[1], std::move(args), ec, diag, opts);
+    for (int f : opts.fds) ::close(f);
     if (ec.category() == qmp::server_category()) {
         std::cerr << "qmpctl: " << c.positional[1] << ": " << diag.error_class << ": " << diag.message << "\n";
         return exit_qmp_error;

@@ -4,4 +4,5 @@
 #include <qmp/qapi/block_query.hpp>
 #include <qmp/qapi/blockdev.hpp>
 #include <qmp/qapi/events.hpp>
+#include <qmp/qapi/fd.hpp>
 #include <qmp/qapi/schema.hpp>

@@ -13,9 +13,13 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
+#include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <poll.h>
+#include <sys/socket.h>
 
 namespace qmp_test {
 using namespace qmp_support;
@@ -50,9 +54,26 @@ public:
             pollfd pfd{sock_.native_handle(), POLLIN, 0};
             if (::poll(&pfd, 1, 10000) <= 0) throw std::runtime_error("fake server: no message within 10 s");
             char buf[4096];
-            std::size_t n = sock_.read_some(asio::buffer(buf));
-            framer_.feed(buf, n);
+            framer_.feed(buf, receive(buf, sizeof buf));
         }
+    }
+
+    /// Descriptors that arrived with the bytes read so far (SCM_RIGHTS),
+    /// handed over to the caller, who closes them.
+    std::vector<int> take_fds() { return std::exchange(fds_, {}); }
+
+    /// True when the client sent bytes not yet read as a message within `ms`.
+    bool more_within(int ms) {
+        std::string_view text;
+        std::error_code ec;
+        qmp::framer copy = framer_;
+        if (copy.next(text, ec) == qmp::framer::status::message) return true;
+        pollfd pfd{sock_.native_handle(), POLLIN, 0};
+        return ::poll(&pfd, 1, ms) > 0;
+    }
+
+    ~fake_server() {
+        for (int fd : fds_) ::close(fd);
     }
 
     void send_greeting(bool oob = true) {
@@ -92,6 +113,29 @@ public:
     asio::local::stream_protocol::socket& socket() { return sock_; }
 
 private:
+    std::size_t receive(char* buf, std::size_t size) {
+        iovec iov{buf, size};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 16)];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n = ::recvmsg(sock_.native_handle(), &msg, MSG_CMSG_CLOEXEC);
+        if (n <= 0) throw std::runtime_error("fake server: the client closed the connection");
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                fds_.push_back(fd);
+            }
+        }
+        return static_cast<std::size_t>(n);
+    }
+
+    std::vector<int> fds_;
     temp_dir dir_;
     std::string path_;
     asio::io_context ctx_;

@@ -73,6 +73,57 @@ TEST_CASE("qmpctl: exec, errors and exit codes" * doctest::test_suite("qemu")) {
     }
 }
 
+TEST_CASE("qmpctl: exec add-fd --pass-fd, then a block node opened from the set" * doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir dir;
+        qemu_config cfg;
+        cfg.kind = qemu_kind::system;  // add-fd is not in the storage daemon
+        qemu_instance q(b, dir, cfg);
+        INFO(q.log());
+        std::string img = dir.file("passed.qcow2");
+        run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", img, "8M"});
+        std::string out;
+        REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "exec", "add-fd", R"({"opaque": "vda-top"})", "--pass-fd", img},
+                    &out) == 0);
+        auto added = nlohmann::json::parse(out);
+        std::string set = std::to_string(added["fdset-id"].get<long long>());
+        // The set outlives the qmpctl that filled it.
+        REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "exec", "query-fdsets"}, &out) == 0);
+        auto sets = nlohmann::json::parse(out);
+        REQUIRE(sets.size() == 1);
+        CHECK(sets[0]["fds"][0]["opaque"] == "vda-top");
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "exec", "blockdev-add",
+                   R"({"driver": "file", "node-name": "p-file", "filename": "/dev/fdset/)" + set + "\"}"},
+                  &out) == 0);
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "exec", "blockdev-add",
+                   R"({"driver": "qcow2", "node-name": "p-fmt", "file": "p-file"})"},
+                  &out) == 0);
+        REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "exec", "query-named-block-nodes", R"({"flat": true})"}, &out) ==
+                0);
+        bool seen = false;
+        for (auto& n : nlohmann::json::parse(out))
+            if (n["node-name"] == "p-fmt") {
+                seen = true;
+                CHECK(n["image"]["virtual-size"] == 8 * 1024 * 1024);
+            }
+        CHECK(seen);
+
+        // getfd without a descriptor: QEMU's error; bad uses: usage errors.
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "exec", "getfd", R"({"fdname": "x"})"}, &out) == 4);
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "exec", "getfd", R"({"fdname": "x"})", "--pass-fd-ro",
+                   dir.file("absent")},
+                  &out) == 2);
+        CHECK(out.find("cannot open") != std::string::npos);
+        CHECK(run({qmpctl(), "-t", "127.0.0.1:1", "exec", "getfd", R"({"fdname": "x"})", "--pass-fd", img}, &out) ==
+              2);
+        CHECK(out.find("unix socket") != std::string::npos);
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "exec", "getfd", R"({"fdname": "x"})", "--pass-fd-ro", img}, &out) ==
+              0);
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "exec", "closefd", R"({"fdname": "x"})"}, &out) == 0);
+    }
+}
+
 TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_suite("qemu")) {
     for (const auto& b : qemu_builds()) {
         CAPTURE(b.label);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <string_view>
+#include <vector>
 
 namespace qmp {
 
@@ -45,7 +46,15 @@ struct exec_options {
     /// Receives the server's class and desc (or the conversion message) on
     /// failure. Must outlive the operation.
     diagnostics* diag = nullptr;
+    /// File descriptors to pass with the command (SCM_RIGHTS, unix sockets
+    /// only), for `getfd` and `add-fd`. The client duplicates them when the
+    /// operation is initiated, so the caller may close its own at once; at
+    /// most max_fds_per_command. Independent of oob; not with `oob`.
+    std::vector<int> fds{};
 };
+
+/// QEMU's monitor reads at most this many descriptors with one message.
+inline constexpr std::size_t max_fds_per_command = 16;
 
 /// Counters kept by a client; read them on the client's executor.
 struct client_stats {

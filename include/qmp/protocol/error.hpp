@@ -34,6 +34,7 @@ enum class error {
     ambiguous_disk,         ///< more than one disk matches that name
     unknown_index,          ///< the disk has no chain element with that index
     not_in_chain,           ///< a node that belongs to no disk's chain
+    fd_passing_unsupported, ///< file descriptors given for a stream that is no unix socket
 };
 
 /// QMP error classes (qapi/error.json QapiErrorClass).
@@ -76,6 +77,7 @@ public:
         case error::ambiguous_disk: return "more than one disk matches that name";
         case error::unknown_index: return "the disk has no chain element with that index";
         case error::not_in_chain: return "the node belongs to no disk's backing chain";
+        case error::fd_passing_unsupported: return "file descriptors can only be passed over a unix socket";
         }
         return "unknown qmp.client error";
     }

@@ -5,6 +5,7 @@
 // dangling handler.
 #pragma once
 
+#include <qmp/client/detail/fd_passing.hpp>
 #include <qmp/client/options.hpp>
 #include <qmp/protocol/error.hpp>
 #include <qmp/protocol/event_queue.hpp>
@@ -62,6 +63,8 @@ struct pending_cmd : waiter<Executor> {
     std::string wire;
     bool oob = false;
     bool sent = false;
+    owned_fds fds;  // sent with the command's first byte
+    bool carried_fds = false;
     json result;
     diagnostics diag;
 };
@@ -137,10 +140,11 @@ public:
         connect_timed_out = false;
         framer_.reset();
         hs_ = handshake(options.enable_oob);
-        out_pending_.clear();
-        out_writing_.clear();
+        out_queue_.clear();
+        out_writing_ = out_chunk{};
         writing_ = false;
         inband_in_flight_ = 0;
+        fds_in_flight_ = false;
         trace(trace_kind::state, phase == conn_state::connecting ? "connecting" : "handshaking");
     }
 
@@ -168,6 +172,14 @@ public:
     std::error_code submit(const cmd_ptr& c, std::string_view name, const json& args, bool oob) {
         if (state != conn_state::ready) return close_reason ? close_reason : make_error_code(error::not_connected);
         if (oob && !hs_.oob_enabled()) return error::oob_not_negotiated;
+        if (!c->fds.empty()) {
+            if (!can_pass_fds<Stream>::value) return error::fd_passing_unsupported;
+            if (oob || c->fds.size() > max_fds_per_command) {
+                c->diag.message = oob ? "descriptors cannot go with exec-oob"
+                                      : "at most " + std::to_string(max_fds_per_command) + " descriptors per command";
+                return error::invalid_argument;
+            }
+        }
         c->id = pending_.next_id();
         c->oob = oob;
         try {
@@ -180,7 +192,7 @@ public:
             c->diag.message = e.what();
             return error::invalid_argument;
         }
-        if (!oob && hs_.oob_enabled() && inband_in_flight_ >= options.max_inband_in_flight)
+        if (!oob && (!waiting_.empty() || held_back(*c)))
             waiting_.push_back(c);
         else
             transmit(c);
@@ -241,7 +253,8 @@ public:
         stream.close(ignored);
         watchdog_.cancel();
         writing_ = false;
-        out_pending_.clear();
+        out_queue_.clear();
+        out_writing_.fds.reset();  // the bytes may still be under a cancelled write
         if (options.trace) trace(trace_kind::state, "closed: " + ec.message());
 
         pending_.drain([&](cmd_ptr& c) { c->finish(ec); });
@@ -260,41 +273,91 @@ public:
     const std::string& negotiation_desc() const noexcept { return hs_.error_desc(); }
 
 private:
+    // An in-band command waits while QEMU's queue is full (oob on), and a
+    // command with descriptors waits for the reply to the previous one:
+    // QEMU keeps only the descriptors of the last message that carried any,
+    // and with oob on it reads ahead of the command that takes them.
+    bool held_back(const pending_cmd<executor_type>& c) const {
+        if (hs_.oob_enabled() && inband_in_flight_ >= options.max_inband_in_flight) return true;
+        return !c.fds.empty() && fds_in_flight_;
+    }
+
     void transmit(const cmd_ptr& c) {
         c->sent = true;
         if (!c->oob) ++inband_in_flight_;
         ++stats.commands_sent;
         pending_.insert(c->id, c);
-        send(c->wire);
+        if (!c->fds.empty()) {
+            fds_in_flight_ = true;
+            c->carried_fds = true;
+        }
+        send(c->wire, std::move(c->fds));
         std::string().swap(c->wire);
     }
 
     void pump_waiting() {
-        while (!waiting_.empty() && inband_in_flight_ < options.max_inband_in_flight) {
+        while (!waiting_.empty() && !held_back(*waiting_.front())) {
             cmd_ptr c = std::move(waiting_.front());
             waiting_.pop_front();
             transmit(c);
         }
     }
 
-    void send(const std::string& text) {
+    /// Bytes to write, with the descriptors that go with their first byte.
+    struct out_chunk {
+        std::string bytes;
+        owned_fds fds;
+    };
+
+    void send(const std::string& text, owned_fds fds = {}) {
         trace(trace_kind::sent, text);
-        out_pending_ += text;
+        if (fds.empty() && !out_queue_.empty())
+            out_queue_.back().bytes += text;
+        else
+            out_queue_.push_back(out_chunk{text, std::move(fds)});
         if (!writing_) start_write();
     }
 
     void start_write() {
-        std::swap(out_pending_, out_writing_);
-        out_pending_.clear();
+        std::swap(out_writing_, out_queue_.front());
+        out_queue_.pop_front();
         writing_ = true;
-        asio::async_write(stream, asio::buffer(out_writing_),
+        if (!out_writing_.fds.empty()) return write_fds();
+        write_from(0);
+    }
+
+    void write_from(std::size_t offset) {
+        asio::async_write(stream, asio::buffer(out_writing_.bytes.data() + offset, out_writing_.bytes.size() - offset),
                           [self = this->shared_from_this(), gen = generation_](std::error_code ec, std::size_t) {
                               if (gen != self->generation_) return;
                               self->writing_ = false;
-                              self->out_writing_.clear();
+                              self->out_writing_.bytes.clear();
                               if (ec) return self->fail(ec);
-                              if (!self->out_pending_.empty()) self->start_write();
+                              if (!self->out_queue_.empty()) self->start_write();
                           });
+    }
+
+    void write_fds() {
+#if defined(ASIO_HAS_LOCAL_SOCKETS)
+        if constexpr (can_pass_fds<Stream>::value) {
+            std::error_code ec;
+            std::size_t n = send_with_fds(stream, out_writing_.bytes.data(), out_writing_.bytes.size(),
+                                          out_writing_.fds.get(), ec);
+            if (ec == asio::error::would_block) {
+                stream.async_wait(Stream::wait_write, [self = this->shared_from_this(),
+                                                       gen = generation_](std::error_code wec) {
+                    if (gen != self->generation_) return;
+                    if (wec) return self->fail(wec);
+                    self->write_fds();
+                });
+                return;
+            }
+            if (ec) return fail(ec);
+            out_writing_.fds.reset();  // QEMU has its own copies now
+            return write_from(n);
+        }
+#endif
+        fail(error::fd_passing_unsupported);  // submit refuses this earlier
     }
 
     void start_read() {
@@ -381,6 +444,7 @@ private:
         }
         cmd_ptr c = std::move(*entry);
         if (!c->oob && inband_in_flight_ > 0) --inband_in_flight_;
+        if (c->carried_fds) fds_in_flight_ = false;
         if (c->abandoned) {
             ++stats.late_replies;
         } else if (msg.kind == message_kind::success) {
@@ -425,9 +489,10 @@ private:
     waiter_ptr hs_waiter_;
     timer_for<executor_type> watchdog_;
     std::unique_ptr<char[]> rbuf_;
-    std::string out_pending_;
-    std::string out_writing_;
+    std::deque<out_chunk> out_queue_;
+    out_chunk out_writing_;
     bool writing_ = false;
+    bool fds_in_flight_ = false;  // a command that carried descriptors awaits its reply
     std::uint64_t generation_ = 0;
 };
 

@@ -72,18 +72,28 @@ struct execute_op {
     json arguments;
     exec_options opts;
     typename Impl::cmd_ptr cmd{};
+    owned_fds fds{};
+    std::error_code dup_error{};
     int step = 0;
 
     template <class Self>
     void operator()(Self& self, std::error_code ec = {}) {
         if (step == 0) {
+            // Still inside the initiating call: take copies of the caller's
+            // descriptors now, so the caller may close its own.
             step = 1;
+            if (!opts.fds.empty()) {
+                dup_error = fds.assign(opts.fds);
+                opts.fds.clear();
+            }
             return asio::post(im->get_executor(), std::move(self));
         }
         if (step == 1) {
             step = 2;
+            if (dup_error) return self.complete(dup_error, json());
             cmd = std::make_shared<typename Impl::cmd_ptr::element_type>(im->get_executor());
             cmd->arm(opts.timeout.count() < 0 ? im->options.command_timeout : opts.timeout);
+            cmd->fds = std::move(fds);
             if (auto err = im->submit(cmd, name, arguments, opts.oob)) {
                 if (opts.diag) *opts.diag = std::move(cmd->diag);
                 return self.complete(err, json());
