@@ -9,8 +9,10 @@
 #include <qmp/qapi.hpp>
 #include <qmp/qmp.hpp>
 
+#include <future>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 namespace {
 
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
     asio::io_context io;
     std::vector<watched_vm> vms(3);
     int remaining = static_cast<int>(vms.size());
+    std::promise<void> all_armed;  // the guests write once every threshold is armed
+    std::size_t armed = 0;
     for (std::size_t i = 0; i < vms.size(); ++i) {
         auto& vm = vms[i];
         vm.name = "vm" + std::to_string(i);
@@ -58,18 +62,20 @@ int main(int argc, char** argv) {
         vm.qemu = std::make_unique<qmp_support::qemu_instance>(qemu, dir, cfg, vm.name);
         vm.client = std::make_unique<qmp::unix_client>(io);
         auto ep = asio::local::stream_protocol::endpoint(vm.qemu->qmp_path());
-        vm.client->async_connect(ep, [&vm, &remaining, &vms](std::error_code ec) {
+        vm.client->async_connect(ep, [&vm, &remaining, &vms, &armed, &all_armed](std::error_code ec) {
             if (ec) return void(std::cerr << vm.name << ": " << ec.message() << "\n");
             vm.client->async_execute(qmp::block_set_write_threshold{vm.name + "-0-file", 1 << 20},
-                                     [&vm, &remaining, &vms](std::error_code ec, qmp::empty_result) {
+                                     [&vm, &remaining, &vms, &armed, &all_armed](std::error_code ec,
+                                                                                 qmp::empty_result) {
                                          if (ec) return void(std::cerr << vm.name << ": " << ec.message() << "\n");
                                          receive_loop(vm, remaining, vms);
+                                         if (++armed == vms.size()) all_armed.set_value();
                                      });
         });
     }
     // The guests write, from another thread, while the loop runs.
-    std::thread writers([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::thread writers([&, armed_future = all_armed.get_future()] {
+        if (armed_future.wait_for(std::chrono::seconds(20)) != std::future_status::ready) return;
         for (auto& vm : vms) vm.qemu->nbd_write(0, 2 << 20);
     });
     io.run_for(std::chrono::seconds(30));

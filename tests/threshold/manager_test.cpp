@@ -269,7 +269,7 @@ TEST_CASE("threshold: an overflowing event queue leads to a resync that loses no
         s.device = "vda-1-fmt";
         s.job.job_id = "noise";
         m.client().execute(s);
-        for (int i = 0; i < 200 && m.client().stats().events_dropped == 0; ++i) std::this_thread::sleep_for(10ms);
+        for (int i = 0; i < 1000 && m.client().stats().events_dropped == 0; ++i) std::this_thread::sleep_for(10ms);
         REQUIRE(m.client().stats().events_dropped > 0);
         auto got = poll_until(m, 1);
         REQUIRE(got.size() == 1);

@@ -25,8 +25,13 @@ TEST_CASE("qmpctl: exec, errors and exit codes" * doctest::test_suite("qemu")) {
         qemu_config cfg;
         cfg.blockdevs = chain_blockdevs(files, "vda");
         cfg.nbd_export_node = "vda-0-fmt";
+        // A second monitor: QEMU serves one client per monitor at a time.
+        std::string second = dir.file("second.qmp");
+        cfg.extra = {"--chardev", "socket,path=" + second + ",server=on,wait=off,id=c1", "--monitor", "chardev=c1"};
         qemu_instance q(b, dir, cfg);
         INFO(q.log());
+        for (int i = 0; i < 2000 && !unix_socket_listening(second); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
         std::string out;
         REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "exec", "query-version"}, &out) == 0);
         auto v = nlohmann::json::parse(out);
@@ -50,16 +55,21 @@ TEST_CASE("qmpctl: exec, errors and exit codes" * doctest::test_suite("qemu")) {
         CHECK(run({qmpctl(), "-s", q.qmp_path(), "frobnicate"}, &out) == 2);
         CHECK(run({qmpctl(), "-s", q.qmp_path(), "events", "--count", "zero"}, &out) == 2);
 
-        // events: one line per event, stops after --count.
-        CHECK(run({qmpctl(), "-s", q.qmp_path(), "exec", "block-set-write-threshold",
-                   R"({"node-name": "vda-0-file", "write-threshold": 65536})"}) == 0);
+        // events: one line per event, stops after --count. The watcher may
+        // not be connected yet when the guest first writes (QEMU sends an
+        // event to the monitors connected at that moment), so arm and write
+        // until it has seen one.
         auto watcher = std::async(std::launch::async, [&] {
             std::string o;
-            int rc = run({qmpctl(), "-s", q.qmp_path(), "events", "--count", "1", "--timeout", "20"}, &o);
+            int rc = run({qmpctl(), "-s", q.qmp_path(), "events", "--count", "1", "--timeout", "60"}, &o);
             return std::make_pair(rc, o);
         });
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let it connect
-        REQUIRE(q.nbd_write(0, 1 << 20) == 0);
+        for (int i = 0; i < 100 && watcher.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready; ++i) {
+            REQUIRE(run({qmpctl(), "-s", second, "exec", "block-set-write-threshold",
+                         R"({"node-name": "vda-0-file", "write-threshold": 65536})"}) == 0);
+            REQUIRE(q.nbd_write(0, 1 << 20) == 0);
+            watcher.wait_for(std::chrono::milliseconds(300));
+        }
         auto [rc, text] = watcher.get();
         CHECK(rc == 0);
         auto line = nlohmann::json::parse(text);
