@@ -6,10 +6,10 @@
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] chain [DISK] [--json]
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] resolve TARGET [--json]
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] resolve --node NODE [--json]
-//   qmpctl -s SOCKET [--state FILE] [--disk NAME=ID ...] threshold set TARGET VALUE [--layer storage|format]
-//   qmpctl -s SOCKET [--state FILE] [--disk NAME=ID ...] threshold clear TARGET
-//   qmpctl -s SOCKET [--state FILE] [--disk NAME=ID ...] threshold watch [--count N] [--timeout SECONDS]
-//   qmpctl -s SOCKET [--state FILE] [--disk NAME=ID ...] threshold report [--json]
+//   qmpctl ... [--state FILE] [--disk NAME=ID ...] threshold set TARGET VALUE [--layer storage|format]
+//   qmpctl ... [--state FILE] [--disk NAME=ID ...] threshold clear TARGET
+//   qmpctl ... [--state FILE] [--disk NAME=ID ...] threshold watch [--count N] [--timeout SECONDS]
+//   qmpctl ... [--state FILE] [--disk NAME=ID ...] threshold report [--json]
 //
 // Exit codes: 0 success; 2 usage error; 3 connection or protocol failure;
 // 4 the command got a QMP error; 5 a target that does not parse or resolve.
@@ -49,10 +49,10 @@ const char* usage_text =
     "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... chain [DISK] [--json]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--json]\n"
-    "       qmpctl -s SOCKET [--state FILE] [--disk NAME=ID]... threshold set TARGET VALUE [--layer storage|format]\n"
-    "       qmpctl -s SOCKET [--state FILE] [--disk NAME=ID]... threshold clear TARGET\n"
-    "       qmpctl -s SOCKET [--state FILE] [--disk NAME=ID]... threshold watch [--count N] [--timeout SECONDS]\n"
-    "       qmpctl -s SOCKET [--state FILE] [--disk NAME=ID]... threshold report [--json]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold set TARGET VALUE [--layer storage|format]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold clear TARGET\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold watch [--count N] [--timeout SECONDS]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold report [--json]\n"
     "VALUE: bytes with an optional binary suffix (512M, 2G), N%, Nppm, or end-SIZE (capacity minus SIZE)\n";
 
 struct usage_error {
@@ -431,18 +431,19 @@ qmp::json event_line(const qmp::threshold_event& e) {
             {"armed_by_manager", e.armed_by_manager}};
 }
 
-void save_manager(const cli& c, const qmp::threshold_manager& m) {
+template <class Manager>
+void save_manager(const cli& c, const Manager& m) {
     if (!c.state_file.empty()) write_json_file(c.state_file, m.save_state());
 }
 
-int run_threshold(const cli& c) {
-    if (c.socket_path.empty()) throw usage_error{"threshold needs -s SOCKET"};
+template <class Manager>
+int run_threshold(const cli& c, const typename Manager::endpoint_type& ep) {
     if (c.positional.size() < 2) throw usage_error{"threshold needs set, clear, watch or report"};
     const std::string& verb = c.positional[1];
     qmp::threshold_manager_options o;
     o.catalog = c.catalog;
     if (c.timeout) o.client.connect_timeout = o.client.greeting_timeout = to_ms(*c.timeout);
-    qmp::threshold_manager m(asio::local::stream_protocol::endpoint(c.socket_path), o);
+    Manager m(ep, o);
     if (!c.state_file.empty()) {
         std::ifstream in(c.state_file);
         if (in) {
@@ -454,7 +455,8 @@ int run_threshold(const cli& c) {
     try {
         pending = m.connect();
     } catch (const qmp::qmp_error& e) {
-        std::cerr << "qmpctl: cannot connect to " << c.socket_path << ": " << e.what() << "\n";
+        std::cerr << "qmpctl: cannot connect to " << (c.socket_path.empty() ? c.tcp_address : c.socket_path) << ": "
+                  << e.what() << "\n";
         return exit_connection;
     }
     auto fail_target = [&](const qmp::qmp_error& e) {
@@ -585,10 +587,13 @@ int main(int argc, char** argv) {
     try {
         cli c = parse_args(argc, argv);
         const std::string& sub = c.positional[0];
-        if (sub == "threshold") return run_threshold(c);
-        if (sub != "exec" && sub != "events" && sub != "chain" && sub != "resolve") throw usage_error{"unknown subcommand '" + sub + "'"};
-        if (!c.socket_path.empty())
-            return run_with<qmp::sync_client>(c, asio::local::stream_protocol::endpoint(c.socket_path));
+        if (sub != "exec" && sub != "events" && sub != "chain" && sub != "resolve" && sub != "threshold")
+            throw usage_error{"unknown subcommand '" + sub + "'"};
+        if (!c.socket_path.empty()) {
+            asio::local::stream_protocol::endpoint ep(c.socket_path);
+            if (sub == "threshold") return run_threshold<qmp::threshold_manager>(c, ep);
+            return run_with<qmp::sync_client>(c, ep);
+        }
         auto colon = c.tcp_address.rfind(':');
         if (colon == std::string::npos || colon == 0 || colon + 1 == c.tcp_address.size())
             throw usage_error{"-t needs HOST:PORT"};
@@ -602,7 +607,9 @@ int main(int argc, char** argv) {
             std::cerr << "qmpctl: cannot resolve " << c.tcp_address << ": " << ec.message() << "\n";
             return exit_connection;
         }
-        return run_with<qmp::sync_tcp_client>(c, results.begin()->endpoint());
+        auto ep = results.begin()->endpoint();
+        if (sub == "threshold") return run_threshold<qmp::tcp_threshold_manager>(c, ep);
+        return run_with<qmp::sync_tcp_client>(c, ep);
     } catch (const usage_error& e) {
         std::cerr << "qmpctl: " << e.what << "\n" << usage_text;
         return exit_usage;

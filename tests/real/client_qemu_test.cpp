@@ -2,6 +2,7 @@
 #include <support/qemu.hpp>
 
 #include <qmp/client/sync_client.hpp>
+#include <qmp/threshold/manager.hpp>
 
 #include <asio/use_future.hpp>
 
@@ -74,7 +75,8 @@ TEST_CASE("qemu: connecting the moment QEMU listens always negotiates" * doctest
     }
 }
 
-TEST_CASE("qemu: a TCP monitor on loopback, with tcp_client and qmpctl -t" * doctest::test_suite("qemu")) {
+TEST_CASE("qemu: a TCP monitor on loopback, with tcp_client, tcp_threshold_manager and qmpctl -t" *
+          doctest::test_suite("qemu")) {
     for (const auto& b : qemu_builds()) {
         CAPTURE(b.label);
         // A free loopback port: bind to 0, read the port, let QEMU take it.
@@ -85,10 +87,14 @@ TEST_CASE("qemu: a TCP monitor on loopback, with tcp_client and qmpctl -t" * doc
             port = a.local_endpoint().port();
         }
         temp_dir dir;
-        child_process qemu({b.tool("qemu-storage-daemon"), "--chardev",
-                            "socket,host=127.0.0.1,port=" + std::to_string(port) + ",server=on,wait=off,id=c0",
-                            "--monitor", "chardev=c0"},
-                           dir.file("tcp.log"));
+        std::vector<std::string> argv{b.tool("qemu-storage-daemon"), "--chardev",
+                                      "socket,host=127.0.0.1,port=" + std::to_string(port) + ",server=on,wait=off,id=c0",
+                                      "--monitor", "chardev=c0"};
+        for (auto& bd : chain_blockdevs(make_chain(b, dir, "vda", 2), "vda")) argv.insert(argv.end(), {"--blockdev", bd});
+        std::string nbd = dir.file("tcp.nbd");
+        argv.insert(argv.end(), {"--nbd-server", "addr.type=unix,addr.path=" + nbd, "--export",
+                                 "nbd,id=e0,node-name=vda-1-fmt,writable=on,name=vda"});
+        child_process qemu(argv, dir.file("tcp.log"));
         INFO(qemu.log());
         qmp::sync_tcp_client cl;
         std::error_code ec;
@@ -107,7 +113,24 @@ TEST_CASE("qemu: a TCP monitor on loopback, with tcp_client and qmpctl -t" * doc
                    "query-version"},
                   &out) == 0);
         CHECK(out.find("\"major\"") != std::string::npos);
+        CHECK(run({std::string(QMP_BIN_DIR) + "/qmpctl", "-t", "127.0.0.1:" + std::to_string(port), "--disk",
+                   "vda=vda-1-fmt", "threshold", "set", "vda[2]", "512K"},
+                  &out) == 0);
+        CHECK(out == "vda[2] storage node vda-0-file threshold 524288\n");  // the base: numbered top down
 #endif
+        // The threshold manager over TCP: arm the top, write, get it back by name.
+        qmp::threshold_manager_options o;
+        o.catalog.entries["vda"] = "vda-1-fmt";
+        qmp::tcp_threshold_manager m(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), o);
+        m.connect();
+        m.arm("vda", qmp::threshold_spec::bytes(1u << 20));
+        REQUIRE(run({b.tool("qemu-io"), "-f", "raw", "nbd+unix:///vda?socket=" + nbd, "-c", "write -P 0xab 0 2M"}) ==
+                0);
+        std::vector<qmp::threshold_event> got;
+        for (int i = 0; i < 40 && got.empty(); ++i) got = m.poll(500ms);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].where.indexed() == "vda[1]");
+        CHECK(got[0].threshold == 1u << 20);
     }
 }
 

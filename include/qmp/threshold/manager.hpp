@@ -4,8 +4,10 @@
 // reconnect, an "events lost" marker or a restart from saved state, a resync
 // reports what fired while nobody listened.
 //
-// It is a blocking component over sync_client (its own io thread reads
+// It is a blocking component over a sync client (its own io thread reads
 // events meanwhile): run it on a thread of its own. Not thread-safe.
+// threshold_manager speaks over a unix socket, tcp_threshold_manager over
+// TCP; both are basic_threshold_manager<Stream>.
 #pragma once
 
 #include <qmp/block/graph_query.hpp>
@@ -84,11 +86,13 @@ struct threshold_manager_options {
     std::chrono::milliseconds reconnect_max{2000};
 };
 
-class threshold_manager {
+template <class Stream>
+class basic_threshold_manager {
 public:
-    using endpoint_type = asio::local::stream_protocol::endpoint;
+    using client_type = basic_sync_client<Stream>;
+    using endpoint_type = typename Stream::protocol_type::endpoint;
 
-    threshold_manager(endpoint_type ep, threshold_manager_options opts = {})
+    basic_threshold_manager(endpoint_type ep, threshold_manager_options opts = {})
         : ep_(std::move(ep)), opts_(std::move(opts)), client_(opts_.client), resolver_(opts_.catalog) {}
 
     /// Connects (throws qmp_error on failure) and resyncs: events that fired
@@ -251,7 +255,7 @@ public:
     const std::vector<armed_threshold>& armed() const noexcept { return armed_; }
     const resolver& chains() const noexcept { return resolver_; }
     index_registry& registry() noexcept { return registry_; }
-    sync_client& client() noexcept { return client_; }
+    client_type& client() noexcept { return client_; }
 
     /// Everything needed to pick up after a restart: indexes and armed thresholds.
     json save_state() const {
@@ -428,12 +432,17 @@ private:
 
     endpoint_type ep_;
     threshold_manager_options opts_;
-    sync_client client_;
+    client_type client_;
     resolver resolver_;
     index_registry registry_;
     driver_cache drivers_;
     block_graph graph_;
     std::vector<armed_threshold> armed_;
 };
+
+/// Over a unix socket, the usual QMP transport.
+using threshold_manager = basic_threshold_manager<asio::local::stream_protocol::socket>;
+/// Over a TCP monitor.
+using tcp_threshold_manager = basic_threshold_manager<asio::ip::tcp::socket>;
 
 }  // namespace qmp
