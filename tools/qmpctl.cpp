@@ -1,7 +1,7 @@
 // qmpctl: a command-line QMP client built on the public API only.
 //
 //   qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]
-//   qmpctl -s SOCKET exec (getfd|add-fd) [ARGUMENTS-JSON] (--pass-fd FILE | --pass-fd-ro FILE)
+//   qmpctl -s SOCKET exec COMMAND [ARGUMENTS-JSON] (--pass-fd FILE | --pass-fd-ro FILE)...
 //   qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] chain [DISK] [--json]
 //   qmpctl ... [--state FILE] [--disk NAME=ID ...] resolve TARGET [--json]
