@@ -99,12 +99,19 @@ public:
         }
         argv.insert(argv.end(), cfg.extra.begin(), cfg.extra.end());
         proc_.start(argv, dir.file(name + ".log"));
+        wait_listening(qmp_path_);
+        if (cfg.kind == qemu_kind::storage_daemon && !cfg.nbd_export_node.empty()) wait_listening(nbd_path_);
+    }
+
+    /// Waits (20 s at most) until QEMU listens on the unix socket `path`: its
+    /// QMP and NBD sockets, or one it was given in qemu_config::extra.
+    void wait_listening(const std::string& path) {
         auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-        bool nbd = cfg.kind == qemu_kind::storage_daemon && !cfg.nbd_export_node.empty();
-        while (!unix_socket_listening(qmp_path_) || (nbd && !unix_socket_listening(nbd_path_))) {
-            if (!proc_.running()) throw std::runtime_error("QEMU " + b.label + " exited at start:\n" + proc_.log());
+        while (!unix_socket_listening(path)) {
+            if (!proc_.running()) throw std::runtime_error("QEMU " + build_.label + " exited at start:\n" + proc_.log());
             if (std::chrono::steady_clock::now() > deadline)
-                throw std::runtime_error("QEMU " + b.label + " QMP socket did not appear:\n" + proc_.log());
+                throw std::runtime_error("QEMU " + build_.label + " socket " + path + " did not appear:\n" +
+                                         proc_.log());
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
     }

@@ -15,6 +15,14 @@ namespace {
 
 std::string qmpctl() { return std::string(QMP_BIN_DIR) + "/qmpctl"; }
 
+/// qmpctl on `q`'s monitor with a state file and one disk (`NAME=ID`), then `args`.
+int ctl_with_state(const qemu_instance& q, const std::string& state, const std::string& disk,
+                   const std::vector<std::string>& args, std::string* out) {
+    std::vector<std::string> argv{qmpctl(), "-s", q.qmp_path(), "--state", state, "--disk", disk};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, out);
+}
+
 }  // namespace
 
 TEST_CASE("qmpctl: exec, errors and exit codes" * doctest::test_suite("qemu")) {
@@ -30,8 +38,7 @@ TEST_CASE("qmpctl: exec, errors and exit codes" * doctest::test_suite("qemu")) {
         cfg.extra = {"--chardev", "socket,path=" + second + ",server=on,wait=off,id=c1", "--monitor", "chardev=c1"};
         qemu_instance q(b, dir, cfg);
         INFO(q.log());
-        for (int i = 0; i < 2000 && !unix_socket_listening(second); ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        q.wait_listening(second);
         std::string out;
         REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "exec", "query-version"}, &out) == 0);
         auto v = nlohmann::json::parse(out);
@@ -146,10 +153,8 @@ TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_s
         qemu_instance q(b, dir, cfg);
         INFO(q.log());
         const std::string state = dir.file("state.json");
-        auto ctl = [&](std::vector<std::string> args, std::string* out) {
-            std::vector<std::string> argv{qmpctl(), "-s", q.qmp_path(), "--state", state, "--disk", "vda=virtio-disk0"};
-            argv.insert(argv.end(), args.begin(), args.end());
-            return run(argv, out);
+        auto ctl = [&](const std::vector<std::string>& args, std::string* out) {
+            return ctl_with_state(q, state, "vda=virtio-disk0", args, out);
         };
         std::string out;
         REQUIRE(ctl({"chain", "--json"}, &out) == 0);
@@ -215,10 +220,8 @@ TEST_CASE("qmpctl: threshold set, clear, report and a watch that recovers a miss
         qemu_instance q(b, dir, cfg);
         INFO(q.log());
         const std::string state = dir.file("state.json");
-        auto ctl = [&](std::vector<std::string> args, std::string* out) {
-            std::vector<std::string> argv{qmpctl(), "-s", q.qmp_path(), "--state", state, "--disk", "vda=vda-0-fmt"};
-            argv.insert(argv.end(), args.begin(), args.end());
-            return run(argv, out);
+        auto ctl = [&](const std::vector<std::string>& args, std::string* out) {
+            return ctl_with_state(q, state, "vda=vda-0-fmt", args, out);
         };
         std::string out;
         REQUIRE(ctl({"threshold", "set", "vda", "1M"}, &out) == 0);
