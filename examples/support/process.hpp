@@ -102,9 +102,7 @@ inline std::string run_checked(const std::vector<std::string>& argv) {
 }
 
 /// True once a socket bound to `path` is listening, read from
-/// /proc/net/unix so that the check itself opens no connection. (A probe
-/// that connects and hangs up at once makes QEMU 7.2 and 10.0 drop the next
-/// client now and then: about one in 50 right after start.)
+/// /proc/net/unix so that the check itself opens no connection.
 inline bool unix_socket_listening(const std::string& path) {
     std::ifstream in("/proc/net/unix");
     std::string line;
