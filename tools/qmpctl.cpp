@@ -164,17 +164,25 @@ int run_exec(Client& client, const cli& c) {
     }
     std::error_code ec;
     qmp::diagnostics diag;
-    qmp::json ret = client.execute(c.positional[1], std::move(args), ec, diag, opts);
+    // The reply's exact text: no number is rounded or refused on the way.
+    qmp::json_text ret = client.execute(qmp::dynamic_command<qmp::json_text>{c.positional[1], std::move(args)}, ec, diag, opts);
     for (int f : opts.fds) ::close(f);
     if (ec.category() == qmp::server_category()) {
-        std::cerr << "qmpctl: " << c.positional[1] << ": " << diag.error_class << ": " << diag.message << "\n";
+        std::cerr << "qmpctl: " << c.positional[1] << ": " << (diag.error_class.empty() ? "error" : diag.error_class)
+                  << ": " << diag.message << "\n";
         return exit_qmp_error;
     }
     if (ec) {
-        std::cerr << "qmpctl: " << c.positional[1] << ": " << ec.message() << "\n";
+        std::cerr << "qmpctl: " << c.positional[1] << ": " << ec.message()
+                  << (diag.message.empty() ? "" : ": " + diag.message) << "\n";
         return exit_connection;
     }
-    std::cout << dump(ret) << "\n";
+    std::string out;
+    if (auto cec = qmp::compact_json(ret.text, out, &diag)) {
+        std::cerr << "qmpctl: " << c.positional[1] << ": " << cec.message() << ": " << diag.message << "\n";
+        return exit_connection;
+    }
+    std::cout << out << "\n";
     return exit_ok;
 }
 

@@ -9,6 +9,6 @@
 #include <qmp/protocol/message.hpp>
 #include <qmp/protocol/pending_table.hpp>
 #include <qmp/client/basic_client.hpp>
-#include <qmp/client/command.hpp>
+#include <qmp/protocol/command.hpp>
 #include <qmp/client/options.hpp>
 #include <qmp/client/sync_client.hpp>

@@ -3,6 +3,7 @@
 #include "../support/fake_server.hpp"
 
 #include <qmp/client/sync_client.hpp>
+#include <qmp/qapi/events.hpp>
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -483,3 +484,79 @@ TEST_CASE("fake: a closed client reconnects" * doctest::test_suite("fake")) {
     CHECK(cl.stats().connections == 2);
     script.get();
 }
+
+TEST_CASE("fake: numbers that fit no C++ type: clear typed errors, exact raw text, the session goes on" *
+          doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        auto id = [&] { return srv.read_message().at("id").dump(); };
+        srv.send(R"({"return": {"qemu": {"major": 1e300, "minor": 0, "micro": 0}, "package": ""}, "id": )" + id() + "}\r\n");
+        srv.send(R"({"return": {"qemu": {"major": -5, "minor": 0, "micro": 18446744073709551616}}, "id": )" + id() + "}\r\n");
+        srv.send(R"({"return": {"n": 18446744073709551616, "f": 1e999}, "id": )" + id() + "}\r\n");
+        srv.send(R"({"return": {"n": 18446744073709551616}, "id": )" + id() + "}\r\n");
+        srv.send_event("BLOCK_WRITE_THRESHOLD", qmp::json::parse(R"({"node-name": "n", "amount-exceeded": 18446744073709551615, "write-threshold": 1.5})"));
+        srv.send(R"({"event": "BLOCK_WRITE_THRESHOLD", "data": {"node-name": "n", "amount-exceeded": 1e999, "write-threshold": 1}})" "\r\n");
+        srv.reply(srv.read_message(), "still here");
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.execute(qmp::query_version{}, ec, d);
+    CHECK(ec == qmp::error::invalid_result);
+    CHECK(d.message == "qemu.major: 1e300 is not an integer; expected a signed 64-bit integer");
+    cl.execute(qmp::query_version{}, ec, d);
+    CHECK(ec == qmp::error::invalid_result);
+    CHECK(d.message.find("qemu.micro: 18446744073709551616 does not fit a signed 64-bit integer") == 0);
+    // The raw tree refuses to round, and says where.
+    cl.execute("raw", nullptr, ec, d);
+    CHECK(ec == qmp::error::unrepresentable_number);
+    CHECK(d.message.find("18446744073709551616") != std::string::npos);
+    // The exact text is always available.
+    auto text = cl.execute(qmp::dynamic_command<qmp::json_text>{"raw-text"}, ec, d);
+    REQUIRE(!ec);
+    CHECK(text.text == R"({"n": 18446744073709551616})");
+    // Events are delivered, never dropped; typed decoding fails clearly.
+    qmp::event ev = cl.receive_event(std::chrono::seconds(5));
+    auto t = qmp::event_as<qmp::block_write_threshold_event>(ev, ec, &d);
+    CHECK(!t);
+    CHECK(ec == qmp::error::invalid_result);
+    CHECK(d.message == "BLOCK_WRITE_THRESHOLD: write-threshold: 1.5 is not an integer; expected an unsigned 64-bit integer");
+    ev = cl.receive_event(std::chrono::seconds(5));
+    CHECK(ev.data.is_null());
+    CHECK(ev.undecoded.find("1e999") != std::string::npos);
+    t = qmp::event_as<qmp::block_write_threshold_event>(ev, ec, &d);
+    CHECK(ec == qmp::error::unrepresentable_number);
+    CHECK(d.message.find("BLOCK_WRITE_THRESHOLD") == 0);
+    CHECK(cl.execute("after") == "still here");
+    script.get();
+}
+
+#ifdef QMP_BIN_DIR
+TEST_CASE("fake: qmpctl exec prints what the server sent, digit for digit" * doctest::test_suite("fake")) {
+    fake_server srv;
+    const std::string big = "1" + std::string(400, '0');
+    auto script = in_thread([&] {
+        for (const std::string& ret : {std::string("18446744073709551616"), std::string("1e999"), big,
+                                       std::string(R"({"a": [1.5, -0, "\u00e9"]})")}) {
+            srv.handshake();
+            srv.send(R"({"return": )" + ret + R"(, "id": )" + srv.read_message().at("id").dump() + "}\r\n");
+            srv.close();
+        }
+    });
+    auto exec = [&](std::string& out) {
+        return qmp_support::run({std::string(QMP_BIN_DIR) + "/qmpctl", "-s", srv.path(), "exec", "x"}, &out);
+    };
+    std::string out;
+    CHECK(exec(out) == 0);
+    CHECK(out == "18446744073709551616\n");
+    CHECK(exec(out) == 0);
+    CHECK(out == "1e999\n");
+    CHECK(exec(out) == 0);
+    CHECK(out == big + "\n");
+    CHECK(exec(out) == 0);
+    CHECK(out == "{\"a\":[1.5,-0,\"\\u00e9\"]}\n");
+    script.get();
+}
+#endif

@@ -37,18 +37,53 @@ TEST_CASE("classify: success and error replies keep any id" * doctest::test_suit
     REQUIRE(!qmp::classify(R"({"return": {"a": 1}, "id": {"x": [1, 2]}})", m));
     CHECK(m.kind == qmp::message_kind::success);
     CHECK(m.has_id);
-    CHECK(m.id == qmp::json::parse(R"({"x": [1, 2]})"));
-    CHECK(m.body["a"] == 1);
+    CHECK(m.id == R"({"x": [1, 2]})");
+    CHECK(m.value == R"({"a": 1})");
 
     REQUIRE(!qmp::classify(R"({"error": {"class": "CommandNotFound", "desc": "The command x has not been found"}, "id": 5})", m));
     CHECK(m.kind == qmp::message_kind::failure);
-    CHECK(m.id == 5);
+    CHECK(m.id == "5");
+    std::string id;
+    CHECK(!m.id_string(id));
     CHECK(m.error_class == "CommandNotFound");
     CHECK(m.error_desc == "The command x has not been found");
 
     REQUIRE(!qmp::classify(R"({"error": {"class": "GenericError", "desc": "JSON parse error"}})", m));
     CHECK(!m.has_id);
-    CHECK(m.id.is_null());
+    CHECK(m.id.empty());
+
+    REQUIRE(!qmp::classify(R"({"id": "qmp\u00231", "return": [1, {"b": "}"}]})", m));
+    CHECK(m.id_string(id));
+    CHECK(id == "qmp#1");  // escaped ids are compared unescaped
+    CHECK(m.value == R"([1, {"b": "}"}])");
+}
+
+TEST_CASE("classify: error replies whose class or desc is no string still say something" *
+          doctest::test_suite("protocol")) {
+    qmp::message m;
+    REQUIRE(!qmp::classify(R"({"error": {"class": 7, "desc": ["x"]}, "id": "qmp#1"})", m));
+    CHECK(m.kind == qmp::message_kind::failure);
+    CHECK(m.error_class.empty());
+    CHECK(m.error_desc.find("no text and no class") != std::string::npos);
+    CHECK(m.error_desc.find(R"({"class": 7, "desc": ["x"]})") != std::string::npos);
+    REQUIRE(!qmp::classify(R"({"error": {"class": "GenericError"}, "id": "qmp#1"})", m));
+    CHECK(m.error_class == "GenericError");
+    CHECK(m.error_desc.find("no text") != std::string::npos);
+}
+
+TEST_CASE("classify: numbers the tree cannot hold keep the reply and the event" * doctest::test_suite("protocol")) {
+    qmp::message m;
+    // A reply: the value stays text; reading it is where the number matters.
+    REQUIRE(!qmp::classify(R"({"return": {"n": 18446744073709551616, "f": 1e999}, "id": "qmp#1"})", m));
+    CHECK(m.kind == qmp::message_kind::success);
+    CHECK(m.value == R"({"n": 18446744073709551616, "f": 1e999})");
+    // An event: delivered with its exact text, the tree left null.
+    REQUIRE(!qmp::classify(
+        R"({"event": "BLOCK_WRITE_THRESHOLD", "data": {"node-name": "n", "amount-exceeded": 1e999, "write-threshold": 1}})",
+        m));
+    CHECK(m.kind == qmp::message_kind::event);
+    CHECK(m.event.data.is_null());
+    CHECK(m.event.undecoded == R"({"node-name": "n", "amount-exceeded": 1e999, "write-threshold": 1})");
 }
 
 TEST_CASE("classify: events with and without data" * doctest::test_suite("protocol")) {
@@ -75,4 +110,9 @@ TEST_CASE("classify: not QMP" * doctest::test_suite("protocol")) {
     CHECK(qmp::classify("{\"hello\": 1}", m) == qmp::error::unexpected_message);
     CHECK(qmp::classify("{\"event\": 3}", m) == qmp::error::unexpected_message);
     CHECK(qmp::classify("{\"error\": \"x\", \"id\": 1}", m) == qmp::error::unexpected_message);
+    CHECK(qmp::classify("{\"return\": 1} x", m) == qmp::error::malformed_message);
+    CHECK(qmp::classify("{\"return\": 01}", m) == qmp::error::malformed_message);
+    CHECK(qmp::classify(std::string(3000, '[') + std::string(3000, ']'), m) == qmp::error::malformed_message);
+    CHECK(qmp::classify("{\"a\":" + std::string(3000, '[') + std::string(3000, ']') + "}", m) ==
+          qmp::error::nesting_too_deep);
 }

@@ -1,7 +1,7 @@
 // Typed conversions and the graph builder on replies recorded from QEMU 7.2
 // and 10.0 (scripts/record-replies.sh): no QEMU needed.
 #include <qmp/block/graph.hpp>
-#include <qmp/client/command.hpp>
+#include <qmp/protocol/command.hpp>
 #include <qmp/qapi.hpp>
 
 #include "../support/graph_walk.hpp"

@@ -10,7 +10,7 @@
 // oob_enabled() read state directly: call them on the executor.
 #pragma once
 
-#include <qmp/client/command.hpp>
+#include <qmp/protocol/command.hpp>
 #include <qmp/client/detail/client_impl.hpp>
 #include <qmp/client/options.hpp>
 #include <qmp/protocol/error.hpp>

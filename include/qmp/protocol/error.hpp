@@ -35,6 +35,7 @@ enum class error {
     unknown_index,          ///< the disk has no chain element with that index
     not_in_chain,           ///< a node that belongs to no disk's chain
     fd_passing_unsupported, ///< file descriptors given for a stream that is no unix socket
+    unrepresentable_number, ///< a number no 64-bit integer or double holds exactly
 };
 
 /// QMP error classes (qapi/error.json QapiErrorClass).
@@ -78,6 +79,7 @@ public:
         case error::unknown_index: return "the disk has no chain element with that index";
         case error::not_in_chain: return "the node belongs to no disk's backing chain";
         case error::fd_passing_unsupported: return "file descriptors can only be passed over a unix socket";
+        case error::unrepresentable_number: return "a number cannot be held exactly (beyond 64-bit integers or doubles)";
         }
         return "unknown qmp.client error";
     }

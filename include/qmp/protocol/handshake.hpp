@@ -16,7 +16,7 @@ public:
     enum class state { awaiting_greeting, awaiting_capabilities, ready, failed };
 
     /// The id of the negotiation request (inside the reserved prefix).
-    static std::string capabilities_id() { return std::string(id_prefix) + "capabilities"; }
+    static std::string capabilities_id() { return "qmp#capabilities"; }
 
     explicit handshake(bool want_oob = true) : want_oob_(want_oob) {}
 
@@ -50,7 +50,7 @@ public:
             if (msg.kind == message_kind::event) return {};
             handled = true;
             if (msg.kind == message_kind::greeting) return repeated_greeting(msg.greeting);
-            if (msg.kind == message_kind::success && msg.id == capabilities_id()) {
+            if (msg.kind == message_kind::success && is_capabilities_reply(msg)) {
                 state_ = state::ready;
                 return {};
             }
@@ -78,6 +78,11 @@ public:
     const std::string& error_desc() const noexcept { return error_desc_; }
 
 private:
+    static bool is_capabilities_reply(const message& msg) {
+        std::string id;
+        return msg.id_string(id) && id == capabilities_id();
+    }
+
     // QEMU 7.2 and 10.0 send the greeting twice to a client that connects
     // while the monitor is still being set up (observed on both, about one
     // connection in 30 right after start; both copies arrive before the

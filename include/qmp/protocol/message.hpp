@@ -1,9 +1,14 @@
 // Classifies one framed JSON text as a QMP greeting, success reply, error
-// reply or event, and exposes the members each kind carries. Never throws:
-// anything that is not valid QMP comes back as an error code.
+// reply or event in one validating pass over its top-level members, without
+// building a tree of the payload: a reply's `return` value is kept as its
+// exact text, for the caller to read as typed data, as a JSON tree, or as
+// text. Never throws: anything that is not valid QMP comes back as a code.
 #pragma once
 
 #include <qmp/protocol/error.hpp>
+#include <qmp/protocol/json_parse.hpp>
+#include <qmp/protocol/json_reader.hpp>
+#include <qmp/protocol/wire.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 namespace qmp {
@@ -24,11 +30,20 @@ struct version_info {
         std::int64_t major = 0;
         std::int64_t minor = 0;
         std::int64_t micro = 0;
+        static constexpr auto wire_members() {
+            return std::make_tuple(wire::required("major", &triple::major), wire::required("minor", &triple::minor),
+                                   wire::required("micro", &triple::micro));
+        }
     } qemu;
     std::string package;
 
     /// major * 1'000'000 + minor * 1'000 + micro, handy for comparisons.
     std::int64_t number() const noexcept { return qemu.major * 1000000 + qemu.minor * 1000 + qemu.micro; }
+
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("qemu", &version_info::qemu),
+                               wire::optional("package", &version_info::package));
+    }
 };
 
 /// The greeting QEMU sends when a connection opens.
@@ -49,6 +64,11 @@ struct greeting {
                version.qemu.micro == o.version.qemu.micro && version.package == o.version.package &&
                capabilities == o.capabilities;
     }
+
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("version", &greeting::version),
+                               wire::required("capabilities", &greeting::capabilities));
+    }
 };
 
 /// `{"seconds", "microseconds"}`; both -1 when QEMU had no host time.
@@ -60,104 +80,168 @@ struct timestamp {
 /// An asynchronous event from the server.
 struct event {
     std::string name;
-    json data;  ///< null when the event carries no `data`
+    json data;  ///< null when the event carries no `data` (or when it could not be held, see `undecoded`)
     timestamp time;
     /// Set only on an "events lost" marker: how many events were dropped.
     std::uint64_t lost = 0;
+    /// The exact text of `data` when the JSON tree cannot hold it (a number
+    /// beyond 64 bits or a double's range); empty otherwise. Such an event
+    /// is delivered, never dropped: typed conversions of it fail clearly.
+    std::string undecoded;
 };
 
 enum class message_kind { greeting, success, failure, event };
 
-/// One classified message. `id` is null when the message carried none.
+/// One classified message. The views point into the classified text.
 struct message {
     message_kind kind = message_kind::event;
-    json id;
-    json body;                 ///< `return` value (success) or the whole error object (failure)
-    std::string error_class;   ///< failure only
-    std::string error_desc;    ///< failure only
+    bool has_id = false;
+    std::string_view id;     ///< the `id` member's JSON text (empty when none)
+    std::string_view value;  ///< success: the `return` value's text; failure: the `error` object's text
+    std::string error_class;  ///< failure: the class; empty when QEMU sent none or not a string
+    std::string error_desc;   ///< failure: the desc, or a sentence saying it is missing
     struct greeting greeting;  ///< greeting only
     struct event event;        ///< event only
-    bool has_id = false;
+
+    /// The id as a string when it is one (our ids always are).
+    bool id_string(std::string& out) const {
+        json_reader r(id);
+        if (r.next() != json_token::string) return false;
+        r.string_value(out);
+        return true;
+    }
 };
 
 namespace detail {
 
-inline bool read_int(const json& obj, const char* key, std::int64_t& out) {
-    auto it = obj.find(key);
-    if (it == obj.end() || !it->is_number_integer()) return false;
-    out = it->get<std::int64_t>();
+// The members classification looks at, as value texts.
+struct top_level {
+    std::string_view ret, err, ev, qmp, id, data, ts;
+    bool has_ret = false, has_err = false, has_ev = false, has_qmp = false, has_id = false, has_data = false,
+         has_ts = false;
+};
+
+inline std::error_code scan_top_level(std::string_view text, top_level& t, std::size_t max_depth) {
+    json_reader r(text, max_depth);
+    json_token tok = r.next();
+    if (tok == json_token::error) return r.error();
+    if (tok != json_token::begin_object) return error::malformed_message;
+    std::string kbuf;
+    for (;;) {
+        tok = r.next();
+        if (tok == json_token::end_object) break;
+        if (tok != json_token::key) return r.error() ? r.error() : make_error_code(error::malformed_message);
+        const std::string_view key = r.escaped() ? std::string_view(kbuf = r.string_value()) : r.raw();
+        if (r.next() == json_token::error) return r.error();
+        const std::size_t b = r.begin_offset();
+        if (!r.skip_value()) return r.error();
+        const std::string_view v = text.substr(b, r.end_offset() - b);
+        auto take = [&](std::string_view& slot, bool& has) {
+            slot = v;
+            has = true;
+        };
+        if (key == "return") take(t.ret, t.has_ret);
+        else if (key == "error") take(t.err, t.has_err);
+        else if (key == "event") take(t.ev, t.has_ev);
+        else if (key == "QMP") take(t.qmp, t.has_qmp);
+        else if (key == "id") take(t.id, t.has_id);
+        else if (key == "data") take(t.data, t.has_data);
+        else if (key == "timestamp") take(t.ts, t.has_ts);
+    }
+    if (r.next() != json_token::end) return r.error() ? r.error() : make_error_code(error::malformed_message);
+    return {};
+}
+
+inline bool read_string(std::string_view text, std::string& out) {
+    json_reader r(text);
+    if (r.next() != json_token::string) return false;
+    r.string_value(out);
     return true;
 }
 
-inline bool parse_version(const json& v, version_info& out) {
-    if (!v.is_object()) return false;
-    auto q = v.find("qemu");
-    if (q == v.end() || !q->is_object()) return false;
-    if (!read_int(*q, "major", out.qemu.major) || !read_int(*q, "minor", out.qemu.minor) ||
-        !read_int(*q, "micro", out.qemu.micro))
-        return false;
-    auto p = v.find("package");
-    if (p != v.end()) {
-        if (!p->is_string()) return false;
-        out.package = p->get<std::string>();
+inline void read_timestamp(std::string_view text, timestamp& ts) {
+    ts = {};
+    json_reader r(text);
+    if (r.next() != json_token::begin_object) return;
+    for (json_token t = r.next(); t == json_token::key; t = r.next()) {
+        const std::string key = r.string_value();
+        r.next();
+        if (r.current() == json_token::number && (r.number_kind() == json_number_kind::unsigned_integer ||
+                                                  r.number_kind() == json_number_kind::negative_integer)) {
+            const std::int64_t v = r.signed_value();
+            const bool fits = r.number_kind() == json_number_kind::negative_integer || r.unsigned_value() <= INT64_MAX;
+            if (fits && key == "seconds") ts.seconds = v;
+            if (fits && key == "microseconds") ts.microseconds = v;
+        } else if (!r.skip_value()) {
+            return;
+        }
     }
-    return true;
 }
 
 }  // namespace detail
 
-/// Parses and classifies `text`. Returns malformed_message for invalid JSON
-/// or a non-object, unexpected_message for an object that is no QMP message,
-/// bad_greeting for a greeting with missing or mistyped members.
-inline std::error_code classify(std::string_view text, message& out) {
-    json doc = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-    if (doc.is_discarded() || !doc.is_object()) return error::malformed_message;
-
-    auto id = doc.find("id");
-    out.has_id = id != doc.end();
-    out.id = out.has_id ? std::move(*id) : json();
-
-    if (auto r = doc.find("return"); r != doc.end()) {
+/// Classifies `text`. Returns malformed_message for invalid JSON or a
+/// non-object, nesting_too_deep past `max_depth`, unexpected_message for an
+/// object that is no QMP message, bad_greeting for a greeting with missing or
+/// mistyped members. `out`'s views point into `text`.
+inline std::error_code classify(std::string_view text, message& out, std::size_t max_depth = 1024) {
+    detail::top_level t;
+    if (auto ec = detail::scan_top_level(text, t, max_depth)) return ec;
+    out.has_id = t.has_id;
+    out.id = t.has_id ? t.id : std::string_view();
+    out.value = {};
+    if (t.has_ret) {
         out.kind = message_kind::success;
-        out.body = std::move(*r);
+        out.value = t.ret;
         return {};
     }
-    if (auto e = doc.find("error"); e != doc.end()) {
+    if (t.has_err) {
         out.kind = message_kind::failure;
-        if (!e->is_object()) return error::unexpected_message;
-        auto cls = e->find("class");
-        auto desc = e->find("desc");
-        out.error_class = (cls != e->end() && cls->is_string()) ? cls->get<std::string>() : std::string();
-        out.error_desc = (desc != e->end() && desc->is_string()) ? desc->get<std::string>() : std::string();
-        out.body = std::move(*e);
-        return {};
-    }
-    if (auto ev = doc.find("event"); ev != doc.end()) {
-        if (!ev->is_string()) return error::unexpected_message;
-        out.kind = message_kind::event;
-        out.event.name = ev->get<std::string>();
-        auto d = doc.find("data");
-        out.event.data = d != doc.end() ? std::move(*d) : json();
-        out.event.time = {};
-        out.event.lost = 0;
-        if (auto ts = doc.find("timestamp"); ts != doc.end() && ts->is_object()) {
-            detail::read_int(*ts, "seconds", out.event.time.seconds);
-            detail::read_int(*ts, "microseconds", out.event.time.microseconds);
+        out.value = t.err;
+        out.error_class.clear();
+        out.error_desc.clear();
+        json_reader r(t.err);
+        if (r.next() != json_token::begin_object) return error::unexpected_message;
+        bool has_class = false, has_desc = false;
+        for (json_token k = r.next(); k == json_token::key; k = r.next()) {
+            const std::string key = r.string_value();
+            r.next();
+            if (key == "class" && r.current() == json_token::string) {
+                r.string_value(out.error_class);
+                has_class = true;
+            } else if (key == "desc" && r.current() == json_token::string) {
+                r.string_value(out.error_desc);
+                has_desc = true;
+            } else {
+                r.skip_value();
+            }
         }
+        if (!has_desc)
+            out.error_desc = std::string("QEMU's error reply has no text") + (has_class ? "" : " and no class") +
+                             ": " + std::string(t.err);
         return {};
     }
-    if (auto g = doc.find("QMP"); g != doc.end()) {
+    if (t.has_ev) {
+        out.kind = message_kind::event;
+        event& ev = out.event;
+        if (!detail::read_string(t.ev, ev.name)) return error::unexpected_message;
+        ev.lost = 0;
+        ev.undecoded.clear();
+        ev.data = nullptr;
+        if (t.has_data && parse_json(t.data, ev.data)) {
+            ev.data = nullptr;
+            ev.undecoded.assign(t.data.data(), t.data.size());
+        }
+        if (t.has_ts)
+            detail::read_timestamp(t.ts, ev.time);
+        else
+            ev.time = {};
+        return {};
+    }
+    if (t.has_qmp) {
         out.kind = message_kind::greeting;
         out.greeting = {};
-        if (!g->is_object()) return error::bad_greeting;
-        auto v = g->find("version");
-        if (v == g->end() || !detail::parse_version(*v, out.greeting.version)) return error::bad_greeting;
-        auto caps = g->find("capabilities");
-        if (caps == g->end() || !caps->is_array()) return error::bad_greeting;
-        for (const auto& c : *caps) {
-            if (!c.is_string()) return error::bad_greeting;
-            out.greeting.capabilities.push_back(c.get<std::string>());
-        }
+        if (convert_text(t.qmp, out.greeting)) return error::bad_greeting;
         return {};
     }
     return error::unexpected_message;

@@ -30,12 +30,13 @@ public:
 
     void insert(std::string id, T value) { map_.emplace(std::move(id), std::move(value)); }
 
-    /// Removes and returns the entry a reply id names. Any JSON value is
-    /// accepted; one that names no pending command counts as unknown.
-    std::optional<T> take(const json& id) {
-        if (id.is_string()) {
-            const auto& s = id.get_ref<const std::string&>();
-            auto it = map_.find(s);
+    /// Removes and returns the entry a reply's id names (the message's id
+    /// member, any JSON value); one that names no pending command counts as
+    /// unknown.
+    std::optional<T> take(const message& reply) {
+        std::string id;
+        if (reply.has_id && reply.id_string(id)) {
+            auto it = map_.find(id);
             if (it != map_.end()) {
                 std::optional<T> v(std::move(it->second));
                 map_.erase(it);

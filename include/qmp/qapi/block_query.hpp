@@ -5,14 +5,14 @@
 // shared_ptr (null when absent). Members QEMU adds later are ignored.
 #pragma once
 
-#include <qmp/client/command.hpp>
-#include <qmp/qapi/detail/convert.hpp>
+#include <qmp/protocol/command.hpp>
 
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace qmp {
@@ -25,10 +25,12 @@ struct block_set_write_threshold {
     using result_type = empty_result;
     std::string node_name{};
     std::uint64_t write_threshold = 0;
+    static constexpr auto wire_members() {
+        using T = block_set_write_threshold;
+        return std::make_tuple(wire::required("node-name", &T::node_name),
+                               wire::required("write-threshold", &T::write_threshold));
+    }
 };
-inline void to_json(json& j, const block_set_write_threshold& c) {
-    j = {{"node-name", c.node_name}, {"write-threshold", c.write_threshold}};
-}
 
 // ---- ImageInfo / BlockDeviceInfo -------------------------------------------
 
@@ -43,29 +45,28 @@ struct image_info {
     std::optional<std::string> full_backing_filename{};
     std::optional<std::string> backing_filename_format{};
     std::shared_ptr<image_info> backing_image{};  ///< absent with `flat`
+    static constexpr auto wire_members() {
+        using T = image_info;
+        return std::make_tuple(
+            wire::required("filename", &T::filename), wire::required("format", &T::format),
+            wire::required("virtual-size", &T::virtual_size), wire::optional("actual-size", &T::actual_size),
+            wire::optional("cluster-size", &T::cluster_size), wire::optional("dirty-flag", &T::dirty_flag),
+            wire::optional("backing-filename", &T::backing_filename),
+            wire::optional("full-backing-filename", &T::full_backing_filename),
+            wire::optional("backing-filename-format", &T::backing_filename_format),
+            wire::optional("backing-image", &T::backing_image));
+    }
 };
-inline void from_json(const json& j, image_info& v) {
-    j.at("filename").get_to(v.filename);
-    j.at("format").get_to(v.format);
-    j.at("virtual-size").get_to(v.virtual_size);
-    detail::get_opt(j, "actual-size", v.actual_size);
-    detail::get_opt(j, "cluster-size", v.cluster_size);
-    detail::get_opt(j, "dirty-flag", v.dirty_flag);
-    detail::get_opt(j, "backing-filename", v.backing_filename);
-    detail::get_opt(j, "full-backing-filename", v.full_backing_filename);
-    detail::get_opt(j, "backing-filename-format", v.backing_filename_format);
-    detail::get_box(j, "backing-image", v.backing_image);
-}
 
 /// `BlockdevChild` (QEMU 10.1+): a child edge of a node.
 struct blockdev_child {
     std::string child{};  ///< role: "file", "backing", ...
     std::string node_name{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("child", &blockdev_child::child),
+                               wire::optional("node-name", &blockdev_child::node_name));
+    }
 };
-inline void from_json(const json& j, blockdev_child& v) {
-    j.at("child").get_to(v.child);
-    detail::get_or(j, "node-name", v.node_name, std::string());
-}
 
 struct block_device_info {
     std::string file{};
@@ -80,21 +81,17 @@ struct block_device_info {
     std::int64_t write_threshold = 0;  ///< 0: disarmed (or fired)
     std::optional<bool> active{};                         ///< QEMU 10.0+
     std::optional<std::vector<blockdev_child>> children{};  ///< QEMU 10.1+
+    static constexpr auto wire_members() {
+        using T = block_device_info;
+        return std::make_tuple(
+            wire::required("file", &T::file), wire::optional("node-name", &T::node_name), wire::required("ro", &T::ro),
+            wire::required("drv", &T::drv), wire::optional("backing_file", &T::backing_file),
+            wire::optional("backing_file_depth", &T::backing_file_depth), wire::optional("encrypted", &T::encrypted),
+            wire::optional("detect_zeroes", &T::detect_zeroes), wire::required("image", &T::image),
+            wire::required("write_threshold", &T::write_threshold), wire::optional("active", &T::active),
+            wire::optional("children", &T::children));
+    }
 };
-inline void from_json(const json& j, block_device_info& v) {
-    j.at("file").get_to(v.file);
-    detail::get_opt(j, "node-name", v.node_name);
-    j.at("ro").get_to(v.ro);
-    j.at("drv").get_to(v.drv);
-    detail::get_opt(j, "backing_file", v.backing_file);
-    detail::get_or<std::int64_t>(j, "backing_file_depth", v.backing_file_depth, 0);
-    detail::get_or(j, "encrypted", v.encrypted, false);
-    detail::get_or(j, "detect_zeroes", v.detect_zeroes, std::string());
-    j.at("image").get_to(v.image);
-    j.at("write_threshold").get_to(v.write_threshold);
-    detail::get_opt(j, "active", v.active);
-    detail::get_opt(j, "children", v.children);
-}
 
 /// `query-named-block-nodes`. Without `flat` the reply repeats every
 /// backing image under each node (quadratic in chain depth).
@@ -102,11 +99,10 @@ struct query_named_block_nodes {
     static constexpr std::string_view name = "query-named-block-nodes";
     using result_type = std::vector<block_device_info>;
     std::optional<bool> flat{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::optional("flat", &query_named_block_nodes::flat));
+    }
 };
-inline void to_json(json& j, const query_named_block_nodes& c) {
-    j = json::object();
-    detail::put_opt(j, "flat", c.flat);
-}
 
 // ---- query-block --------------------------------------------------------------
 
@@ -119,17 +115,14 @@ struct block_info {
     std::optional<block_device_info> inserted{};
     std::optional<bool> tray_open{};
     std::optional<std::string> io_status{};
+    static constexpr auto wire_members() {
+        using T = block_info;
+        return std::make_tuple(wire::required("device", &T::device), wire::optional("qdev", &T::qdev),
+                               wire::optional("type", &T::type), wire::required("removable", &T::removable),
+                               wire::required("locked", &T::locked), wire::optional("inserted", &T::inserted),
+                               wire::optional("tray_open", &T::tray_open), wire::optional("io-status", &T::io_status));
+    }
 };
-inline void from_json(const json& j, block_info& v) {
-    j.at("device").get_to(v.device);
-    detail::get_opt(j, "qdev", v.qdev);
-    detail::get_or(j, "type", v.type, std::string());
-    j.at("removable").get_to(v.removable);
-    j.at("locked").get_to(v.locked);
-    detail::get_opt(j, "inserted", v.inserted);
-    detail::get_opt(j, "tray_open", v.tray_open);
-    detail::get_opt(j, "io-status", v.io_status);
-}
 
 struct query_block {
     static constexpr std::string_view name = "query-block";
@@ -149,18 +142,17 @@ struct block_device_stats {
     std::int64_t failed_wr_operations = 0;
     /// Offset after the greatest byte written to the node (its high-water mark).
     std::int64_t wr_highest_offset = 0;
+    static constexpr auto wire_members() {
+        using T = block_device_stats;
+        return std::make_tuple(
+            wire::required("rd_bytes", &T::rd_bytes), wire::required("wr_bytes", &T::wr_bytes),
+            wire::optional("unmap_bytes", &T::unmap_bytes), wire::required("rd_operations", &T::rd_operations),
+            wire::required("wr_operations", &T::wr_operations), wire::optional("flush_operations", &T::flush_operations),
+            wire::optional("unmap_operations", &T::unmap_operations),
+            wire::optional("failed_wr_operations", &T::failed_wr_operations),
+            wire::required("wr_highest_offset", &T::wr_highest_offset));
+    }
 };
-inline void from_json(const json& j, block_device_stats& v) {
-    j.at("rd_bytes").get_to(v.rd_bytes);
-    j.at("wr_bytes").get_to(v.wr_bytes);
-    detail::get_or<std::int64_t>(j, "unmap_bytes", v.unmap_bytes, 0);
-    j.at("rd_operations").get_to(v.rd_operations);
-    j.at("wr_operations").get_to(v.wr_operations);
-    detail::get_or<std::int64_t>(j, "flush_operations", v.flush_operations, 0);
-    detail::get_or<std::int64_t>(j, "unmap_operations", v.unmap_operations, 0);
-    detail::get_or<std::int64_t>(j, "failed_wr_operations", v.failed_wr_operations, 0);
-    j.at("wr_highest_offset").get_to(v.wr_highest_offset);
-}
 
 struct block_stats {
     std::optional<std::string> device{};
@@ -170,27 +162,23 @@ struct block_stats {
     std::optional<std::string> driver{};      ///< from `driver-specific`, when present
     std::shared_ptr<block_stats> parent{};    ///< the node's `file` child
     std::shared_ptr<block_stats> backing{};   ///< the node's `backing` child
+    static constexpr auto wire_members() {
+        using T = block_stats;
+        return std::make_tuple(wire::optional("device", &T::device), wire::optional("qdev", &T::qdev),
+                               wire::optional("node-name", &T::node_name), wire::required("stats", &T::stats),
+                               wire::nested("driver-specific", "driver", &T::driver),
+                               wire::optional("parent", &T::parent), wire::optional("backing", &T::backing));
+    }
 };
-inline void from_json(const json& j, block_stats& v) {
-    detail::get_opt(j, "device", v.device);
-    detail::get_opt(j, "qdev", v.qdev);
-    detail::get_opt(j, "node-name", v.node_name);
-    j.at("stats").get_to(v.stats);
-    v.driver.reset();
-    if (auto ds = j.find("driver-specific"); ds != j.end() && ds->is_object()) detail::get_opt(*ds, "driver", v.driver);
-    detail::get_box(j, "parent", v.parent);
-    detail::get_box(j, "backing", v.backing);
-}
 
 struct query_blockstats {
     static constexpr std::string_view name = "query-blockstats";
     using result_type = std::vector<block_stats>;
     std::optional<bool> query_nodes{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::optional("query-nodes", &query_blockstats::query_nodes));
+    }
 };
-inline void to_json(json& j, const query_blockstats& c) {
-    j = json::object();
-    detail::put_opt(j, "query-nodes", c.query_nodes);
-}
 
 // ---- x-debug-query-block-graph -------------------------------------------------
 
@@ -198,12 +186,12 @@ struct x_dbg_block_graph_node {
     std::uint64_t id = 0;
     std::string type{};  ///< "block-backend", "block-job", "block-driver"
     std::string name{};
+    static constexpr auto wire_members() {
+        using T = x_dbg_block_graph_node;
+        return std::make_tuple(wire::required("id", &T::id), wire::required("type", &T::type),
+                               wire::required("name", &T::name));
+    }
 };
-inline void from_json(const json& j, x_dbg_block_graph_node& v) {
-    j.at("id").get_to(v.id);
-    j.at("type").get_to(v.type);
-    j.at("name").get_to(v.name);
-}
 
 struct x_dbg_block_graph_edge {
     std::uint64_t parent = 0;
@@ -211,23 +199,22 @@ struct x_dbg_block_graph_edge {
     std::string name{};  ///< the child's role as QEMU names it
     std::vector<std::string> perm{};
     std::vector<std::string> shared_perm{};
+    static constexpr auto wire_members() {
+        using T = x_dbg_block_graph_edge;
+        return std::make_tuple(wire::required("parent", &T::parent), wire::required("child", &T::child),
+                               wire::required("name", &T::name), wire::optional("perm", &T::perm),
+                               wire::optional("shared-perm", &T::shared_perm));
+    }
 };
-inline void from_json(const json& j, x_dbg_block_graph_edge& v) {
-    j.at("parent").get_to(v.parent);
-    j.at("child").get_to(v.child);
-    j.at("name").get_to(v.name);
-    detail::get_or(j, "perm", v.perm, {});
-    detail::get_or(j, "shared-perm", v.shared_perm, {});
-}
 
 struct x_dbg_block_graph {
     std::vector<x_dbg_block_graph_node> nodes{};
     std::vector<x_dbg_block_graph_edge> edges{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("nodes", &x_dbg_block_graph::nodes),
+                               wire::required("edges", &x_dbg_block_graph::edges));
+    }
 };
-inline void from_json(const json& j, x_dbg_block_graph& v) {
-    j.at("nodes").get_to(v.nodes);
-    j.at("edges").get_to(v.edges);
-}
 
 /// Unstable (x-) but cheap: the whole graph with roles, 4-5 ms on 256 nodes.
 struct x_debug_query_block_graph {

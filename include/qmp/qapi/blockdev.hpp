@@ -3,13 +3,14 @@
 // options as JSON; typed helpers build the common drivers' options.
 #pragma once
 
-#include <qmp/client/command.hpp>
+#include <qmp/protocol/command.hpp>
 #include <qmp/qapi/detail/convert.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace qmp {
@@ -105,8 +106,8 @@ struct blockdev_del {
     static constexpr std::string_view name = "blockdev-del";
     using result_type = empty_result;
     std::string node_name{};
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("node-name", &blockdev_del::node_name)); }
 };
-inline void to_json(json& j, const blockdev_del& c) { j = {{"node-name", c.node_name}}; }
 
 /// `blockdev-reopen`: new options for existing nodes (e.g. a bigger `size`
 /// of a raw window after the storage grew).
@@ -114,8 +115,8 @@ struct blockdev_reopen {
     static constexpr std::string_view name = "blockdev-reopen";
     using result_type = empty_result;
     std::vector<json> options{};
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("options", &blockdev_reopen::options)); }
 };
-inline void to_json(json& j, const blockdev_reopen& c) { j = {{"options", c.options}}; }
 
 /// `blockdev-snapshot`: `overlay` (added with no backing) becomes the new top over `node`.
 struct blockdev_snapshot {
@@ -123,8 +124,11 @@ struct blockdev_snapshot {
     using result_type = empty_result;
     std::string node{};
     std::string overlay{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("node", &blockdev_snapshot::node),
+                               wire::required("overlay", &blockdev_snapshot::overlay));
+    }
 };
-inline void to_json(json& j, const blockdev_snapshot& c) { j = {{"node", c.node}, {"overlay", c.overlay}}; }
 
 /// `block_resize` on a node (the device form is deprecated in spirit).
 struct block_resize {
@@ -133,12 +137,12 @@ struct block_resize {
     std::optional<std::string> device{};
     std::optional<std::string> node_name{};
     std::int64_t size = 0;
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::optional("device", &block_resize::device),
+                               wire::optional("node-name", &block_resize::node_name),
+                               wire::required("size", &block_resize::size));
+    }
 };
-inline void to_json(json& j, const block_resize& c) {
-    j = {{"size", c.size}};
-    detail::put_opt(j, "device", c.device);
-    detail::put_opt(j, "node-name", c.node_name);
-}
 
 // ---- block jobs -------------------------------------------------------------------------
 
@@ -219,19 +223,19 @@ struct block_job_complete {
     static constexpr std::string_view name = "block-job-complete";
     using result_type = empty_result;
     std::string device{};  ///< the job id
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("device", &block_job_complete::device)); }
 };
-inline void to_json(json& j, const block_job_complete& c) { j = {{"device", c.device}}; }
 
 struct block_job_cancel {
     static constexpr std::string_view name = "block-job-cancel";
     using result_type = empty_result;
     std::string device{};  ///< the job id
     std::optional<bool> force{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("device", &block_job_cancel::device),
+                               wire::optional("force", &block_job_cancel::force));
+    }
 };
-inline void to_json(json& j, const block_job_cancel& c) {
-    j = {{"device", c.device}};
-    detail::put_opt(j, "force", c.force);
-}
 
 /// `block-job-resume`: continue a job paused by the user or by an error
 /// policy (e.g. on-error "stop" after ENOSPC, once the storage grew).
@@ -239,22 +243,22 @@ struct block_job_resume {
     static constexpr std::string_view name = "block-job-resume";
     using result_type = empty_result;
     std::string device{};  ///< the job id
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("device", &block_job_resume::device)); }
 };
-inline void to_json(json& j, const block_job_resume& c) { j = {{"device", c.device}}; }
 
 struct job_dismiss {
     static constexpr std::string_view name = "job-dismiss";
     using result_type = empty_result;
     std::string id{};
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("id", &job_dismiss::id)); }
 };
-inline void to_json(json& j, const job_dismiss& c) { j = {{"id", c.id}}; }
 
 struct job_finalize {
     static constexpr std::string_view name = "job-finalize";
     using result_type = empty_result;
     std::string id{};
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("id", &job_finalize::id)); }
 };
-inline void to_json(json& j, const job_finalize& c) { j = {{"id", c.id}}; }
 
 /// `BlockJobInfo`.
 struct block_job_info {
@@ -267,18 +271,15 @@ struct block_job_info {
     std::int64_t speed = 0;
     bool ready = false;
     std::string status{};  ///< JobStatus as a string: unknown values stay readable
+    static constexpr auto wire_members() {
+        using T = block_job_info;
+        return std::make_tuple(wire::required("type", &T::type), wire::required("device", &T::device),
+                               wire::required("len", &T::len), wire::required("offset", &T::offset),
+                               wire::optional("busy", &T::busy), wire::optional("paused", &T::paused),
+                               wire::optional("speed", &T::speed), wire::optional("ready", &T::ready),
+                               wire::optional("status", &T::status));
+    }
 };
-inline void from_json(const json& j, block_job_info& v) {
-    j.at("type").get_to(v.type);
-    j.at("device").get_to(v.device);
-    j.at("len").get_to(v.len);
-    j.at("offset").get_to(v.offset);
-    detail::get_or(j, "busy", v.busy, false);
-    detail::get_or(j, "paused", v.paused, false);
-    detail::get_or<std::int64_t>(j, "speed", v.speed, 0);
-    detail::get_or(j, "ready", v.ready, false);
-    detail::get_or(j, "status", v.status, std::string());
-}
 
 struct query_block_jobs {
     static constexpr std::string_view name = "query-block-jobs";
@@ -293,15 +294,14 @@ struct job_info {
     std::int64_t current_progress = 0;
     std::int64_t total_progress = 0;
     std::optional<std::string> error{};
+    static constexpr auto wire_members() {
+        using T = job_info;
+        return std::make_tuple(wire::required("id", &T::id), wire::required("type", &T::type),
+                               wire::required("status", &T::status),
+                               wire::optional("current-progress", &T::current_progress),
+                               wire::optional("total-progress", &T::total_progress), wire::optional("error", &T::error));
+    }
 };
-inline void from_json(const json& j, job_info& v) {
-    j.at("id").get_to(v.id);
-    j.at("type").get_to(v.type);
-    j.at("status").get_to(v.status);
-    detail::get_or<std::int64_t>(j, "current-progress", v.current_progress, 0);
-    detail::get_or<std::int64_t>(j, "total-progress", v.total_progress, 0);
-    detail::get_opt(j, "error", v.error);
-}
 
 struct query_jobs {
     static constexpr std::string_view name = "query-jobs";

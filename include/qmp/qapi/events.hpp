@@ -3,13 +3,13 @@
 // of ours (QEMU has many more events; none is an error).
 #pragma once
 
-#include <qmp/client/command.hpp>
-#include <qmp/qapi/detail/convert.hpp>
+#include <qmp/protocol/command.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <variant>
 
 namespace qmp {
@@ -19,12 +19,13 @@ struct block_write_threshold_event {
     std::string node_name{};
     std::uint64_t amount_exceeded = 0;  ///< end of the write minus the threshold
     std::uint64_t write_threshold = 0;  ///< the threshold that was crossed (now disarmed)
+    static constexpr auto wire_members() {
+        using T = block_write_threshold_event;
+        return std::make_tuple(wire::required("node-name", &T::node_name),
+                               wire::required("amount-exceeded", &T::amount_exceeded),
+                               wire::required("write-threshold", &T::write_threshold));
+    }
 };
-inline void from_json(const json& j, block_write_threshold_event& v) {
-    j.at("node-name").get_to(v.node_name);
-    j.at("amount-exceeded").get_to(v.amount_exceeded);
-    j.at("write-threshold").get_to(v.write_threshold);
-}
 
 /// Shared by BLOCK_JOB_COMPLETED, _READY and _CANCELLED.
 struct block_job_event_data {
@@ -34,52 +35,47 @@ struct block_job_event_data {
     std::int64_t offset = 0;
     std::int64_t speed = 0;
     std::optional<std::string> error{};  ///< COMPLETED only, on failure
+    static constexpr auto wire_members() {
+        using T = block_job_event_data;
+        return std::make_tuple(wire::required("type", &T::type), wire::required("device", &T::device),
+                               wire::required("len", &T::len), wire::required("offset", &T::offset),
+                               wire::required("speed", &T::speed), wire::optional("error", &T::error));
+    }
 };
-inline void from_json(const json& j, block_job_event_data& v) {
-    j.at("type").get_to(v.type);
-    j.at("device").get_to(v.device);
-    j.at("len").get_to(v.len);
-    j.at("offset").get_to(v.offset);
-    j.at("speed").get_to(v.speed);
-    detail::get_opt(j, "error", v.error);
-}
 
 struct block_job_completed_event : block_job_event_data {
     static constexpr std::string_view name = "BLOCK_JOB_COMPLETED";
 };
-inline void from_json(const json& j, block_job_completed_event& v) { from_json(j, static_cast<block_job_event_data&>(v)); }
 
 struct block_job_ready_event : block_job_event_data {
     static constexpr std::string_view name = "BLOCK_JOB_READY";
 };
-inline void from_json(const json& j, block_job_ready_event& v) { from_json(j, static_cast<block_job_event_data&>(v)); }
 
 struct block_job_cancelled_event : block_job_event_data {
     static constexpr std::string_view name = "BLOCK_JOB_CANCELLED";
 };
-inline void from_json(const json& j, block_job_cancelled_event& v) { from_json(j, static_cast<block_job_event_data&>(v)); }
 
 struct block_job_error_event {
     static constexpr std::string_view name = "BLOCK_JOB_ERROR";
     std::string device{};
     std::string operation{};  ///< "read" | "write"
     std::string action{};     ///< "ignore" | "report" | "stop"
+    static constexpr auto wire_members() {
+        using T = block_job_error_event;
+        return std::make_tuple(wire::required("device", &T::device), wire::required("operation", &T::operation),
+                               wire::required("action", &T::action));
+    }
 };
-inline void from_json(const json& j, block_job_error_event& v) {
-    j.at("device").get_to(v.device);
-    j.at("operation").get_to(v.operation);
-    j.at("action").get_to(v.action);
-}
 
 struct job_status_change_event {
     static constexpr std::string_view name = "JOB_STATUS_CHANGE";
     std::string id{};
     std::string status{};  ///< JobStatus as a string: values QEMU adds stay readable
+    static constexpr auto wire_members() {
+        using T = job_status_change_event;
+        return std::make_tuple(wire::required("id", &T::id), wire::required("status", &T::status));
+    }
 };
-inline void from_json(const json& j, job_status_change_event& v) {
-    j.at("id").get_to(v.id);
-    j.at("status").get_to(v.status);
-}
 
 /// Converts `ev` to the typed event E when the names match. Returns
 /// std::nullopt when the name differs; on a name match with bad data, sets
@@ -89,8 +85,21 @@ std::optional<E> event_as(const event& ev, std::error_code& ec, diagnostics* dia
     ec.clear();
     if (ev.name != E::name) return std::nullopt;
     E out{};
-    const json& data = ev.data.is_null() ? json::object() : ev.data;
-    if ((ec = convert(data, out, diag))) return std::nullopt;
+    if (!ev.undecoded.empty()) {
+        ec = error::unrepresentable_number;
+        if (diag) {
+            diag->error_class.clear();
+            diag->message = std::string(E::name) + ": its data holds a number no 64-bit integer or double holds: " +
+                            detail::dom_builder::abbreviate(ev.undecoded);
+        }
+        return std::nullopt;
+    }
+    static const json empty = json::object();
+    const json& data = ev.data.is_null() ? empty : ev.data;
+    if ((ec = convert(data, out, diag))) {
+        if (diag) diag->message = std::string(E::name) + ": " + diag->message;
+        return std::nullopt;
+    }
     return out;
 }
 

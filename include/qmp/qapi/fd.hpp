@@ -5,13 +5,13 @@
 // `getfd` or `add-fd`; QEMU takes one per command.
 #pragma once
 
-#include <qmp/client/command.hpp>
-#include <qmp/qapi/detail/convert.hpp>
+#include <qmp/protocol/command.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace qmp {
@@ -21,26 +21,25 @@ struct getfd {
     static constexpr std::string_view name = "getfd";
     using result_type = empty_result;
     std::string fdname{};
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("fdname", &getfd::fdname)); }
 };
-inline void to_json(json& j, const getfd& c) { j = {{"fdname", c.fdname}}; }
 
 /// Closes a descriptor kept by `getfd`.
 struct closefd {
     static constexpr std::string_view name = "closefd";
     using result_type = empty_result;
     std::string fdname{};
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("fdname", &closefd::fdname)); }
 };
-inline void to_json(json& j, const closefd& c) { j = {{"fdname", c.fdname}}; }
 
 /// `AddfdInfo`: the set the descriptor went to and its number inside QEMU.
 struct addfd_info {
     std::int64_t fdset_id = 0;
     std::int64_t fd = 0;
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("fdset-id", &addfd_info::fdset_id), wire::required("fd", &addfd_info::fd));
+    }
 };
-inline void from_json(const json& j, addfd_info& v) {
-    j.at("fdset-id").get_to(v.fdset_id);
-    j.at("fd").get_to(v.fd);
-}
 
 /// Adds the descriptor sent with this command to a descriptor set (a new
 /// one when `fdset_id` is absent).
@@ -49,12 +48,10 @@ struct add_fd {
     using result_type = addfd_info;
     std::optional<std::int64_t> fdset_id{};
     std::optional<std::string> opaque{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::optional("fdset-id", &add_fd::fdset_id), wire::optional("opaque", &add_fd::opaque));
+    }
 };
-inline void to_json(json& j, const add_fd& c) {
-    j = json::object();
-    detail::put_opt(j, "fdset-id", c.fdset_id);
-    detail::put_opt(j, "opaque", c.opaque);
-}
 
 /// Removes one descriptor (or, without `fd`, every one) from a set. QEMU
 /// closes it once nothing uses it any more.
@@ -63,31 +60,28 @@ struct remove_fd {
     using result_type = empty_result;
     std::int64_t fdset_id = 0;
     std::optional<std::int64_t> fd{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("fdset-id", &remove_fd::fdset_id), wire::optional("fd", &remove_fd::fd));
+    }
 };
-inline void to_json(json& j, const remove_fd& c) {
-    j = {{"fdset-id", c.fdset_id}};
-    detail::put_opt(j, "fd", c.fd);
-}
 
 /// `FdsetFdInfo`.
 struct fdset_fd_info {
     std::int64_t fd = 0;
     std::optional<std::string> opaque{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("fd", &fdset_fd_info::fd), wire::optional("opaque", &fdset_fd_info::opaque));
+    }
 };
-inline void from_json(const json& j, fdset_fd_info& v) {
-    j.at("fd").get_to(v.fd);
-    detail::get_opt(j, "opaque", v.opaque);
-}
 
 /// `FdsetInfo`.
 struct fdset_info {
     std::int64_t fdset_id = 0;
     std::vector<fdset_fd_info> fds{};
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("fdset-id", &fdset_info::fdset_id), wire::required("fds", &fdset_info::fds));
+    }
 };
-inline void from_json(const json& j, fdset_info& v) {
-    j.at("fdset-id").get_to(v.fdset_id);
-    j.at("fds").get_to(v.fds);
-}
 
 struct query_fdsets {
     static constexpr std::string_view name = "query-fdsets";

@@ -3,7 +3,7 @@
 // comparing version numbers.
 #pragma once
 
-#include <qmp/client/command.hpp>
+#include <qmp/protocol/command.hpp>
 
 #include <string>
 #include <string_view>

@@ -65,7 +65,7 @@ struct pending_cmd : waiter<Executor> {
     bool sent = false;
     owned_fds fds;  // sent with the command's first byte
     bool carried_fds = false;
-    json result;
+    std::string result;  // the `return` value's exact text
     diagnostics diag;
 };
 
@@ -393,7 +393,7 @@ private:
         ++stats.messages_received;
         trace(trace_kind::received, text);
         message msg;
-        if (auto ec = classify(text, msg)) return fail(ec);
+        if (auto ec = classify(text, msg, options.limits.max_depth)) return fail(ec);
 
         if (state == conn_state::handshaking) {
             std::string to_send;
@@ -437,7 +437,7 @@ private:
             ++stats.unknown_ids;
             return;
         }
-        auto entry = pending_.take(msg.id);
+        auto entry = pending_.take(msg);
         if (!entry) {
             ++stats.unknown_ids;
             return;
@@ -448,12 +448,11 @@ private:
         if (c->abandoned) {
             ++stats.late_replies;
         } else if (msg.kind == message_kind::success) {
-            c->result = std::move(msg.body);
+            c->result.assign(msg.value.data(), msg.value.size());
             c->finish({});
         } else {
             c->diag.error_class = msg.error_class;
             c->diag.message = msg.error_desc;
-            c->result = std::move(msg.body);
             c->finish(server_error_from_class(msg.error_class));
         }
         pump_waiting();

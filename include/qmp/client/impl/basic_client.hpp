@@ -65,6 +65,8 @@ struct connect_op {
     }
 };
 
+// Sends one command and completes with the exact text of its `return`
+// value; the typed operation below converts it.
 template <class Impl>
 struct execute_op {
     std::shared_ptr<Impl> im;
@@ -90,13 +92,13 @@ struct execute_op {
         }
         if (step == 1) {
             step = 2;
-            if (dup_error) return self.complete(dup_error, json());
+            if (dup_error) return self.complete(dup_error, std::string());
             cmd = std::make_shared<typename Impl::cmd_ptr::element_type>(im->get_executor());
             cmd->arm(opts.timeout.count() < 0 ? im->options.command_timeout : opts.timeout);
             cmd->fds = std::move(fds);
             if (auto err = im->submit(cmd, name, arguments, opts.oob)) {
                 if (opts.diag) *opts.diag = std::move(cmd->diag);
-                return self.complete(err, json());
+                return self.complete(err, std::string());
             }
             json().swap(arguments);
             return cmd->timer.async_wait(std::move(self));
@@ -112,7 +114,8 @@ struct execute_op {
         }
         im->abandon(cmd);
         if (opts.diag) opts.diag->clear();
-        self.complete(ec ? make_error_code(asio::error::operation_aborted) : make_error_code(error::timeout), json());
+        self.complete(ec ? make_error_code(asio::error::operation_aborted) : make_error_code(error::timeout),
+                      std::string());
     }
 };
 
@@ -128,21 +131,16 @@ struct typed_execute_op {
         json args;
         if (auto ec = arguments_of(cmd, args, opts.diag)) {
             // Complete through the executor, never inside the initiation.
-            return asio::post(im->get_executor(), [s = std::move(self), ec]() mutable { s(ec); });
+            return asio::post(im->get_executor(), [s = std::move(self), ec]() mutable { s(ec, std::string()); });
         }
-        asio::async_compose<Self, void(std::error_code, json)>(
-            execute_op<Impl>{im, std::string(Command::name), std::move(args), opts}, self, im->get_executor());
+        asio::async_compose<Self, void(std::error_code, std::string)>(
+            execute_op<Impl>{im, std::string(cmd.name), std::move(args), opts}, self, im->get_executor());
     }
 
     template <class Self>
-    void operator()(Self& self, std::error_code ec) {
-        self.complete(ec, typename Command::result_type{});
-    }
-
-    template <class Self>
-    void operator()(Self& self, std::error_code ec, json result) {
+    void operator()(Self& self, std::error_code ec, std::string text) {
         typename Command::result_type out{};
-        if (!ec) ec = convert(result, out, opts.diag);
+        if (!ec) ec = convert_text(text, out, opts.diag);
         self.complete(ec, std::move(out));
     }
 };
@@ -195,8 +193,9 @@ template <class CompletionToken>
 auto basic_client<S>::async_execute(std::string_view name, json arguments, const exec_options& opts,
                                     CompletionToken&& token) {
     return asio::async_compose<CompletionToken, void(std::error_code, json)>(
-        detail::execute_op<impl_type>{im_, std::string(name), std::move(arguments), opts}, token,
-        im_->get_executor());
+        detail::typed_execute_op<impl_type, dynamic_command<json>>{
+            im_, dynamic_command<json>{std::string(name), std::move(arguments)}, opts},
+        token, im_->get_executor());
 }
 
 template <class S>

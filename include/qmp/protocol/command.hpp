@@ -1,0 +1,125 @@
+// The typed-command mechanism. A command is a plain struct with its wire
+// name as `static constexpr std::string_view name`, a `result_type`, and
+// (when it has arguments) wire members (see wire.hpp) or a `to_json` found
+// by ADL. Results convert with the same machinery; a conversion failure
+// becomes an error code, never an exception into the io_context. No asio:
+// this sits below the client.
+#pragma once
+
+#include <qmp/protocol/error.hpp>
+#include <qmp/protocol/message.hpp>
+#include <qmp/protocol/wire.hpp>
+
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace qmp {
+
+/// Result of commands that return `{}` (anything else is accepted too).
+struct empty_result {};
+inline void from_json(const json&, empty_result&) {}
+
+/// The exact JSON text of a result, as QEMU sent it: nothing is parsed,
+/// rounded or refused. `text` holds one complete JSON value.
+struct json_text {
+    std::string text;
+};
+
+/// A command named at run time: `name`, JSON `arguments` (null or an
+/// object) and the result type R: json (the default), json_text for the
+/// exact text, or any typed result.
+template <class R = json>
+struct dynamic_command {
+    std::string name;
+    json arguments = nullptr;
+    using result_type = R;
+};
+template <class R>
+void to_json(json& j, const dynamic_command<R>& c) {
+    j = c.arguments;
+}
+
+/// True for types usable with the typed async_execute.
+template <class C, class = void>
+struct is_command : std::false_type {};
+template <class C>
+struct is_command<C, std::void_t<typename C::result_type, decltype(C::name)>> : std::true_type {};
+
+namespace detail {
+
+template <>
+struct io<empty_result> {
+    static void read(json_reader& r, empty_result&) {
+        if (!r.skip_value()) throw conversion_error(r.error(), {}, r.error_message());
+    }
+    static void read(const json&, empty_result&) {}
+};
+
+template <>
+struct io<json_text> {
+    static void read(json_reader& r, json_text& v) {
+        const std::size_t b = r.begin_offset();
+        if (!r.skip_value()) throw conversion_error(r.error(), {}, r.error_message());
+        v.text.assign(r.text().substr(b, r.end_offset() - b));
+    }
+    static void read(const json& j, json_text& v) { v.text = j.dump(); }
+};
+
+template <class C>
+struct is_dynamic_command : std::false_type {};
+template <class R>
+struct is_dynamic_command<dynamic_command<R>> : std::true_type {};
+
+/// The `arguments` member of command `cmd` (null for a command without).
+/// A dynamic command gives its arguments away.
+template <class C>
+std::error_code arguments_of(C& cmd, json& out, diagnostics* diag) {
+    if constexpr (is_dynamic_command<C>::value) {
+        (void)diag;
+        out = std::move(cmd.arguments);
+        return {};
+    } else if constexpr (std::is_empty_v<C>) {
+        (void)cmd;
+        out = json();
+        return {};
+    } else {
+        try {
+            out = json(cmd);
+            return {};
+        } catch (const std::exception& e) {
+            if (diag) diag->message = e.what();
+            return make_error_code(error::invalid_argument);
+        }
+    }
+}
+
+}  // namespace detail
+
+// Two commands every session has; they prove the mechanism. The block
+// commands live in qmp/qapi/.
+
+/// `query-version`.
+struct query_version {
+    static constexpr std::string_view name = "query-version";
+    using result_type = version_info;
+};
+
+/// `qmp_capabilities` (the client sends it itself; a second one is refused
+/// by QEMU with CommandNotFound, which tests use).
+struct qmp_capabilities {
+    static constexpr std::string_view name = "qmp_capabilities";
+    using result_type = empty_result;
+    std::vector<std::string> enable{};
+};
+
+inline void to_json(json& j, const qmp_capabilities& c) {
+    j = json::object();
+    if (!c.enable.empty()) j["enable"] = c.enable;
+}
+
+}  // namespace qmp
