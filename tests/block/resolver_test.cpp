@@ -43,7 +43,8 @@ TEST_CASE("target: parse and print" * doctest::test_suite("block")) {
                    bad{"vda[99999999999]", "does not fit 32 bits"}, bad{"vda[4294967296]", "does not fit 32 bits"},
                    bad{"vda[0x1]", "unexpected character 'x'"}, bad{"[3]", "disk name before '[' is empty"},
                    bad{"", "empty"}, bad{"vda[1", "missing ']'"}, bad{"vda]", "']' without '['"},
-                   bad{"vda[ 1]", "not an unsigned decimal"}, bad{"vda[1][2]", "unexpected text after ']'"}}) {
+                   bad{"vda[ 1]", "not an unsigned decimal"}, bad{"vda[1][2]", "unexpected text after ']'"},
+                   bad{"a][0]", "']' without '['"}, bad{"v\tda", "control character"}}) {
         CAPTURE(b.text);
         std::string why;
         CHECK(!qmp::parse_target(b.text, ec, &why));
@@ -54,6 +55,15 @@ TEST_CASE("target: parse and print" * doctest::test_suite("block")) {
     std::string why;
     qmp::parse_target("vda[1]x", ec, &why);
     CHECK(why.find("character 7") != std::string::npos);  // says where
+    // Both printed forms of whatever parses parse back to the same target
+    // ("a][0]" used to parse, and print as "a]", which does not).
+    for (const char* text : {"vda", "vda[0]", "vda[7]", "/machine/peripheral/virtio-disk0/virtio-backend[3]", "é[1]"}) {
+        CAPTURE(text);
+        auto p = qmp::parse_target(text, ec);
+        REQUIRE(p);
+        CHECK(qmp::parse_target(p->str(), ec) == p);
+        CHECK(qmp::parse_target(p->indexed(), ec) == p);
+    }
 }
 
 TEST_CASE("index_registry: libvirt names, first sight, persistence" * doctest::test_suite("block")) {
@@ -64,10 +74,35 @@ TEST_CASE("index_registry: libvirt names, first sight, persistence" * doctest::t
     CHECK(!qmp::index_registry::libvirt_index("libvirt-3-formats"));
     CHECK(!qmp::index_registry::libvirt_index("vda-1-fmt"));
 
-    qmp::index_registry copy;
-    CHECK(!copy.from_json(qmp::json::parse(R"({"next": 1, "nodes": {"a": -1}})")));
-    CHECK(!copy.from_json(qmp::json::parse(R"([1, 2])")));
-    CHECK(copy.size() == 0);
+    // Loading refuses anything that would break the numbering, naming what.
+    struct bad {
+        const char* text;
+        const char* says;
+    };
+    for (auto b : {bad{R"({"next": 1, "nodes": {"a": -1}})", "nodes.a: -1 is negative"},
+                   bad{R"([1, 2])", "expected an object"},
+                   bad{R"({"next": 4294967296, "nodes": {}})", "next: 4294967296 does not fit"},
+                   bad{R"({"next": 4294967295, "nodes": {"a": 4294967295}})", "is no index"},
+                   bad{R"({"next": 3, "nodes": {"a": 2, "b": 2}})", "index 2 is used twice"},
+                   bad{R"({"next": 2, "nodes": {"a": 5}})", "not below next"},
+                   bad{R"({"next": 0, "nodes": {}})", "next: 0"},
+                   bad{R"({"next": 2.5, "nodes": {}})", "not an integer"},
+                   bad{R"({"next": "2", "nodes": {}})", "got a string"},
+                   bad{R"({"next": 3, "nodes": {"a": 1, "a": 2}})", "appears twice"},
+                   bad{R"({"nodes": {}})", "next: missing"}}) {
+        CAPTURE(b.text);
+        qmp::index_registry copy;
+        qmp::diagnostics d;
+        CHECK(qmp::convert_text(b.text, copy, &d));
+        CHECK(d.message.find(b.says) != std::string::npos);
+        CHECK(copy.size() == 0);
+    }
+    // The highest possible next hands out no number past it (nothing wraps).
+    qmp::index_registry full;
+    REQUIRE(!qmp::convert_text(R"({"next": 4294967294, "nodes": {"a": 4294967293}})", full));
+    CHECK(full.next() == 4294967294u);
+    qmp::json back = full;
+    CHECK(back.dump() == R"({"next":4294967294,"nodes":{"a":4294967293}})");
 }
 
 namespace {
@@ -381,9 +416,9 @@ TEST_CASE("resolver: indexes survive snapshot, commit, stream, active commit and
         CHECK(L.format_of("vda") == "copy");
 
         // A restarted resolver with the persisted registry gives the same names.
-        std::string saved = reg.to_json().dump();
+        std::string saved = qmp::json(reg).dump();
         qmp::index_registry reloaded;
-        REQUIRE(reloaded.from_json(qmp::json::parse(saved)));
+        REQUIRE(!qmp::convert_text(saved, reloaded));
         live again(cl, reloaded, cat);
         CHECK(again.indexes("vda") == std::vector<std::uint32_t>{6});
         // And a new element after the restart still gets a number never used.

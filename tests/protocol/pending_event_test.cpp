@@ -40,29 +40,61 @@ TEST_CASE("pending_table: ids are unique, reserved, matched only exactly" * doct
     CHECK(t.empty());
 }
 
-TEST_CASE("event_queue: bounded, drops the oldest, marker in order" * doctest::test_suite("protocol")) {
-    qmp::event_queue q(3);
+TEST_CASE("event_queue: bounded, the marker exactly where the gap is" * doctest::test_suite("protocol")) {
+    qmp::event_queue q(4);
     auto ev = [](int i) {
         qmp::event e;
         e.name = "E" + std::to_string(i);
         return e;
     };
     for (int i = 0; i < 10; ++i) q.push(ev(i));
-    CHECK(q.size() == 3);
-    CHECK(q.dropped() == 7);
+    CHECK(q.size() == 4);
+    CHECK(q.dropped() == 6);
     CHECK(q.received() == 10);
+    CHECK(q.pop().name == "E0");
+    q.push(ev(10));  // 3 held: above half, still dropping into the same marker
+    CHECK(q.dropped() == 7);
+    CHECK(q.pop().name == "E1");
+    CHECK(q.pop().name == "E2");
+    q.push(ev(11));  // drained to half: taken again, after the marker
+    CHECK(q.pop().name == "E3");
     auto m = q.pop();
-    CHECK(m.lost == 7);
+    CHECK(m.lost == 7);  // E4..E10, one marker
     CHECK(m.name.empty());
-    CHECK(q.pop().name == "E7");
-    q.push(ev(10));
-    q.push(ev(11));  // E8 E9 E10 fill it; E11 drops E8
-    auto m2 = q.pop();
-    CHECK(m2.lost == 1);
-    CHECK(q.pop().name == "E9");
-    CHECK(q.pop().name == "E10");
     CHECK(q.pop().name == "E11");
     CHECK(q.empty());
+    CHECK(q.size() == 0);
+}
+
+TEST_CASE("event_queue: a consumer reading through a flood gets events, not a marker per event" *
+          doctest::test_suite("protocol")) {
+    qmp::event_queue q(1024);
+    std::uint64_t events = 0, markers = 0, lost = 0, next = 0;
+    qmp::event e;
+    e.name = "FLOOD";
+    // Three arrive for each one the consumer takes, for a million arrivals.
+    for (int round = 0; round < 333334; ++round) {
+        for (int k = 0; k < 3; ++k) {
+            e.data = next++;
+            q.push(e);
+        }
+        if (q.empty()) continue;
+        auto got = q.pop();
+        if (got.lost) {
+            ++markers;
+            lost += got.lost;
+        } else {
+            ++events;
+        }
+    }
+    while (!q.empty()) {
+        auto got = q.pop();
+        got.lost ? (++markers, lost += got.lost) : ++events;
+    }
+    CHECK(events + lost == next);       // every arrival accounted for, exactly
+    CHECK(events >= 333000);            // the consumer kept reading events
+    CHECK(markers * 400 <= events);     // one marker per several hundred events
+    CHECK(q.dropped() == lost);
 }
 
 TEST_CASE("handshake: greeting, negotiation with and without oob" * doctest::test_suite("protocol")) {

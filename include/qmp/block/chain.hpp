@@ -7,13 +7,28 @@
 
 #include <qmp/block/graph.hpp>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace qmp {
+
+/// The two nodes of a chain element: the format node (guest offsets) and
+/// the storage node below it (host offsets; what thin storage runs out of).
+enum class layer { format, storage };
+
+inline const char* to_string(layer l) { return l == layer::format ? "format" : "storage"; }
+
+template <>
+struct wire_enum<layer> {
+    static constexpr std::array<std::pair<layer, std::string_view>, 2> values{
+        {{layer::format, "format"}, {layer::storage, "storage"}}};
+};
 
 struct chain_element {
     std::uint32_t index = 0;  ///< identity (index_registry); 0 until assigned

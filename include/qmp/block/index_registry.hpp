@@ -9,11 +9,11 @@
 #include <qmp/block/chain.hpp>
 #include <qmp/protocol/message.hpp>
 
+#include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,8 +60,10 @@ public:
                         el.index = *n;
                     } else if (auto it = by_node_.find(key); it != by_node_.end()) {
                         el.index = it->second;
-                    } else {
+                    } else if (next_ < UINT32_MAX) {
                         el.index = next_++;
+                    } else {
+                        continue;  // 2^32 - 2 numbers handed out: no more (never wrap to a used one)
                     }
                     live[key] = el.index;
                 }
@@ -76,34 +78,44 @@ public:
     std::uint32_t next() const noexcept { return next_; }
     std::size_t size() const noexcept { return by_node_.size(); }
 
-    json to_json() const {
-        json nodes = json::object();
-        for (const auto& [k, v] : by_node_) nodes[k] = v;
-        return {{"next", next_}, {"nodes", nodes}};
+    /// Both registries' numbers in one: where they gave the same number to
+    /// different nodes, `a`'s node is renumbered (a number is never shared).
+    static index_registry merged(const index_registry& a, const index_registry& b) {
+        index_registry out = b;
+        out.next_ = std::max(a.next_, b.next_);
+        std::map<std::uint32_t, std::string> owner;
+        for (const auto& [node, index] : b.by_node_) owner[index] = node;
+        for (const auto& [node, index] : a.by_node_) {
+            if (b.by_node_.count(node)) continue;
+            auto o = owner.find(index);
+            std::uint32_t n = index;
+            if (o != owner.end() && o->second != node) {
+                if (out.next_ == UINT32_MAX) continue;
+                n = out.next_++;
+            }
+            out.by_node_[node] = n;
+            owner[n] = node;
+        }
+        return out;
     }
 
-    /// Loads a saved registry; returns false (and stays empty) when `j` is
-    /// not one.
-    bool from_json(const json& j) {
-        by_node_.clear();
-        next_ = 1;
-        if (!j.is_object()) return false;
-        auto n = j.find("next");
-        auto nodes = j.find("nodes");
-        if (n == j.end() || !n->is_number_unsigned() || nodes == j.end() || !nodes->is_object()) return false;
-        std::uint32_t next = 1;
-        std::map<std::string, std::uint32_t> m;
-        for (auto it = nodes->begin(); it != nodes->end(); ++it) {
-            if (!it->is_number_unsigned() || it->get<std::uint64_t>() == 0 || it->get<std::uint64_t>() > UINT32_MAX)
-                return false;
-            auto v = it->get<std::uint32_t>();
-            m[it.key()] = v;
-            next = std::max(next, v + 1);
+    /// Saved as `{"next": N, "nodes": {"node-name": index, ...}}`; loading
+    /// checks that indexes are in [1, 2^32 - 2], unique, and below `next`.
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("next", &index_registry::next_),
+                               wire::required("nodes", &index_registry::by_node_));
+    }
+    static std::string wire_check(const index_registry& r) {
+        if (r.next_ == 0) return "next: 0 is no index (indexes start at 1)";
+        std::set<std::uint32_t> used;
+        for (const auto& [node, index] : r.by_node_) {
+            if (index == 0 || index == UINT32_MAX) return "nodes." + node + ": " + std::to_string(index) + " is no index";
+            if (!used.insert(index).second) return "nodes." + node + ": index " + std::to_string(index) + " is used twice";
+            if (index >= r.next_)
+                return "nodes." + node + ": index " + std::to_string(index) + " is not below next (" +
+                       std::to_string(r.next_) + "): it would be handed out again";
         }
-        if (n->get<std::uint64_t>() > UINT32_MAX) return false;
-        next_ = std::max(next, n->get<std::uint32_t>());
-        by_node_ = std::move(m);
-        return true;
+        return {};
     }
 
 private:
@@ -116,5 +128,8 @@ private:
     std::map<std::string, std::uint32_t> by_node_;
     std::uint32_t next_ = 1;
 };
+
+inline void to_json(json& j, const index_registry& r) { detail::io<index_registry>::write(j, r); }
+inline void from_json(const json& j, index_registry& r) { detail::io<index_registry>::read(j, r); }
 
 }  // namespace qmp

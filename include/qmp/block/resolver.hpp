@@ -25,10 +25,6 @@ struct disk_catalog {
     std::map<std::string, std::string> entries;
 };
 
-enum class layer { format, storage };
-
-inline const char* to_string(layer l) { return l == layer::format ? "format" : "storage"; }
-
 /// A resolved chain element.
 struct resolved_element {
     std::string disk;

@@ -1,11 +1,13 @@
 // `vda`, `vda[3]`: how operators name a disk or one element of its backing
-// chain. The name is everything before the first `[`; the index is an
-// unsigned decimal that fits 32 bits, followed by exactly `]`. `vda` and
-// `vda[0]` both mean the active layer. Index N >= 1 is an identity (see
-// index_registry), not a depth.
+// chain. The name is everything before the first `[` (not empty, no `]`, no
+// control character); the index is an unsigned decimal that fits 32 bits,
+// followed by exactly `]`. `vda` and `vda[0]` both mean the active layer.
+// Index N >= 1 is an identity (see index_registry), not a depth. Every
+// target's printed forms parse back to it.
 #pragma once
 
 #include <qmp/protocol/error.hpp>
+#include <qmp/protocol/wire.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -45,12 +47,15 @@ inline std::optional<target> parse_target(std::string_view text, std::error_code
     }
     const std::size_t open = text.find('[');
     if (open == 0) return fail(0, "the disk name before '[' is empty");
-    target t;
-    t.disk = std::string(text.substr(0, open));
-    if (open == std::string_view::npos) {
-        if (text.find(']') != std::string_view::npos) return fail(text.find(']'), "']' without '['");
-        return t;
+    const std::size_t name_end = open == std::string_view::npos ? text.size() : open;
+    for (std::size_t k = 0; k < name_end; ++k) {
+        const auto c = static_cast<unsigned char>(text[k]);
+        if (c == ']') return fail(k, "']' without '['");
+        if (c < 0x20 || c == 0x7f) return fail(k, "a control character in the disk name");
     }
+    target t;
+    t.disk = std::string(text.substr(0, name_end));
+    if (open == std::string_view::npos) return t;
     std::size_t i = open + 1;
     if (i >= text.size()) return fail(i, "missing index after '['");
     if (text[i] == ']') return fail(i, "empty index");
@@ -77,5 +82,30 @@ inline target parse_target(std::string_view text) {
     if (!t) throw qmp_error(ec, diagnostics{std::string(), why});
     return *t;
 }
+
+namespace detail {
+
+/// A target travels as its indexed text (`vda[3]`), parsed strictly.
+template <>
+struct io<target> {
+    static target from_text(const std::string& s) {
+        std::error_code ec;
+        std::string why;
+        auto t = parse_target(s, ec, &why);
+        if (!t) throw conversion_error(error::invalid_result, {}, why);
+        return *t;
+    }
+    static void read(json_reader& r, target& v) {
+        if (r.current() != json_token::string) fail_type("a string", token_name(r.current()));
+        v = from_text(r.string_value());
+    }
+    static void read(const json& j, target& v) {
+        if (!j.is_string()) fail_type("a string", dom_name(j));
+        v = from_text(j.get_ref<const std::string&>());
+    }
+    static void write(json& j, const target& v) { j = v.indexed(); }
+};
+
+}  // namespace detail
 
 }  // namespace qmp

@@ -12,6 +12,7 @@
 
 #include <qmp/protocol/command.hpp>
 #include <qmp/client/detail/client_impl.hpp>
+#include <qmp/client/detail/peer.hpp>
 #include <qmp/client/options.hpp>
 #include <qmp/protocol/error.hpp>
 #include <qmp/protocol/message.hpp>
@@ -25,6 +26,8 @@
 #include <asio/post.hpp>
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -75,12 +78,21 @@ public:
     /// Connects the stream to `endpoint` (a unix socket path endpoint or a
     /// TCP endpoint), then reads the greeting and negotiates. Bounded by
     /// connect_timeout and greeting_timeout. A closed client may connect again.
-    template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>>
+    template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>,
+              class = std::enable_if_t<!std::is_same_v<std::decay_t<CompletionToken>, diagnostics>>>
     auto async_connect(const Endpoint& endpoint, CompletionToken&& token = CompletionToken{});
 
+    /// The same; when QEMU refuses negotiation (error::negotiation_failed),
+    /// `diag` gets its class and desc. `diag` must outlive the operation.
+    template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_connect(const Endpoint& endpoint, diagnostics& diag, CompletionToken&& token = CompletionToken{});
+
     /// The stream is connected already: read the greeting and negotiate.
-    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>,
+              class = std::enable_if_t<!std::is_same_v<std::decay_t<CompletionToken>, diagnostics>>>
     auto async_handshake(CompletionToken&& token = CompletionToken{});
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_handshake(diagnostics& diag, CompletionToken&& token = CompletionToken{});
 
     /// Runs `name` with `arguments` (null or an object). Completes with the
     /// `return` value, or with the QMP error class as a server_error code (the
@@ -133,6 +145,10 @@ public:
     std::size_t pending_commands() const noexcept { return im_->pending_count(); }
     /// Why the last session ended (empty while connected or never connected).
     std::error_code close_reason() const noexcept { return im_->close_reason; }
+    /// Which QEMU process this session talks to, where the transport can
+    /// tell (a unix socket on Linux: "PID:START-TIME"); a restarted QEMU on
+    /// the same socket path has another one. nullopt elsewhere.
+    std::optional<std::string> peer_instance() { return detail::peer_instance(im_->stream); }
 
 private:
     using impl_type = detail::client_impl<AsyncStream>;

@@ -36,15 +36,22 @@ public:
     basic_sync_client(const basic_sync_client&) = delete;
     basic_sync_client& operator=(const basic_sync_client&) = delete;
 
+    /// Connects and negotiates; when QEMU refuses, `diag` has its reason.
+    template <class Endpoint>
+    void connect(const Endpoint& ep, std::error_code& ec, diagnostics& diag) {
+        std::tie(ec) = wait<std::error_code>([&](auto h) { client_.async_connect(ep, diag, std::move(h)); });
+    }
     template <class Endpoint>
     void connect(const Endpoint& ep, std::error_code& ec) {
-        std::tie(ec) = wait<std::error_code>([&](auto h) { client_.async_connect(ep, std::move(h)); });
+        diagnostics diag;
+        connect(ep, ec, diag);
     }
     template <class Endpoint>
     void connect(const Endpoint& ep) {
         std::error_code ec;
-        connect(ep, ec);
-        if (ec) throw qmp_error(ec);
+        diagnostics diag;
+        connect(ep, ec, diag);
+        if (ec) throw qmp_error(ec, std::move(diag));
     }
 
     json execute(std::string_view name, json arguments, std::error_code& ec, diagnostics& diag,
@@ -115,6 +122,10 @@ public:
     }
     std::size_t queued_events() {
         return on_executor([&] { return client_.queued_events(); });
+    }
+    /// See basic_client::peer_instance.
+    std::optional<std::string> peer_instance() {
+        return on_executor([&] { return client_.peer_instance(); });
     }
 
     /// The asynchronous client underneath (its executor is the io thread).

@@ -1,7 +1,13 @@
-// The bounded event queue between the reader and the consumer. The reader
-// never waits: when the queue is full the oldest event is dropped, counted,
-// and an "events lost" marker takes its place, so the consumer learns of the
+// The bounded event queue between the reader and a consumer. The reader
+// never waits: when the queue is full, arriving events are dropped and
+// counted in one "events lost" marker placed exactly where the gap is
+// (after everything received before it), so the consumer learns of the
 // loss in order and can resync (a missed one-shot threshold event matters).
+//
+// Once full, the queue keeps dropping until the consumer has drained it to
+// half its capacity; every loss in that stretch goes into the same marker.
+// Under a sustained flood a consumer that keeps reading therefore gets long
+// runs of events between markers, never a marker per event.
 #pragma once
 
 #include <qmp/protocol/message.hpp>
@@ -15,25 +21,47 @@ namespace qmp {
 
 class event_queue {
 public:
-    /// Default capacity: events held before the oldest is dropped.
+    /// Default capacity: events held before arriving ones are dropped.
     static constexpr std::size_t default_capacity = 1024;
 
     explicit event_queue(std::size_t capacity = default_capacity) : capacity_(capacity ? capacity : 1) {}
 
     void push(event ev) {
         ++received_;
-        if (events_ == capacity_) drop_oldest();
-        q_.push_back(std::move(ev));
-        ++events_;
+        if (dropping_ && events_ <= capacity_ / 2) dropping_ = false;
+        if (!dropping_ && events_ < capacity_) {
+            q_.push_back(std::move(ev));
+            ++events_;
+            return;
+        }
+        dropping_ = true;
+        drop_one();
     }
 
     bool empty() const noexcept { return q_.empty(); }
     /// Events held (a marker is not counted).
     std::size_t size() const noexcept { return events_; }
     std::size_t capacity() const noexcept { return capacity_; }
+    /// A smaller capacity drops the newest events held beyond it (into a marker).
     void set_capacity(std::size_t c) {
         capacity_ = c ? c : 1;
-        while (events_ > capacity_) drop_oldest();
+        std::uint64_t cut = 0;
+        while (events_ > capacity_) {
+            if (q_.back().lost) {
+                cut += q_.back().lost;
+                q_.pop_back();
+                continue;
+            }
+            q_.pop_back();
+            --events_;
+            ++cut;
+            ++dropped_;
+        }
+        if (cut) {
+            event marker;
+            marker.lost = cut;
+            q_.push_back(std::move(marker));
+        }
     }
 
     /// Takes the front entry: an event, or a marker (`lost` > 0, empty name).
@@ -44,31 +72,26 @@ public:
         return ev;
     }
 
+    /// Events dropped so far, and received so far (dropped ones included).
     std::uint64_t dropped() const noexcept { return dropped_; }
     std::uint64_t received() const noexcept { return received_; }
 
 private:
-    static bool is_marker(const event& e) noexcept { return e.lost != 0; }
-
-    // The marker always sits in front of the surviving events, because what
-    // was lost is older than anything still queued.
-    void drop_oldest() {
+    void drop_one() {
         ++dropped_;
-        --events_;
-        if (!q_.empty() && is_marker(q_.front())) {
-            q_.erase(q_.begin() + 1);
-            ++q_.front().lost;
-        } else {
-            q_.pop_front();
-            event marker;
-            marker.lost = 1;
-            q_.push_front(std::move(marker));
+        if (!q_.empty() && q_.back().lost) {
+            ++q_.back().lost;
+            return;
         }
+        event marker;
+        marker.lost = 1;
+        q_.push_back(std::move(marker));
     }
 
     std::deque<event> q_;
     std::size_t capacity_;
     std::size_t events_ = 0;
+    bool dropping_ = false;
     std::uint64_t dropped_ = 0;
     std::uint64_t received_ = 0;
 };

@@ -55,6 +55,7 @@ public:
                 return {};
             }
             if (msg.kind == message_kind::failure) {
+                error_class_ = msg.error_class;
                 error_desc_ = msg.error_desc;
                 return fail(error::negotiation_failed);
             }
@@ -74,7 +75,8 @@ public:
     /// repeated_greeting).
     unsigned extra_greetings() const noexcept { return extra_greetings_; }
 
-    /// The server's `desc` when negotiation was refused.
+    /// The server's class and `desc` when negotiation was refused.
+    const std::string& error_class() const noexcept { return error_class_; }
     const std::string& error_desc() const noexcept { return error_desc_; }
 
 private:
@@ -104,6 +106,7 @@ private:
     bool oob_ = false;
     state state_ = state::awaiting_greeting;
     struct greeting greeting_;
+    std::string error_class_;
     std::string error_desc_;
     unsigned extra_greetings_ = 0;
 };

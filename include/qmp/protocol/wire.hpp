@@ -24,7 +24,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <array>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -100,12 +102,33 @@ constexpr field<C, M> nested(std::string_view outer, std::string_view inner, M C
 
 }  // namespace wire
 
+/// Enumerations travel as strings: specialise with the names, e.g.
+///   template <> struct wire_enum<layer> {
+///       static constexpr std::array<std::pair<layer, std::string_view>, 2> values{{
+///           {layer::format, "format"}, {layer::storage, "storage"}}};
+///   };
+/// An unknown name is an error listing the known ones.
+template <class E>
+struct wire_enum;
+
 namespace detail {
 
 template <class T, class = void>
 struct is_described : std::false_type {};
 template <class T>
 struct is_described<T, std::void_t<decltype(T::wire_members())>> : std::true_type {};
+
+template <class E, class = void>
+struct has_wire_enum : std::false_type {};
+template <class E>
+struct has_wire_enum<E, std::void_t<decltype(wire_enum<E>::values)>> : std::true_type {};
+
+/// A described type may check invariants across members after reading:
+/// `static std::string wire_check(const T&)` returns what is wrong, or "".
+template <class T, class = void>
+struct has_wire_check : std::false_type {};
+template <class T>
+struct has_wire_check<T, std::void_t<decltype(T::wire_check(std::declval<const T&>()))>> : std::true_type {};
 
 template <class T>
 struct is_optional : std::false_type {};
@@ -365,6 +388,75 @@ struct io<std::vector<T>> {
     }
 };
 
+template <class E>
+struct io<E, std::enable_if_t<std::is_enum_v<E> && has_wire_enum<E>::value>> {
+    static E from_name(std::string_view n) {
+        for (const auto& [v, name] : wire_enum<E>::values)
+            if (name == n) return v;
+        std::string known;
+        for (const auto& [v, name] : wire_enum<E>::values) {
+            if (!known.empty()) known += ", ";
+            known += name;
+        }
+        throw conversion_error(error::invalid_result, {},
+                               "unknown value '" + std::string(n) + "'; expected one of " + known);
+    }
+    static void read(json_reader& r, E& v) {
+        if (r.current() != json_token::string) fail_type("a string", token_name(r.current()));
+        v = from_name(r.string_value());
+    }
+    static void read(const json& j, E& v) {
+        if (!j.is_string()) fail_type("a string", dom_name(j));
+        v = from_name(j.get_ref<const std::string&>());
+    }
+    static void write(json& j, E v) {
+        for (const auto& [e, name] : wire_enum<E>::values)
+            if (e == v) {
+                j = std::string(name);
+                return;
+            }
+        throw conversion_error(error::invalid_argument, {},
+                               "no name for value " + std::to_string(static_cast<long long>(v)));
+    }
+};
+
+/// A JSON object with any member names: name -> T.
+template <class T>
+struct io<std::map<std::string, T>> {
+    static void read(json_reader& r, std::map<std::string, T>& v) {
+        if (r.current() != json_token::begin_object) fail_type("an object", token_name(r.current()));
+        v.clear();
+        for (;;) {
+            const json_token t = r.next();
+            if (t == json_token::end_object) return;
+            if (t != json_token::key) throw conversion_error(r.error(), {}, r.error_message());
+            std::string key = r.string_value();
+            if (v.count(key)) throw conversion_error(error::invalid_result, key, "appears twice");
+            r.next();
+            try {
+                io<T>::read(r, v[key]);
+            } catch (const conversion_error& e) {
+                throw e.within(key);
+            }
+        }
+    }
+    static void read(const json& j, std::map<std::string, T>& v) {
+        if (!j.is_object()) fail_type("an object", dom_name(j));
+        v.clear();
+        for (auto it = j.begin(); it != j.end(); ++it) {
+            try {
+                io<T>::read(*it, v[it.key()]);
+            } catch (const conversion_error& e) {
+                throw e.within(it.key());
+            }
+        }
+    }
+    static void write(json& j, const std::map<std::string, T>& v) {
+        j = json::object();
+        for (const auto& [k, e] : v) io<T>::write(j[k], e);
+    }
+};
+
 // ---- described structs ---------------------------------------------------------
 
 template <class Tuple, class F, std::size_t... I>
@@ -452,6 +544,14 @@ struct io<T, std::enable_if_t<is_described<T>::value>> {
         for_each_field(fields, [&](const auto& f, std::size_t i) {
             if (f.how == wire::presence::required && !(seen & (std::uint64_t(1) << i))) fail_missing(f.name);
         });
+        check(v);
+    }
+
+    static void check(const T& v) {
+        if constexpr (has_wire_check<T>::value) {
+            std::string why = T::wire_check(v);
+            if (!why.empty()) throw conversion_error(error::invalid_result, {}, why);
+        }
     }
 
     static void read(const json& j, T& v) {
@@ -482,6 +582,7 @@ struct io<T, std::enable_if_t<is_described<T>::value>> {
                 throw e.within(f.name);
             }
         });
+        check(v);
     }
 
     static void write(json& j, const T& v) {
@@ -537,11 +638,14 @@ inline void fill_diag(diagnostics* diag, const std::string& text) {
 }  // namespace detail
 
 /// Typed conversion of a DOM value; errors come back as codes
-/// (missing_member, invalid_result) with the member named in `diag`.
+/// (missing_member, invalid_result) with the member named in `diag`, and
+/// `out` unchanged.
 template <class R>
 std::error_code convert(const json& j, R& out, diagnostics* diag = nullptr) {
     try {
-        detail::io<R>::read(j, out);
+        R tmp{};
+        detail::io<R>::read(j, tmp);
+        out = std::move(tmp);
         return {};
     } catch (const conversion_error& e) {
         detail::fill_diag(diag, e.what());
@@ -553,15 +657,18 @@ std::error_code convert(const json& j, R& out, diagnostics* diag = nullptr) {
 }
 
 /// Typed conversion straight from JSON text (no tree is built for
-/// described types).
+/// described types); `out` is unchanged on failure.
 template <class R>
 std::error_code convert_text(std::string_view text, R& out, diagnostics* diag = nullptr) {
     try {
         json_reader r(text);
         if (r.next() == json_token::error) throw conversion_error(r.error(), {}, r.error_message());
-        detail::io<R>::read(r, out);
-        if (r.next() != json_token::end) throw conversion_error(r.error() ? r.error() : make_error_code(error::malformed_message), {},
-                                                                 r.error_message().empty() ? "unexpected text" : r.error_message());
+        R tmp{};
+        detail::io<R>::read(r, tmp);
+        if (r.next() != json_token::end)
+            throw conversion_error(r.error() ? r.error() : make_error_code(error::malformed_message), {},
+                                   r.error_message().empty() ? "unexpected text" : r.error_message());
+        out = std::move(tmp);
         return {};
     } catch (const conversion_error& e) {
         detail::fill_diag(diag, e.what());

@@ -5,12 +5,16 @@
 // that computes to 0, or past the capacity, is an error, never an accident.
 #pragma once
 
-#include <qmp/block/resolver.hpp>
+#include <qmp/block/chain.hpp>
 #include <qmp/protocol/error.hpp>
+#include <qmp/protocol/wire.hpp>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 
 namespace qmp {
 
@@ -27,7 +31,10 @@ struct threshold_spec {
     static threshold_spec bytes(std::uint64_t offset) { return {kind::bytes, offset, std::nullopt, layer::storage}; }
     static threshold_spec ppm(std::uint64_t parts) { return {kind::ppm, parts, std::nullopt, layer::storage}; }
     /// `percent` of the capacity: the same as ppm(percent * 10'000).
-    static threshold_spec percent(std::uint64_t pct) { return {kind::ppm, pct * 10000u, std::nullopt, layer::storage}; }
+    static threshold_spec percent(std::uint64_t pct) {
+        // Above 100% is refused when computed; saturate so it cannot wrap into range.
+        return {kind::ppm, pct > 100000000u ? UINT64_MAX : pct * 10000u, std::nullopt, layer::storage};
+    }
     static threshold_spec margin(std::uint64_t free_bytes) { return {kind::margin, free_bytes, std::nullopt, layer::storage}; }
 
     threshold_spec& with_capacity(std::uint64_t c) {
@@ -39,6 +46,18 @@ struct threshold_spec {
         return *this;
     }
 
+    static constexpr auto wire_members() {
+        return std::make_tuple(wire::required("kind", &threshold_spec::type), wire::required("value", &threshold_spec::value),
+                               wire::optional("capacity", &threshold_spec::capacity),
+                               wire::required("layer", &threshold_spec::on));
+    }
+    static std::string wire_check(const threshold_spec& s) {
+        if (s.type == kind::ppm && s.value > 1000000u) return "value: " + std::to_string(s.value) + " ppm is above 100%";
+        if (s.type == kind::bytes && s.value == 0) return "value: a threshold of 0 bytes would disarm";
+        if (s.capacity && *s.capacity == 0) return "capacity: 0";
+        return {};
+    }
+
     std::string str() const {
         std::string s;
         switch (type) {
@@ -48,6 +67,12 @@ struct threshold_spec {
         }
         return s;
     }
+};
+
+template <>
+struct wire_enum<threshold_spec::kind> {
+    static constexpr std::array<std::pair<threshold_spec::kind, std::string_view>, 3> values{
+        {{threshold_spec::kind::bytes, "bytes"}, {threshold_spec::kind::ppm, "ppm"}, {threshold_spec::kind::margin, "margin"}}};
 };
 
 /// floor(capacity * parts / 1'000'000), exact for every 64-bit capacity

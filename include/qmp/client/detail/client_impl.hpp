@@ -270,7 +270,8 @@ public:
         for (auto& w : ws) w->finish(ec);
     }
 
-    const std::string& negotiation_desc() const noexcept { return hs_.error_desc(); }
+    /// What QEMU said when it refused negotiation.
+    diagnostics negotiation_diagnostics() const { return diagnostics{hs_.error_class(), hs_.error_desc()}; }
 
 private:
     // An in-band command waits while QEMU's queue is full (oob on), and a

@@ -16,8 +16,15 @@ struct connect_op {
     std::shared_ptr<Impl> im;
     Endpoint endpoint;
     bool do_connect;
+    diagnostics* diag = nullptr;
     typename Impl::waiter_ptr w{};
     int step = 0;
+
+    template <class Self>
+    void finish(Self& self, std::error_code ec) {
+        if (diag) *diag = ec == error::negotiation_failed ? im->negotiation_diagnostics() : diagnostics{};
+        self.complete(ec);
+    }
 
     template <class Self>
     void operator()(Self& self, std::error_code ec = {}) {
@@ -48,7 +55,7 @@ struct connect_op {
             }
             return wait_handshake(self);
         default:
-            if (w->done) return self.complete(w->ec);
+            if (w->done) return finish(self, w->ec);
             // Cancelled by the caller: the half-open session is of no use.
             im->fail(asio::error::operation_aborted);
             return self.complete(asio::error::operation_aborted);
@@ -175,6 +182,13 @@ struct receive_event_op {
 
 template <class S>
 template <class Endpoint, class CompletionToken>
+auto basic_client<S>::async_connect(const Endpoint& endpoint, diagnostics& diag, CompletionToken&& token) {
+    return asio::async_compose<CompletionToken, void(std::error_code)>(
+        detail::connect_op<impl_type, Endpoint>{im_, endpoint, true, &diag}, token, im_->get_executor());
+}
+
+template <class S>
+template <class Endpoint, class CompletionToken, class>
 auto basic_client<S>::async_connect(const Endpoint& endpoint, CompletionToken&& token) {
     return asio::async_compose<CompletionToken, void(std::error_code)>(
         detail::connect_op<impl_type, Endpoint>{im_, endpoint, true}, token, im_->get_executor());
@@ -182,6 +196,14 @@ auto basic_client<S>::async_connect(const Endpoint& endpoint, CompletionToken&& 
 
 template <class S>
 template <class CompletionToken>
+auto basic_client<S>::async_handshake(diagnostics& diag, CompletionToken&& token) {
+    struct no_endpoint {};
+    return asio::async_compose<CompletionToken, void(std::error_code)>(
+        detail::connect_op<impl_type, no_endpoint>{im_, {}, false, &diag}, token, im_->get_executor());
+}
+
+template <class S>
+template <class CompletionToken, class>
 auto basic_client<S>::async_handshake(CompletionToken&& token) {
     struct no_endpoint {};
     return asio::async_compose<CompletionToken, void(std::error_code)>(

@@ -1,0 +1,58 @@
+// What a threshold_tracker asks its driver to do: the tracker is sans-io,
+// so every query, command, save and report leaves it as one of these, in
+// the order the driver must carry them out.
+#pragma once
+
+#include <qmp/protocol/error.hpp>
+#include <qmp/threshold/types.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace qmp {
+
+using tracker_request = std::uint64_t;
+
+namespace tracker_actions {
+
+/// Query the block graph and hand it to on_graph() (or on_graph_failed()).
+/// `details`: per-node details too (query-named-block-nodes): sizes for
+/// shares and margins, the current write_threshold for verification.
+struct query_graph {
+    bool details = false;
+};
+
+/// Send block-set-write-threshold; hand the outcome to on_command_result().
+struct set_threshold {
+    std::uint64_t command = 0;
+    std::string node;
+    std::uint64_t value = 0;  ///< 0 disarms
+};
+
+/// Persist state() now, then call on_saved(). Comes before any command or
+/// report that depends on it: an intent is on disk before QEMU hears of it,
+/// and a firing is on disk before the application does.
+struct save_state {};
+
+/// Hand this event to the application.
+struct report {
+    threshold_event event;
+};
+
+/// A request (arm, disarm, extended, resync, report) finished.
+struct request_done {
+    tracker_request request = 0;
+    std::error_code ec;
+    diagnostics diag;
+    std::vector<threshold_report_row> rows;  ///< report requests only
+};
+
+}  // namespace tracker_actions
+
+using tracker_action = std::variant<tracker_actions::query_graph, tracker_actions::set_threshold,
+                                    tracker_actions::save_state, tracker_actions::report, tracker_actions::request_done>;
+
+}  // namespace qmp

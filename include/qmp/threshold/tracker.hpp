@@ -1,0 +1,277 @@
+// The threshold tracker: every decision about write thresholds, and no I/O.
+// Graph snapshots, events, loss markers, connections and requests go in;
+// tracker_actions come out (query the graph, send a threshold, save the
+// state, report an event, finish a request), in the order a driver must
+// carry them out. The asynchronous service and the blocking manager are
+// drivers of it; its tests feed it recorded replies, byte for byte.
+//
+// Rules it keeps:
+// - An intent is saved before QEMU hears of it, a firing before the
+//   application does (save_state is a barrier); a crash in between is
+//   settled by the next resync, never reported twice.
+// - A live event costs no graph query while the graph is valid; the graph
+//   is refreshed only when the chain may have changed (a job ended, a node
+//   it does not know, a loss marker, a (re)connection).
+// - A restarted QEMU (another instance, or high-water marks that went
+//   down) lost its thresholds: they are re-armed, not reported as fired.
+// - Resyncs coalesce: one runs at a time, and markers arriving during it
+//   make at most one more.
+#pragma once
+
+#include <qmp/block/graph.hpp>
+#include <qmp/block/resolver.hpp>
+#include <qmp/protocol/error.hpp>
+#include <qmp/qapi/events.hpp>
+#include <qmp/threshold/actions.hpp>
+#include <qmp/threshold/detail/tracker_work.hpp>
+#include <qmp/threshold/spec.hpp>
+#include <qmp/threshold/types.hpp>
+
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace qmp {
+
+struct tracker_options {
+    disk_catalog catalog;
+    /// Resync reads write_threshold (a graph with details) for armed
+    /// elements whose high-water mark does not settle the question: it
+    /// catches firings by discards and thresholds changed by others.
+    bool verify_uncrossed = true;
+};
+
+class threshold_tracker {
+public:
+    explicit threshold_tracker(tracker_options o = {}) : opts_(std::move(o)), resolver_(opts_.catalog) {}
+
+    // ---- requests: each completes with a request_done action -------------------
+
+    /// Arms `target_text` (`vda`, `vda[N]`) with `spec`. An allocation
+    /// already past the threshold is reported at once (origin immediate).
+    tracker_request arm(std::string_view target_text, threshold_spec spec, rearm_policy policy = rearm_policy::none,
+                        std::uint64_t step = 0) {
+        detail::tracker_work w = make(detail::work_kind::arm, target_text);
+        w.spec = spec;
+        w.policy = policy;
+        w.step = step;
+        return enqueue(std::move(w));
+    }
+    /// Disarms what was armed on the element (both layers).
+    tracker_request disarm(std::string_view target_text) { return enqueue(make(detail::work_kind::disarm, target_text)); }
+    /// The storage of `target_text` grew to `new_capacity` bytes: fired
+    /// thresholds with the on_extend policy are re-armed.
+    tracker_request extended(std::string_view target_text, std::uint64_t new_capacity) {
+        detail::tracker_work w = make(detail::work_kind::extended, target_text);
+        w.capacity = new_capacity;
+        return enqueue(std::move(w));
+    }
+    /// Checks every armed element against QEMU now (reports recovered and gone).
+    tracker_request resync() { return enqueue(make(detail::work_kind::resync, {})); }
+    /// Every chain element with capacity, allocation, thresholds and what is armed.
+    tracker_request report() { return enqueue(make(detail::work_kind::report, {})); }
+
+    // ---- what happened --------------------------------------------------------------
+
+    /// A session began. `instance` identifies the QEMU process when the
+    /// transport can tell (see basic_client::peer_instance); a different
+    /// one than the state recorded means QEMU restarted and its thresholds
+    /// are gone. A resync follows unless `resync` is false.
+    void on_connected(std::optional<std::string> instance, bool resync = true) {
+        graph_valid_ = false;
+        if (instance && state_.instance && *instance != *state_.instance) restarted();
+        if (instance && instance != state_.instance) {
+            state_.instance = std::move(instance);
+            dirty_ = true;
+        }
+        if (resync) schedule_resync();
+    }
+
+    /// Any event of the session: thresholds, block jobs; others are ignored.
+    void on_event(const event& ev) {
+        if (ev.lost) return on_events_lost(ev.lost);
+        if (ev.name == block_write_threshold_event::name) {
+            std::error_code ec;
+            if (auto t = event_as<block_write_threshold_event>(ev, ec)) return on_threshold_event(*t, ev.time);
+            ++stats_.malformed_events;  // a threshold event we cannot read is a lost one: resync
+            return schedule_resync();
+        }
+        if (ev.name == block_job_completed_event::name || ev.name == block_job_cancelled_event::name ||
+            ev.name == "DEVICE_DELETED" ||
+            (ev.name == job_status_change_event::name && ev.data.is_object() && ev.data.value("status", "") == "concluded"))
+            on_chain_may_have_changed();
+    }
+
+    void on_threshold_event(const block_write_threshold_event& ev, timestamp ts) {
+        detail::tracker_work w = make(detail::work_kind::live_event, {});
+        w.ev = ev;
+        w.time = ts;
+        enqueue(std::move(w));
+    }
+
+    /// The event queue overflowed: something may have been missed.
+    void on_events_lost(std::uint64_t) { schedule_resync(); }
+
+    /// A block job ended, a node was deleted: refresh the graph before the
+    /// next decision, and report armed elements that left the chain.
+    void on_chain_may_have_changed() {
+        graph_valid_ = false;
+        for (const auto& w : queue_)
+            if (w.kind == detail::work_kind::chain_check && &w != &queue_.front()) return;
+        enqueue(make(detail::work_kind::chain_check, {}));
+    }
+
+    // ---- answers to actions --------------------------------------------------------------
+
+    void on_graph(const block_graph& g) {
+        resolver_.update(g, state_.registry);
+        marks_.clear();
+        current_.clear();
+        for (const auto& n : g.nodes) {
+            if (n.kind != node_kind::driver || n.name.empty()) continue;
+            if (n.wr_highest_offset) marks_[n.name] = *n.wr_highest_offset;
+            if (n.details) current_[n.name] = n.details->write_threshold;
+        }
+        graph_valid_ = true;
+        graph_details_ = g.has_details;
+        ++graph_epoch_;
+        if (phase_ == phase::graph) phase_ = phase::idle;
+        pump();
+    }
+
+    void on_graph_failed(std::error_code ec, diagnostics diag = {}) {
+        if (phase_ != phase::graph) return;
+        phase_ = phase::idle;
+        finish_head(ec, std::move(diag));
+    }
+
+    void on_command_result(std::uint64_t command, std::error_code ec, const diagnostics& diag = {}) {
+        auto it = sent_.find(command);
+        if (it == sent_.end()) return;
+        detail::sent_command c = std::move(it->second);
+        sent_.erase(it);
+        settle(c, ec, diag);
+        if (phase_ == phase::sent && sent_.empty()) finalize();
+    }
+
+    void on_saved(std::error_code ec = {}, diagnostics diag = {}) {
+        if (phase_ == phase::decide_save) {
+            phase_ = phase::idle;
+            if (ec && queue_.front().request) {
+                // A request whose intent cannot be recorded does not reach QEMU.
+                state_.armed = std::move(before_);
+                pending_reports_.clear();
+                pending_sends_.clear();
+                return finish_head(ec, std::move(diag));
+            }
+            return emit_decisions();
+        }
+        if (phase_ == phase::final_save) {
+            phase_ = phase::idle;
+            complete_head();
+        }
+    }
+
+    // ---- outputs ---------------------------------------------------------------------------
+
+    /// The next thing to do, or nothing while waiting for an answer.
+    std::optional<tracker_action> next_action() {
+        if (out_.empty()) return std::nullopt;
+        tracker_action a = std::move(out_.front());
+        out_.pop_front();
+        return a;
+    }
+
+    /// True while requests or internal work are pending.
+    bool busy() const noexcept { return !queue_.empty() || !out_.empty(); }
+
+    // ---- state ------------------------------------------------------------------------------
+
+    const threshold_state& state() const noexcept { return state_; }
+    /// Replaces the state (a loaded file). Thresholds it lists are checked
+    /// against QEMU by the resync that follows the next on_connected().
+    void load(threshold_state s) {
+        state_ = std::move(s);
+        dirty_ = false;
+    }
+    const std::vector<armed_threshold>& armed() const noexcept { return state_.armed; }
+    const resolver& chains() const noexcept { return resolver_; }
+    index_registry& registry() noexcept { return state_.registry; }
+
+    struct counters {
+        std::uint64_t resyncs = 0;           ///< resyncs run
+        std::uint64_t graph_queries = 0;     ///< query_graph actions emitted
+        std::uint64_t malformed_events = 0;  ///< threshold events that could not be read (each led to a resync)
+        std::uint64_t restarts = 0;          ///< QEMU restarts noticed
+    };
+    const counters& stats() const noexcept { return stats_; }
+
+private:
+    enum class phase { idle, graph, decide_save, sent, final_save };
+
+    detail::tracker_work make(detail::work_kind k, std::string_view target) const;
+    tracker_request enqueue(detail::tracker_work w);
+    void schedule_resync();
+    void restarted();
+    void pump();
+    bool graph_ready(const detail::tracker_work& w) const;
+    void decide_head();
+    void emit_decisions();
+    void finalize();
+    void finish_head(std::error_code ec, diagnostics diag);
+    void complete_head();
+    void settle(const detail::sent_command& c, std::error_code ec, const diagnostics& diag);
+
+    void decide_arm(detail::tracker_work& w);
+    void decide_disarm(detail::tracker_work& w);
+    void decide_extended(detail::tracker_work& w);
+    void decide_resync();
+    void decide_report();
+    bool decide_live(detail::tracker_work& w);
+    void check_chain();
+
+    std::optional<resolved_element> resolve(const std::string& text);
+    std::pair<std::optional<std::uint64_t>, capacity_source> capacity_for(const chain_element& el,
+                                                                          const threshold_spec& spec) const;
+    std::optional<std::uint64_t> bound_for(const chain_element& el, const threshold_spec& spec) const;
+    void arm_entry(armed_threshold& a, std::optional<std::uint64_t> mark);
+    void send(const std::string& node, std::uint64_t value, bool disarm);
+    void fire(armed_threshold& a, threshold_event::origin how, std::uint64_t exceeded, timestamp ts = {});
+    void after_fire(armed_threshold& a, std::optional<std::uint64_t> end);
+    threshold_event make_event(threshold_event::origin how, const armed_threshold& a, std::uint64_t exceeded) const;
+    armed_threshold* find_entry(const std::string& node);
+    std::optional<std::uint64_t> mark_of(const std::string& node) const;
+    void fail_head(std::error_code ec, std::string message);
+
+    tracker_options opts_;
+    resolver resolver_;
+    threshold_state state_;
+    std::map<std::string, std::uint64_t> marks_;    // node -> wr_highest_offset
+    std::map<std::string, std::uint64_t> current_;  // node -> write_threshold (graphs with details)
+    bool graph_valid_ = false;
+    bool graph_details_ = false;
+    std::uint64_t graph_epoch_ = 0;
+    std::deque<detail::tracker_work> queue_;
+    std::deque<tracker_action> out_;
+    phase phase_ = phase::idle;
+    bool dirty_ = false;
+    bool deferred_ = false;  // the head asked for a fresher graph before it can decide
+    std::vector<armed_threshold> before_;  // the entries before the head's decisions (undone if unsaved)
+    std::vector<threshold_event> pending_reports_;
+    std::vector<detail::sent_command> pending_sends_;
+    std::map<std::uint64_t, detail::sent_command> sent_;
+    std::uint64_t next_command_ = 1;
+    tracker_request next_request_ = 1;
+    std::error_code head_error_;
+    diagnostics head_diag_;
+    std::vector<threshold_report_row> head_rows_;
+    counters stats_;
+};
+
+}  // namespace qmp
+
+#include <qmp/threshold/impl/tracker.hpp>

@@ -1,0 +1,129 @@
+// qmpctl chain and qmpctl resolve: read-only views of the chains. They read
+// the state file for the numbers; they write it only to keep numbers they
+// handed out, and a folder they cannot write costs a warning, not a failure.
+#include "commands.hpp"
+#include "state.hpp"
+
+#include <iostream>
+
+namespace qmpctl {
+
+namespace {
+
+template <class Client>
+bool load_resolver(Client& client, const cli& c, qmp::resolver& res) {
+    state_store store(c);
+    qmp::threshold_state st = store.load();
+    std::error_code ec;
+    qmp::graph_query_options opts;
+    opts.details = true;
+    qmp::driver_cache drivers;
+    auto g = qmp::query_block_graph(client, opts, &drivers, ec);
+    if (ec) {
+        std::cerr << "qmpctl: cannot read the block graph: " << ec.message() << "\n";
+        return false;
+    }
+    res = qmp::resolver(c.catalog);
+    res.update(g, st.registry);
+    store.save_registry(st.registry);
+    return true;
+}
+
+}  // namespace
+
+template <class Client>
+int run_chain(Client& client, const cli& c) {
+    if (c.positional.size() > 2) throw usage_error{"chain takes at most one DISK"};
+    qmp::resolver res;
+    if (!load_resolver(client, c, res)) return exit_connection;
+    std::vector<const qmp::disk_chain*> disks;
+    if (c.positional.size() == 2) {
+        std::error_code ec;
+        auto* d = res.find_disk(c.positional[1], ec);
+        if (!d) {
+            std::cerr << "qmpctl: " << c.positional[1] << ": " << ec.message() << "\n";
+            return exit_target;
+        }
+        disks.push_back(d);
+    } else {
+        for (const auto& d : res.disks()) disks.push_back(&d);
+    }
+    if (c.json_output) {
+        qmp::json out = qmp::json::array();
+        for (const auto* d : disks) {
+            qmp::json els = qmp::json::array();
+            for (const auto* chain : {&d->elements, &d->mirror})
+                for (const auto& el : *chain) els.push_back(element_json(d->name, el));
+            out.push_back({{"disk", d->name}, {"elements", els}});
+        }
+        std::cout << dump(out) << "\n";
+        return exit_ok;
+    }
+    for (const auto* d : disks) {
+        std::cout << d->name << " (device '" << d->backend.device << "', qdev '" << d->backend.qdev << "')\n";
+        for (const auto* chain : {&d->elements, &d->mirror})
+            for (const auto& el : *chain)
+                std::cout << "  " << qmp::target{d->name, el.index}.indexed() << (el.mirror ? " mirror" : "")
+                          << " depth " << el.depth << " format " << (el.format_node.empty() ? "-" : el.format_node)
+                          << " storage " << el.storage_node << " " << el.driver.value_or("?") << " capacity "
+                          << text_or_dash(el.capacity) << " allocation " << text_or_dash(el.allocation)
+                          << " threshold " << text_or_dash(el.storage_threshold) << " " << el.filename.value_or("")
+                          << "\n";
+    }
+    return exit_ok;
+}
+
+template <class Client>
+int run_resolve(Client& client, const cli& c) {
+    const bool by_node = !c.node.empty();
+    if (by_node ? c.positional.size() != 1 : c.positional.size() != 2)
+        throw usage_error{"resolve needs TARGET or --node NODE"};
+    std::error_code ec;
+    std::string why;
+    if (!by_node && !qmp::parse_target(c.positional[1], ec, &why)) {
+        std::cerr << "qmpctl: " << why << "\n";
+        return exit_target;
+    }
+    qmp::resolver res;
+    if (!load_resolver(client, c, res)) return exit_connection;
+    if (by_node) {
+        auto loc = res.locate(c.node, ec);
+        if (!loc) {
+            std::cerr << "qmpctl: node " << c.node << ": " << ec.message() << "\n";
+            return exit_target;
+        }
+        if (c.json_output) {
+            auto j = element_json(loc->where.disk, loc->where.element);
+            j["layer"] = qmp::to_string(loc->node_layer);
+            j["active"] = loc->where.active;
+            std::cout << dump(j) << "\n";
+        } else {
+            std::cout << loc->where.canonical().indexed() << " " << qmp::to_string(loc->node_layer)
+                      << (loc->where.active ? " (active layer)" : "") << "\n";
+        }
+        return exit_ok;
+    }
+    auto r = res.resolve(c.positional[1], ec, &why);
+    if (!r) {
+        std::cerr << "qmpctl: " << why << "\n";
+        return exit_target;
+    }
+    if (c.json_output) {
+        auto j = element_json(r->disk, r->element);
+        j["active"] = r->active;
+        std::cout << dump(j) << "\n";
+    } else {
+        std::cout << r->canonical().indexed() << " format "
+                  << (r->element.format_node.empty() ? "-" : r->element.format_node) << " storage "
+                  << r->element.storage_node << " depth " << r->element.depth << " "
+                  << r->element.filename.value_or("") << "\n";
+    }
+    return exit_ok;
+}
+
+template int run_chain<qmp::sync_client>(qmp::sync_client&, const cli&);
+template int run_chain<qmp::sync_tcp_client>(qmp::sync_tcp_client&, const cli&);
+template int run_resolve<qmp::sync_client>(qmp::sync_client&, const cli&);
+template int run_resolve<qmp::sync_tcp_client>(qmp::sync_tcp_client&, const cli&);
+
+}  // namespace qmpctl

@@ -1,0 +1,227 @@
+// qmpctl's command line and shared helpers.
+#include "cli.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+namespace qmpctl {
+
+const char* usage_text =
+    "usage: qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]\n"
+    "       qmpctl -s SOCKET exec COMMAND [ARGUMENTS-JSON] (--pass-fd FILE | --pass-fd-ro FILE)...\n"
+    "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... chain [DISK] [--json]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--json]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold set TARGET VALUE [--layer storage|format]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold clear TARGET\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold watch [--count N] [--timeout SECONDS]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold report [--json]\n"
+    "VALUE: bytes with an optional binary suffix (512M, 2G), N%, Nppm, or end-SIZE (capacity minus SIZE)\n"
+    "--timeout bounds the whole subcommand; for events and threshold watch it is how long to watch.\n"
+    "exit codes: 0 ok, 2 usage, 3 connection/protocol/timeout, 4 QMP error, 5 target or spec, 6 state file\n";
+
+namespace {
+
+double parse_seconds(const std::string& s) {
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || !(v > 0) || v > 1e7) throw usage_error{"invalid number of seconds: '" + s + "'"};
+    return v;
+}
+
+long long parse_count(const std::string& s) {
+    char* end = nullptr;
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0' || v <= 0) throw usage_error{"invalid count: '" + s + "'"};
+    return v;
+}
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_stop_signal(int) { g_stop = true; }
+
+}  // namespace
+
+cli parse_args(int argc, char** argv) {
+    cli c;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        auto value = [&]() -> const std::string& {
+            if (i + 1 >= args.size()) throw usage_error{"option " + a + " needs a value"};
+            return args[++i];
+        };
+        if (a == "-s" || a == "--socket") {
+            c.socket_path = value();
+        } else if (a == "-t" || a == "--tcp") {
+            c.tcp_address = value();
+        } else if (a == "--timeout") {
+            c.timeout = parse_seconds(value());
+        } else if (a == "--count") {
+            c.count = parse_count(value());
+        } else if (a == "--state") {
+            c.state_file = value();
+        } else if (a == "--node") {
+            c.node = value();
+        } else if (a == "--json") {
+            c.json_output = true;
+        } else if (a == "--layer") {
+            c.layer = value();
+            if (c.layer != "storage" && c.layer != "format") throw usage_error{"--layer is storage or format"};
+        } else if (a == "--pass-fd" || a == "--pass-fd-ro") {
+            c.pass_fds.emplace_back(value(), a == "--pass-fd-ro");
+        } else if (a == "--disk") {
+            const std::string& v = value();
+            auto eq = v.find('=');
+            if (eq == std::string::npos || eq == 0 || eq + 1 == v.size()) throw usage_error{"--disk needs NAME=ID"};
+            c.catalog.entries[v.substr(0, eq)] = v.substr(eq + 1);
+        } else if (a == "-h" || a == "--help") {
+            std::cout << usage_text;
+            std::exit(exit_ok);
+        } else if (a.size() > 1 && a[0] == '-' && c.positional.empty()) {
+            throw usage_error{"unknown option " + a};
+        } else {
+            c.positional.push_back(a);
+        }
+    }
+    if (c.socket_path.empty() == c.tcp_address.empty()) throw usage_error{"give exactly one of -s SOCKET or -t HOST:PORT"};
+    if (c.positional.empty()) throw usage_error{"no subcommand"};
+    if (!c.pass_fds.empty() && (c.positional[0] != "exec" || c.socket_path.empty()))
+        throw usage_error{"--pass-fd goes with exec over -s SOCKET (descriptors need a unix socket)"};
+    return c;
+}
+
+qmp::client_options cli::client_options() const {
+    qmp::client_options o;
+    if (timeout) o.connect_timeout = o.greeting_timeout = o.command_timeout = to_ms(*timeout);
+    return o;
+}
+
+std::chrono::milliseconds to_ms(double seconds) {
+    return std::chrono::milliseconds(static_cast<long long>(seconds * 1000.0 + 0.5));
+}
+
+std::string seconds_text(double seconds) {
+    std::ostringstream o;
+    o << seconds;
+    return o.str();
+}
+
+std::string dump(const qmp::json& j) { return j.dump(-1, ' ', false, qmp::json::error_handler_t::replace); }
+
+// "512M", "2G", "1048576" -> bytes (binary suffixes K, M, G, T).
+std::uint64_t parse_size(const std::string& v) {
+    if (v.empty() || v[0] < '0' || v[0] > '9') throw usage_error{"invalid size '" + v + "'"};
+    std::size_t i = 0;
+    std::uint64_t n = 0;
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') {
+        const auto d = static_cast<std::uint64_t>(v[i++] - '0');
+        if (n > (UINT64_MAX - d) / 10) throw usage_error{"size '" + v + "' is too large"};
+        n = n * 10 + d;
+    }
+    int shift = 0;
+    if (i < v.size()) {
+        switch (v[i]) {
+        case 'K': case 'k': shift = 10; break;
+        case 'M': case 'm': shift = 20; break;
+        case 'G': case 'g': shift = 30; break;
+        case 'T': case 't': shift = 40; break;
+        default: throw usage_error{"invalid size suffix in '" + v + "'"};
+        }
+        if (i + 1 != v.size()) throw usage_error{"invalid size '" + v + "'"};
+    }
+    if (shift && n > (UINT64_MAX >> shift)) throw usage_error{"size '" + v + "' is too large"};
+    return n << shift;
+}
+
+qmp::threshold_spec parse_spec(const std::string& v) {
+    if (v.rfind("end-", 0) == 0) return qmp::threshold_spec::margin(parse_size(v.substr(4)));
+    auto digits = [&](const std::string& d) {
+        if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos || d.size() > 9)
+            throw usage_error{"invalid value '" + v + "'"};
+        return std::stoull(d);
+    };
+    if (v.size() > 1 && v.back() == '%') return qmp::threshold_spec::percent(digits(v.substr(0, v.size() - 1)));
+    if (v.size() > 3 && v.compare(v.size() - 3, 3, "ppm") == 0)
+        return qmp::threshold_spec::ppm(digits(v.substr(0, v.size() - 3)));
+    return qmp::threshold_spec::bytes(parse_size(v));
+}
+
+namespace {
+qmp::json opt_json(const std::optional<std::uint64_t>& v) { return v ? qmp::json(*v) : qmp::json(nullptr); }
+qmp::json opt_json(const std::optional<std::string>& v) { return v ? qmp::json(*v) : qmp::json(nullptr); }
+qmp::json node_json(const std::string& s) { return s.empty() ? qmp::json(nullptr) : qmp::json(s); }
+}  // namespace
+
+qmp::json element_json(const std::string& disk, const qmp::chain_element& el) {
+    return {{"target", qmp::target{disk, el.index}.indexed()},
+            {"index", el.index},
+            {"depth", el.depth},
+            {"mirror", el.mirror},
+            {"format_node", node_json(el.format_node)},
+            {"storage_node", node_json(el.storage_node)},
+            {"filename", opt_json(el.filename)},
+            {"driver", opt_json(el.driver)},
+            {"capacity", opt_json(el.capacity)},
+            {"allocation", opt_json(el.allocation)},
+            {"threshold", opt_json(el.storage_threshold)},
+            {"format_threshold", opt_json(el.format_threshold)}};
+}
+
+qmp::json event_line(const qmp::threshold_event& e) {
+    return {{"target", e.resolved ? qmp::json(e.where.indexed()) : qmp::json(nullptr)},
+            {"node", e.node},
+            {"layer", qmp::to_string(e.node_layer)},
+            {"threshold", e.threshold},
+            {"amount_exceeded", e.amount_exceeded},
+            {"recovered", e.recovered()},
+            {"origin", qmp::to_string(e.how)},
+            {"active", e.active},
+            {"armed_by_manager", e.armed_by_manager}};
+}
+
+std::string text_or_dash(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "-"; }
+
+int exit_code_for(std::error_code ec) {
+    if (ec.category() == qmp::server_category()) return exit_qmp_error;
+    if (ec == qmp::error::invalid_target || ec == qmp::error::unknown_disk || ec == qmp::error::ambiguous_disk ||
+        ec == qmp::error::unknown_index || ec == qmp::error::not_in_chain || ec == qmp::error::invalid_argument)
+        return exit_target;
+    return exit_connection;
+}
+
+void install_signal_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a blocked write returns
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+}
+
+bool stop_requested() { return g_stop; }
+
+deadline_guard::deadline_guard(std::optional<std::chrono::milliseconds> limit, std::function<void()> on_expire) {
+    if (!limit) return;
+    thread_ = std::thread([this, limit, f = std::move(on_expire)] {
+        std::unique_lock<std::mutex> lk(m_);
+        if (cv_.wait_for(lk, *limit, [this] { return done_; })) return;
+        expired_ = true;
+        lk.unlock();
+        f();
+    });
+}
+
+deadline_guard::~deadline_guard() {
+    {
+        std::lock_guard<std::mutex> lk(m_);
+        done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace qmpctl
