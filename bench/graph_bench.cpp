@@ -83,11 +83,13 @@ double time_median(int rounds, F&& f) {
 void bench_snapshots(const qmp_support::qemu_build& b, int rounds) {
     deep_vm vm(b, 128, qmp_support::qemu_kind::system);
     std::cout << std::fixed << std::setprecision(1) << "QEMU " << b.label << ", 128-deep chain, 256 nodes:\n";
-    for (auto [cmd, args] : std::vector<std::pair<std::string, qmp::json>>{
+    for (const auto& query : std::vector<std::pair<std::string, qmp::json>>{
              {"x-debug-query-block-graph", nullptr},
              {"query-blockstats", qmp::json::object()},
              {"query-blockstats", {{"query-nodes", true}}},
              {"query-named-block-nodes", {{"flat", true}}}}) {
+        const std::string& cmd = query.first;  // named: clang 14 lambdas cannot capture structured bindings
+        const qmp::json& args = query.second;
         int r = cmd == "query-named-block-nodes" ? std::max(3, rounds / 5) : rounds;
         std::cout << "  " << cmd << " " << (args.is_null() ? "" : args.dump()) << ": "
                   << time_median(r, [&] { vm.cl().execute(cmd, args); }) << " ms\n";

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Sets the machine up, builds everything and runs every test.
-#   scripts/test.sh             plain Debug build in build/
-#   scripts/test.sh --sanitize  the same under ASan + UBSan in build-sanitize/
+#   scripts/test.sh [PRESET]   default (Debug, in build/), sanitize (ASan +
+#                              UBSan), release (GCC -O3), release-clang
+#   scripts/test.sh --sanitize the same as `sanitize`
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-preset=default
-if [ "${1:-}" = "--sanitize" ]; then preset=sanitize; fi
+preset=${1:-default}
+if [ "$preset" = "--sanitize" ]; then preset=sanitize; fi
 bash scripts/setup.sh
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset"

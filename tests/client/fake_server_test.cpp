@@ -275,6 +275,26 @@ TEST_CASE("fake: socket closed in the middle of a message" * doctest::test_suite
     script.get();
 }
 
+TEST_CASE("fake: a peer that stops reading fails commands with connection_closed, not a write error" *
+          doctest::test_suite("fake")) {
+    fake_server srv;
+    std::promise<void> finished;
+    auto script = in_thread([&] {
+        srv.handshake();
+        ::shutdown(srv.socket().native_handle(), SHUT_RD);  // our writes now fail (EPIPE); our reads do not end
+        finished.get_future().wait();
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.execute("big", {{"pad", std::string(1 << 20, 'x')}}, ec, d);
+    CHECK(ec == qmp::error::connection_closed);
+    CHECK(cl.async_client().close_reason() == qmp::error::connection_closed);
+    finished.set_value();
+    script.get();
+}
+
 TEST_CASE("fake: 10,000 events to a client that reads none: bounded, the marker at the gap" *
           doctest::test_suite("fake")) {
     fake_server srv;

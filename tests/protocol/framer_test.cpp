@@ -100,6 +100,17 @@ TEST_CASE("framer: oversize message is a distinct error" * doctest::test_suite("
     msgs = frame_all(exact, 13, lim, &ec);
     CHECK(!ec);
     CHECK(msgs.size() == 1);
+
+    // One byte over is refused, whichever read brought the last byte.
+    std::string over = "{\"r\":\"" + std::string(100 - 7, 'y') + "\"}";
+    REQUIRE(over.size() == 101);
+    for (std::size_t chunk : {std::size_t(1), std::size_t(7), std::size_t(100), std::size_t(101), std::size_t(4096)}) {
+        CAPTURE(chunk);
+        ec.clear();
+        msgs = frame_all(over, chunk, lim, &ec);
+        CHECK(ec == qmp::error::message_too_large);
+        CHECK(msgs.empty());
+    }
 }
 
 TEST_CASE("framer: a failed framer stays failed" * doctest::test_suite("protocol")) {

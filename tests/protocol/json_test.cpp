@@ -46,7 +46,8 @@ TEST_CASE("json_reader: tokens, strings and the grammar" * doctest::test_suite("
                             "\"\xf4\x90\x80\x80\"", "\"\xe2\x82\"", "[1] 2", "{\"a\": 1"})
         CHECK_MESSAGE(!valid(bad), bad);
 
-    qmp::json_reader deep(std::string(5, '[') + std::string(5, ']'), 4);
+    const std::string nested = std::string(5, '[') + std::string(5, ']');
+    qmp::json_reader deep(nested, 4);  // reads the text in place: it must outlive the reader
     std::error_code ec;
     while (deep.next() != T::error && deep.current() != T::end) {
     }

@@ -7,11 +7,17 @@
 #include <set>
 
 namespace {
-// A reply carrying `id` (JSON text).
-qmp::message reply_with_id(const std::string& id) {
+// A reply carrying `id` (JSON text). A message's views point into its text:
+// the text lives as long as the message here.
+struct reply {
+    std::string text;
     qmp::message m;
-    REQUIRE(!qmp::classify(R"({"return": {}, "id": )" + id + "}", m));
-    return m;
+    operator const qmp::message&() const { return m; }
+};
+reply reply_with_id(const std::string& id) {
+    reply r{R"({"return": {}, "id": )" + id + "}", {}};
+    REQUIRE(!qmp::classify(r.text, r.m));
+    return r;
 }
 }  // namespace
 
@@ -98,11 +104,13 @@ TEST_CASE("event_queue: a consumer reading through a flood gets events, not a ma
 }
 
 TEST_CASE("handshake: greeting, negotiation with and without oob" * doctest::test_suite("protocol")) {
+    static const std::string with_oob =
+        R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}})";
+    static const std::string without_oob =
+        R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}})";
     auto greet = [](bool oob) {
-        qmp::message m;
-        std::string g = std::string(R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": )") +
-                        (oob ? R"(["oob"]}})" : "[]}}");
-        REQUIRE(!qmp::classify(g, m));
+        qmp::message m;  // its views point into the static texts
+        REQUIRE(!qmp::classify(oob ? with_oob : without_oob, m));
         return m;
     };
     for (bool offered : {true, false})
@@ -127,7 +135,8 @@ TEST_CASE("handshake: greeting, negotiation with and without oob" * doctest::tes
             CHECK(out.empty());
             CHECK(h.extra_greetings() == 1);
             qmp::message rep;
-            REQUIRE(!qmp::classify(R"({"return": {}, "id": ")" + qmp::handshake::capabilities_id() + "\"}", rep));
+            const std::string rep_text = R"({"return": {}, "id": ")" + qmp::handshake::capabilities_id() + "\"}";
+            REQUIRE(!qmp::classify(rep_text, rep));
             REQUIRE(!h.on_message(rep, out, handled));
             CHECK(h.current() == qmp::handshake::state::ready);
             CHECK(h.oob_enabled() == (offered && wanted));

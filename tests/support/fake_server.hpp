@@ -14,6 +14,7 @@
 #include <asio/write.hpp>
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,14 @@ public:
         framer_.reset();
     }
 
+    /// Accepts a connection if one comes within `ms`.
+    bool accept_within(int ms) {
+        pollfd pfd{acceptor_.native_handle(), POLLIN, 0};
+        if (::poll(&pfd, 1, ms) <= 0) return false;
+        accept();
+        return true;
+    }
+
     void send(std::string_view bytes) { asio::write(sock_, asio::buffer(bytes.data(), bytes.size())); }
 
     /// Sends one byte per write.
@@ -56,6 +65,20 @@ public:
             char buf[4096];
             framer_.feed(buf, receive(buf, sizeof buf));
         }
+    }
+
+    /// One message if the client sends one within `ms`; nullopt otherwise
+    /// (throws when the client closed the connection).
+    std::optional<qmp::json> try_read_message(int ms) {
+        std::string_view text;
+        std::error_code ec;
+        if (framer_.next(text, ec) == qmp::framer::status::message) return qmp::json::parse(text);
+        pollfd pfd{sock_.native_handle(), POLLIN, 0};
+        if (::poll(&pfd, 1, ms) <= 0) return std::nullopt;
+        char buf[4096];
+        framer_.feed(buf, receive(buf, sizeof buf));
+        if (framer_.next(text, ec) == qmp::framer::status::message) return qmp::json::parse(text);
+        return std::nullopt;
     }
 
     /// Descriptors that arrived with the bytes read so far (SCM_RIGHTS),
@@ -84,6 +107,11 @@ public:
     /// Accepts, greets and answers qmp_capabilities. Returns that request.
     qmp::json handshake(bool oob = true) {
         accept();
+        return handshake_accepted(oob);
+    }
+
+    /// Greets and answers qmp_capabilities on the connection just accepted.
+    qmp::json handshake_accepted(bool oob = true) {
         send_greeting(oob);
         qmp::json req = read_message();
         reply(req, qmp::json::object());

@@ -1,5 +1,5 @@
 // The threshold manager against real QEMU 7.2 and 10.0.
-#include <support/qemu.hpp>
+#include "../support/thin_vm.hpp"
 
 #include <qmp/qapi.hpp>
 #include <qmp/threshold/manager.hpp>
@@ -36,73 +36,26 @@ TEST_CASE("threshold spec: exact integer arithmetic and refusals" * doctest::tes
     CHECK(!qmp::compute_threshold(qmp::threshold_spec::bytes(101), 100, ec, &why));
     CHECK(why.find("past the capacity") != std::string::npos);
     CHECK(qmp::threshold_spec::percent(20).str() == "20%");
+    // As operators write them.
+    auto spec = [&](const char* text) { return qmp::parse_threshold_spec(text, ec, &why); };
+    CHECK(spec("512M")->value == 512u << 20);
+    CHECK(spec("1048576")->value == 1048576u);
+    CHECK(spec("end-1G")->type == qmp::threshold_spec::kind::margin);
+    CHECK(spec("end-1G")->value == 1u << 30);
+    CHECK(spec("25%")->value == 250000u);
+    CHECK(spec("333ppm")->value == 333u);
+    for (const char* bad : {"", "M", "12Q", "1MB", "end-", "%", "-1", "1.5G", "99999999999%", "20000000000000000000",
+                            "17179869184T"}) {
+        CAPTURE(bad);
+        CHECK(!spec(bad));
+        CHECK(ec == qmp::error::invalid_argument);
+        CHECK(!why.empty());
+    }
+    // A share above 100 % parses, and is refused when computed.
+    CHECK(!qmp::compute_threshold(*spec("101%"), 100, ec, &why));
     CHECK(qmp::threshold_spec::ppm(15).str() == "15ppm");
     CHECK(qmp::threshold_spec::margin(512).str() == "end-512");
 }
-
-namespace {
-
-// A storage daemon with disks whose storage is a raw window (thin storage in
-// miniature) under a qcow2 chain, each exported over NBD under its disk name.
-struct thin_vm {
-    temp_dir dir;
-    std::unique_ptr<qemu_instance> q;
-    const qemu_build& b;
-
-    // disks: name -> chain depth. Node names: <disk>-<i>-fmt, <disk>-<i>-thin, <disk>-<i>-file.
-    thin_vm(const qemu_build& build, std::vector<std::pair<std::string, int>> disks, std::uint64_t window = 64u << 20)
-        : b(build) {
-        qemu_config cfg;
-        bool first = true;
-        for (auto& [name, depth] : disks) {
-            auto files = make_chain(b, dir, name, depth);
-            for (int i = 0; i < depth; ++i) {
-                std::string n = name + "-" + std::to_string(i);
-                run_checked({"truncate", "-s", "256M", files[i]});  // room behind the window
-                cfg.blockdevs.push_back(R"({"driver":"file","node-name":")" + n + R"(-file","filename":")" + files[i] + "\"}");
-                cfg.blockdevs.push_back(R"({"driver":"raw","node-name":")" + n + R"(-thin","file":")" + n +
-                                        R"(-file","offset":0,"size":)" + std::to_string(window) + "}");
-                std::string fmt = R"({"driver":"qcow2","node-name":")" + n + R"(-fmt","file":")" + n + "-thin\"";
-                if (i > 0) fmt += R"(,"backing":")" + name + "-" + std::to_string(i - 1) + "-fmt\"";
-                cfg.blockdevs.push_back(fmt + "}");
-            }
-            std::string top = name + "-" + std::to_string(depth - 1) + "-fmt";
-            if (first) {
-                cfg.nbd_export_node = top;  // exported as "vda"
-                first = false;
-            } else {
-                cfg.extra.insert(cfg.extra.end(), {"--export", "nbd,id=e-" + name + ",node-name=" + top + ",writable=on,name=" + name});
-            }
-        }
-        q = std::make_unique<qemu_instance>(b, dir, cfg);
-    }
-    asio::local::stream_protocol::endpoint ep() const { return q->qmp_endpoint(); }
-
-    std::uint64_t threshold_of(qmp::sync_client& cl, const std::string& node) {
-        for (const auto& n : cl.execute(qmp::query_named_block_nodes{true}))
-            if (n.node_name == std::optional<std::string>(node)) return static_cast<std::uint64_t>(n.write_threshold);
-        FAIL("no node " << node);
-        return 0;
-    }
-};
-
-qmp::threshold_manager_options named(std::vector<std::pair<std::string, std::string>> entries) {
-    qmp::threshold_manager_options o;
-    for (auto& [k, v] : entries) o.catalog.entries[k] = v;
-    o.client.command_timeout = 30s;
-    return o;
-}
-
-std::vector<qmp::threshold_event> poll_until(qmp::threshold_manager& m, std::size_t n,
-                                             std::chrono::milliseconds total = 20s) {
-    std::vector<qmp::threshold_event> got;
-    auto deadline = std::chrono::steady_clock::now() + total;
-    while (got.size() < n && std::chrono::steady_clock::now() < deadline)
-        for (auto& e : m.poll(500ms)) got.push_back(e);
-    return got;
-}
-
-}  // namespace
 
 TEST_CASE("threshold: percent, ppm and margin give the exact bytes QEMU then reports" * doctest::test_suite("qemu")) {
     for (const auto& b : qemu_builds()) {

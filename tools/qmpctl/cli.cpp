@@ -111,42 +111,12 @@ std::string seconds_text(double seconds) {
 
 std::string dump(const qmp::json& j) { return j.dump(-1, ' ', false, qmp::json::error_handler_t::replace); }
 
-// "512M", "2G", "1048576" -> bytes (binary suffixes K, M, G, T).
-std::uint64_t parse_size(const std::string& v) {
-    if (v.empty() || v[0] < '0' || v[0] > '9') throw usage_error{"invalid size '" + v + "'"};
-    std::size_t i = 0;
-    std::uint64_t n = 0;
-    while (i < v.size() && v[i] >= '0' && v[i] <= '9') {
-        const auto d = static_cast<std::uint64_t>(v[i++] - '0');
-        if (n > (UINT64_MAX - d) / 10) throw usage_error{"size '" + v + "' is too large"};
-        n = n * 10 + d;
-    }
-    int shift = 0;
-    if (i < v.size()) {
-        switch (v[i]) {
-        case 'K': case 'k': shift = 10; break;
-        case 'M': case 'm': shift = 20; break;
-        case 'G': case 'g': shift = 30; break;
-        case 'T': case 't': shift = 40; break;
-        default: throw usage_error{"invalid size suffix in '" + v + "'"};
-        }
-        if (i + 1 != v.size()) throw usage_error{"invalid size '" + v + "'"};
-    }
-    if (shift && n > (UINT64_MAX >> shift)) throw usage_error{"size '" + v + "' is too large"};
-    return n << shift;
-}
-
 qmp::threshold_spec parse_spec(const std::string& v) {
-    if (v.rfind("end-", 0) == 0) return qmp::threshold_spec::margin(parse_size(v.substr(4)));
-    auto digits = [&](const std::string& d) {
-        if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos || d.size() > 9)
-            throw usage_error{"invalid value '" + v + "'"};
-        return std::stoull(d);
-    };
-    if (v.size() > 1 && v.back() == '%') return qmp::threshold_spec::percent(digits(v.substr(0, v.size() - 1)));
-    if (v.size() > 3 && v.compare(v.size() - 3, 3, "ppm") == 0)
-        return qmp::threshold_spec::ppm(digits(v.substr(0, v.size() - 3)));
-    return qmp::threshold_spec::bytes(parse_size(v));
+    std::error_code ec;
+    std::string why;
+    auto spec = qmp::parse_threshold_spec(v, ec, &why);
+    if (!spec) throw usage_error{why};
+    return *spec;
 }
 
 namespace {

@@ -55,7 +55,6 @@ cli parse_args(int argc, char** argv);
 std::chrono::milliseconds to_ms(double seconds);
 std::string seconds_text(double seconds);
 std::string dump(const qmp::json& j);
-std::uint64_t parse_size(const std::string& v);
 qmp::threshold_spec parse_spec(const std::string& v);
 
 qmp::json element_json(const std::string& disk, const qmp::chain_element& el);

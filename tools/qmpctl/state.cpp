@@ -6,6 +6,8 @@
 #include <cstring>
 #include <iostream>
 
+#include <sys/stat.h>
+
 namespace qmpctl {
 
 state_store::state_store(const cli& c)
@@ -32,7 +34,19 @@ std::optional<std::string> read_all(const std::string& path) {
 
 }  // namespace
 
+state_store::version state_store::on_disk() const {
+    struct stat st {};
+    version v;
+    if (::stat(file_.path().c_str(), &st) != 0) return v;
+    v.exists = true;
+    v.inode = st.st_ino;
+    v.size = static_cast<unsigned long long>(st.st_size);
+    v.mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+    return v;
+}
+
 std::optional<qmp::threshold_state> state_store::read_file() {
+    const version v = on_disk();
     auto content = read_all(file_.path());
     if (!content) return std::nullopt;
     // From the text: the strict loader also refuses repeated members.
@@ -40,13 +54,13 @@ std::optional<qmp::threshold_state> state_store::read_file() {
     qmp::diagnostics d;
     if (qmp::convert_text(*content, s, &d))
         throw state_failure{"the state file " + file_.path() + " is not valid: " + d.message};
-    base_text_ = std::move(*content);
+    base_version_ = v;
     return s;
 }
 
 qmp::threshold_state state_store::load() {
     base_ = {};
-    base_text_.clear();
+    base_version_ = {};
     if (!enabled()) return base_;
     if (auto s = read_file()) base_ = std::move(*s);
     return base_;
@@ -64,22 +78,24 @@ qmp::threshold_state state_store::save(const qmp::threshold_state& mine) {
     const bool was_locked = file_.locked();
     if (!was_locked) {
         lock();
-        qmp::threshold_state theirs;
-        if (auto s = read_file()) theirs = std::move(*s);
-        out = qmp::merge_states(base_, mine, theirs);
+        if (!(on_disk() == base_version_)) {  // someone else wrote since: merge
+            qmp::threshold_state theirs;
+            if (auto s = read_file()) theirs = std::move(*s);
+            out = qmp::merge_states(base_, mine, theirs);
+        }
     }
     qmp::diagnostics d;
     std::error_code ec = file_.write(qmp::json(out), &d);
     if (!was_locked) file_.unlock();
     if (ec) throw state_failure{"cannot write the state file: " + d.message};
     base_ = out;
-    base_text_ = qmp::json(out).dump(2) + "\n";
+    base_version_ = on_disk();
     return out;
 }
 
 void state_store::save_registry(const qmp::index_registry& registry) {
     if (!enabled()) return;
-    if (qmp::json(registry) == qmp::json(base_.registry)) return;  // nothing new to keep
+    if (registry == base_.registry) return;  // nothing new to keep
     qmp::threshold_state mine = base_;
     mine.registry = registry;
     try {
@@ -89,14 +105,6 @@ void state_store::save_registry(const qmp::index_registry& registry) {
     }
 }
 
-bool state_store::changed_on_disk() const {
-    if (!enabled()) return false;
-    try {
-        auto content = read_all(file_.path());
-        return content.value_or(std::string()) != base_text_;
-    } catch (const state_failure&) {
-        return false;
-    }
-}
+bool state_store::changed_on_disk() const { return enabled() && !(on_disk() == base_version_); }
 
 }  // namespace qmpctl

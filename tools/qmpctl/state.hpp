@@ -47,11 +47,22 @@ public:
 
 private:
     std::optional<qmp::threshold_state> read_file();
+    // Which version of the file the base is: every write renames a new
+    // file in, so the inode (with size and time) tells versions apart.
+    struct version {
+        bool exists = false;
+        unsigned long long inode = 0, size = 0;
+        long long mtime_ns = 0;
+        bool operator==(const version& o) const {
+            return exists == o.exists && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;
+        }
+    };
+    version on_disk() const;
 
     qmp::state_file file_;
     std::chrono::milliseconds lock_wait_;
     qmp::threshold_state base_;
-    std::string base_text_;
+    version base_version_;
 };
 
 }  // namespace qmpctl

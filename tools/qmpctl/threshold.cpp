@@ -99,6 +99,10 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep) {
             }
         };
     if (watch)
+        o.on_decode_error = [&](const std::string& event, const qmp::diagnostics& why) {
+            std::cerr << "qmpctl: an unreadable " << event << " (" << why.message << "); resyncing\n";
+        };
+    if (watch)
         o.on_connection = [&](bool up, std::error_code why) {
             if (up)
                 std::cerr << "qmpctl: reconnected to " << c.where() << "\n";

@@ -70,6 +70,11 @@ public:
         by_node_ = std::move(live);
     }
 
+    friend bool operator==(const index_registry& a, const index_registry& b) {
+        return a.next_ == b.next_ && a.by_node_ == b.by_node_;
+    }
+    friend bool operator!=(const index_registry& a, const index_registry& b) { return !(a == b); }
+
     std::optional<std::uint32_t> find(const std::string& node) const {
         auto it = by_node_.find(node);
         if (it == by_node_.end()) return std::nullopt;

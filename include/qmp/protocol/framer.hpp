@@ -90,6 +90,7 @@ public:
                 case ']':
                     if (--depth_ == 0) {
                         ++pos_;
+                        if (pos_ - start_ > limits_.max_message_size) return fail(ec, error::message_too_large);
                         out = std::string_view(data + start_, pos_ - start_);
                         consumed_ = pos_;
                         start_ = npos;

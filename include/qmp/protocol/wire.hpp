@@ -291,23 +291,21 @@ struct io<json> {
 
 // ---- containers -------------------------------------------------------------
 
+inline bool is_null(const json_reader& r) { return r.current() == json_token::null; }
+inline bool is_null(const json& j) { return j.is_null(); }
+
+// Optional and recursive members read the same from text (a json_reader)
+// and from the tree (a const json): Src is either.
 template <class T>
 struct io<std::optional<T>> {
-    static void read(json_reader& r, std::optional<T>& v) {
-        if (r.current() == json_token::null) {
+    template <class Src>
+    static void read(Src& src, std::optional<T>& v) {
+        if (is_null(src)) {
             v.reset();
             return;
         }
         v.emplace();
-        io<T>::read(r, *v);
-    }
-    static void read(const json& j, std::optional<T>& v) {
-        if (j.is_null()) {
-            v.reset();
-            return;
-        }
-        v.emplace();
-        io<T>::read(j, *v);
+        io<T>::read(src, *v);
     }
     static void write(json& j, const std::optional<T>& v) {
         if (v)
@@ -320,22 +318,14 @@ struct io<std::optional<T>> {
 /// A recursive member (`backing-image`): null when absent.
 template <class T>
 struct io<std::shared_ptr<T>> {
-    static void read(json_reader& r, std::shared_ptr<T>& v) {
-        if (r.current() == json_token::null) {
+    template <class Src>
+    static void read(Src& src, std::shared_ptr<T>& v) {
+        if (is_null(src)) {
             v.reset();
             return;
         }
         auto p = std::make_shared<T>();
-        io<T>::read(r, *p);
-        v = std::move(p);
-    }
-    static void read(const json& j, std::shared_ptr<T>& v) {
-        if (j.is_null()) {
-            v.reset();
-            return;
-        }
-        auto p = std::make_shared<T>();
-        io<T>::read(j, *p);
+        io<T>::read(src, *p);
         v = std::move(p);
     }
     static void write(json& j, const std::shared_ptr<T>& v) {

@@ -42,6 +42,13 @@ struct report {
     threshold_event event;
 };
 
+/// An event the tracker needed could not be read (a BLOCK_WRITE_THRESHOLD
+/// with a member that does not convert): tell someone; a resync follows.
+struct decode_error {
+    std::string event;
+    diagnostics diag;
+};
+
 /// A request (arm, disarm, extended, resync, report) finished.
 struct request_done {
     tracker_request request = 0;
@@ -52,7 +59,8 @@ struct request_done {
 
 }  // namespace tracker_actions
 
-using tracker_action = std::variant<tracker_actions::query_graph, tracker_actions::set_threshold,
-                                    tracker_actions::save_state, tracker_actions::report, tracker_actions::request_done>;
+using tracker_action =
+    std::variant<tracker_actions::query_graph, tracker_actions::set_threshold, tracker_actions::save_state,
+                 tracker_actions::report, tracker_actions::decode_error, tracker_actions::request_done>;
 
 }  // namespace qmp

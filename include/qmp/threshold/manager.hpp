@@ -35,12 +35,17 @@ struct threshold_manager_options {
     bool resync_on_connect = true;
     std::chrono::milliseconds reconnect_min{50};
     std::chrono::milliseconds reconnect_max{2000};
+    /// Resyncs caused by lost events are at most this often: a sustained
+    /// flood of events costs one resync per interval, not one per marker.
+    std::chrono::milliseconds min_resync_interval{1000};
     /// Persists the state; called before any threshold reaches QEMU and
     /// before any firing is reported (see tracker_actions::save_state). An
     /// error stops a request before QEMU hears of it.
     std::function<std::error_code(const threshold_state&, diagnostics&)> journal;
     /// Told when the connection is lost (with the reason) and when it is back.
     std::function<void(bool connected, std::error_code why)> on_connection;
+    /// Told when an event the manager needs could not be read (a resync follows).
+    std::function<void(const std::string& event, const diagnostics& why)> on_decode_error;
 };
 
 template <class Stream>
@@ -103,20 +108,28 @@ public:
                 continue;
             }
             std::error_code ec;
+            if (loss_pending_) left = std::min(left, loss_wait());
             event ev = client_.receive_event(left, ec);
-            if (ec == error::timeout) return out;
+            if (ec == error::timeout) {
+                if (release_loss()) {
+                    append(out, run());
+                    if (!out.empty()) return out;
+                }
+                continue;
+            }
             if (ec && ec != error::events_lost) {
                 lost_connection(ec);
                 continue;
             }
-            tracker_.on_event(ev);
+            take(ev);
             // Whatever else is queued goes in before the tracker decides, so
             // a burst of markers makes one resync.
             for (std::size_t n = client_.queued_events(); n > 0; --n) {
                 event more = client_.receive_event(std::chrono::milliseconds(1), ec);
                 if (ec && ec != error::events_lost) break;
-                tracker_.on_event(more);
+                take(more);
             }
+            release_loss();
             append(out, run());
             if (!out.empty()) return out;  // hand over as soon as there is something
         }
@@ -151,6 +164,28 @@ public:
     }
 
 private:
+    // Loss markers are held back while a loss-triggered resync ran less
+    // than min_resync_interval ago; everything else goes to the tracker.
+    void take(const event& ev) {
+        if (ev.lost)
+            loss_pending_ = true;
+        else
+            tracker_.on_event(ev);
+    }
+    std::chrono::milliseconds loss_wait() const {
+        auto due = last_loss_resync_ + opts_.min_resync_interval - std::chrono::steady_clock::now();
+        return std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(due));
+    }
+    bool release_loss() {
+        if (!loss_pending_) return false;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_loss_resync_ < opts_.min_resync_interval) return false;
+        loss_pending_ = false;
+        last_loss_resync_ = now;
+        tracker_.on_events_lost(1);
+        return true;
+    }
+
     static void append(std::vector<threshold_event>& to, std::vector<threshold_event> from) {
         for (auto& e : from) to.push_back(std::move(e));
     }
@@ -188,6 +223,8 @@ private:
                         tracker_.on_saved(ec, d);
                     } else if constexpr (std::is_same_v<A, tracker_actions::report>) {
                         events.push_back(std::move(act.event));
+                    } else if constexpr (std::is_same_v<A, tracker_actions::decode_error>) {
+                        if (opts_.on_decode_error) opts_.on_decode_error(act.event, act.diag);
                     } else {
                         if (act.request == request) {
                             done = true;
@@ -228,6 +265,7 @@ private:
             if (!ec) {
                 connected_ = true;
                 last_error_.clear();
+                loss_pending_ = false;  // the resync after connecting covers it
                 if (opts_.on_connection) opts_.on_connection(true, {});
                 tracker_.on_connected(client_.peer_instance(), opts_.resync_on_connect);
                 return true;
@@ -247,6 +285,8 @@ private:
     std::vector<threshold_report_row> rows_;
     bool connected_ = false;
     std::error_code last_error_;
+    bool loss_pending_ = false;
+    std::chrono::steady_clock::time_point last_loss_resync_{};
 };
 
 /// Over a unix socket, the usual QMP transport.

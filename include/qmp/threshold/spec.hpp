@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -46,6 +47,10 @@ struct threshold_spec {
         return *this;
     }
 
+    friend bool operator==(const threshold_spec& a, const threshold_spec& b) {
+        return a.type == b.type && a.value == b.value && a.capacity == b.capacity && a.on == b.on;
+    }
+
     static constexpr auto wire_members() {
         return std::make_tuple(wire::required("kind", &threshold_spec::type), wire::required("value", &threshold_spec::value),
                                wire::optional("capacity", &threshold_spec::capacity),
@@ -74,6 +79,85 @@ struct wire_enum<threshold_spec::kind> {
     static constexpr std::array<std::pair<threshold_spec::kind, std::string_view>, 3> values{
         {{threshold_spec::kind::bytes, "bytes"}, {threshold_spec::kind::ppm, "ppm"}, {threshold_spec::kind::margin, "margin"}}};
 };
+
+namespace detail {
+
+// "512M", "2G", "1048576" -> bytes (binary suffixes K, M, G, T).
+inline std::optional<std::uint64_t> parse_size(std::string_view v, std::string& why) {
+    if (v.empty() || v[0] < '0' || v[0] > '9') {
+        why = "invalid size '" + std::string(v) + "'";
+        return std::nullopt;
+    }
+    std::size_t i = 0;
+    std::uint64_t n = 0;
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') {
+        const auto d = static_cast<std::uint64_t>(v[i++] - '0');
+        if (n > (UINT64_MAX - d) / 10) {
+            why = "size '" + std::string(v) + "' is too large";
+            return std::nullopt;
+        }
+        n = n * 10 + d;
+    }
+    int shift = 0;
+    if (i < v.size()) {
+        switch (v[i]) {
+        case 'K': case 'k': shift = 10; break;
+        case 'M': case 'm': shift = 20; break;
+        case 'G': case 'g': shift = 30; break;
+        case 'T': case 't': shift = 40; break;
+        default: why = "invalid size suffix in '" + std::string(v) + "'"; return std::nullopt;
+        }
+        if (i + 1 != v.size()) {
+            why = "invalid size '" + std::string(v) + "'";
+            return std::nullopt;
+        }
+    }
+    if (shift && n > (UINT64_MAX >> shift)) {
+        why = "size '" + std::string(v) + "' is too large";
+        return std::nullopt;
+    }
+    return n << shift;
+}
+
+}  // namespace detail
+
+/// Parses a spec as operators write it: bytes with an optional binary
+/// suffix (`512M`, `2G`), `N%`, `Nppm`, or `end-SIZE` (capacity minus SIZE).
+/// On failure: nullopt, error::invalid_argument, and `why`.
+inline std::optional<threshold_spec> parse_threshold_spec(std::string_view v, std::error_code& ec,
+                                                          std::string* why = nullptr) {
+    std::string w;
+    auto fail = [&](std::string text) -> std::optional<threshold_spec> {
+        ec = error::invalid_argument;
+        if (why) *why = std::move(text);
+        return std::nullopt;
+    };
+    ec.clear();
+    if (v.substr(0, 4) == "end-") {
+        auto n = detail::parse_size(v.substr(4), w);
+        if (!n) return fail(w);
+        return threshold_spec::margin(*n);
+    }
+    auto digits = [&](std::string_view d) -> std::optional<std::uint64_t> {
+        if (d.empty() || d.size() > 9 || d.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+        std::uint64_t n = 0;
+        for (char c : d) n = n * 10 + static_cast<std::uint64_t>(c - '0');
+        return n;
+    };
+    if (v.size() > 1 && v.back() == '%') {
+        auto n = digits(v.substr(0, v.size() - 1));
+        if (!n) return fail("invalid value '" + std::string(v) + "'");
+        return threshold_spec::percent(*n);
+    }
+    if (v.size() > 3 && v.substr(v.size() - 3) == "ppm") {
+        auto n = digits(v.substr(0, v.size() - 3));
+        if (!n) return fail("invalid value '" + std::string(v) + "'");
+        return threshold_spec::ppm(*n);
+    }
+    auto n = detail::parse_size(v, w);
+    if (!n) return fail(w);
+    return threshold_spec::bytes(*n);
+}
 
 /// floor(capacity * parts / 1'000'000), exact for every 64-bit capacity
 /// (split so no intermediate overflows).

@@ -14,6 +14,9 @@
 //   it does not know, a loss marker, a (re)connection).
 // - A restarted QEMU (another instance, or high-water marks that went
 //   down) lost its thresholds: they are re-armed, not reported as fired.
+//   So is any threshold QEMU no longer holds while no write went past it
+//   (whatever the transport can tell about instances): only allocation
+//   past a threshold is reported.
 // - Resyncs coalesce: one runs at a time, and markers arriving during it
 //   make at most one more.
 #pragma once
@@ -96,8 +99,11 @@ public:
         if (ev.lost) return on_events_lost(ev.lost);
         if (ev.name == block_write_threshold_event::name) {
             std::error_code ec;
-            if (auto t = event_as<block_write_threshold_event>(ev, ec)) return on_threshold_event(*t, ev.time);
-            ++stats_.malformed_events;  // a threshold event we cannot read is a lost one: resync
+            diagnostics diag;
+            if (auto t = event_as<block_write_threshold_event>(ev, ec, &diag)) return on_threshold_event(*t, ev.time);
+            // A threshold event we cannot read is a lost one: said, then a resync.
+            ++stats_.malformed_events;
+            out_.push_back(tracker_actions::decode_error{ev.name, std::move(diag)});
             return schedule_resync();
         }
         if (ev.name == block_job_completed_event::name || ev.name == block_job_cancelled_event::name ||
@@ -128,7 +134,9 @@ public:
     // ---- answers to actions --------------------------------------------------------------
 
     void on_graph(const block_graph& g) {
+        const index_registry before = state_.registry;
         resolver_.update(g, state_.registry);
+        if (state_.registry != before) dirty_ = true;  // new numbers are kept
         marks_.clear();
         current_.clear();
         for (const auto& n : g.nodes) {
@@ -183,6 +191,7 @@ public:
         if (out_.empty()) return std::nullopt;
         tracker_action a = std::move(out_.front());
         out_.pop_front();
+        if (std::holds_alternative<tracker_actions::query_graph>(a)) query_in_out_ = false;
         return a;
     }
 
@@ -206,7 +215,8 @@ public:
         std::uint64_t resyncs = 0;           ///< resyncs run
         std::uint64_t graph_queries = 0;     ///< query_graph actions emitted
         std::uint64_t malformed_events = 0;  ///< threshold events that could not be read (each led to a resync)
-        std::uint64_t restarts = 0;          ///< QEMU restarts noticed
+        std::uint64_t restarts = 0;          ///< QEMU restarts noticed (another instance)
+        std::uint64_t rearmed_unexplained = 0;  ///< gone from QEMU with no write past them: re-armed
     };
     const counters& stats() const noexcept { return stats_; }
 
@@ -259,7 +269,8 @@ private:
     std::deque<tracker_action> out_;
     phase phase_ = phase::idle;
     bool dirty_ = false;
-    bool deferred_ = false;  // the head asked for a fresher graph before it can decide
+    bool deferred_ = false;      // the head asked for a fresher graph before it can decide
+    bool query_in_out_ = false;  // a query_graph waits in out_, not yet handed to the driver
     std::vector<armed_threshold> before_;  // the entries before the head's decisions (undone if unsaved)
     std::vector<threshold_event> pending_reports_;
     std::vector<detail::sent_command> pending_sends_;

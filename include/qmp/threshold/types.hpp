@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -74,6 +75,12 @@ struct armed_threshold {
                                wire::required("threshold", &T::threshold),
                                wire::optional("mark_at_arm", &T::mark_at_arm), wire::required("state", &T::state));
     }
+    friend bool operator==(const armed_threshold& a, const armed_threshold& b) {
+        return a.where == b.where && a.node == b.node && a.node_layer == b.node_layer && a.spec == b.spec &&
+               a.policy == b.policy && a.step == b.step && a.threshold == b.threshold &&
+               a.mark_at_arm == b.mark_at_arm && a.state == b.state;
+    }
+
     static std::string wire_check(const armed_threshold& a) {
         if (a.node.empty()) return "node: empty";
         if (a.where.index == 0) return "target: " + a.where.str() + " has no index";
@@ -181,32 +188,36 @@ struct threshold_state {
     }
 };
 
-namespace detail {
-inline bool same_entry(const armed_threshold& a, const armed_threshold& b) { return json(a) == json(b); }
-inline const armed_threshold* entry_for(const threshold_state& s, const std::string& node) {
-    for (const auto& a : s.armed)
-        if (a.node == node) return &a;
-    return nullptr;
-}
-}  // namespace detail
-
 /// Three-way merge of a state file changed by two processes since `base`
 /// (what `mine` last read or wrote): for each armed node, the side that
 /// changed it wins (mine when both did); the registries are united, and an
 /// index both handed out to different nodes is renumbered on mine's side.
 inline threshold_state merge_states(const threshold_state& base, const threshold_state& mine,
                                     const threshold_state& theirs) {
+    auto by_node = [](const threshold_state& s) {
+        std::map<std::string, const armed_threshold*> m;
+        for (const auto& a : s.armed) m.emplace(a.node, &a);
+        return m;
+    };
+    const auto b = by_node(base), m = by_node(mine), t = by_node(theirs);
+    auto find = [](const std::map<std::string, const armed_threshold*>& in, const std::string& node) {
+        auto it = in.find(node);
+        return it == in.end() ? nullptr : it->second;
+    };
+    // Mine's order first, then what only the others have (merging a state
+    // with itself gives it back unchanged).
+    std::vector<std::string> nodes;
+    std::set<std::string> listed;
+    for (const auto* s : {&mine, &theirs, &base})
+        for (const auto& a : s->armed)
+            if (listed.insert(a.node).second) nodes.push_back(a.node);
     threshold_state out = mine;
     out.armed.clear();
-    std::set<std::string> nodes;
-    for (const auto* s : {&mine, &theirs, &base})
-        for (const auto& a : s->armed) nodes.insert(a.node);
     for (const auto& node : nodes) {
-        const armed_threshold* b = detail::entry_for(base, node);
-        const armed_threshold* m = detail::entry_for(mine, node);
-        const armed_threshold* t = detail::entry_for(theirs, node);
-        const bool mine_changed = (b == nullptr) != (m == nullptr) || (b && m && !detail::same_entry(*b, *m));
-        const armed_threshold* pick = mine_changed ? m : t;
+        const armed_threshold* bs = find(b, node);
+        const armed_threshold* ms = find(m, node);
+        const bool mine_changed = (bs == nullptr) != (ms == nullptr) || (bs && ms && !(*bs == *ms));
+        const armed_threshold* pick = mine_changed ? ms : find(t, node);
         if (pick) out.armed.push_back(*pick);
     }
     if (mine.instance == base.instance) out.instance = theirs.instance;

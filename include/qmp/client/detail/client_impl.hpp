@@ -104,6 +104,18 @@ public:
     bool connect_timed_out = false;
 
     const struct greeting& server_greeting() const noexcept { return hs_.server_greeting(); }
+
+    /// A read or a write failed. The peer going away is connection_closed
+    /// whichever of the two noticed first (EOF, ECONNRESET, EPIPE, ...).
+    void fail_io(std::error_code ec) {
+        if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+            ec == asio::error::connection_aborted || ec == asio::error::not_connected ||
+            ec == asio::error::shut_down) {
+            if (options.trace) trace(trace_kind::state, "transport: " + ec.message());
+            ec = error::connection_closed;
+        }
+        fail(ec);
+    }
     bool oob_enabled() const noexcept { return state == conn_state::ready && hs_.oob_enabled(); }
     std::size_t pending_count() const noexcept { return pending_.size() + waiting_.size(); }
 
@@ -333,7 +345,7 @@ private:
                               if (gen != self->generation_) return;
                               self->writing_ = false;
                               self->out_writing_.bytes.clear();
-                              if (ec) return self->fail(ec);
+                              if (ec) return self->fail_io(ec);
                               if (!self->out_queue_.empty()) self->start_write();
                           });
     }
@@ -348,12 +360,12 @@ private:
                 stream.async_wait(Stream::wait_write, [self = this->shared_from_this(),
                                                        gen = generation_](std::error_code wec) {
                     if (gen != self->generation_) return;
-                    if (wec) return self->fail(wec);
+                    if (wec) return self->fail_io(wec);
                     self->write_fds();
                 });
                 return;
             }
-            if (ec) return fail(ec);
+            if (ec) return fail_io(ec);
             out_writing_.fds.reset();  // QEMU has its own copies now
             return write_from(n);
         }
@@ -371,11 +383,7 @@ private:
 
     void on_read(std::uint64_t gen, std::error_code ec, std::size_t n) {
         if (gen != generation_) return;
-        if (ec) {
-            if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe)
-                ec = error::connection_closed;
-            return fail(ec);
-        }
+        if (ec) return fail_io(ec);
         stats.bytes_received += n;
         framer_.feed(rbuf_.get(), n);
         for (;;) {

@@ -75,15 +75,21 @@ private:
     std::vector<int> fds_;
 };
 
-/// True for streams that can carry descriptors: asio's unix stream sockets.
+/// True for asio's unix stream sockets: they can carry descriptors, and
+/// tell who is at the other end.
 template <class Stream, class = void>
-struct can_pass_fds : std::false_type {};
-
+struct is_unix_socket : std::false_type {};
 #if defined(ASIO_HAS_LOCAL_SOCKETS)
 template <class Stream>
-struct can_pass_fds<Stream, std::void_t<typename Stream::protocol_type>>
+struct is_unix_socket<Stream, std::void_t<typename Stream::protocol_type>>
     : std::is_same<typename Stream::protocol_type, asio::local::stream_protocol> {};
+#endif
 
+/// True for streams that can carry descriptors.
+template <class Stream>
+using can_pass_fds = is_unix_socket<Stream>;
+
+#if defined(ASIO_HAS_LOCAL_SOCKETS)
 /// One non-blocking sendmsg of `data[0, size)` with `fds` attached. Returns
 /// the bytes written (at least one when it succeeds: the descriptors travel
 /// with the first byte); `ec` is would_block when the socket is full.

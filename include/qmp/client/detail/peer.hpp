@@ -4,7 +4,7 @@
 // streams cannot tell: nullopt.
 #pragma once
 
-#include <asio/local/stream_protocol.hpp>
+#include <qmp/client/detail/fd_passing.hpp>
 
 #include <fstream>
 #include <optional>
@@ -17,14 +17,6 @@
 #endif
 
 namespace qmp::detail {
-
-template <class Stream, class = void>
-struct is_unix_socket : std::false_type {};
-#if defined(ASIO_HAS_LOCAL_SOCKETS)
-template <class Stream>
-struct is_unix_socket<Stream, std::void_t<typename Stream::protocol_type>>
-    : std::is_same<typename Stream::protocol_type, asio::local::stream_protocol> {};
-#endif
 
 /// "pid:START" for the peer of a connected unix socket, else nullopt.
 template <class Stream>

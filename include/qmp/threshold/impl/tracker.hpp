@@ -30,9 +30,11 @@ inline tracker_request threshold_tracker::enqueue(detail::tracker_work w) {
     return id;
 }
 
-// Resyncs coalesce: one waiting is enough, whoever asked.
+// Resyncs coalesce: one waiting is enough, whoever asked; and a running one
+// whose graph query has not been handed out yet covers what happened so far.
 inline void threshold_tracker::schedule_resync() {
     graph_valid_ = false;
+    if (phase_ == phase::graph && query_in_out_ && queue_.front().kind == detail::work_kind::resync) return;
     for (std::size_t i = (phase_ == phase::idle ? 0 : 1); i < queue_.size(); ++i)
         if (queue_[i].kind == detail::work_kind::resync) return;
     detail::tracker_work w = make(detail::work_kind::resync, {});
@@ -85,6 +87,7 @@ inline void threshold_tracker::pump() {
                            (w.kind == detail::work_kind::arm &&
                             ((w.spec.type != threshold_spec::kind::bytes && !w.spec.capacity) || w.spec.on == layer::format));
             out_.push_back(tracker_actions::query_graph{details});
+            query_in_out_ = true;
             ++stats_.graph_queries;
             phase_ = phase::graph;
             return;
@@ -191,14 +194,17 @@ inline void threshold_tracker::settle(const detail::sent_command& c, std::error_
     }
     const detail::tracker_work& w = queue_.front();
     if (w.kind == detail::work_kind::arm && w.request) {
-        // The request failed: what was there before comes back.
+        head_error_ = ec;
+        head_diag_ = diag;
+        // Lost on the way (the connection went): QEMU may have it. The
+        // intent stays, and the next resync settles it.
+        if (ec.category() != server_category()) return;
+        // Refused: what was there before comes back.
         auto& v = state_.armed;
         v.erase(std::remove_if(v.begin(), v.end(), [&](const armed_threshold& x) { return x.node == c.node; }), v.end());
         for (const auto& old : before_)
             if (old.node == c.node) v.push_back(old);
         dirty_ = true;
-        head_error_ = ec;
-        head_diag_ = diag;
     }
     // An internal re-arm that failed stays `arming`: the next resync retries it.
 }

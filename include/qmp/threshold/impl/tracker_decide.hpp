@@ -143,9 +143,14 @@ inline void threshold_tracker::decide_resync() {
             continue;
         }
         if (!current) continue;  // not verified: the mark said nothing
-        if (*current == 0)
-            fire(a, threshold_event::origin::recovered, 0);  // a discard, or someone cleared it
-        else if (*current != a.threshold) {
+        if (*current == 0) {
+            // QEMU no longer holds it, yet no write went past it: a restarted
+            // QEMU (or node), a discard (which frees space), or someone
+            // cleared it. Nothing was allocated past it: re-armed, not reported.
+            ++stats_.rearmed_unexplained;
+            a.state = S::arming;
+            arm_entry(a, mark);
+        } else if (*current != a.threshold) {
             a.threshold = *current;  // someone else re-armed it: follow QEMU
             dirty_ = true;
         }
