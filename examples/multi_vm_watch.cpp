@@ -26,11 +26,11 @@ struct watched_vm {
 // which ends io.run().
 void receive_loop(watched_vm& vm, int& remaining, std::vector<watched_vm>& all) {
     vm.client->async_receive_event(std::chrono::seconds(20), [&vm, &remaining, &all](std::error_code ec, qmp::event ev) {
-        if (ec == qmp::error::events_lost) {
-            std::cout << vm.name << ": " << ev.lost << " events lost, resync needed\n";
-        } else if (ec) {
+        if (ec) {
             std::cout << vm.name << ": stopped: " << ec.message() << "\n";
             return;
+        } else if (ev.lost) {
+            std::cout << vm.name << ": " << ev.lost << " events lost, resync needed\n";
         } else if (auto t = qmp::event_as<qmp::block_write_threshold_event>(ev, ec)) {
             std::cout << vm.name << ": " << t->node_name << " crossed " << t->write_threshold << "\n";
             if (--remaining == 0) {

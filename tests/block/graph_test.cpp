@@ -4,7 +4,7 @@
 #include <support/qemu.hpp>
 
 #include <qmp/block/graph_query.hpp>
-#include <qmp/client/sync_client.hpp>
+#include <qmp/client/clients.hpp>
 #include <qmp/qapi.hpp>
 
 #include "../support/graph_walk.hpp"

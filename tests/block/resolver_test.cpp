@@ -3,7 +3,7 @@
 #include <support/qemu.hpp>
 
 #include <qmp/block.hpp>
-#include <qmp/client/sync_client.hpp>
+#include <qmp/client/clients.hpp>
 #include <qmp/qapi.hpp>
 
 #include <doctest/doctest.h>

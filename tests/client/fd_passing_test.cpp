@@ -5,7 +5,7 @@
 
 #include <support/qemu.hpp>
 
-#include <qmp/client/sync_client.hpp>
+#include <qmp/client/clients.hpp>
 #include <qmp/qapi.hpp>
 
 #include <asio/use_future.hpp>
@@ -58,7 +58,7 @@ qmp::exec_options with_fds(std::vector<int> fds) {
 
 }  // namespace
 
-TEST_CASE("fds: the descriptor arrives with its command; the caller may close its own at once" *
+TEST_CASE("fds: the descriptor arrives with its command, the caller may close its own at once" *
           doctest::test_suite("fake")) {
     for (bool oob : {true, false}) {
         CAPTURE(oob);
@@ -84,7 +84,7 @@ TEST_CASE("fds: the descriptor arrives with its command; the caller may close it
         int mine = ::fcntl(p.w, F_DUPFD_CLOEXEC, 0);
         auto f = cl.async_client().async_execute(qmp::getfd{"fd0"}, with_fds({mine}), asio::use_future);
         ::close(mine);  // the client holds its own copy from the call on
-        f.get();
+        cl.wait(std::move(f));
         ::close(p.w);
         p.w = -1;
         CHECK(read_some(p.r) == "through the socket");
@@ -122,9 +122,9 @@ TEST_CASE("fds: a command with descriptors waits for the reply to the previous o
     auto f1 = ac.async_execute(qmp::getfd{"a"}, with_fds({a.w}), asio::use_future);
     auto f2 = ac.async_execute("query-version", nullptr, asio::use_future);
     auto f3 = ac.async_execute(qmp::getfd{"b"}, with_fds({b.w}), asio::use_future);
-    f1.get();
-    CHECK(f2.get() == "v");
-    f3.get();
+    cl.wait(std::move(f1));
+    CHECK(cl.wait(std::move(f2)) == "v");
+    cl.wait(std::move(f3));
     script.get();
     ::close(a.w);
     a.w = -1;

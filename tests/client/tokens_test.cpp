@@ -1,10 +1,15 @@
-// Completion tokens and the typed-command mechanism, on the async client
-// driven by its own io_context.
+// What the client adds to the session: asio. Completion tokens, executors,
+// cancellation, timeouts, and any stream, on an in-memory stream (the test
+// plays QEMU) and on a 20-line stream of the user's own.
 #include "../support/fake_server.hpp"
+#include "../support/test_stream.hpp"
 
-#include <qmp/client/basic_client.hpp>
+#include <qmp/client/clients.hpp>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/io_context.hpp>
+#include <asio/strand.hpp>
 #include <asio/use_future.hpp>
 
 #include <doctest/doctest.h>
@@ -13,6 +18,7 @@
 #include <thread>
 
 using namespace std::chrono_literals;
+using qmp_test::test_stream;
 
 namespace {
 
@@ -24,6 +30,7 @@ struct echo_cmd {
 };
 void to_json(qmp::json& j, const echo_cmd& c) { j = {{"text", c.text}}; }
 
+// A result type with its own nlohmann from_json (no wire description).
 struct strict_result {
     std::string needed;
 };
@@ -33,95 +40,232 @@ struct strict_cmd {
     using result_type = strict_result;
 };
 
+// A user's own stream: only what AsyncReadStream and AsyncWriteStream
+// require (no connect, no close), here over a unix socket.
+struct my_stream {
+    asio::local::stream_protocol::socket s;
+    using executor_type = asio::any_io_executor;
+    executor_type get_executor() { return s.get_executor(); }
+    template <class B, class H>
+    auto async_read_some(const B& b, H&& h) {
+        return s.async_read_some(b, std::forward<H>(h));
+    }
+    template <class B, class H>
+    auto async_write_some(const B& b, H&& h) {
+        return s.async_write_some(b, std::forward<H>(h));
+    }
+};
+
+const std::string greeting =
+    R"({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}})"
+    "\r\n";
+
+// A client over an in-memory stream, negotiated.
+struct memory_session {
+    asio::io_context ctx;
+    std::shared_ptr<test_stream::remote> qemu = std::make_shared<test_stream::remote>();
+    qmp::basic_client<test_stream> client;
+    explicit memory_session(qmp::client_options o = {}) : client(test_stream(ctx.get_executor(), qemu), std::move(o)) {
+        std::error_code result = qmp::error::timeout;
+        client.async_handshake([&](std::error_code ec) { result = ec; });
+        qemu->feed(greeting);
+        ctx.poll();
+        answer_next("{}");
+        ctx.poll();
+        REQUIRE(!result);
+    }
+    // The requests the client wrote so far, parsed (and forgotten).
+    std::vector<qmp::json> requests() {
+        qmp::framer f;
+        f.feed(qemu->written);
+        qemu->written.clear();
+        std::vector<qmp::json> out;
+        std::string_view m;
+        std::error_code ec;
+        while (f.next(m, ec) == qmp::framer::status::message) out.push_back(qmp::json::parse(m));
+        return out;
+    }
+    void answer_next(const std::string& ret) {
+        auto reqs = requests();
+        REQUIRE(!reqs.empty());
+        for (auto& r : reqs) qemu->feed(R"({"return": )" + ret + R"(, "id": )" + r["id"].dump() + "}\r\n");
+    }
+};
+
 }  // namespace
 
-TEST_CASE("tokens: callbacks run on the client's executor, never inside the initiation" *
+TEST_CASE("tokens: callbacks run on their executor, after the initiation, never inside it" *
+          doctest::test_suite("client")) {
+    memory_session s;
+    auto strand = asio::make_strand(s.ctx);
+    bool inside_initiation = true, ran = false;
+    s.client.async_execute(qmp::query_version{}, asio::bind_executor(strand, [&](std::error_code ec, qmp::version_info v) {
+                               CHECK(!inside_initiation);
+                               CHECK(strand.running_in_this_thread());
+                               CHECK(!ec);
+                               CHECK(v.qemu.major == 7);
+                               ran = true;
+                           }));
+    inside_initiation = false;
+    s.ctx.poll();
+    CHECK(!ran);
+    s.answer_next(R"({"qemu": {"major": 7, "minor": 2, "micro": 22}, "package": "p"})");
+    s.ctx.poll();
+    CHECK(ran);
+    // A refusal (not connected, bad arguments) is posted too, never inline.
+    asio::io_context fresh;
+    qmp::unix_client idle(fresh);
+    bool refused = false;
+    idle.async_execute("x", nullptr, [&](std::error_code ec, qmp::json) { refused = ec == qmp::error::not_connected; });
+    CHECK(!refused);
+    fresh.poll();
+    CHECK(refused);
+}
+
+TEST_CASE("tokens: use_future, user commands and result types, conversion errors as codes" *
+          doctest::test_suite("client")) {
+    memory_session s;
+    auto f = s.client.async_execute(echo_cmd{"hi"}, asio::use_future);
+    s.ctx.poll();
+    auto reqs = s.requests();
+    REQUIRE(reqs.size() == 1);
+    CHECK(reqs[0]["arguments"]["text"] == "hi");
+    s.qemu->feed(R"({"return": "hi", "id": )" + reqs[0]["id"].dump() + "}\r\n");
+    s.ctx.poll();
+    CHECK(f.get() == "hi");
+
+    qmp::diagnostics diag;
+    std::error_code got;
+    s.client.async_execute(strict_cmd{}, qmp::bind_diagnostics(diag, [&](std::error_code ec, strict_result) { got = ec; }));
+    s.ctx.poll();
+    s.answer_next(R"({"other": 1})");
+    s.ctx.poll();
+    CHECK(got == qmp::error::missing_member);
+    CHECK(diag.message.find("needed") != std::string::npos);
+    s.client.async_execute(strict_cmd{}, [&](std::error_code ec, strict_result) { got = ec; });
+    s.ctx.poll();
+    s.answer_next(R"({"needed": 5})");
+    s.ctx.poll();
+    CHECK(got == qmp::error::invalid_result);  // wrong type, not missing
+}
+
+TEST_CASE("tokens: per-operation cancellation and timeouts, late replies consumed" * doctest::test_suite("client")) {
+    qmp::client_options o;
+    o.command_timeout = 50ms;
+    memory_session s(o);
+    asio::cancellation_signal sig;
+    std::error_code cancelled, timed_out;
+    s.client.async_execute("a", nullptr, asio::bind_cancellation_slot(sig.slot(), [&](std::error_code ec, qmp::json) {
+                               cancelled = ec;
+                           }));
+    s.client.async_execute("b", nullptr, [&](std::error_code ec, qmp::json) { timed_out = ec; });
+    s.ctx.poll();
+    auto reqs = s.requests();
+    REQUIRE(reqs.size() == 2);
+    sig.emit(asio::cancellation_type::terminal);
+    s.ctx.poll();
+    CHECK(cancelled == asio::error::operation_aborted);
+    s.ctx.run_for(200ms);
+    CHECK(timed_out == qmp::error::timeout);
+    for (auto& r : reqs) s.qemu->feed(R"({"return": "late", "id": )" + r["id"].dump() + "}\r\n");
+    s.ctx.poll();
+    CHECK(s.client.stats().late_replies == 2);
+    CHECK(s.client.pending_commands() == 0);
+    // One timer serves every command: the session goes on.
+    std::string v;
+    s.client.async_execute("c", nullptr, [&](std::error_code, qmp::json j) { v = j; });
+    s.ctx.poll();
+    s.answer_next("\"fine\"");
+    s.ctx.poll();
+    CHECK(v == "fine");
+}
+
+TEST_CASE("tokens: subscriptions: each its own events, queue and loss markers" * doctest::test_suite("client")) {
+    memory_session s;
+    auto jobs = s.client.subscribe({{"BLOCK_JOB_COMPLETED", "BLOCK_JOB_READY"}, {}}, 4);
+    auto mine = s.client.subscribe({{}, [](const qmp::event& e) { return e.data.value("n", 0) % 2 == 0; }}, 100);
+    auto ev = [](const std::string& name, int n) {
+        return R"({"event": ")" + name + R"(", "data": {"n": )" + std::to_string(n) + "}}\r\n";
+    };
+    for (int i = 0; i < 10; ++i) s.qemu->feed(ev("BLOCK_JOB_COMPLETED", i));
+    s.qemu->feed(ev("OTHER", 2));
+    s.ctx.poll();
+    std::vector<qmp::event> got;
+    for (int i = 0; i < 6; ++i) jobs.async_receive([&](std::error_code ec, qmp::event e) {
+        CHECK(!ec);
+        got.push_back(e);
+    });
+    s.ctx.poll();
+    REQUIRE(got.size() == 5);  // 4 kept, then one marker for the 6 lost; the sixth receive waits
+    CHECK(got[3].data["n"] == 3);
+    CHECK(got[4].lost == 6);
+    CHECK(jobs.dropped() == 6);
+    CHECK(mine.queued() == 6);  // 0, 2, 4, 6, 8 and OTHER's 2: unaffected by the other's losses
+    CHECK(s.client.queued_events() == 11);  // the everything queue saw them all
+    s.qemu->feed(ev("BLOCK_JOB_READY", 99));
+    s.ctx.poll();
+    REQUIRE(got.size() == 6);
+    CHECK(got[5].name == "BLOCK_JOB_READY");
+    // Ended subscriptions complete their waiters.
+    std::error_code ended;
+    jobs.async_receive([&](std::error_code ec, qmp::event) { ended = ec; });
+    s.ctx.poll();
+    jobs.reset();
+    s.ctx.poll();
+    CHECK(ended == asio::error::operation_aborted);
+}
+
+TEST_CASE("tokens: a user's 20-line stream works, and so does the in-memory one when QEMU goes away" *
           doctest::test_suite("client")) {
     qmp_test::fake_server srv;
     auto script = std::async(std::launch::async, [&] {
         srv.handshake();
-        auto req = srv.read_message();
-        srv.reply(req, {{"qemu", {{"major", 7}, {"minor", 2}, {"micro", 22}}}, {"package", "p"}});
+        srv.reply(srv.read_message(), "from a stream of my own");
     });
     asio::io_context ctx;
-    qmp::unix_client client(ctx);
-    bool connected = false, executed = false;
-    bool inside_initiation = true;
-    client.async_connect(srv.endpoint(), [&](std::error_code ec) {
+    asio::local::stream_protocol::socket sock(ctx);
+    sock.connect(srv.endpoint());
+    qmp::basic_client<my_stream> client(my_stream{std::move(sock)});
+    std::string got;
+    client.async_handshake([&](std::error_code ec) {
         REQUIRE(!ec);
-        connected = true;
-        client.async_execute(qmp::query_version{}, [&](std::error_code ec2, qmp::version_info v) {
-            CHECK(!inside_initiation);
-            CHECK(!ec2);
-            CHECK(v.qemu.major == 7);
-            CHECK(v.qemu.micro == 22);
-            CHECK(v.package == "p");
-            executed = true;
-            client.close();
-        });
-        inside_initiation = false;
+        client.async_execute("x", nullptr, [&](std::error_code, qmp::json j) { got = j; });
     });
-    ctx.run();
-    CHECK(connected);
-    CHECK(executed);
+    ctx.run_for(5s);
+    CHECK(got == "from a stream of my own");
     script.get();
-}
 
-TEST_CASE("tokens: use_future, typed arguments and conversion errors as codes" * doctest::test_suite("client")) {
-    qmp_test::fake_server srv;
-    auto script = std::async(std::launch::async, [&] {
-        srv.handshake();
-        auto req = srv.read_message();
-        CHECK(req["arguments"]["text"] == "hi");
-        srv.reply(req, req["arguments"]["text"]);
-        srv.reply(srv.read_message(), {{"other", 1}});
-        srv.reply(srv.read_message(), {{"needed", 5}});
-    });
-    asio::io_context ctx;
-    auto guard = asio::make_work_guard(ctx);
-    std::thread t([&] { ctx.run(); });
-    qmp::unix_client client(ctx);
-    client.async_connect(srv.endpoint(), asio::use_future).get();
-    CHECK(client.async_execute(echo_cmd{"hi"}, asio::use_future).get() == "hi");
-
-    std::promise<std::pair<std::error_code, std::string>> p;
-    qmp::diagnostics diag;
-    qmp::exec_options eo;
-    eo.diag = &diag;
-    client.async_execute(strict_cmd{}, eo, [&](std::error_code ec, strict_result) { p.set_value({ec, diag.message}); });
-    auto [ec, msg] = p.get_future().get();
-    CHECK(ec == qmp::error::missing_member);
-    CHECK(msg.find("needed") != std::string::npos);
-
-    std::promise<std::error_code> p2;
-    client.async_execute(strict_cmd{}, [&](std::error_code e, strict_result) { p2.set_value(e); });
-    CHECK(p2.get_future().get() == qmp::error::invalid_result);  // wrong type, not missing
-    client.close();
-    guard.reset();
-    t.join();
-    script.get();
-}
-
-TEST_CASE("tokens: operations on a client that never connected fail at once" * doctest::test_suite("client")) {
-    asio::io_context ctx;
-    qmp::unix_client client(ctx);
+    memory_session m;
     std::error_code e1, e2;
-    client.async_execute("x", nullptr, [&](std::error_code ec, qmp::json) { e1 = ec; });
-    client.async_receive_event([&](std::error_code ec, qmp::event) { e2 = ec; });
-    ctx.run();
-    CHECK(e1 == qmp::error::not_connected);
-    CHECK(e2 == qmp::error::not_connected);
+    m.client.async_execute("a", nullptr, [&](std::error_code ec, qmp::json) { e1 = ec; });
+    m.client.async_receive_event([&](std::error_code ec, qmp::event) { e2 = ec; });
+    m.ctx.poll();
+    m.qemu->close();
+    m.ctx.poll();
+    CHECK(e1 == qmp::error::connection_closed);
+    CHECK(e2 == qmp::error::connection_closed);
 }
 
-TEST_CASE("tokens: connecting to a socket nobody listens on is an error, not a hang" *
+TEST_CASE("tokens: connecting to a socket nobody listens on is an error, not a hang, retries are bounded" *
           doctest::test_suite("client")) {
     qmp_test::temp_dir dir;
     asio::io_context ctx;
     qmp::unix_client client(ctx);
     std::error_code e;
-    client.async_connect(asio::local::stream_protocol::endpoint(dir.file("none.sock")),
-                         [&](std::error_code ec) { e = ec; });
+    client.async_connect(asio::local::stream_protocol::endpoint(dir.file("none.sock")), [&](std::error_code ec) { e = ec; });
     ctx.run();
     CHECK(e);
     CHECK(!client.is_open());
+    // With retries: it keeps trying until the time is up, then says why.
+    ctx.restart();
+    auto t0 = std::chrono::steady_clock::now();
+    qmp::connect_retry retry;
+    retry.total = 300ms;
+    e.clear();
+    client.async_connect(asio::local::stream_protocol::endpoint(dir.file("none.sock")), retry,
+                         [&](std::error_code ec) { e = ec; });
+    ctx.run();
+    CHECK(e);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 100ms);  // backoff 20, 40, 80 ms: it waited
+    CHECK(std::chrono::steady_clock::now() - t0 < 3s);
 }

@@ -2,7 +2,7 @@
 // trip, its error paths, and typed events.
 #include <support/qemu.hpp>
 
-#include <qmp/client/sync_client.hpp>
+#include <qmp/client/clients.hpp>
 #include <qmp/qapi.hpp>
 
 #include <doctest/doctest.h>

@@ -5,7 +5,7 @@
 
 #include <support/qemu.hpp>
 
-#include <qmp/client/sync_client.hpp>
+#include <qmp/client/clients.hpp>
 #include <qmp/qapi/block_query.hpp>
 #include <qmp/threshold/manager.hpp>
 

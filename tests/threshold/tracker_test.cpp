@@ -257,7 +257,7 @@ TEST_CASE("tracker: capacity is the storage's fixed size, else the virtual size"
     CHECK(z.d.done.back().diag.message.find("disarm") != std::string::npos);
 }
 
-TEST_CASE("tracker: loss markers coalesce; an unreadable threshold event is a loss" * doctest::test_suite("threshold")) {
+TEST_CASE("tracker: loss markers coalesce, an unreadable threshold event is a loss" * doctest::test_suite("threshold")) {
     connected c;
     c.t.arm("vda", qmp::threshold_spec::bytes(MiB));
     c.d.run(c.t);

@@ -15,12 +15,13 @@ bool load_resolver(Client& client, const cli& c, qmp::resolver& res) {
     state_store store(c);
     qmp::threshold_state st = store.load();
     std::error_code ec;
+    qmp::diagnostics diag;
     qmp::graph_query_options opts;
     opts.details = true;
     qmp::driver_cache drivers;
-    auto g = qmp::query_block_graph(client, opts, &drivers, ec);
+    auto g = qmp::query_block_graph(client, opts, &drivers, ec, diag);
     if (ec) {
-        std::cerr << "qmpctl: cannot read the block graph: " << ec.message() << "\n";
+        std::cerr << "qmpctl: cannot read the block graph: " << ec.message() << ": " << diag.message << "\n";
         return false;
     }
     res = qmp::resolver(c.catalog);

@@ -97,14 +97,14 @@ int run_events(Client& client, const cli& c) {
         std::error_code ec;
         qmp::event ev = client.receive_event(wait, ec);
         if (ec == qmp::error::timeout) continue;
-        if (ec == qmp::error::events_lost) {
-            std::cerr << "qmpctl: " << ev.lost << " events lost (queue overflow)\n";
-            continue;
-        }
         if (ec) {
             std::cerr << "qmpctl: events: " << ec.message() << "\n";
             rc = exit_connection;
             break;
+        }
+        if (ev.lost) {
+            std::cerr << "qmpctl: " << ev.lost << " events lost (queue overflow)\n";
+            continue;
         }
         std::cout << event_text(ev) << std::endl;
         if (!std::cout) {

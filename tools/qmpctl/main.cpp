@@ -30,9 +30,11 @@ using namespace qmpctl;
 
 template <class Client, class Endpoint>
 int run_with(const cli& c, const Endpoint& ep) {
-    Client client(c.client_options());
     const std::string& sub = c.positional[0];
     const bool watching = sub == "events";
+    // An events reader may stall on its stdout: it keeps draining the monitor
+    // meanwhile (losses counted, QEMU never holds them).
+    Client client(c.client_options(), watching);
     // --timeout bounds the whole subcommand (for events: how long to watch).
     deadline_guard guard(watching || !c.timeout ? std::nullopt
                                                 : std::optional<std::chrono::milliseconds>(to_ms(*c.timeout)),

@@ -1,5 +1,6 @@
-// Runs the queries a block_graph is built from, cheapest first:
-// x-debug-query-block-graph (structure and roles, 4-5 ms on 256 nodes),
+// Runs the queries a block_graph is built from, cheapest first, over any
+// client with a typed async_execute (basic_client, or anything shaped like
+// it): x-debug-query-block-graph (structure and roles, 4-5 ms on 256 nodes),
 // query-blockstats with and without query-nodes (write high-water marks,
 // backends; 9-15 ms). The expensive query-named-block-nodes (1.2-2 s on a
 // 128-deep chain) runs only when details are asked for, or when a
@@ -9,11 +10,11 @@
 #pragma once
 
 #include <qmp/block/graph.hpp>
-#include <qmp/client/basic_client.hpp>
+#include <qmp/client/diagnostics.hpp>
+#include <qmp/qapi/block_query.hpp>
 
 #include <asio/compose.hpp>
 
-#include <future>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -52,93 +53,101 @@ struct graph_query_op {
     Client* client;
     graph_query_options opts;
     driver_cache* cache;
+    diagnostics* diag;
     std::unique_ptr<graph_replies> replies = std::make_unique<graph_replies>();
     int step = 0;
 
     template <class Self>
     void operator()(Self& self) {
         step = 1;
-        client->async_execute("x-debug-query-block-graph", nullptr, std::move(self));
+        client->async_execute(x_debug_query_block_graph{}, bind(std::move(self)));
+    }
+
+    // Every query's diagnostics go where the caller wants them.
+    template <class Self>
+    auto bind(Self&& self) {
+        return bind_diagnostics(*diag, std::forward<Self>(self));
     }
 
     template <class Self>
-    void operator()(Self& self, std::error_code ec, json result) {
-        diagnostics diag;
-        switch (step) {
-        case 1:
-            if (ec == server_error::command_not_found || ec == server_error::generic_error) {
-                ec.clear();  // missing or failing graph command: fall back to blockstats
-            } else if (ec) {
-                return self.complete(ec, block_graph{});
-            } else {
-                replies->graph.emplace();
-                if ((ec = convert(result, *replies->graph, &diag))) return self.complete(ec, block_graph{});
-            }
-            step = 2;
-            return client->async_execute("query-blockstats", {{"query-nodes", true}}, std::move(self));
-        case 2:
-            if (ec) return self.complete(ec, block_graph{});
-            replies->node_stats.emplace();
-            if ((ec = convert(result, *replies->node_stats, &diag))) return self.complete(ec, block_graph{});
+    void operator()(Self& self, std::error_code ec, x_dbg_block_graph g) {
+        // No graph command (an old QEMU): the blockstats fallback builds the chains.
+        if (ec == server_error::command_not_found) {
+            ec.clear();
+        } else if (ec) {
+            return fail(self, ec, "x-debug-query-block-graph");
+        } else {
+            replies->graph = std::move(g);
+        }
+        step = 2;
+        client->async_execute(query_blockstats{true}, bind(std::move(self)));
+    }
+
+    template <class Self>
+    void operator()(Self& self, std::error_code ec, std::vector<block_stats> stats) {
+        if (ec) return fail(self, ec, "query-blockstats");
+        if (step == 2) {
+            replies->node_stats = std::move(stats);
             step = 3;
-            return client->async_execute("query-blockstats", json::object(), std::move(self));
-        case 3: {
-            if (ec) return self.complete(ec, block_graph{});
-            replies->backend_stats.emplace();
-            if ((ec = convert(result, *replies->backend_stats, &diag))) return self.complete(ec, block_graph{});
-            bool need = opts.details;
-            if (!need && cache) need = cache->misses(build_block_graph(*replies, &cache->drivers));
-            if (!need) return self.complete(ec, build_block_graph(*replies, cache ? &cache->drivers : nullptr));
-            step = 4;
-            return client->async_execute("query-named-block-nodes", {{"flat", true}}, std::move(self));
+            return client->async_execute(query_blockstats{}, bind(std::move(self)));
         }
-        default:
-            if (ec) return self.complete(ec, block_graph{});
-            replies->details.emplace();
-            if ((ec = convert(result, *replies->details, &diag))) return self.complete(ec, block_graph{});
-            if (cache) cache->learn(*replies->details);
-            block_graph g = build_block_graph(*replies, cache ? &cache->drivers : nullptr);
-            if (!opts.details) {
-                g.has_details = false;
-                for (auto& n : g.nodes) n.details.reset();
-            }
-            return self.complete(ec, std::move(g));
+        replies->backend_stats = std::move(stats);
+        bool need = opts.details;
+        if (!need && cache) need = cache->misses(build_block_graph(*replies, &cache->drivers));
+        if (!need) return self.complete(ec, build_block_graph(*replies, cache ? &cache->drivers : nullptr));
+        step = 4;
+        client->async_execute(query_named_block_nodes{true}, bind(std::move(self)));
+    }
+
+    template <class Self>
+    void operator()(Self& self, std::error_code ec, std::vector<block_device_info> details) {
+        if (ec) return fail(self, ec, "query-named-block-nodes");
+        replies->details = std::move(details);
+        if (cache) cache->learn(*replies->details);
+        block_graph g = build_block_graph(*replies, cache ? &cache->drivers : nullptr);
+        if (!opts.details) {
+            g.has_details = false;
+            for (auto& n : g.nodes) n.details.reset();
         }
+        self.complete(ec, std::move(g));
+    }
+
+    template <class Self>
+    void fail(Self& self, std::error_code ec, const char* query) {
+        diag->message = std::string(query) + ": " + (diag->message.empty() ? ec.message() : diag->message);
+        self.complete(ec, block_graph{});
     }
 };
 
 }  // namespace detail
 
 /// Builds a block_graph from the live QEMU behind `client`, which must
-/// outlive the operation. `cache` may be null (then drivers come only from
-/// details or blockstats, and filters are recognised by shape).
-template <class AsyncStream, class CompletionToken = asio::default_completion_token_t<
-                                 typename basic_client<AsyncStream>::executor_type>>
-auto async_query_block_graph(basic_client<AsyncStream>& client, graph_query_options opts, driver_cache* cache,
+/// outlive the operation, as must `cache` (may be null: then drivers come
+/// only from details or blockstats, and filters are recognised by shape)
+/// and `diag` (which query failed, and QEMU's text).
+template <class Client, class CompletionToken = asio::default_completion_token_t<typename Client::executor_type>>
+auto async_query_block_graph(Client& client, graph_query_options opts, driver_cache* cache, diagnostics& diag,
                              CompletionToken&& token = CompletionToken{}) {
     return asio::async_compose<CompletionToken, void(std::error_code, block_graph)>(
-        detail::graph_query_op<basic_client<AsyncStream>>{&client, opts, cache}, token, client.get_executor());
+        detail::graph_query_op<Client>{&client, opts, cache, &diag}, token, client.get_executor());
 }
 
 /// Blocking form over a sync client.
 template <class SyncClient>
-block_graph query_block_graph(SyncClient& client, graph_query_options opts, driver_cache* cache,
-                              std::error_code& ec) {
-    std::promise<std::pair<std::error_code, block_graph>> p;
-    auto f = p.get_future();
-    async_query_block_graph(client.async_client(), opts, cache, [&p](std::error_code e, block_graph g) {
-        p.set_value({e, std::move(g)});
-    });
-    auto r = f.get();
-    ec = r.first;
-    return std::move(r.second);
+block_graph query_block_graph(SyncClient& client, graph_query_options opts, driver_cache* cache, std::error_code& ec,
+                              diagnostics& diag) {
+    block_graph g;
+    std::tie(ec, g) = client.template run<std::error_code, block_graph>(
+        [&](auto h) { async_query_block_graph(client.async_client(), opts, cache, diag, std::move(h)); });
+    return g;
 }
 
 template <class SyncClient>
 block_graph query_block_graph(SyncClient& client, graph_query_options opts = {}, driver_cache* cache = nullptr) {
     std::error_code ec;
-    auto g = query_block_graph(client, opts, cache, ec);
-    if (ec) throw qmp_error(ec);
+    diagnostics diag;
+    auto g = query_block_graph(client, opts, cache, ec, diag);
+    if (ec) throw qmp_error(ec, std::move(diag));
     return g;
 }
 

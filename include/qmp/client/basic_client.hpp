@@ -1,30 +1,36 @@
-// basic_client: one QMP session over any asio AsyncStream. It connects (or
-// takes a connected stream), negotiates capabilities, runs many commands at
-// once matched by id, and hands events out from a bounded queue.
+// basic_client: one QMP session over any asio AsyncReadStream +
+// AsyncWriteStream, a thin driver of the sans-io session
+// (protocol/session.hpp). It connects the stream where the stream can be
+// connected (client/transport.hpp) or takes one connected already,
+// negotiates, runs many commands at once matched by id, and hands events to
+// subscriptions, each with its own bounded queue.
 //
-// Threading: the client is not thread-safe in the sense of concurrent member
-// access, but every initiating function only posts to the client's executor
-// before touching any state. So initiating functions may be called from any
-// thread as long as the client's executor serialises its handlers (an
-// io_context run by one thread, or a strand). stats(), server_greeting() and
-// oob_enabled() read state directly: call them on the executor.
+// Errors: every operation completes with (std::error_code, T). QEMU's class
+// and desc reach the caller through diagnostics: the diagnostics& overloads,
+// bind_diagnostics(diag, handler), or with_diagnostics(token), which makes
+// awaitables and futures throw a qmp_error holding QEMU's text.
+//
+// Threading: not thread-safe in the sense of concurrent member access, but
+// every initiating function and close() run on the client's executor
+// (dispatched there first), so they may be called from any thread when that
+// executor runs one handler at a time (an io_context on one thread, or a
+// strand). The accessors read state: call them on the executor.
 #pragma once
 
-#include <qmp/protocol/command.hpp>
 #include <qmp/client/detail/client_impl.hpp>
-#include <qmp/client/detail/peer.hpp>
+#include <qmp/client/diagnostics.hpp>
 #include <qmp/client/options.hpp>
+#include <qmp/client/transport.hpp>
+#include <qmp/protocol/command.hpp>
 #include <qmp/protocol/error.hpp>
+#include <qmp/protocol/event_router.hpp>
 #include <qmp/protocol/message.hpp>
 
 #include <asio/async_result.hpp>
-#include <asio/compose.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/execution_context.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/local/stream_protocol.hpp>
-#include <asio/post.hpp>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,18 +39,24 @@
 
 namespace qmp {
 
-template <class AsyncStream>
+template <class Stream>
 class basic_client {
+    using impl_type = detail::client_impl<Stream>;
+    template <class T>
+    using not_diag = std::enable_if_t<!std::is_same_v<std::decay_t<T>, diagnostics> &&
+                                      !std::is_same_v<std::decay_t<T>, connect_retry>>;
+
 public:
-    using stream_type = AsyncStream;
-    using executor_type = typename AsyncStream::executor_type;
+    using stream_type = Stream;
+    using executor_type = typename Stream::executor_type;
 
     /// Rebinds the client to another executor type (asio convention).
     template <class Executor>
     struct rebind_executor {
-        using other = basic_client<typename AsyncStream::template rebind_executor<Executor>::other>;
+        using other = basic_client<typename Stream::template rebind_executor<Executor>::other>;
     };
 
+    /// A client whose stream is made from `ex` (sockets); connect it next.
     explicit basic_client(const executor_type& ex, client_options opts = {})
         : im_(std::make_shared<impl_type>(std::move(opts), ex)) {}
 
@@ -53,8 +65,8 @@ public:
     explicit basic_client(ExecutionContext& ctx, client_options opts = {})
         : im_(std::make_shared<impl_type>(std::move(opts), ctx.get_executor())) {}
 
-    /// Takes a stream that is already connected; call async_handshake next.
-    explicit basic_client(AsyncStream&& stream, client_options opts = {})
+    /// Takes a stream that is connected already (any stream); async_handshake next.
+    explicit basic_client(Stream&& stream, client_options opts = {})
         : im_(std::make_shared<impl_type>(std::move(opts), std::move(stream))) {}
 
     basic_client(basic_client&&) noexcept = default;
@@ -72,92 +84,103 @@ public:
     ~basic_client() { close(); }
 
     executor_type get_executor() const { return im_->stream.get_executor(); }
-    AsyncStream& stream() noexcept { return im_->stream; }
+    Stream& stream() noexcept { return im_->stream; }
     const client_options& options() const noexcept { return im_->options; }
 
-    /// Connects the stream to `endpoint` (a unix socket path endpoint or a
-    /// TCP endpoint), then reads the greeting and negotiates. Bounded by
-    /// connect_timeout and greeting_timeout. A closed client may connect again.
-    template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>,
-              class = std::enable_if_t<!std::is_same_v<std::decay_t<CompletionToken>, diagnostics>>>
-    auto async_connect(const Endpoint& endpoint, CompletionToken&& token = CompletionToken{});
+    // ---- sessions --------------------------------------------------------------
 
-    /// The same; when QEMU refuses negotiation (error::negotiation_failed),
-    /// `diag` gets its class and desc. `diag` must outlive the operation.
+    /// Connects the stream to `endpoint`, reads the greeting and negotiates,
+    /// bounded by connect_timeout and greeting_timeout. Only for streams the
+    /// client can connect (transport<Stream>::can_connect). A closed client
+    /// may connect again. With `diag`: QEMU's reason when it refuses
+    /// negotiation. With `retry`: keeps trying while QEMU starts.
+    template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>,
+              class = not_diag<CompletionToken>>
+    auto async_connect(const Endpoint& endpoint, CompletionToken&& token = CompletionToken{});
     template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_connect(const Endpoint& endpoint, diagnostics& diag, CompletionToken&& token = CompletionToken{});
+    template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_connect(const Endpoint& endpoint, const connect_retry& retry, CompletionToken&& token = CompletionToken{});
 
     /// The stream is connected already: read the greeting and negotiate.
-    template <class CompletionToken = asio::default_completion_token_t<executor_type>,
-              class = std::enable_if_t<!std::is_same_v<std::decay_t<CompletionToken>, diagnostics>>>
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>, class = not_diag<CompletionToken>>
     auto async_handshake(CompletionToken&& token = CompletionToken{});
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_handshake(diagnostics& diag, CompletionToken&& token = CompletionToken{});
 
-    /// Runs `name` with `arguments` (null or an object). Completes with the
-    /// `return` value, or with the QMP error class as a server_error code (the
-    /// server's desc goes to opts.diag when given).
+    // ---- commands --------------------------------------------------------------
+
+    /// Runs `name` with `arguments` (null or an object); completes with the
+    /// `return` value, or with QEMU's error class as a server_error code.
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_execute(std::string_view name, json arguments, const exec_options& opts,
-                       CompletionToken&& token = CompletionToken{});
-
+                       CompletionToken&& token = CompletionToken{}) {
+        return async_execute(dynamic_command<json>{std::string(name), std::move(arguments)}, opts,
+                             std::forward<CompletionToken>(token));
+    }
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_execute(std::string_view name, json arguments = nullptr, CompletionToken&& token = CompletionToken{}) {
         return async_execute(name, std::move(arguments), exec_options{}, std::forward<CompletionToken>(token));
     }
 
-    /// Runs a typed command (see command.hpp); completes with its result_type.
+    /// Runs a typed command (protocol/command.hpp); completes with its
+    /// result_type, converted straight from the reply's text.
     template <class Command, class CompletionToken = asio::default_completion_token_t<executor_type>,
               class = std::enable_if_t<is_command<Command>::value>>
-    auto async_execute(const Command& cmd, const exec_options& opts, CompletionToken&& token = CompletionToken{});
-
+    auto async_execute(Command cmd, const exec_options& opts, CompletionToken&& token = CompletionToken{});
     template <class Command, class CompletionToken = asio::default_completion_token_t<executor_type>,
               class = std::enable_if_t<is_command<Command>::value>>
-    auto async_execute(const Command& cmd, CompletionToken&& token = CompletionToken{}) {
-        return async_execute(cmd, exec_options{}, std::forward<CompletionToken>(token));
+    auto async_execute(Command cmd, CompletionToken&& token = CompletionToken{}) {
+        return async_execute(std::move(cmd), exec_options{}, std::forward<CompletionToken>(token));
     }
 
-    /// Takes the next event. Completes with error::events_lost (and
-    /// `event::lost` > 0) where the queue overflowed, in order; with the
-    /// close reason once the session ended and no event is left. `timeout`
-    /// 0 waits forever.
+    // ---- events ----------------------------------------------------------------
+
+    /// Takes the next event of the queue every event goes to. Where that
+    /// queue overflowed, an "events lost" marker comes in order: ec clear,
+    /// `event::lost` > 0, no name. Once the session ended and nothing is
+    /// queued: the close reason. `timeout` 0 waits forever.
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_receive_event(std::chrono::milliseconds timeout, CompletionToken&& token = CompletionToken{});
-
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_receive_event(CompletionToken&& token = CompletionToken{}) {
         return async_receive_event(std::chrono::milliseconds(0), std::forward<CompletionToken>(token));
     }
 
-    /// Ends the session; every pending operation completes at once with
-    /// connection_closed. Safe from any thread (posted to the executor).
-    void close() {
-        if (!im_) return;
-        asio::dispatch(im_->get_executor(), [im = im_] { im->fail(error::connection_closed); });
+    class subscription;
+    /// A consumer of its own: the events `filter` takes, from now on, in a
+    /// queue of `capacity` with its own loss markers. Call on the executor.
+    subscription subscribe(event_filter filter, std::size_t capacity = event_queue::default_capacity) {
+        return subscription(im_, im_->subscribe(std::move(filter), capacity));
     }
 
-    // Read on the client's executor.
-    bool is_open() const noexcept { return im_ && im_->state == detail::conn_state::ready; }
-    const greeting& server_greeting() const noexcept { return im_->server_greeting(); }
-    bool oob_enabled() const noexcept { return im_->oob_enabled(); }
-    const client_stats& stats() const noexcept { return im_->stats; }
-    std::size_t queued_events() const noexcept { return im_->queued_events(); }
-    std::size_t pending_commands() const noexcept { return im_->pending_count(); }
+    /// Ends the session; every pending operation completes at once with
+    /// connection_closed. Safe from any thread (runs on the executor).
+    void close() {
+        if (!im_) return;
+        asio::dispatch(im_->get_executor(), [im = im_] { im->close(error::connection_closed); });
+    }
+
+    // ---- state (read on the executor) ----------------------------------------------
+
+    bool is_open() const noexcept { return im_ && im_->state == detail::link_state::ready; }
+    greeting server_greeting() const { return im_->sess.server_greeting(); }
+    bool oob_enabled() const noexcept { return im_->sess.oob_enabled(); }
+    client_stats stats() const { return im_->stats(); }
+    std::size_t queued_events() const { return im_->queued_events(im_->everything); }
+    std::size_t pending_commands() const { return im_->pending_commands(); }
     /// Why the last session ended (empty while connected or never connected).
     std::error_code close_reason() const noexcept { return im_->close_reason; }
     /// Which QEMU process this session talks to, where the transport can
     /// tell (a unix socket on Linux: "PID:START-TIME"); a restarted QEMU on
     /// the same socket path has another one. nullopt elsewhere.
-    std::optional<std::string> peer_instance() { return detail::peer_instance(im_->stream); }
+    std::optional<std::string> peer_instance() { return transport<Stream>::peer_instance(im_->stream); }
 
 private:
-    using impl_type = detail::client_impl<AsyncStream>;
     std::shared_ptr<impl_type> im_;
 };
-
-using unix_client = basic_client<asio::local::stream_protocol::socket>;
-using tcp_client = basic_client<asio::ip::tcp::socket>;
 
 }  // namespace qmp
 
 #include <qmp/client/impl/basic_client.hpp>
+#include <qmp/client/subscription.hpp>

@@ -1,33 +1,23 @@
-// Settings of a client session, per-call execution options, the trace hook
-// and the counters a client keeps. Every default is listed in docs/limits.md.
+// Settings of a client, per-call execution options, and the counters a
+// client keeps. Every default is listed in docs/limits.md.
 #pragma once
 
 #include <qmp/protocol/error.hpp>
 #include <qmp/protocol/event_queue.hpp>
 #include <qmp/protocol/framer.hpp>
+#include <qmp/protocol/session_types.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <string_view>
 #include <vector>
 
 namespace qmp {
 
-/// What a trace hook is told about.
-enum class trace_kind {
-    received,  ///< one complete message from the server, as received
-    sent,      ///< one message written to the server, as sent
-    state,     ///< a state change ("connecting", "ready", "closed: ...")
-};
-
-/// Called on the client's executor. Unset (the default) costs one branch:
-/// nothing is formatted for a hook that is not there.
-using trace_hook = std::function<void(trace_kind, std::string_view)>;
-
 struct client_options {
     framer_limits limits;                                   ///< message size and depth caps
+    /// Capacity of async_receive_event's queue (every other subscription
+    /// names its own).
     std::size_t event_queue_capacity = event_queue::default_capacity;
     bool enable_oob = true;                                 ///< enable `oob` when the server offers it
     std::size_t max_inband_in_flight = 8;                   ///< with oob on: QEMU's request queue length
@@ -43,9 +33,6 @@ struct exec_options {
     bool oob = false;
     /// -1 ms: the client's command_timeout; 0: unbounded.
     std::chrono::milliseconds timeout{-1};
-    /// Receives the server's class and desc (or the conversion message) on
-    /// failure. Must outlive the operation.
-    diagnostics* diag = nullptr;
     /// File descriptors to pass with the command (SCM_RIGHTS, unix sockets
     /// only), for `getfd` and `add-fd`. The client duplicates them when the
     /// operation is initiated, so the caller may close its own at once; at
@@ -54,19 +41,20 @@ struct exec_options {
 };
 
 /// QEMU's monitor reads at most this many descriptors with one message.
-inline constexpr std::size_t max_fds_per_command = 16;
+inline constexpr std::size_t max_fds_per_command = max_fds_per_request;
 
-/// Counters kept by a client; read them on the client's executor.
-struct client_stats {
-    std::uint64_t messages_received = 0;
-    std::uint64_t bytes_received = 0;
-    std::uint64_t commands_sent = 0;
-    std::uint64_t unknown_ids = 0;      ///< replies whose id matched nothing (dropped)
-    std::uint64_t late_replies = 0;     ///< replies to cancelled or timed-out commands (consumed)
-    std::uint64_t events_received = 0;
-    std::uint64_t events_dropped = 0;   ///< dropped by queue overflow
-    std::uint64_t connections = 0;      ///< successful handshakes
-    std::uint64_t repeated_greetings = 0;  ///< copies of the greeting QEMU sent twice (ignored)
+/// Counters kept by a client (copied out: read them anywhere).
+struct client_stats : session_stats {
+    std::uint64_t events_dropped = 0;  ///< dropped by async_receive_event's queue on overflow
+};
+
+/// For async_connect with retries: a QEMU that is starting refuses or
+/// closes early connections (docs/client.md); this keeps trying, with
+/// exponential backoff, until `total` has passed.
+struct connect_retry {
+    std::chrono::milliseconds total{10000};
+    std::chrono::milliseconds backoff_min{20};
+    std::chrono::milliseconds backoff_max{500};
 };
 
 }  // namespace qmp

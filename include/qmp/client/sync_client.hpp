@@ -1,16 +1,31 @@
-// A blocking facade over basic_client for scripts, tests and the CLI. It
-// owns an io_context run by one background thread, so events keep being
-// read (into the bounded queue) between calls. Every call exists twice: with
-// `std::error_code&` + diagnostics, and throwing qmp_error, which carries
-// the server's text. Do not call it from inside its own io thread.
+// A blocking facade over basic_client for scripts, tests and the CLI. By
+// default it hands no call to another thread: it owns an io_context and runs
+// it on the calling thread while a call waits, so a round trip costs what
+// the asynchronous client's does. Nothing is read between calls then:
+// events wait in the socket (and in QEMU) and reach the bounded queue with
+// the next call, so none is lost while the caller is busy elsewhere.
+//
+// With `keep_reading`, a thread of its own runs the io_context all the
+// time: events keep flowing into the bounded queue (dropped, and counted,
+// when it is full) even while the caller is stuck, so QEMU never has to
+// hold them. Each call then costs a hand-off to that thread and back. For
+// event consumers that may stall (qmpctl events on a blocked stdout).
+//
+// One calling thread at a time.
+//
+// Every call exists twice: with `std::error_code&` + diagnostics, and
+// throwing qmp_error, which carries QEMU's class and desc in what().
 #pragma once
 
 #include <qmp/client/basic_client.hpp>
 
-#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 
+#include <asio/executor_work_guard.hpp>
+#include <asio/post.hpp>
+
 #include <future>
+#include <optional>
 #include <thread>
 #include <tuple>
 
@@ -22,15 +37,23 @@ public:
     using async_client_type =
         basic_client<typename AsyncStream::template rebind_executor<asio::io_context::executor_type>::other>;
 
-    explicit basic_sync_client(client_options opts = {})
-        : work_(asio::make_work_guard(ctx_)), client_(ctx_.get_executor(), std::move(opts)) {
-        thread_ = std::thread([this] { ctx_.run(); });
+    explicit basic_sync_client(client_options opts = {}, bool keep_reading = false)
+        : client_(ctx_.get_executor(), std::move(opts)) {
+        if (keep_reading) {
+            work_.emplace(ctx_.get_executor());
+            thread_ = std::thread([this] { ctx_.run(); });
+        }
     }
 
     ~basic_sync_client() {
         client_.close();
-        work_.reset();
-        thread_.join();
+        if (thread_.joinable()) {
+            work_.reset();
+            thread_.join();
+        } else {
+            ctx_.restart();
+            ctx_.poll();
+        }
     }
 
     basic_sync_client(const basic_sync_client&) = delete;
@@ -39,7 +62,7 @@ public:
     /// Connects and negotiates; when QEMU refuses, `diag` has its reason.
     template <class Endpoint>
     void connect(const Endpoint& ep, std::error_code& ec, diagnostics& diag) {
-        std::tie(ec) = wait<std::error_code>([&](auto h) { client_.async_connect(ep, diag, std::move(h)); });
+        std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, diag, std::move(h)); });
     }
     template <class Endpoint>
     void connect(const Endpoint& ep, std::error_code& ec) {
@@ -53,47 +76,43 @@ public:
         connect(ep, ec, diag);
         if (ec) throw qmp_error(ec, std::move(diag));
     }
+    /// Keeps trying while QEMU starts (see connect_retry).
+    template <class Endpoint>
+    void connect(const Endpoint& ep, const connect_retry& retry, std::error_code& ec) {
+        std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, retry, std::move(h)); });
+    }
 
     json execute(std::string_view name, json arguments, std::error_code& ec, diagnostics& diag,
                  exec_options opts = {}) {
-        opts.diag = &diag;
-        json out;
-        std::tie(ec, out) = wait<std::error_code, json>(
-            [&](auto h) { client_.async_execute(name, std::move(arguments), opts, std::move(h)); });
-        return out;
+        return execute(dynamic_command<json>{std::string(name), std::move(arguments)}, ec, diag, std::move(opts));
     }
     json execute(std::string_view name, json arguments = nullptr, exec_options opts = {}) {
+        return execute(dynamic_command<json>{std::string(name), std::move(arguments)}, std::move(opts));
+    }
+
+    template <class Command, class = std::enable_if_t<is_command<Command>::value>>
+    typename Command::result_type execute(Command cmd, std::error_code& ec, diagnostics& diag, exec_options opts = {}) {
+        using R = typename Command::result_type;
+        R out{};
+        std::tie(ec, out) = run<std::error_code, R>([&](auto h) {
+            client_.async_execute(std::move(cmd), opts, bind_diagnostics(diag, std::move(h)));
+        });
+        return out;
+    }
+    template <class Command, class = std::enable_if_t<is_command<Command>::value>>
+    typename Command::result_type execute(Command cmd, exec_options opts = {}) {
         std::error_code ec;
         diagnostics diag;
-        json out = execute(name, std::move(arguments), ec, diag, opts);
+        auto out = execute(std::move(cmd), ec, diag, std::move(opts));
         if (ec) throw qmp_error(ec, std::move(diag));
         return out;
     }
 
-    template <class Command, class = std::enable_if_t<is_command<Command>::value>>
-    typename Command::result_type execute(const Command& cmd, std::error_code& ec, diagnostics& diag,
-                                          exec_options opts = {}) {
-        opts.diag = &diag;
-        typename Command::result_type out{};
-        std::tie(ec, out) = wait<std::error_code, typename Command::result_type>(
-            [&](auto h) { client_.async_execute(cmd, opts, std::move(h)); });
-        return out;
-    }
-    template <class Command, class = std::enable_if_t<is_command<Command>::value>>
-    typename Command::result_type execute(const Command& cmd, exec_options opts = {}) {
-        std::error_code ec;
-        diagnostics diag;
-        auto out = execute(cmd, ec, diag, opts);
-        if (ec) throw qmp_error(ec, std::move(diag));
-        return out;
-    }
-
-    /// Next event; `timeout` 0 waits forever. A lost-events marker comes back
-    /// as error::events_lost with `lost` set.
+    /// Next event; `timeout` 0 waits forever. An "events lost" marker comes
+    /// back as an event with `lost` > 0 (not an error: nothing to catch).
     event receive_event(std::chrono::milliseconds timeout, std::error_code& ec) {
         event ev;
-        std::tie(ec, ev) = wait<std::error_code, event>(
-            [&](auto h) { client_.async_receive_event(timeout, std::move(h)); });
+        std::tie(ec, ev) = run<std::error_code, event>([&](auto h) { client_.async_receive_event(timeout, std::move(h)); });
         return ev;
     }
     event receive_event(std::chrono::milliseconds timeout) {
@@ -103,50 +122,69 @@ public:
         return ev;
     }
 
-    /// Closes the session and waits until the close has taken effect.
+    /// Closes the session.
     void close() {
-        on_executor([&] { client_.close(); });
+        if (thread_.joinable()) return (void)on_executor([&] { client_.close(); });
+        client_.close();
+        ctx_.restart();
+        ctx_.poll();
     }
 
-    greeting server_greeting() {
-        return on_executor([&] { return client_.server_greeting(); });
-    }
-    bool oob_enabled() {
-        return on_executor([&] { return client_.oob_enabled(); });
-    }
-    bool is_open() {
-        return on_executor([&] { return client_.is_open(); });
-    }
-    client_stats stats() {
-        return on_executor([&] { return client_.stats(); });
-    }
-    std::size_t queued_events() {
-        return on_executor([&] { return client_.queued_events(); });
-    }
-    /// See basic_client::peer_instance.
-    std::optional<std::string> peer_instance() {
-        return on_executor([&] { return client_.peer_instance(); });
-    }
+    greeting server_greeting() { return on_executor([&] { return client_.server_greeting(); }); }
+    bool oob_enabled() { return on_executor([&] { return client_.oob_enabled(); }); }
+    bool is_open() { return on_executor([&] { return client_.is_open(); }); }
+    client_stats stats() { return on_executor([&] { return client_.stats(); }); }
+    /// Events read and waiting in the queue (without reading more).
+    std::size_t queued_events() { return on_executor([&] { return client_.queued_events(); }); }
+    std::optional<std::string> peer_instance() { return on_executor([&] { return client_.peer_instance(); }); }
 
-    /// The asynchronous client underneath (its executor is the io thread).
+    /// The asynchronous client underneath: its operations make progress
+    /// while this client waits in a call, or in wait() and poll().
     async_client_type& async_client() noexcept { return client_; }
+    asio::io_context& context() noexcept { return ctx_; }
+
+    /// Runs the client until `f` (from an operation with asio::use_future)
+    /// is ready, then returns its value (or throws its exception).
+    template <class T>
+    T wait(std::future<T> f) {
+        if (thread_.joinable()) return f.get();
+        ctx_.restart();
+        while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ctx_.run_one_for(std::chrono::milliseconds(10));
+        return f.get();
+    }
+    /// Reads what has arrived (events into the queue) without waiting.
+    void poll() {
+        if (thread_.joinable()) return;
+        ctx_.restart();
+        ctx_.poll();
+    }
+
+    /// Starts an operation with `init(handler)` and runs the client until it
+    /// completes; returns its completion's arguments.
+    template <class... Args, class Initiate>
+    std::tuple<Args...> run(Initiate&& init) {
+        if (thread_.joinable()) {
+            std::promise<std::tuple<Args...>> p;
+            auto f = p.get_future();
+            init([&p](Args... a) { p.set_value(std::tuple<Args...>(std::move(a)...)); });
+            return f.get();
+        }
+        std::optional<std::tuple<Args...>> result;
+        init([&result](Args... a) { result.emplace(std::move(a)...); });
+        ctx_.restart();
+        while (!result) ctx_.run_one();
+        return std::move(*result);
+    }
 
 private:
-    template <class... Args, class Initiate>
-    std::tuple<Args...> wait(Initiate&& init) {
-        std::promise<std::tuple<Args...>> p;
-        auto fut = p.get_future();
-        init([&p](Args... a) { p.set_value(std::tuple<Args...>(std::move(a)...)); });
-        return fut.get();
-    }
-
+    // Reads state where the client runs: here, or on the reading thread.
     template <class F>
     auto on_executor(F&& f) -> decltype(f()) {
-        using R = decltype(f());
-        std::promise<R> p;
+        if (!thread_.joinable()) return f();
+        std::promise<decltype(f())> p;
         auto fut = p.get_future();
         asio::post(ctx_, [&] {
-            if constexpr (std::is_void_v<R>) {
+            if constexpr (std::is_void_v<decltype(f())>) {
                 f();
                 p.set_value();
             } else {
@@ -157,12 +195,9 @@ private:
     }
 
     asio::io_context ctx_{1};
-    asio::executor_work_guard<asio::io_context::executor_type> work_;
     async_client_type client_;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     std::thread thread_;
 };
-
-using sync_client = basic_sync_client<asio::local::stream_protocol::socket>;
-using sync_tcp_client = basic_sync_client<asio::ip::tcp::socket>;
 
 }  // namespace qmp

@@ -25,7 +25,6 @@ enum class error {
     bad_greeting,           ///< the greeting lacks a member or has a wrong type
     negotiation_failed,     ///< qmp_capabilities was refused
     oob_not_negotiated,     ///< exec-oob requested but oob is not enabled
-    events_lost,            ///< marker: the event queue overflowed, events were dropped
     invalid_result,         ///< a reply or event could not be converted to the typed result
     missing_member,         ///< a required member was absent in a typed conversion
     invalid_argument,       ///< the caller passed something unusable
@@ -69,7 +68,6 @@ public:
         case error::bad_greeting: return "the QMP greeting is malformed";
         case error::negotiation_failed: return "capabilities negotiation failed";
         case error::oob_not_negotiated: return "out-of-band execution was not negotiated";
-        case error::events_lost: return "events were dropped because the event queue overflowed";
         case error::invalid_result: return "a reply did not match the expected type";
         case error::missing_member: return "a required member is missing";
         case error::invalid_argument: return "invalid argument";
@@ -147,7 +145,7 @@ struct diagnostics {
 class qmp_error : public std::system_error {
 public:
     qmp_error(std::error_code ec, diagnostics diag)
-        : std::system_error(ec, diag.message.empty() ? std::string() : diag.message),
+        : std::system_error(diag.message.empty() ? std::system_error(ec) : std::system_error(ec, diag.message)),
           diag_(std::move(diag)) {}
     explicit qmp_error(std::error_code ec) : std::system_error(ec) {}
     const diagnostics& diag() const noexcept { return diag_; }

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <qmp/protocol/message.hpp>
-#include <qmp/protocol/pending_table.hpp>
 
 #include <string>
 #include <system_error>

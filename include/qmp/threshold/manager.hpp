@@ -10,7 +10,7 @@
 #pragma once
 
 #include <qmp/block/graph_query.hpp>
-#include <qmp/client/sync_client.hpp>
+#include <qmp/client/clients.hpp>
 #include <qmp/qapi/block_query.hpp>
 #include <qmp/threshold/tracker.hpp>
 
@@ -117,16 +117,17 @@ public:
                 }
                 continue;
             }
-            if (ec && ec != error::events_lost) {
+            if (ec) {
                 lost_connection(ec);
                 continue;
             }
             take(ev);
-            // Whatever else is queued goes in before the tracker decides, so
-            // a burst of markers makes one resync.
-            for (std::size_t n = client_.queued_events(); n > 0; --n) {
+            // Whatever else has arrived goes in before the tracker decides,
+            // so a burst of markers makes one resync.
+            client_.poll();
+            while (client_.queued_events() > 0) {
                 event more = client_.receive_event(std::chrono::milliseconds(1), ec);
-                if (ec && ec != error::events_lost) break;
+                if (ec) break;
                 take(more);
             }
             release_loss();
@@ -206,9 +207,10 @@ private:
                         graph_query_options o;
                         o.details = act.details;
                         std::error_code ec;
-                        block_graph g = query_block_graph(client_, o, &drivers_, ec);
+                        diagnostics d;
+                        block_graph g = query_block_graph(client_, o, &drivers_, ec, d);
                         if (ec)
-                            tracker_.on_graph_failed(ec, diagnostics{{}, "cannot read the block graph: " + ec.message()});
+                            tracker_.on_graph_failed(ec, diagnostics{d.error_class, "cannot read the block graph: " + d.message});
                         else
                             tracker_.on_graph(g);
                     } else if constexpr (std::is_same_v<A, tracker_actions::set_threshold>) {

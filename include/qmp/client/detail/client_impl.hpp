@@ -1,377 +1,388 @@
-// The shared state behind a basic_client: the stream, the sans-io protocol
-// pieces, the pending commands and the event queue. Every member function
-// runs on the client's executor; asynchronous operations keep the state
-// alive through a shared_ptr, so destroying the client never leaves a
-// dangling handler.
+// The state behind a basic_client: a thin asio driver of the sans-io
+// session. It reads into the session, writes what the session queues,
+// keeps the pending operations (one table, one deadline timer), routes
+// events to subscriptions, and completes handlers after each session call
+// (never from inside one). Every member runs on the client's executor;
+// operations keep the state alive through a shared_ptr.
 #pragma once
 
-#include <qmp/client/detail/fd_passing.hpp>
+#include <qmp/client/detail/ops.hpp>
 #include <qmp/client/options.hpp>
-#include <qmp/protocol/error.hpp>
-#include <qmp/protocol/event_queue.hpp>
-#include <qmp/protocol/framer.hpp>
-#include <qmp/protocol/handshake.hpp>
-#include <qmp/protocol/message.hpp>
-#include <qmp/protocol/pending_table.hpp>
+#include <qmp/client/transport.hpp>
+#include <qmp/protocol/event_router.hpp>
+#include <qmp/protocol/session.hpp>
 
 #include <asio/error.hpp>
-#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 
-#include <chrono>
 #include <deque>
 #include <memory>
-#include <string>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace qmp::detail {
 
 template <class Executor>
-using timer_for = asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>,
-                                             Executor>;
+using timer_for = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, Executor>;
 
-/// Something an asynchronous operation waits for. The operation waits on
-/// `timer` (expiring at its deadline, or never); whoever completes it sets
-/// `done` and cancels the timer.
-template <class Executor>
-struct waiter {
-    explicit waiter(const Executor& ex) : timer(ex) {}
-    timer_for<Executor> timer;
-    bool done = false;
-    bool abandoned = false;  // the operation gave up (timeout, cancellation)
-    std::error_code ec;
-
-    void arm(std::chrono::milliseconds timeout) {
-        if (timeout.count() > 0)
-            timer.expires_after(timeout);
-        else
-            timer.expires_at(std::chrono::steady_clock::time_point::max());
-    }
-    void finish(std::error_code e) {
-        if (done) return;
-        done = true;
-        ec = e;
-        timer.cancel();
-    }
-};
-
-template <class Executor>
-struct pending_cmd : waiter<Executor> {
-    using waiter<Executor>::waiter;
-    std::string id;
-    std::string wire;
-    bool oob = false;
-    bool sent = false;
-    owned_fds fds;  // sent with the command's first byte
-    bool carried_fds = false;
-    std::string result;  // the `return` value's exact text
-    diagnostics diag;
-};
-
-template <class Executor>
-struct event_waiter : waiter<Executor> {
-    using waiter<Executor>::waiter;
-    event ev;
-};
-
-enum class conn_state { idle, connecting, handshaking, ready, closed };
+enum class link_state { idle, connecting, negotiating, ready, closed };
 
 template <class Stream>
-class client_impl : public std::enable_shared_from_this<client_impl<Stream>> {
+class client_impl : public std::enable_shared_from_this<client_impl<Stream>>, private session_handler {
 public:
     using executor_type = typename Stream::executor_type;
-    using cmd_ptr = std::shared_ptr<pending_cmd<executor_type>>;
-    using ev_waiter_ptr = std::shared_ptr<event_waiter<executor_type>>;
-    using waiter_ptr = std::shared_ptr<waiter<executor_type>>;
+    using stream_type = Stream;
+    using tr = transport<Stream>;
 
-    template <class... Args>
-    client_impl(client_options opts, Args&&... stream_args)
-        : stream(std::forward<Args>(stream_args)...),
+    template <class... StreamArgs>
+    client_impl(client_options opts, StreamArgs&&... args)
+        : stream(std::forward<StreamArgs>(args)...),
           options(std::move(opts)),
-          framer_(options.limits),
-          hs_(options.enable_oob),
-          events_(options.event_queue_capacity),
+          sess(session_options{options.limits, options.enable_oob, options.max_inband_in_flight, options.trace}),
+          everything(router.add({}, options.event_queue_capacity)),
+          deadline_timer_(stream.get_executor()),
           watchdog_(stream.get_executor()) {}
 
     executor_type get_executor() { return stream.get_executor(); }
 
     Stream stream;
     client_options options;
-    client_stats stats;
-    conn_state state = conn_state::idle;
+    session sess;
+    event_router router;
+    const event_router::subscription_id everything;  // async_receive_event's subscription
+    link_state state = link_state::idle;
     std::error_code close_reason;
-    bool connect_timed_out = false;
+    bool user_closed = false;  // close() was called since the last connect began
 
-    const struct greeting& server_greeting() const noexcept { return hs_.server_greeting(); }
-
-    /// A read or a write failed. The peer going away is connection_closed
-    /// whichever of the two noticed first (EOF, ECONNRESET, EPIPE, ...).
-    void fail_io(std::error_code ec) {
-        if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-            ec == asio::error::connection_aborted || ec == asio::error::not_connected ||
-            ec == asio::error::shut_down) {
-            if (options.trace) trace(trace_kind::state, "transport: " + ec.message());
-            ec = error::connection_closed;
-        }
-        fail(ec);
+    /// The session's counters, and the losses of async_receive_event's queue.
+    client_stats stats() {
+        client_stats s;
+        static_cast<session_stats&>(s) = sess.stats();
+        if (event_queue* q = router.queue(everything)) s.events_dropped = q->dropped();
+        return s;
     }
-    bool oob_enabled() const noexcept { return state == conn_state::ready && hs_.oob_enabled(); }
-    std::size_t pending_count() const noexcept { return pending_.size() + waiting_.size(); }
+
+    // ---- connecting ------------------------------------------------------------
+
+    /// Begins a session on a connected stream; `op` completes when ready or failed.
+    void begin_session(std::unique_ptr<connect_op_base> op) {
+        connect_op_ = std::move(op);
+        user_closed = false;
+        sess.start();
+        state = link_state::negotiating;
+        close_reason.clear();
+        ++generation_;
+        arm_watchdog(options.greeting_timeout, error::greeting_timeout);
+        trace(trace_kind::state, "negotiating");
+        start_read();
+        flush();
+    }
+
+    /// A connect attempt starts: the old stream goes, a watchdog bounds it.
+    void begin_connect(std::unique_ptr<connect_op_base> op) {
+        connect_op_ = std::move(op);
+        user_closed = false;
+        tr::close(stream);
+        state = link_state::connecting;
+        close_reason.clear();
+        ++generation_;
+        arm_watchdog(options.connect_timeout, error::connect_timeout);
+        trace(trace_kind::state, "connecting");
+    }
+
+    /// The transport connection attempt ended.
+    void connected(std::uint64_t gen, std::error_code ec) {
+        if (gen != generation_ || state != link_state::connecting) return;
+        if (ec) return end_connect(ec, {});
+        begin_session(std::move(connect_op_));
+    }
+
+    bool busy_connecting() const { return state == link_state::connecting || state == link_state::negotiating; }
+
+    // ---- commands --------------------------------------------------------------
+
+    /// Queues a command for `op`, or completes it (posted) when refused.
+    void submit(std::unique_ptr<execute_op_base> op, std::string_view name, std::string_view args,
+                const exec_options& o, owned_fds fds) {
+        std::error_code ec;
+        diagnostics diag;
+        if (!fds.empty() && !tr::can_pass_fds) {
+            ec = error::fd_passing_unsupported;
+        } else {
+            request_options ro;
+            ro.oob = o.oob;
+            ro.fd_count = fds.size();
+            op->id = sess.submit_text(name, args, ro, ec, diag);
+        }
+        if (ec) {
+            static_cast<execute_op_base&>(*op).set(ec, {}, diag);
+            return op->complete(true);
+        }
+        if (!fds.empty()) fds_.emplace(op->id, std::move(fds));
+        add_deadline(*op, o.timeout.count() < 0 ? options.command_timeout : o.timeout);
+        execs_.emplace(op->id, std::move(op));
+        flush();
+    }
+
+    /// The caller cancelled the command `target` (if it is still pending).
+    void cancel_execute_op(const op_base* target) {
+        auto it = execs_.begin();
+        while (it != execs_.end() && it->second.get() != target) ++it;
+        if (it == execs_.end()) return;
+        const std::uint64_t id = it->first;
+        sess.abandon(id);
+        fds_.erase(id);
+        auto op = std::move(it->second);
+        execs_.erase(it);
+        drop_deadline(*op);
+        op->fail(asio::error::operation_aborted);
+        op->complete(false);
+    }
+
+    // ---- events ----------------------------------------------------------------
+
+    /// `op` takes the next event of subscription `sub` now, or waits.
+    void receive(std::unique_ptr<receive_op_base> op, event_router::subscription_id sub, std::chrono::milliseconds timeout) {
+        op->id = sub;
+        event_queue* q = router.queue(sub);
+        if (q && !q->empty()) {
+            op->set(q->pop());
+            return op->complete(true);
+        }
+        if (!q || state == link_state::closed || state == link_state::idle) {
+            op->fail(!q ? make_error_code(error::invalid_argument)
+                        : close_reason ? close_reason : make_error_code(error::not_connected));
+            return op->complete(true);
+        }
+        add_deadline(*op, timeout);
+        waiters_[sub].push_back(std::move(op));
+    }
+
+    void cancel_receive(event_router::subscription_id sub, const op_base* target) {
+        auto it = waiters_.find(sub);
+        if (it == waiters_.end()) return;
+        for (auto w = it->second.begin(); w != it->second.end(); ++w)
+            if (w->get() == target) {
+                auto op = std::move(*w);
+                it->second.erase(w);
+                drop_deadline(*op);
+                op->fail(asio::error::operation_aborted);
+                return op->complete(false);
+            }
+    }
+
+    event_router::subscription_id subscribe(event_filter f, std::size_t capacity) { return router.add(std::move(f), capacity); }
+
+    void unsubscribe(event_router::subscription_id sub) {
+        router.remove(sub);
+        auto it = waiters_.find(sub);
+        if (it == waiters_.end()) return;
+        auto ws = std::move(it->second);
+        waiters_.erase(it);
+        for (auto& w : ws) {
+            drop_deadline(*w);
+            w->fail(asio::error::operation_aborted);
+            w->complete(false);
+        }
+    }
+
+    std::size_t queued_events(event_router::subscription_id sub) {
+        event_queue* q = router.queue(sub);
+        return q ? q->size() : 0;
+    }
+    std::size_t pending_commands() const { return execs_.size(); }
+
+    // ---- teardown --------------------------------------------------------------
+
+    /// Ends the session; every operation completes now with `ec`.
+    void close(std::error_code ec) {
+        user_closed = true;
+        if (state == link_state::connecting) return end_connect(ec, {});
+        if (state == link_state::negotiating || state == link_state::ready) sess.close(ec, {}, *this);
+        dispatch_ready();
+    }
 
     void trace(trace_kind k, std::string_view text) {
         if (options.trace) options.trace(k, text);
     }
 
-    // ---- session start ---------------------------------------------------
+    std::uint64_t generation() const noexcept { return generation_; }
 
-    /// Arms the watchdog for the phase that begins now.
-    void start_watchdog(std::chrono::milliseconds timeout, conn_state phase) {
-        if (timeout.count() <= 0) {
-            watchdog_.cancel();
-            return;
+private:
+    // ---- what the session says -------------------------------------------------
+
+    void on_reply(std::uint64_t id, std::error_code ec, std::string_view value, const diagnostics& diag) override {
+        fds_.erase(id);
+        auto it = execs_.find(id);
+        if (it == execs_.end()) return;
+        auto op = std::move(it->second);
+        execs_.erase(it);
+        drop_deadline(*op);
+        static_cast<execute_op_base&>(*op).set(ec, value, diag);  // converts while the text exists
+        ready_.push_back(std::move(op));
+    }
+
+    void on_event(event&& ev) override {
+        router.push(std::move(ev));
+        wake_waiters();
+    }
+
+    void on_ready() override {
+        state = link_state::ready;
+        watchdog_.cancel();
+        if (connect_op_) {
+            connect_op_->set({}, {});
+            ready_.push_back(std::move(connect_op_));
         }
-        watchdog_.expires_after(timeout);
-        watchdog_.async_wait([self = this->shared_from_this(), gen = generation_, phase](std::error_code ec) {
-            if (ec || gen != self->generation_ || self->state != phase) return;
-            if (phase == conn_state::connecting) {
-                self->connect_timed_out = true;
-                std::error_code ignored;
-                self->stream.close(ignored);
+    }
+
+    void on_closed(std::error_code reason, const diagnostics& diag) override {
+        state = link_state::closed;
+        close_reason = reason;
+        ++generation_;
+        tr::close(stream);
+        watchdog_.cancel();
+        stop_timer();
+        fds_.clear();
+        if (options.trace) trace(trace_kind::state, "closed: " + reason.message());
+        if (connect_op_) {
+            connect_op_->set(reason, diag);
+            ready_.push_back(std::move(connect_op_));
+        }
+        // Queued events stay receivable; waiters exist only where none are.
+        for (auto& [sub, ws] : waiters_)
+            for (auto& w : ws) {
+                drop_deadline(*w);
+                w->fail(reason);
+                ready_.push_back(std::move(w));
+            }
+        waiters_.clear();
+    }
+
+    void end_connect(std::error_code ec, const diagnostics& diag) {
+        state = link_state::closed;
+        close_reason = ec;
+        ++generation_;
+        tr::close(stream);
+        watchdog_.cancel();
+        stop_timer();
+        trace(trace_kind::state, "connect failed");
+        if (connect_op_) {
+            connect_op_->set(ec, diag);
+            ready_.push_back(std::move(connect_op_));
+        }
+        dispatch_ready();
+    }
+
+    // Subscriptions with queued events give them to their waiters.
+    void wake_waiters() {
+        for (auto it = waiters_.begin(); it != waiters_.end();) {
+            event_queue* q = router.queue(it->first);
+            auto& ws = it->second;
+            while (q && !q->empty() && !ws.empty()) {
+                auto op = std::move(ws.front());
+                ws.pop_front();
+                drop_deadline(*op);
+                static_cast<receive_op_base&>(*op).set(q->pop());
+                ready_.push_back(std::move(op));
+            }
+            it = ws.empty() ? waiters_.erase(it) : std::next(it);
+        }
+    }
+
+    // Handlers run once the session call is over (they may call back in).
+    void dispatch_ready() {
+        if (ready_.empty()) return;
+        auto done = std::move(ready_);
+        ready_.clear();
+        for (auto& op : done) op->complete(false);
+    }
+
+    // ---- deadlines: one timer for every operation ------------------------------
+
+    void add_deadline(op_base& op, std::chrono::milliseconds timeout) {
+        if (timeout.count() <= 0) return;
+        const auto at = clock::now() + timeout;
+        op.deadline = deadlines_.emplace(at, &op);
+        op.has_deadline = true;
+        // The timer moves only when this deadline comes first: with one
+        // timeout for all commands that is never, so no system call per command.
+        if (!timer_armed_ || at < timer_at_) arm_timer(at);
+    }
+
+    void drop_deadline(op_base& op) {
+        if (!op.has_deadline) return;
+        deadlines_.erase(op.deadline);
+        op.has_deadline = false;
+    }
+
+    // A session that ended keeps no timer: an io_context's run() returns
+    // once its work is done.
+    void stop_timer() {
+        if (!timer_armed_) return;
+        timer_armed_ = false;
+        deadline_timer_.cancel();
+    }
+
+    void arm_timer(clock::time_point at) {
+        timer_at_ = at;
+        timer_armed_ = true;
+        deadline_timer_.expires_at(at);
+        deadline_timer_.async_wait([self = this->shared_from_this()](std::error_code ec) {
+            if (ec == asio::error::operation_aborted) return;  // re-armed earlier
+            self->timer_armed_ = false;
+            self->expire();
+        });
+    }
+
+    void expire() {
+        const auto now = clock::now();
+        while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+            op_base* target = deadlines_.begin()->second;
+            drop_deadline(*target);
+            if (target->what == op_base::kind::execute) {
+                auto it = execs_.find(target->id);
+                if (it == execs_.end()) continue;
+                sess.abandon(target->id);  // a late reply is consumed
+                fds_.erase(target->id);
+                auto op = std::move(it->second);
+                execs_.erase(it);
+                op->fail(error::timeout);
+                ready_.push_back(std::move(op));
             } else {
-                self->fail(error::greeting_timeout);
+                auto it = waiters_.find(target->id);
+                if (it == waiters_.end()) continue;
+                for (auto w = it->second.begin(); w != it->second.end(); ++w)
+                    if (w->get() == target) {
+                        (*w)->fail(error::timeout);
+                        ready_.push_back(std::move(*w));
+                        it->second.erase(w);
+                        break;
+                    }
+                if (it->second.empty()) waiters_.erase(it);
+            }
+        }
+        if (!deadlines_.empty()) arm_timer(deadlines_.begin()->first);
+        dispatch_ready();
+    }
+
+    void arm_watchdog(std::chrono::milliseconds timeout, error what) {
+        watchdog_.cancel();
+        if (timeout.count() <= 0) return;
+        watchdog_.expires_after(timeout);
+        watchdog_.async_wait([self = this->shared_from_this(), gen = generation_, what](std::error_code ec) {
+            if (ec || gen != self->generation_) return;
+            if (self->state == link_state::connecting) return self->end_connect(what, {});
+            if (self->state == link_state::negotiating) {
+                self->sess.close(what, {}, *self);
+                self->dispatch_ready();
             }
         });
     }
 
-    /// A new transport attempt begins (before connect or handshake).
-    void begin_attempt(conn_state phase) {
-        ++generation_;
-        state = phase;
-        close_reason.clear();
-        connect_timed_out = false;
-        framer_.reset();
-        hs_ = handshake(options.enable_oob);
-        out_queue_.clear();
-        out_writing_ = out_chunk{};
-        writing_ = false;
-        inband_in_flight_ = 0;
-        fds_in_flight_ = false;
-        trace(trace_kind::state, phase == conn_state::connecting ? "connecting" : "handshaking");
-    }
-
-    /// The transport connection could not be made.
-    void connect_failed(std::error_code ec) {
-        state = conn_state::closed;
-        close_reason = ec;
-        watchdog_.cancel();
-        trace(trace_kind::state, "connect failed");
-    }
-
-    /// The stream is connected: read the greeting and negotiate. `w` is
-    /// finished when the session is ready or failed.
-    void begin_handshake(waiter_ptr w) {
-        state = conn_state::handshaking;
-        hs_waiter_ = std::move(w);
-        start_watchdog(options.greeting_timeout, conn_state::handshaking);
-        start_read();
-    }
-
-    // ---- commands ---------------------------------------------------------
-
-    /// Queues or sends a command. Returns an error (nothing sent) when the
-    /// session cannot take it.
-    std::error_code submit(const cmd_ptr& c, std::string_view name, const json& args, bool oob) {
-        if (state != conn_state::ready) return close_reason ? close_reason : make_error_code(error::not_connected);
-        if (oob && !hs_.oob_enabled()) return error::oob_not_negotiated;
-        if (!c->fds.empty()) {
-            if (!can_pass_fds<Stream>::value) return error::fd_passing_unsupported;
-            if (oob || c->fds.size() > max_fds_per_command) {
-                c->diag.message = oob ? "descriptors cannot go with exec-oob"
-                                      : "at most " + std::to_string(max_fds_per_command) + " descriptors per command";
-                return error::invalid_argument;
-            }
-        }
-        c->id = pending_.next_id();
-        c->oob = oob;
-        try {
-            json req = json::object();
-            req[oob ? "exec-oob" : "execute"] = name;
-            if (!args.is_null()) req["arguments"] = args;
-            req["id"] = c->id;
-            c->wire = req.dump();
-        } catch (const json::exception& e) {
-            c->diag.message = e.what();
-            return error::invalid_argument;
-        }
-        if (!oob && (!waiting_.empty() || held_back(*c)))
-            waiting_.push_back(c);
-        else
-            transmit(c);
-        return {};
-    }
-
-    /// The operation waiting for `c` gave up. An unsent command is never
-    /// sent; a sent one stays in the table so its late reply is consumed.
-    void abandon(const cmd_ptr& c) {
-        c->abandoned = true;
-        if (!c->sent) {
-            for (auto it = waiting_.begin(); it != waiting_.end(); ++it)
-                if (*it == c) {
-                    waiting_.erase(it);
-                    break;
-                }
-        }
-    }
-
-    // ---- events -----------------------------------------------------------
-
-    /// Returns true and fills `w` at once when an event (or a marker) is
-    /// queued, or when the session is closed and nothing is queued.
-    bool try_receive(const ev_waiter_ptr& w) {
-        if (!events_.empty()) {
-            take_event(*w);
-            return true;
-        }
-        if (state == conn_state::closed || state == conn_state::idle) {
-            w->done = true;
-            w->ec = close_reason ? close_reason : make_error_code(error::not_connected);
-            return true;
-        }
-        ev_waiters_.push_back(w);
-        return false;
-    }
-
-    void abandon(const ev_waiter_ptr& w) {
-        w->abandoned = true;
-        for (auto it = ev_waiters_.begin(); it != ev_waiters_.end(); ++it)
-            if (*it == w) {
-                ev_waiters_.erase(it);
-                break;
-            }
-    }
-
-    std::size_t queued_events() const noexcept { return events_.size(); }
-
-    // ---- teardown -----------------------------------------------------------
-
-    /// Ends the session: every pending operation completes with `ec` now.
-    void fail(std::error_code ec) {
-        if (state == conn_state::closed || state == conn_state::idle) return;
-        state = conn_state::closed;
-        close_reason = ec;
-        ++generation_;
-        std::error_code ignored;
-        stream.close(ignored);
-        watchdog_.cancel();
-        writing_ = false;
-        out_queue_.clear();
-        out_writing_.fds.reset();  // the bytes may still be under a cancelled write
-        if (options.trace) trace(trace_kind::state, "closed: " + ec.message());
-
-        pending_.drain([&](cmd_ptr& c) { c->finish(ec); });
-        for (auto& c : waiting_) c->finish(ec);
-        waiting_.clear();
-        if (hs_waiter_) {
-            hs_waiter_->finish(ec);
-            hs_waiter_.reset();
-        }
-        // Queued events stay receivable; waiters exist only when none are.
-        auto ws = std::move(ev_waiters_);
-        ev_waiters_.clear();
-        for (auto& w : ws) w->finish(ec);
-    }
-
-    /// What QEMU said when it refused negotiation.
-    diagnostics negotiation_diagnostics() const { return diagnostics{hs_.error_class(), hs_.error_desc()}; }
-
-private:
-    // An in-band command waits while QEMU's queue is full (oob on), and a
-    // command with descriptors waits for the reply to the previous one:
-    // QEMU keeps only the descriptors of the last message that carried any,
-    // and with oob on it reads ahead of the command that takes them.
-    bool held_back(const pending_cmd<executor_type>& c) const {
-        if (hs_.oob_enabled() && inband_in_flight_ >= options.max_inband_in_flight) return true;
-        return !c.fds.empty() && fds_in_flight_;
-    }
-
-    void transmit(const cmd_ptr& c) {
-        c->sent = true;
-        if (!c->oob) ++inband_in_flight_;
-        ++stats.commands_sent;
-        pending_.insert(c->id, c);
-        if (!c->fds.empty()) {
-            fds_in_flight_ = true;
-            c->carried_fds = true;
-        }
-        send(c->wire, std::move(c->fds));
-        std::string().swap(c->wire);
-    }
-
-    void pump_waiting() {
-        while (!waiting_.empty() && !held_back(*waiting_.front())) {
-            cmd_ptr c = std::move(waiting_.front());
-            waiting_.pop_front();
-            transmit(c);
-        }
-    }
-
-    /// Bytes to write, with the descriptors that go with their first byte.
-    struct out_chunk {
-        std::string bytes;
-        owned_fds fds;
-    };
-
-    void send(const std::string& text, owned_fds fds = {}) {
-        trace(trace_kind::sent, text);
-        if (fds.empty() && !out_queue_.empty())
-            out_queue_.back().bytes += text;
-        else
-            out_queue_.push_back(out_chunk{text, std::move(fds)});
-        if (!writing_) start_write();
-    }
-
-    void start_write() {
-        std::swap(out_writing_, out_queue_.front());
-        out_queue_.pop_front();
-        writing_ = true;
-        if (!out_writing_.fds.empty()) return write_fds();
-        write_from(0);
-    }
-
-    void write_from(std::size_t offset) {
-        asio::async_write(stream, asio::buffer(out_writing_.bytes.data() + offset, out_writing_.bytes.size() - offset),
-                          [self = this->shared_from_this(), gen = generation_](std::error_code ec, std::size_t) {
-                              if (gen != self->generation_) return;
-                              self->writing_ = false;
-                              self->out_writing_.bytes.clear();
-                              if (ec) return self->fail_io(ec);
-                              if (!self->out_queue_.empty()) self->start_write();
-                          });
-    }
-
-    void write_fds() {
-#if defined(ASIO_HAS_LOCAL_SOCKETS)
-        if constexpr (can_pass_fds<Stream>::value) {
-            std::error_code ec;
-            std::size_t n = send_with_fds(stream, out_writing_.bytes.data(), out_writing_.bytes.size(),
-                                          out_writing_.fds.get(), ec);
-            if (ec == asio::error::would_block) {
-                stream.async_wait(Stream::wait_write, [self = this->shared_from_this(),
-                                                       gen = generation_](std::error_code wec) {
-                    if (gen != self->generation_) return;
-                    if (wec) return self->fail_io(wec);
-                    self->write_fds();
-                });
-                return;
-            }
-            if (ec) return fail_io(ec);
-            out_writing_.fds.reset();  // QEMU has its own copies now
-            return write_from(n);
-        }
-#endif
-        fail(error::fd_passing_unsupported);  // submit refuses this earlier
-    }
+    // ---- reading and writing ---------------------------------------------------
 
     void start_read() {
         if (!rbuf_) rbuf_.reset(new char[read_size]);
@@ -383,124 +394,92 @@ private:
 
     void on_read(std::uint64_t gen, std::error_code ec, std::size_t n) {
         if (gen != generation_) return;
-        if (ec) return fail_io(ec);
-        stats.bytes_received += n;
-        framer_.feed(rbuf_.get(), n);
-        for (;;) {
-            std::string_view text;
-            std::error_code fe;
-            auto st = framer_.next(text, fe);
-            if (st == framer::status::need_more) break;
-            if (st == framer::status::failed) return fail(fe);
-            handle(text);
-            if (gen != generation_) return;  // the message ended the session
-        }
-        start_read();
+        if (ec)
+            sess.on_transport_error(peer_gone(ec) ? make_error_code(error::connection_closed) : ec, *this);
+        else
+            sess.on_bytes(rbuf_.get(), n, *this);
+        flush();
+        const bool go_on = gen == generation_;
+        dispatch_ready();
+        if (go_on && gen == generation_) start_read();
     }
 
-    void handle(std::string_view text) {
-        ++stats.messages_received;
-        trace(trace_kind::received, text);
-        message msg;
-        if (auto ec = classify(text, msg, options.limits.max_depth)) return fail(ec);
+    static bool peer_gone(std::error_code ec) {
+        return ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+               ec == asio::error::connection_aborted || ec == asio::error::not_connected || ec == asio::error::shut_down;
+    }
 
-        if (state == conn_state::handshaking) {
-            std::string to_send;
-            bool handled = false;
-            auto repeats = hs_.extra_greetings();
-            auto ec = hs_.on_message(msg, to_send, handled);
-            if (ec) return fail(ec);
-            stats.repeated_greetings += hs_.extra_greetings() - repeats;
-            if (!to_send.empty()) send(to_send);
-            if (hs_.current() == handshake::state::ready) {
-                state = conn_state::ready;
-                watchdog_.cancel();
-                ++stats.connections;
-                trace(trace_kind::state, hs_.oob_enabled() ? "ready (oob)" : "ready");
-                if (hs_waiter_) {
-                    hs_waiter_->finish({});
-                    hs_waiter_.reset();
-                }
+    // Writes what the session queued, one chunk at a time.
+    void flush() {
+        if (writing_ || !sess.want_write() || (state != link_state::negotiating && state != link_state::ready)) return;
+        writing_ = true;
+        const auto c = sess.next_write();
+        if (c.fd_owner) {
+            auto it = fds_.find(c.fd_owner);
+            if (it != fds_.end()) {
+                owned_fds fds = std::move(it->second);
+                fds_.erase(it);
+                return write_with_fds(c.bytes, std::move(fds), generation_);
             }
-            if (!handled && msg.kind == message_kind::event) push_event(std::move(msg.event));
-            return;
         }
+        write_from(c.bytes, 0, generation_);
+    }
 
-        switch (msg.kind) {
-        case message_kind::greeting: {
-            // Only a copy of the first greeting is tolerated (see handshake).
-            std::string unused;
-            bool handled = false;
-            if (auto ec = hs_.on_message(msg, unused, handled)) return fail(ec);
-            ++stats.repeated_greetings;
-            return;
+    void write_from(std::string_view bytes, std::size_t offset, std::uint64_t gen) {
+        asio::async_write(stream, asio::buffer(bytes.data() + offset, bytes.size() - offset),
+                          [self = this->shared_from_this(), gen](std::error_code ec, std::size_t) {
+                              self->on_written(gen, ec);
+                          });
+    }
+
+    void on_written(std::uint64_t gen, std::error_code ec) {
+        if (gen != generation_) return;
+        writing_ = false;
+        if (ec) {
+            sess.on_transport_error(peer_gone(ec) ? make_error_code(error::connection_closed) : ec, *this);
+            return dispatch_ready();
         }
-        case message_kind::event: return push_event(std::move(msg.event));
-        case message_kind::success:
-        case message_kind::failure: break;
-        }
-        if (!msg.has_id) {
-            // An id-less error answers input QEMU could not parse: our
-            // stream and QEMU's parser disagree, nothing can be trusted.
-            if (msg.kind == message_kind::failure) return fail(error::out_of_sync);
-            ++stats.unknown_ids;
-            return;
-        }
-        auto entry = pending_.take(msg);
-        if (!entry) {
-            ++stats.unknown_ids;
-            return;
-        }
-        cmd_ptr c = std::move(*entry);
-        if (!c->oob && inband_in_flight_ > 0) --inband_in_flight_;
-        if (c->carried_fds) fds_in_flight_ = false;
-        if (c->abandoned) {
-            ++stats.late_replies;
-        } else if (msg.kind == message_kind::success) {
-            c->result.assign(msg.value.data(), msg.value.size());
-            c->finish({});
+        sess.written();
+        flush();
+    }
+
+    void write_with_fds(std::string_view bytes, owned_fds fds, std::uint64_t gen) {
+        if constexpr (tr::can_pass_fds) {
+            std::error_code ec;
+            std::size_t n = send_with_fds(stream, bytes.data(), bytes.size(), fds.get(), ec);
+            if (ec == asio::error::would_block) {
+                auto held = std::make_shared<owned_fds>(std::move(fds));
+                stream.async_wait(Stream::wait_write, [self = this->shared_from_this(), bytes, held, gen](std::error_code wec) {
+                    if (gen != self->generation_) return;
+                    if (wec) return self->on_written(gen, wec);
+                    self->write_with_fds(bytes, std::move(*held), gen);
+                });
+                return;
+            }
+            if (ec) return on_written(gen, ec);
+            // QEMU has its own copies now (ours close here); the rest of the
+            // bytes go the usual way.
+            return write_from(bytes, n, gen);
         } else {
-            c->diag.error_class = msg.error_class;
-            c->diag.message = msg.error_desc;
-            c->finish(server_error_from_class(msg.error_class));
+            (void)fds;
+            write_from(bytes, 0, gen);
         }
-        pump_waiting();
-    }
-
-    void push_event(event ev) {
-        ++stats.events_received;
-        events_.push(std::move(ev));
-        stats.events_dropped = events_.dropped();
-        while (!ev_waiters_.empty() && !events_.empty()) {
-            ev_waiter_ptr w = std::move(ev_waiters_.front());
-            ev_waiters_.pop_front();
-            take_event(*w);
-            w->timer.cancel();
-        }
-    }
-
-    void take_event(event_waiter<executor_type>& w) {
-        w.ev = events_.pop();
-        w.done = true;
-        w.ec = w.ev.lost ? make_error_code(error::events_lost) : std::error_code();
     }
 
     static constexpr std::size_t read_size = 64 * 1024;
 
-    framer framer_;
-    handshake hs_;
-    pending_table<cmd_ptr> pending_;
-    std::deque<cmd_ptr> waiting_;  // in-band commands held back by the in-flight limit
-    std::size_t inband_in_flight_ = 0;
-    event_queue events_;
-    std::deque<ev_waiter_ptr> ev_waiters_;
-    waiter_ptr hs_waiter_;
+    std::unordered_map<std::uint64_t, std::unique_ptr<op_base>> execs_;
+    std::unordered_map<std::uint64_t, owned_fds> fds_;  // descriptors of commands not written yet
+    std::unordered_map<event_router::subscription_id, std::deque<std::unique_ptr<op_base>>> waiters_;
+    std::unique_ptr<connect_op_base> connect_op_;
+    std::vector<std::unique_ptr<op_base>> ready_;
+    deadline_map deadlines_;
+    timer_for<executor_type> deadline_timer_;
+    clock::time_point timer_at_{};
+    bool timer_armed_ = false;
     timer_for<executor_type> watchdog_;
     std::unique_ptr<char[]> rbuf_;
-    std::deque<out_chunk> out_queue_;
-    out_chunk out_writing_;
     bool writing_ = false;
-    bool fds_in_flight_ = false;  // a command that carried descriptors awaits its reply
     std::uint64_t generation_ = 0;
 };
 

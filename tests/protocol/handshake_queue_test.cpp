@@ -1,50 +1,8 @@
 #include <qmp/protocol/event_queue.hpp>
 #include <qmp/protocol/handshake.hpp>
-#include <qmp/protocol/pending_table.hpp>
 
 #include <doctest/doctest.h>
 
-#include <set>
-
-namespace {
-// A reply carrying `id` (JSON text). A message's views point into its text:
-// the text lives as long as the message here.
-struct reply {
-    std::string text;
-    qmp::message m;
-    operator const qmp::message&() const { return m; }
-};
-reply reply_with_id(const std::string& id) {
-    reply r{R"({"return": {}, "id": )" + id + "}", {}};
-    REQUIRE(!qmp::classify(r.text, r.m));
-    return r;
-}
-}  // namespace
-
-TEST_CASE("pending_table: ids are unique, reserved, matched only exactly" * doctest::test_suite("protocol")) {
-    qmp::pending_table<int> t;
-    std::set<std::string> ids;
-    for (int i = 0; i < 1000; ++i) {
-        auto id = t.next_id();
-        CHECK(id.rfind(std::string(qmp::id_prefix), 0) == 0);
-        ids.insert(id);
-        t.insert(id, i);
-    }
-    CHECK(ids.size() == 1000);
-    CHECK(t.size() == 1000);
-    auto v = t.take(reply_with_id(R"("qmp#500")"));
-    REQUIRE(v);
-    CHECK(*v == 499);
-    CHECK(!t.take(reply_with_id(R"("qmp#500")")));  // taken already
-    CHECK(!t.take(reply_with_id("500")));           // any JSON value is accepted, and unknown
-    CHECK(!t.take(reply_with_id("{}")));
-    CHECK(!t.take(reply_with_id("null")));
-    CHECK(t.unknown_ids() == 4);
-    int drained = 0;
-    t.drain([&](int&) { ++drained; });
-    CHECK(drained == 999);
-    CHECK(t.empty());
-}
 
 TEST_CASE("event_queue: bounded, the marker exactly where the gap is" * doctest::test_suite("protocol")) {
     qmp::event_queue q(4);

@@ -1,0 +1,132 @@
+// How QEMU's error class and desc reach the caller of an asynchronous
+// operation, whatever the completion token:
+//
+// - every operation has an overload taking `diagnostics&`, filled before
+//   the completion runs (it must outlive the operation);
+// - `bind_diagnostics(diag, handler)` attaches the same to any handler;
+// - `with_diagnostics(token)` (asio::use_awaitable, asio::use_future, ...)
+//   turns a failure into a qmp_error exception whose what() holds QEMU's
+//   text, instead of the bare std::system_error asio would throw.
+//
+// Operations find the place to write with get_associated_diagnostics(), the
+// way asio finds a handler's executor.
+#pragma once
+
+#include <qmp/protocol/error.hpp>
+
+#include <asio/associator.hpp>
+#include <asio/async_result.hpp>
+
+#include <exception>
+#include <memory>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+namespace qmp {
+
+/// Where an operation writes QEMU's class and desc for a handler: the
+/// handler's get_diagnostics(), when it has one.
+template <class T, class = void>
+struct associated_diagnostics {
+    static diagnostics* get(const T&) noexcept { return nullptr; }
+};
+template <class T>
+struct associated_diagnostics<T, std::void_t<decltype(std::declval<const T&>().get_diagnostics())>> {
+    static diagnostics* get(const T& t) noexcept { return t.get_diagnostics(); }
+};
+template <class T>
+diagnostics* get_associated_diagnostics(const T& t) noexcept {
+    return associated_diagnostics<T>::get(t);
+}
+
+/// A handler with a diagnostics object attached.
+template <class Handler>
+class diagnostics_binder {
+public:
+    diagnostics_binder(diagnostics& d, Handler h) : h_(std::move(h)), d_(&d) {}
+    template <class... Args>
+    auto operator()(Args&&... args) -> decltype(std::declval<Handler&>()(std::forward<Args>(args)...)) {
+        return h_(std::forward<Args>(args)...);
+    }
+    diagnostics* get_diagnostics() const noexcept { return d_; }
+    const Handler& get() const noexcept { return h_; }
+
+private:
+    Handler h_;
+    diagnostics* d_;
+};
+
+template <class Handler>
+diagnostics_binder<std::decay_t<Handler>> bind_diagnostics(diagnostics& d, Handler&& h) {
+    return {d, std::forward<Handler>(h)};
+}
+
+/// The token adapter: failures complete with an exception_ptr holding a
+/// qmp_error (class, desc and the code), successes as before.
+template <class Token>
+struct with_diagnostics_t {
+    Token token;
+};
+template <class Token>
+with_diagnostics_t<std::decay_t<Token>> with_diagnostics(Token&& t) {
+    return {std::forward<Token>(t)};
+}
+
+namespace detail {
+
+// Turns (error_code, Args...) into (exception_ptr, Args...) with the text
+// the operation wrote into its own diagnostics.
+template <class Handler>
+class throwing_handler {
+public:
+    explicit throwing_handler(Handler h) : h_(std::move(h)), d_(std::make_unique<diagnostics>()) {}
+    template <class... Args>
+    void operator()(std::error_code ec, Args&&... args) {
+        std::exception_ptr ex;
+        if (ec) ex = std::make_exception_ptr(qmp_error(ec, std::move(*d_)));
+        h_(ex, std::forward<Args>(args)...);
+    }
+    diagnostics* get_diagnostics() const noexcept { return d_.get(); }
+    const Handler& get() const noexcept { return h_; }
+
+private:
+    Handler h_;
+    std::unique_ptr<diagnostics> d_;  // stays put when the handler moves
+};
+
+}  // namespace detail
+}  // namespace qmp
+
+namespace asio {
+
+// Executor, allocator and cancellation slot come from the wrapped handler.
+template <template <typename, typename> class Associator, typename H, typename D>
+struct associator<Associator, qmp::diagnostics_binder<H>, D> {
+    typedef typename Associator<H, D>::type type;
+    static type get(const qmp::diagnostics_binder<H>& b, const D& d = D()) noexcept {
+        return Associator<H, D>::get(b.get(), d);
+    }
+};
+template <template <typename, typename> class Associator, typename H, typename D>
+struct associator<Associator, qmp::detail::throwing_handler<H>, D> {
+    typedef typename Associator<H, D>::type type;
+    static type get(const qmp::detail::throwing_handler<H>& b, const D& d = D()) noexcept {
+        return Associator<H, D>::get(b.get(), d);
+    }
+};
+
+template <class Token, class... Args>
+struct async_result<qmp::with_diagnostics_t<Token>, void(std::error_code, Args...)> {
+    template <class Initiation, class RawToken, class... InitArgs>
+    static auto initiate(Initiation&& init, RawToken&& token, InitArgs&&... args) {
+        return asio::async_initiate<Token, void(std::exception_ptr, Args...)>(
+            [init = std::forward<Initiation>(init)](auto handler, auto&&... a) mutable {
+                std::move(init)(qmp::detail::throwing_handler<decltype(handler)>(std::move(handler)),
+                                std::forward<decltype(a)>(a)...);
+            },
+            token.token, std::forward<InitArgs>(args)...);
+    }
+};
+
+}  // namespace asio

@@ -1,0 +1,76 @@
+// What a session is configured with, what it counts, and what it tells its
+// driver: the vocabulary of protocol/session.hpp.
+#pragma once
+
+#include <qmp/protocol/error.hpp>
+#include <qmp/protocol/framer.hpp>
+#include <qmp/protocol/message.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <system_error>
+
+namespace qmp {
+
+/// What a trace hook is told about.
+enum class trace_kind {
+    received,  ///< one complete message from the server, as received
+    sent,      ///< one message queued for the server, as it will be sent
+    state,     ///< a state change ("connecting", "ready", "closed: ...")
+};
+
+/// Called where the session runs (the client's executor). Unset (the
+/// default) costs one branch: nothing is formatted for a hook that is not there.
+using trace_hook = std::function<void(trace_kind, std::string_view)>;
+
+/// Every id this library sends starts with this prefix ("qmp#N"); replies
+/// with other ids never match.
+inline constexpr std::string_view id_prefix = "qmp#";
+
+/// QEMU's monitor reads at most this many descriptors with one message.
+inline constexpr std::size_t max_fds_per_request = 16;
+
+struct session_options {
+    framer_limits limits;                   ///< message size and depth caps
+    bool enable_oob = true;                 ///< enable `oob` when the server offers it
+    std::size_t max_inband_in_flight = 8;   ///< with oob on: QEMU's request queue length
+    trace_hook trace;
+};
+
+/// Per-request settings the session cares about.
+struct request_options {
+    bool oob = false;           ///< send as `exec-oob`
+    std::size_t fd_count = 0;   ///< descriptors that go with the command
+};
+
+/// What a session counts (over every connection of the client).
+struct session_stats {
+    std::uint64_t messages_received = 0;
+    std::uint64_t bytes_received = 0;
+    std::uint64_t commands_sent = 0;
+    std::uint64_t unknown_ids = 0;         ///< replies whose id matched nothing (dropped)
+    std::uint64_t late_replies = 0;        ///< replies to abandoned requests (consumed)
+    std::uint64_t events_received = 0;
+    std::uint64_t connections = 0;         ///< successful negotiations
+    std::uint64_t repeated_greetings = 0;  ///< copies of the greeting QEMU sent twice (ignored)
+};
+
+/// Receives what a session produces, during the call that produced it.
+class session_handler {
+public:
+    virtual ~session_handler() = default;
+    /// The outcome of request `id`: ec clear and the `return` value's text
+    /// (valid only during this call), or a QMP error class (`diag` has
+    /// QEMU's class and desc), or the reason the session ended.
+    virtual void on_reply(std::uint64_t id, std::error_code ec, std::string_view value, const diagnostics& diag) = 0;
+    virtual void on_event(event&& ev) = 0;
+    /// Negotiation is done: requests may be submitted.
+    virtual void on_ready() = 0;
+    /// The session ended (every open request was answered before this);
+    /// when QEMU refused negotiation, `diag` has its class and desc.
+    virtual void on_closed(std::error_code reason, const diagnostics& diag) = 0;
+};
+
+}  // namespace qmp

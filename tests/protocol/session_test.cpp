@@ -1,0 +1,299 @@
+// The session's rules, byte by byte: no sockets, threads or timers. A
+// recording handler keeps what the session produced; the test plays QEMU.
+#include <qmp/protocol/session.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace {
+
+const std::string greeting_oob =
+    R"({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}})"
+    "\r\n";
+const std::string greeting_plain =
+    R"({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}})"
+    "\r\n";
+
+struct recorder : qmp::session_handler {
+    struct reply {
+        std::uint64_t id;
+        std::error_code ec;
+        std::string value;
+        qmp::diagnostics diag;
+    };
+    std::vector<reply> replies;
+    std::vector<qmp::event> events;
+    int ready = 0;
+    std::vector<std::pair<std::error_code, qmp::diagnostics>> closed;
+
+    void on_reply(std::uint64_t id, std::error_code ec, std::string_view value, const qmp::diagnostics& d) override {
+        replies.push_back({id, ec, std::string(value), d});
+    }
+    void on_event(qmp::event&& ev) override { events.push_back(std::move(ev)); }
+    void on_ready() override { ++ready; }
+    void on_closed(std::error_code ec, const qmp::diagnostics& d) override { closed.emplace_back(ec, d); }
+};
+
+// QEMU's side of a session: what the client wrote, as JSON messages.
+struct peer {
+    qmp::session s;
+    recorder r;
+    explicit peer(qmp::session_options o = {}) : s(std::move(o)) {}
+
+    void feed(const std::string& bytes, bool bytewise = false) {
+        if (!bytewise) return s.on_bytes(bytes.data(), bytes.size(), r);
+        for (char c : bytes) s.on_bytes(&c, 1, r);
+    }
+    // Everything queued for writing, as the driver would write it.
+    std::vector<qmp::json> written(std::vector<std::uint64_t>* fd_owners = nullptr) {
+        std::vector<qmp::json> out;
+        while (s.want_write()) {
+            auto c = s.next_write();
+            if (fd_owners) fd_owners->push_back(c.fd_owner);
+            std::string text(c.bytes);
+            s.written();
+            qmp::framer f;
+            f.feed(text);
+            std::string_view m;
+            std::error_code ec;
+            while (f.next(m, ec) == qmp::framer::status::message) out.push_back(qmp::json::parse(m));
+        }
+        return out;
+    }
+    void negotiate(bool oob = true) {
+        s.start();
+        feed(oob ? greeting_oob : greeting_plain);
+        auto caps = written();
+        REQUIRE(caps.size() == 1);
+        feed(R"({"return": {}, "id": )" + caps[0]["id"].dump() + "}\r\n");
+        REQUIRE(s.ready());
+    }
+    std::uint64_t submit(const std::string& name, qmp::request_options o = {}) {
+        std::error_code ec;
+        qmp::diagnostics d;
+        auto id = s.submit(name, nullptr, o, ec, d);
+        REQUIRE_MESSAGE(!ec, ec.message());
+        return id;
+    }
+    void answer(const qmp::json& req, const std::string& ret) {
+        feed(R"({"return": )" + ret + R"(, "id": )" + req["id"].dump() + "}\r\n");
+    }
+};
+
+}  // namespace
+
+TEST_CASE("session: negotiation with and without oob, byte by byte" * doctest::test_suite("protocol")) {
+    for (bool offered : {true, false})
+        for (bool wanted : {true, false}) {
+            CAPTURE(offered);
+            CAPTURE(wanted);
+            qmp::session_options o;
+            o.enable_oob = wanted;
+            peer p(o);
+            p.s.start();
+            p.feed(R"({"event": "EARLY", "data": {}})" "\r\n", true);  // before the greeting: kept
+            CHECK(p.r.events.size() == 1);
+            p.feed(offered ? greeting_oob : greeting_plain, true);
+            auto caps = p.written();
+            REQUIRE(caps.size() == 1);
+            CHECK(caps[0]["execute"] == "qmp_capabilities");
+            CHECK(caps[0].contains("arguments") == (offered && wanted));
+            CHECK(p.r.ready == 0);
+            std::error_code ec;
+            qmp::diagnostics d;
+            CHECK(p.s.submit("early", nullptr, {}, ec, d) == 0);  // not before negotiation
+            CHECK(ec == qmp::error::not_connected);
+            p.feed(R"({"return": {}, "id": )" + caps[0]["id"].dump() + "}\r\n", true);
+            CHECK(p.r.ready == 1);
+            CHECK(p.s.oob_enabled() == (offered && wanted));
+        }
+}
+
+TEST_CASE("session: QEMU's reason for refusing negotiation ends the session with it" * doctest::test_suite("protocol")) {
+    peer p;
+    p.s.start();
+    p.feed(greeting_oob);
+    auto caps = p.written();
+    p.feed(R"({"error": {"class": "GenericError", "desc": "Capability oob not available"}, "id": )" +
+           caps[0]["id"].dump() + "}\r\n");
+    REQUIRE(p.r.closed.size() == 1);
+    CHECK(p.r.closed[0].first == qmp::error::negotiation_failed);
+    CHECK(p.r.closed[0].second.error_class == "GenericError");
+    CHECK(p.r.closed[0].second.message == "Capability oob not available");
+    CHECK(p.s.current() == qmp::session::state::closed);
+}
+
+TEST_CASE("session: repeated greetings are counted once each, a different one ends it" * doctest::test_suite("protocol")) {
+    peer p;
+    p.s.start();
+    p.feed(greeting_oob);
+    p.feed(greeting_oob);  // before the negotiation reply
+    auto caps = p.written();
+    REQUIRE(caps.size() == 1);  // one request, not two
+    p.feed(R"({"return": {}, "id": )" + caps[0]["id"].dump() + "}\r\n");
+    p.feed(greeting_oob);  // and after
+    CHECK(p.s.stats().repeated_greetings == 2);
+    CHECK(p.s.ready());
+    p.feed(greeting_plain);
+    REQUIRE(p.r.closed.size() == 1);
+    CHECK(p.r.closed[0].first == qmp::error::unexpected_message);
+}
+
+TEST_CASE("session: replies by id in any order, unknown ids counted, an id-less error fails everything" *
+          doctest::test_suite("protocol")) {
+    peer p;
+    p.negotiate(false);
+    auto a = p.submit("a"), b = p.submit("b"), c = p.submit("c");
+    auto reqs = p.written();
+    REQUIRE(reqs.size() == 3);
+    CHECK(reqs[0]["id"] == "qmp#" + std::to_string(a));
+    p.answer(reqs[2], "3");
+    p.answer(reqs[0], "1");
+    p.feed(R"({"return": 9, "id": "qmp#12345"})" "\r\n");
+    p.feed(R"({"return": 9, "id": {"x": 1}})" "\r\n");
+    p.feed(R"({"return": 9})" "\r\n");
+    CHECK(p.s.stats().unknown_ids == 3);
+    REQUIRE(p.r.replies.size() == 2);
+    CHECK(p.r.replies[0].id == c);
+    CHECK(p.r.replies[0].value == "3");
+    CHECK(p.r.replies[1].id == a);
+    p.feed(R"({"error": {"class": "GenericError", "desc": "JSON parse error"}})" "\r\n");
+    REQUIRE(p.r.replies.size() == 3);
+    CHECK(p.r.replies[2].id == b);
+    CHECK(p.r.replies[2].ec == qmp::error::out_of_sync);
+    REQUIRE(p.r.closed.size() == 1);
+    CHECK(p.r.closed[0].first == qmp::error::out_of_sync);
+    std::error_code ec;
+    qmp::diagnostics d;
+    CHECK(p.s.submit("after", nullptr, {}, ec, d) == 0);
+    CHECK(ec == qmp::error::out_of_sync);  // the reason stays
+}
+
+TEST_CASE("session: QEMU's error class and desc come with the reply" * doctest::test_suite("protocol")) {
+    peer p;
+    p.negotiate(false);
+    p.submit("nope");
+    auto req = p.written();
+    p.feed(R"({"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}, "id": )" +
+           req[0]["id"].dump() + "}\r\n");
+    REQUIRE(p.r.replies.size() == 1);
+    CHECK(p.r.replies[0].ec == qmp::server_error::command_not_found);
+    CHECK(p.r.replies[0].diag.error_class == "CommandNotFound");
+    CHECK(p.r.replies[0].diag.message == "The command nope has not been found");
+}
+
+TEST_CASE("session: with oob at most 8 in-band commands at QEMU, exec-oob goes past them" *
+          doctest::test_suite("protocol")) {
+    peer p;
+    p.negotiate(true);
+    for (int i = 0; i < 20; ++i) p.submit("c" + std::to_string(i));
+    auto first = p.written();
+    CHECK(first.size() == 8);
+    qmp::request_options oob;
+    oob.oob = true;
+    p.submit("urgent", oob);
+    auto more = p.written();
+    REQUIRE(more.size() == 1);
+    CHECK(more[0]["exec-oob"] == "urgent");
+    p.answer(first[0], "0");
+    p.answer(first[1], "1");
+    auto next = p.written();
+    REQUIRE(next.size() == 2);  // two answered, two more go out, in order
+    CHECK(next[0]["execute"] == "c8");
+    CHECK(next[1]["execute"] == "c9");
+    // Without oob there is no cap (QEMU reads one at a time anyway).
+    peer q;
+    q.negotiate(false);
+    for (int i = 0; i < 20; ++i) q.submit("c");
+    CHECK(q.written().size() == 20);
+}
+
+TEST_CASE("session: a command with descriptors waits for the previous one's reply" * doctest::test_suite("protocol")) {
+    peer p;
+    p.negotiate(true);
+    qmp::request_options fds;
+    fds.fd_count = 1;
+    auto a = p.submit("getfd", fds);
+    auto b = p.submit("getfd", fds);
+    p.submit("plain");  // behind b, in order
+    std::vector<std::uint64_t> owners;
+    auto w = p.written(&owners);
+    REQUIRE(w.size() == 1);
+    CHECK(owners == std::vector<std::uint64_t>{a});
+    p.answer(w[0], "{}");
+    owners.clear();
+    w = p.written(&owners);
+    REQUIRE(w.size() == 2);
+    CHECK(owners.front() == b);  // its own chunk, its descriptors with its first byte
+    std::error_code ec;
+    qmp::diagnostics d;
+    fds.oob = true;
+    CHECK(p.s.submit("x", nullptr, fds, ec, d) == 0);
+    CHECK(ec == qmp::error::invalid_argument);
+    fds.oob = false;
+    fds.fd_count = 17;
+    CHECK(p.s.submit("x", nullptr, fds, ec, d) == 0);
+    CHECK(d.message.find("16") != std::string::npos);
+}
+
+TEST_CASE("session: an abandoned command is never sent, or its late reply is consumed" * doctest::test_suite("protocol")) {
+    peer p;
+    p.negotiate(true);
+    for (int i = 0; i < 8; ++i) p.submit("fill");
+    auto queued = p.submit("queued");
+    p.s.abandon(queued);  // held back by the cap: dropped
+    auto sent = p.written();
+    CHECK(sent.size() == 8);
+    p.s.abandon(1);  // the first: sent already
+    p.answer(sent[0], "\"late\"");
+    CHECK(p.s.stats().late_replies == 1);
+    CHECK(p.r.replies.empty());
+    for (std::size_t i = 1; i < 8; ++i) p.answer(sent[i], "0");
+    CHECK(p.written().empty());  // "queued" never goes out
+    CHECK(p.s.pending() == 0);
+}
+
+TEST_CASE("session: writes coalesce, except into the chunk being written" * doctest::test_suite("protocol")) {
+    peer p;
+    p.negotiate(false);
+    p.submit("a");
+    p.submit("b");
+    auto c = p.s.next_write();
+    const std::string first(c.bytes);
+    CHECK(first.find("\"a\"") != std::string::npos);
+    CHECK(first.find("\"b\"") != std::string::npos);
+    p.submit("c");  // the first chunk is being written: a new one
+    CHECK(std::string(c.bytes) == first);
+    p.s.written();
+    auto c2 = p.s.next_write();
+    CHECK(std::string(c2.bytes).find("\"c\"") != std::string::npos);
+}
+
+TEST_CASE("session: bad bytes end the session with a clear reason, events flow" * doctest::test_suite("protocol")) {
+    for (auto bad : {std::string("garbage\r\n"), std::string("[1, 2]\r\n"), std::string(R"({"hello": 1})" "\r\n")}) {
+        peer p;
+        p.negotiate(false);
+        p.submit("x");
+        p.feed(bad);
+        REQUIRE(p.r.closed.size() == 1);
+        CHECK((p.r.closed[0].first == qmp::error::malformed_message ||
+               p.r.closed[0].first == qmp::error::unexpected_message));
+        CHECK(p.r.replies.size() == 1);  // the pending command failed with it
+    }
+    qmp::session_options o;
+    o.limits.max_message_size = 160;  // the greeting fits
+    peer big(o);
+    big.negotiate(false);
+    big.feed(R"({"event": "X", "data": {"pad": ")" + std::string(200, 'x') + "\"}}\r\n");
+    REQUIRE(big.r.closed.size() == 1);
+    CHECK(big.r.closed[0].first == qmp::error::message_too_large);
+    peer ev;
+    ev.negotiate(false);
+    ev.feed(R"({"event": "BLOCK_WRITE_THRESHOLD", "data": {"node-name": "n"}, "timestamp": {"seconds": 1, "microseconds": 2}})" "\r\n", true);
+    REQUIRE(ev.r.events.size() == 1);
+    CHECK(ev.r.events[0].data["node-name"] == "n");
+    CHECK(ev.s.stats().events_received == 1);
+}
