@@ -2,6 +2,7 @@
 #pragma once
 
 #include <qmp/block/chain.hpp>
+#include <qmp/block/error.hpp>
 #include <qmp/block/graph.hpp>
 #include <qmp/block/graph_query.hpp>
 #include <qmp/block/index_registry.hpp>

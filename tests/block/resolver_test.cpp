@@ -46,15 +46,15 @@ TEST_CASE("target: parse and print" * doctest::test_suite("block")) {
                    bad{"vda[ 1]", "not an unsigned decimal"}, bad{"vda[1][2]", "unexpected text after ']'"},
                    bad{"a][0]", "']' without '['"}, bad{"v\tda", "control character"}}) {
         CAPTURE(b.text);
-        std::string why;
+        qmp::diagnostics why;
         CHECK(!qmp::parse_target(b.text, ec, &why));
-        CHECK(ec == qmp::error::invalid_target);
-        CHECK(why.find(b.says) != std::string::npos);
+        CHECK(ec == qmp::block_error::invalid_target);
+        CHECK(why.message.find(b.says) != std::string::npos);
         CHECK_THROWS_AS(qmp::parse_target(b.text), qmp::qmp_error);
     }
-    std::string why;
+    qmp::diagnostics why;
     qmp::parse_target("vda[1]x", ec, &why);
-    CHECK(why.find("character 7") != std::string::npos);  // says where
+    CHECK(why.message.find("character 7") != std::string::npos);  // says where
     // Both printed forms of whatever parses parse back to the same target
     // ("a][0]" used to parse, and print as "a]", which does not).
     for (const char* text : {"vda", "vda[0]", "vda[7]", "/machine/peripheral/virtio-disk0/virtio-backend[3]", "é[1]"}) {
@@ -128,9 +128,9 @@ struct live {
     }
     std::uint32_t index_of(const std::string& target_text) {
         std::error_code ec;
-        std::string why;
+        qmp::diagnostics why;
         auto r = res.resolve(target_text, ec, &why);
-        REQUIRE_MESSAGE(r, why);
+        REQUIRE_MESSAGE(r, why.message);
         return r->element.index;
     }
     std::string format_of(const std::string& target_text) {
@@ -251,9 +251,9 @@ TEST_CASE("resolver: three disks: libvirt names under a throttle, generated name
         REQUIRE(loc);
         CHECK(loc->where.canonical().indexed() == "vdc[7]");
         CHECK(!L.res.locate("vda-throttle", ec));  // a filter is no chain element
-        CHECK(ec == qmp::error::not_in_chain);
+        CHECK(ec == qmp::block_error::not_in_chain);
         CHECK(!L.res.locate("nonexistent", ec));
-        CHECK(ec == qmp::error::not_in_chain);
+        CHECK(ec == qmp::block_error::not_in_chain);
 
         // Depth is a separate question.
         auto d1 = L.res.at_depth("vda", 1, ec);
@@ -262,14 +262,14 @@ TEST_CASE("resolver: three disks: libvirt names under a throttle, generated name
         CHECK(!L.res.at_depth("vda", 3, ec));
 
         // Errors.
-        std::string why;
+        qmp::diagnostics why;
         CHECK(!L.res.resolve("vdz", ec, &why));
-        CHECK(ec == qmp::error::unknown_disk);
+        CHECK(ec == qmp::block_error::unknown_disk);
         CHECK(!L.res.resolve("vda[4]", ec, &why));  // 4 is vdb's
-        CHECK(ec == qmp::error::unknown_index);
-        CHECK(why.find("index 4") != std::string::npos);
+        CHECK(ec == qmp::block_error::unknown_index);
+        CHECK(why.message.find("index 4") != std::string::npos);
         CHECK(!L.res.resolve("vda[x]", ec, &why));
-        CHECK(ec == qmp::error::invalid_target);
+        CHECK(ec == qmp::block_error::invalid_target);
         qmp::disk_catalog dup;
         dup.entries = {{"both", "virtio-disk0"}};
         qmp::resolver amb(dup);
@@ -280,7 +280,7 @@ TEST_CASE("resolver: three disks: libvirt names under a throttle, generated name
         qmp::index_registry reg3;
         amb.update(g, reg3);
         CHECK(!amb.find_disk("virtio-disk0", ec));
-        CHECK(ec == qmp::error::ambiguous_disk);
+        CHECK(ec == qmp::block_error::ambiguous_disk);
 
         // Details: capacity, allocation, thresholds per layer.
         cl.execute(qmp::block_set_write_threshold{"libvirt-2-storage", 123456});

@@ -222,6 +222,57 @@ TEST_CASE("fake: close() completes every pending operation at once" * doctest::t
     script.get();
 }
 
+TEST_CASE("fake: the blocking client's close() from another thread ends a call in progress" *
+          doctest::test_suite("fake")) {
+    fake_server srv;
+    std::promise<void> done;
+    auto script = in_thread([&] {
+        srv.handshake();
+        srv.read_message();  // never answered
+        done.get_future().wait();
+    });
+    {
+        qmp::sync_client cl(quick(0ms));
+        cl.connect(srv.endpoint());
+        auto closer = in_thread([&] {
+            std::this_thread::sleep_for(100ms);
+            cl.close();
+        });
+        std::error_code ec;
+        qmp::diagnostics diag;
+        cl.execute("query-status", nullptr, ec, diag);
+        CHECK(ec == qmp::error::connection_closed);
+        closer.get();
+        CHECK(!cl.is_open());
+        // And once more while nothing runs: close() runs the context itself.
+        cl.close();
+    }
+    done.set_value();
+    script.get();
+
+    // keep_reading: the reading thread runs the close.
+    fake_server srv2;
+    std::promise<void> done2;
+    auto script2 = in_thread([&] {
+        srv2.handshake();
+        srv2.read_message();
+        done2.get_future().wait();
+    });
+    qmp::sync_client cl(quick(0ms), true);
+    cl.connect(srv2.endpoint());
+    auto closer = in_thread([&] {
+        std::this_thread::sleep_for(100ms);
+        cl.close();
+    });
+    std::error_code ec;
+    qmp::diagnostics diag;
+    cl.execute("query-status", nullptr, ec, diag);
+    CHECK(ec == qmp::error::connection_closed);
+    closer.get();
+    done2.set_value();
+    script2.get();
+}
+
 TEST_CASE("fake: the trace hook sees traffic and states" * doctest::test_suite("fake")) {
     fake_server srv;
     auto script = in_thread([&] {

@@ -14,10 +14,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::memcpy(&capacity, data, 8);
     const std::string text(reinterpret_cast<const char*>(data) + 8, size - 8);
     std::error_code ec;
-    std::string why;
+    qmp::diagnostics why;
     auto spec = qmp::parse_threshold_spec(text, ec, &why);
     if (!spec) {
-        if (!ec || why.empty()) std::abort();
+        if (!ec || why.message.empty()) std::abort();
         return 0;
     }
     for (std::optional<std::uint64_t> cap : {std::optional<std::uint64_t>(capacity), std::optional<std::uint64_t>()}) {

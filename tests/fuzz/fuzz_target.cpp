@@ -9,10 +9,10 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string text(reinterpret_cast<const char*>(data), size);
     std::error_code ec;
-    std::string why;
+    qmp::diagnostics why;
     auto t = qmp::parse_target(text, ec, &why);
     if (!t) {
-        if (!ec || why.empty()) std::abort();
+        if (!ec || why.message.empty()) std::abort();
         return 0;
     }
     if (qmp::parse_target(t->str(), ec) != t) std::abort();

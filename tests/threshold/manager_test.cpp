@@ -13,7 +13,7 @@ using namespace qmp_support;
 
 TEST_CASE("threshold spec: exact integer arithmetic and refusals" * doctest::test_suite("threshold")) {
     std::error_code ec;
-    std::string why;
+    qmp::diagnostics why;
     CHECK(qmp::compute_threshold(qmp::threshold_spec::bytes(5), std::nullopt, ec) == std::optional<std::uint64_t>(5));
     CHECK(qmp::compute_threshold(qmp::threshold_spec::percent(50), 64u << 20, ec) == std::optional<std::uint64_t>(32u << 20));
     // floor(1000000007 * 333333 / 10^6) = 333333002
@@ -25,16 +25,17 @@ TEST_CASE("threshold spec: exact integer arithmetic and refusals" * doctest::tes
     CHECK(qmp::compute_threshold(qmp::threshold_spec::margin(1u << 20), 8u << 20, ec) ==
           std::optional<std::uint64_t>(7u << 20));
     CHECK(qmp::compute_threshold(qmp::threshold_spec::margin(1), std::nullopt, ec).has_value() == false);
-    CHECK(ec == qmp::error::invalid_argument);
+    CHECK(ec == qmp::threshold_error::unknown_capacity);
     // 0 would disarm: refused.
     CHECK(!qmp::compute_threshold(qmp::threshold_spec::bytes(0), std::nullopt, ec, &why));
-    CHECK(why.find("disarm") != std::string::npos);
+    CHECK(ec == qmp::threshold_error::out_of_range);
+    CHECK(why.message.find("disarm") != std::string::npos);
     CHECK(!qmp::compute_threshold(qmp::threshold_spec::percent(0), 100, ec));
     CHECK(!qmp::compute_threshold(qmp::threshold_spec::ppm(1), 999999, ec));  // floor to 0
     CHECK(!qmp::compute_threshold(qmp::threshold_spec::ppm(1000001), 100, ec));
     CHECK(!qmp::compute_threshold(qmp::threshold_spec::margin(100), 100, ec));
     CHECK(!qmp::compute_threshold(qmp::threshold_spec::bytes(101), 100, ec, &why));
-    CHECK(why.find("past the capacity") != std::string::npos);
+    CHECK(why.message.find("past the capacity") != std::string::npos);
     CHECK(qmp::threshold_spec::percent(20).str() == "20%");
     // As operators write them.
     auto spec = [&](const char* text) { return qmp::parse_threshold_spec(text, ec, &why); };
@@ -48,11 +49,21 @@ TEST_CASE("threshold spec: exact integer arithmetic and refusals" * doctest::tes
                             "17179869184T"}) {
         CAPTURE(bad);
         CHECK(!spec(bad));
-        CHECK(ec == qmp::error::invalid_argument);
-        CHECK(!why.empty());
+        CHECK(ec == qmp::threshold_error::invalid_spec);
+        CHECK(!why.message.empty());
     }
     // A share above 100 % parses, and is refused when computed.
     CHECK(!qmp::compute_threshold(*spec("101%"), 100, ec, &why));
+    CHECK(ec == qmp::threshold_error::out_of_range);
+    // The throwing form carries the code and the sentence.
+    try {
+        (void)qmp::parse_threshold_spec("12Q");
+        FAIL("no throw");
+    } catch (const qmp::qmp_error& e) {
+        CHECK(e.code() == qmp::threshold_error::invalid_spec);
+        CHECK(std::string(e.what()).find("12Q") != std::string::npos);
+        CHECK(e.code().category().name() == std::string("qmp.threshold"));
+    }
     CHECK(qmp::threshold_spec::ppm(15).str() == "15ppm");
     CHECK(qmp::threshold_spec::margin(512).str() == "end-512");
 }

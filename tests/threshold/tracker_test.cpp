@@ -253,7 +253,7 @@ TEST_CASE("tracker: capacity is the storage's fixed size, else the virtual size"
     connected z(tiny);
     z.t.arm("vda", qmp::threshold_spec::ppm(1));
     z.d.run(z.t);
-    CHECK(z.d.done.back().ec == qmp::error::invalid_argument);
+    CHECK(z.d.done.back().ec == qmp::threshold_error::out_of_range);
     CHECK(z.d.done.back().diag.message.find("disarm") != std::string::npos);
 }
 

@@ -80,9 +80,9 @@ int run_resolve(Client& client, const cli& c) {
     if (by_node ? c.positional.size() != 1 : c.positional.size() != 2)
         throw usage_error{"resolve needs TARGET or --node NODE"};
     std::error_code ec;
-    std::string why;
+    qmp::diagnostics why;
     if (!by_node && !qmp::parse_target(c.positional[1], ec, &why)) {
-        std::cerr << "qmpctl: " << why << "\n";
+        std::cerr << "qmpctl: " << why.message << "\n";
         return exit_target;
     }
     qmp::resolver res;
@@ -106,7 +106,7 @@ int run_resolve(Client& client, const cli& c) {
     }
     auto r = res.resolve(c.positional[1], ec, &why);
     if (!r) {
-        std::cerr << "qmpctl: " << why << "\n";
+        std::cerr << "qmpctl: " << why.message << "\n";
         return exit_target;
     }
     if (c.json_output) {
@@ -122,9 +122,7 @@ int run_resolve(Client& client, const cli& c) {
     return exit_ok;
 }
 
-template int run_chain<qmp::sync_client>(qmp::sync_client&, const cli&);
-template int run_chain<qmp::sync_tcp_client>(qmp::sync_tcp_client&, const cli&);
-template int run_resolve<qmp::sync_client>(qmp::sync_client&, const cli&);
-template int run_resolve<qmp::sync_tcp_client>(qmp::sync_tcp_client&, const cli&);
+#define QMPCTL_INSTANTIATE(C) template int run_chain<C>(C&, const cli&); template int run_resolve<C>(C&, const cli&);
+QMPCTL_FOR_EACH_CLIENT(QMPCTL_INSTANTIATE)
 
 }  // namespace qmpctl

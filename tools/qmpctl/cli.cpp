@@ -20,6 +20,8 @@ const char* usage_text =
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold report [--json]\n"
     "VALUE: bytes with an optional binary suffix (512M, 2G), N%, Nppm, or end-SIZE (capacity minus SIZE)\n"
     "--timeout bounds the whole subcommand; for events and threshold watch it is how long to watch.\n"
+    "TLS with -t: --tls-ca FILE (turns TLS on), --tls-cert FILE --tls-key FILE (a client certificate),\n"
+    "             --tls-name NAME (the name QEMU's certificate must carry; default: HOST)\n"
     "exit codes: 0 ok, 2 usage, 3 connection/protocol/timeout, 4 QMP error, 5 target or spec, 6 state file\n";
 
 namespace {
@@ -70,6 +72,14 @@ cli parse_args(int argc, char** argv) {
         } else if (a == "--layer") {
             c.layer = value();
             if (c.layer != "storage" && c.layer != "format") throw usage_error{"--layer is storage or format"};
+        } else if (a == "--tls-ca") {
+            c.tls_ca = value();
+        } else if (a == "--tls-cert") {
+            c.tls_cert = value();
+        } else if (a == "--tls-key") {
+            c.tls_key = value();
+        } else if (a == "--tls-name") {
+            c.tls_name = value();
         } else if (a == "--pass-fd" || a == "--pass-fd-ro") {
             c.pass_fds.emplace_back(value(), a == "--pass-fd-ro");
         } else if (a == "--disk") {
@@ -88,6 +98,10 @@ cli parse_args(int argc, char** argv) {
     }
     if (c.socket_path.empty() == c.tcp_address.empty()) throw usage_error{"give exactly one of -s SOCKET or -t HOST:PORT"};
     if (c.positional.empty()) throw usage_error{"no subcommand"};
+    const bool tls_extra = !c.tls_cert.empty() || !c.tls_key.empty() || !c.tls_name.empty();
+    if ((!c.tls_ca.empty() || tls_extra) && c.tcp_address.empty()) throw usage_error{"TLS goes with -t HOST:PORT"};
+    if (tls_extra && c.tls_ca.empty()) throw usage_error{"--tls-cert, --tls-key and --tls-name need --tls-ca"};
+    if (c.tls_cert.empty() != c.tls_key.empty()) throw usage_error{"--tls-cert and --tls-key go together"};
     if (!c.pass_fds.empty() && (c.positional[0] != "exec" || c.socket_path.empty()))
         throw usage_error{"--pass-fd goes with exec over -s SOCKET (descriptors need a unix socket)"};
     return c;
@@ -113,9 +127,9 @@ std::string dump(const qmp::json& j) { return j.dump(-1, ' ', false, qmp::json::
 
 qmp::threshold_spec parse_spec(const std::string& v) {
     std::error_code ec;
-    std::string why;
+    qmp::diagnostics why;
     auto spec = qmp::parse_threshold_spec(v, ec, &why);
-    if (!spec) throw usage_error{why};
+    if (!spec) throw usage_error{why.message};
     return *spec;
 }
 
@@ -156,8 +170,9 @@ std::string text_or_dash(const std::optional<std::uint64_t>& v) { return v ? std
 
 int exit_code_for(std::error_code ec) {
     if (ec.category() == qmp::server_category()) return exit_qmp_error;
-    if (ec == qmp::error::invalid_target || ec == qmp::error::unknown_disk || ec == qmp::error::ambiguous_disk ||
-        ec == qmp::error::unknown_index || ec == qmp::error::not_in_chain || ec == qmp::error::invalid_argument)
+    if (ec == qmp::threshold_error::invalid_state) return exit_state;
+    if (ec.category() == qmp::block_category() || ec.category() == qmp::threshold_category() ||
+        ec == qmp::error::invalid_argument)
         return exit_target;
     return exit_connection;
 }

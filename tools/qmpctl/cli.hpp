@@ -44,6 +44,8 @@ struct cli {
     std::string layer = "storage";
     qmp::disk_catalog catalog;
     std::vector<std::pair<std::string, bool>> pass_fds;  // file, read-only
+    // TLS over -t: --tls-ca turns it on.
+    std::string tls_ca, tls_cert, tls_key, tls_name;
 
     /// Where qmpctl talks to, for messages.
     const std::string& where() const { return socket_path.empty() ? tcp_address : socket_path; }

@@ -124,9 +124,7 @@ int run_events(Client& client, const cli& c) {
     return rc;
 }
 
-template int run_exec<qmp::sync_client>(qmp::sync_client&, const cli&);
-template int run_exec<qmp::sync_tcp_client>(qmp::sync_tcp_client&, const cli&);
-template int run_events<qmp::sync_client>(qmp::sync_client&, const cli&);
-template int run_events<qmp::sync_tcp_client>(qmp::sync_tcp_client&, const cli&);
+#define QMPCTL_INSTANTIATE(C) template int run_exec<C>(C&, const cli&); template int run_events<C>(C&, const cli&);
+QMPCTL_FOR_EACH_CLIENT(QMPCTL_INSTANTIATE)
 
 }  // namespace qmpctl

@@ -28,13 +28,25 @@ namespace {
 
 using namespace qmpctl;
 
-template <class Client, class Endpoint>
-int run_with(const cli& c, const Endpoint& ep) {
+#ifdef QMPCTL_WITH_TLS
+// The TLS context from --tls-ca, --tls-cert and --tls-key; a file that
+// cannot be used is a usage error naming it.
+asio::ssl::context make_tls_context(const cli& c) {
+    try {
+        return qmp::tls_context({c.tls_ca, c.tls_cert, c.tls_key});
+    } catch (const std::system_error& e) {
+        throw usage_error{e.what()};
+    }
+}
+#endif
+
+template <class Client, class Endpoint, class... StreamArgs>
+int run_with(const cli& c, const Endpoint& ep, StreamArgs&... stream_args) {
     const std::string& sub = c.positional[0];
     const bool watching = sub == "events";
     // An events reader may stall on its stdout: it keeps draining the monitor
     // meanwhile (losses counted, QEMU never holds them).
-    Client client(c.client_options(), watching);
+    Client client(c.client_options(), watching, stream_args...);
     // --timeout bounds the whole subcommand (for events: how long to watch).
     deadline_guard guard(watching || !c.timeout ? std::nullopt
                                                 : std::optional<std::chrono::milliseconds>(to_ms(*c.timeout)),
@@ -89,6 +101,16 @@ int main(int argc, char** argv) {
             return exit_connection;
         }
         auto ep = results.begin()->endpoint();
+        if (!c.tls_ca.empty()) {
+#ifdef QMPCTL_WITH_TLS
+            asio::ssl::context tls = make_tls_context(c);
+            qmp::tls_tcp_endpoint tep{ep, c.tls_name.empty() ? host : c.tls_name};
+            if (sub == "threshold") return run_threshold<tls_threshold_manager>(c, tep, tls);
+            return run_with<qmp::sync_tls_client>(c, tep, tls);
+#else
+            throw usage_error{"this qmpctl was built without TLS (OpenSSL)"};
+#endif
+        }
         if (sub == "threshold") return run_threshold<qmp::tcp_threshold_manager>(c, ep);
         return run_with<qmp::sync_tcp_client>(c, ep);
     } catch (const usage_error& e) {

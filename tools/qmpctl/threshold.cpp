@@ -72,8 +72,8 @@ void print_report(const cli& c, const std::vector<qmp::threshold_report_row>& ro
 
 }  // namespace
 
-template <class Manager>
-int run_threshold(const cli& c, const typename Manager::endpoint_type& ep) {
+template <class Manager, class... StreamArgs>
+int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, StreamArgs&... stream_args) {
     const parsed_verb v = parse_verb(c);
     const bool watch = v.verb == "watch";
     state_store store(c);
@@ -110,7 +110,7 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep) {
                 std::cerr << "qmpctl: lost the connection to " << c.where() << ": " << why.message()
                           << "; reconnecting\n";
         };
-    Manager m(ep, o);
+    Manager m(ep, o, stream_args...);
     mp = &m;
     m.tracker().load(loaded);
 
@@ -210,5 +210,10 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep) {
 
 template int run_threshold<qmp::threshold_manager>(const cli&, const qmp::threshold_manager::endpoint_type&);
 template int run_threshold<qmp::tcp_threshold_manager>(const cli&, const qmp::tcp_threshold_manager::endpoint_type&);
+#ifdef QMPCTL_WITH_TLS
+template int run_threshold<tls_threshold_manager, asio::ssl::context>(const cli&,
+                                                                      const tls_threshold_manager::endpoint_type&,
+                                                                      asio::ssl::context&);
+#endif
 
 }  // namespace qmpctl

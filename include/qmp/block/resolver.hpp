@@ -5,6 +5,7 @@
 #pragma once
 
 #include <qmp/block/chain.hpp>
+#include <qmp/block/error.hpp>
 #include <qmp/block/index_registry.hpp>
 #include <qmp/block/target.hpp>
 
@@ -65,41 +66,52 @@ public:
         for (const auto& d : disks_) {
             if (!answers_to(d, wanted) && d.name != key) continue;
             if (found) {
-                ec = error::ambiguous_disk;
+                ec = block_error::ambiguous_disk;
                 return nullptr;
             }
             found = &d;
         }
-        if (!found) ec = error::unknown_disk;
+        if (!found) ec = block_error::unknown_disk;
         return found;
     }
 
     /// `vda`, `vda[0]`: the active layer; `vda[N]`: the element with index
     /// N in the disk's chain or its mirror chain.
-    std::optional<resolved_element> resolve(const target& t, std::error_code& ec, std::string* why = nullptr) const {
+    /// Failures: block_error::unknown_disk, ambiguous_disk or unknown_index,
+    /// with a sentence naming the disk in `diag`.
+    std::optional<resolved_element> resolve(const target& t, std::error_code& ec, diagnostics* diag = nullptr) const {
         const disk_chain* d = find_disk(t.disk, ec);
         if (!d) {
-            if (why) *why = (ec == error::ambiguous_disk ? "more than one disk matches '" : "no disk named '") + t.disk + "'";
+            if (diag)
+                *diag = {{}, (ec == block_error::ambiguous_disk ? "more than one disk matches '" : "no disk named '") +
+                                 t.disk + "'"};
             return std::nullopt;
         }
         if (d->elements.empty()) {
-            ec = error::unknown_index;
-            if (why) *why = "disk '" + t.disk + "' has no chain";
+            ec = block_error::unknown_index;
+            if (diag) *diag = {{}, "disk '" + t.disk + "' has no chain"};
             return std::nullopt;
         }
         if (t.index == 0) return resolved_element{d->name, d->elements.front(), true};
         for (const auto* chain : {&d->elements, &d->mirror})
             for (const auto& el : *chain)
                 if (el.index == t.index) return resolved_element{d->name, el, &el == &d->elements.front()};
-        ec = error::unknown_index;
-        if (why) *why = "disk '" + t.disk + "' has no element with index " + std::to_string(t.index);
+        ec = block_error::unknown_index;
+        if (diag) *diag = {{}, "disk '" + t.disk + "' has no element with index " + std::to_string(t.index)};
         return std::nullopt;
     }
 
-    std::optional<resolved_element> resolve(std::string_view text, std::error_code& ec, std::string* why = nullptr) const {
-        auto t = parse_target(text, ec, why);
+    /// Parses, then resolves; block_error::invalid_target when it does not parse.
+    std::optional<resolved_element> resolve(std::string_view text, std::error_code& ec, diagnostics* diag = nullptr) const {
+        auto t = parse_target(text, ec, diag);
         if (!t) return std::nullopt;
-        return resolve(*t, ec, why);
+        return resolve(*t, ec, diag);
+    }
+
+    /// Throwing forms: qmp_error with the same code and sentence.
+    resolved_element resolve(const target& t) const { return or_throw([&](auto& ec, auto* d) { return resolve(t, ec, d); }); }
+    resolved_element resolve(std::string_view text) const {
+        return or_throw([&](auto& ec, auto* d) { return resolve(text, ec, d); });
     }
 
     /// The element at `depth` (0 = active layer) of the disk's chain.
@@ -107,14 +119,14 @@ public:
         const disk_chain* d = find_disk(disk, ec);
         if (!d) return std::nullopt;
         if (depth >= d->elements.size()) {
-            ec = error::unknown_index;
+            ec = block_error::unknown_index;
             return std::nullopt;
         }
         return resolved_element{d->name, d->elements[depth], depth == 0};
     }
 
     /// Which disk element (and layer) node `node` belongs to, or
-    /// error::not_in_chain.
+    /// block_error::not_in_chain.
     std::optional<node_location> locate(std::string_view node, std::error_code& ec) const {
         ec.clear();
         for (const auto& d : disks_)
@@ -128,11 +140,20 @@ public:
                         return loc;
                     }
                 }
-        ec = error::not_in_chain;
+        ec = block_error::not_in_chain;
         return std::nullopt;
     }
 
 private:
+    template <class F>
+    static resolved_element or_throw(F&& f) {
+        std::error_code ec;
+        diagnostics diag;
+        auto r = f(ec, &diag);
+        if (!r) throw qmp_error(ec, std::move(diag));
+        return std::move(*r);
+    }
+
     // A disk answers to its device name, its qdev (path or id), its root
     // node, and the node below the root's filters: while a job runs, its
     // filter becomes the root, and the disk must keep its name.

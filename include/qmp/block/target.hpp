@@ -6,6 +6,7 @@
 // target's printed forms parse back to it.
 #pragma once
 
+#include <qmp/block/error.hpp>
 #include <qmp/protocol/error.hpp>
 #include <qmp/protocol/wire.hpp>
 
@@ -31,18 +32,19 @@ struct target {
 };
 
 /// Parses `text`. On failure returns std::nullopt, sets `ec` to
-/// error::invalid_target and `why` to a sentence saying what is wrong and at
-/// which character.
-inline std::optional<target> parse_target(std::string_view text, std::error_code& ec, std::string* why = nullptr) {
+/// block_error::invalid_target and `diag->message` to a sentence saying what
+/// is wrong and at which character.
+inline std::optional<target> parse_target(std::string_view text, std::error_code& ec, diagnostics* diag = nullptr) {
     auto fail = [&](std::size_t pos, const std::string& what) -> std::optional<target> {
-        ec = error::invalid_target;
-        if (why) *why = "invalid target '" + std::string(text) + "': " + what + " at character " + std::to_string(pos + 1);
+        ec = block_error::invalid_target;
+        if (diag)
+            *diag = {{}, "invalid target '" + std::string(text) + "': " + what + " at character " + std::to_string(pos + 1)};
         return std::nullopt;
     };
     ec.clear();
     if (text.empty()) {
-        ec = error::invalid_target;
-        if (why) *why = "invalid target '': the disk name is empty";
+        ec = block_error::invalid_target;
+        if (diag) *diag = {{}, "invalid target '': the disk name is empty"};
         return std::nullopt;
     }
     const std::size_t open = text.find('[');
@@ -74,12 +76,12 @@ inline std::optional<target> parse_target(std::string_view text, std::error_code
     return t;
 }
 
-/// Throwing form: qmp_error(invalid_target) with the explanation.
+/// Throwing form: qmp_error(block_error::invalid_target) with the explanation.
 inline target parse_target(std::string_view text) {
     std::error_code ec;
-    std::string why;
-    auto t = parse_target(text, ec, &why);
-    if (!t) throw qmp_error(ec, diagnostics{std::string(), why});
+    diagnostics diag;
+    auto t = parse_target(text, ec, &diag);
+    if (!t) throw qmp_error(ec, std::move(diag));
     return *t;
 }
 
@@ -90,9 +92,9 @@ template <>
 struct io<target> {
     static target from_text(const std::string& s) {
         std::error_code ec;
-        std::string why;
-        auto t = parse_target(s, ec, &why);
-        if (!t) throw conversion_error(error::invalid_result, {}, why);
+        diagnostics diag;
+        auto t = parse_target(s, ec, &diag);
+        if (!t) throw conversion_error(error::invalid_result, {}, diag.message);
         return *t;
     }
     static void read(json_reader& r, target& v) {

@@ -56,14 +56,21 @@ public:
         using other = basic_client<typename Stream::template rebind_executor<Executor>::other>;
     };
 
-    /// A client whose stream is made from `ex` (sockets); connect it next.
-    explicit basic_client(const executor_type& ex, client_options opts = {})
-        : im_(std::make_shared<impl_type>(std::move(opts), ex)) {}
+    /// A client whose stream is made from `ex` and `stream_args` (nothing
+    /// more for sockets; the asio::ssl::context for a TLS stream); connect
+    /// it next.
+    explicit basic_client(const executor_type& ex) : im_(std::make_shared<impl_type>(client_options{}, ex)) {}
+    template <class... StreamArgs>
+    basic_client(const executor_type& ex, client_options opts, StreamArgs&&... stream_args)
+        : im_(std::make_shared<impl_type>(std::move(opts), ex, std::forward<StreamArgs>(stream_args)...)) {}
 
     template <class ExecutionContext,
               class = std::enable_if_t<std::is_convertible_v<ExecutionContext&, asio::execution_context&>>>
-    explicit basic_client(ExecutionContext& ctx, client_options opts = {})
-        : im_(std::make_shared<impl_type>(std::move(opts), ctx.get_executor())) {}
+    explicit basic_client(ExecutionContext& ctx) : basic_client(executor_type(ctx.get_executor())) {}
+    template <class ExecutionContext, class... StreamArgs,
+              class = std::enable_if_t<std::is_convertible_v<ExecutionContext&, asio::execution_context&>>>
+    basic_client(ExecutionContext& ctx, client_options opts, StreamArgs&&... stream_args)
+        : basic_client(executor_type(ctx.get_executor()), std::move(opts), std::forward<StreamArgs>(stream_args)...) {}
 
     /// Takes a stream that is connected already (any stream); async_handshake next.
     explicit basic_client(Stream&& stream, client_options opts = {})
@@ -83,8 +90,8 @@ public:
     /// Closes the session; pending operations complete with connection_closed.
     ~basic_client() { close(); }
 
-    executor_type get_executor() const { return im_->stream.get_executor(); }
-    Stream& stream() noexcept { return im_->stream; }
+    executor_type get_executor() const { return im_->get_executor(); }
+    Stream& stream() noexcept { return im_->stream(); }
     const client_options& options() const noexcept { return im_->options; }
 
     // ---- sessions --------------------------------------------------------------
@@ -174,7 +181,7 @@ public:
     /// Which QEMU process this session talks to, where the transport can
     /// tell (a unix socket on Linux: "PID:START-TIME"); a restarted QEMU on
     /// the same socket path has another one. nullopt elsewhere.
-    std::optional<std::string> peer_instance() { return transport<Stream>::peer_instance(im_->stream); }
+    std::optional<std::string> peer_instance() { return transport<Stream>::peer_instance(im_->stream()); }
 
 private:
     std::shared_ptr<impl_type> im_;

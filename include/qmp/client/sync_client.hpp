@@ -11,7 +11,8 @@
 // hold them. Each call then costs a hand-off to that thread and back. For
 // event consumers that may stall (qmpctl events on a blocked stdout).
 //
-// One calling thread at a time.
+// One calling thread at a time; close() may also come from any other
+// thread (a watchdog ending a call that takes too long).
 //
 // Every call exists twice: with `std::error_code&` + diagnostics, and
 // throwing qmp_error, which carries QEMU's class and desc in what().
@@ -24,21 +25,42 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/post.hpp>
 
+#include <atomic>
 #include <future>
 #include <optional>
 #include <thread>
 #include <tuple>
+#include <utility>
 
 namespace qmp {
+
+namespace detail {
+
+// The stream type on `Executor`: the stream's own rebind where it has one,
+// else the stream as it is (its executor must then convert from Executor).
+template <class S, class Executor, class = void>
+struct rebound_stream {
+    using type = S;
+};
+template <class S, class Executor>
+struct rebound_stream<S, Executor, std::void_t<typename S::template rebind_executor<Executor>::other>> {
+    using type = typename S::template rebind_executor<Executor>::other;
+};
+template <class S, class Executor>
+using rebound_stream_t = typename rebound_stream<S, Executor>::type;
+
+}  // namespace detail
 
 template <class AsyncStream>
 class basic_sync_client {
 public:
-    using async_client_type =
-        basic_client<typename AsyncStream::template rebind_executor<asio::io_context::executor_type>::other>;
+    using async_client_type = basic_client<detail::rebound_stream_t<AsyncStream, asio::io_context::executor_type>>;
 
-    explicit basic_sync_client(client_options opts = {}, bool keep_reading = false)
-        : client_(ctx_.get_executor(), std::move(opts)) {
+    /// `stream_args` go to the stream after the executor (for a TLS stream:
+    /// the asio::ssl::context).
+    template <class... StreamArgs>
+    explicit basic_sync_client(client_options opts = {}, bool keep_reading = false, StreamArgs&&... stream_args)
+        : client_(ctx_.get_executor(), std::move(opts), std::forward<StreamArgs>(stream_args)...) {
         if (keep_reading) {
             work_.emplace(ctx_.get_executor());
             thread_ = std::thread([this] { ctx_.run(); });
@@ -46,11 +68,13 @@ public:
     }
 
     ~basic_sync_client() {
-        client_.close();
         if (thread_.joinable()) {
+            asio::post(ctx_, [this] { client_.close(); });
             work_.reset();
             thread_.join();
         } else {
+            auto turn = take_turn();
+            client_.close();
             ctx_.restart();
             ctx_.poll();
         }
@@ -122,12 +146,17 @@ public:
         return ev;
     }
 
-    /// Closes the session.
+    /// Closes the session; a call in progress ends with connection_closed.
+    /// Safe from any thread: from a thread other than the caller's it hands
+    /// the close to whoever runs the client now, or runs it itself when
+    /// nobody does.
     void close() {
         if (thread_.joinable()) return (void)on_executor([&] { client_.close(); });
-        client_.close();
-        ctx_.restart();
-        ctx_.poll();
+        asio::post(ctx_, [this] { client_.close(); });
+        if (auto turn = try_take_turn()) {
+            ctx_.restart();
+            ctx_.poll();
+        }
     }
 
     greeting server_greeting() { return on_executor([&] { return client_.server_greeting(); }); }
@@ -148,6 +177,7 @@ public:
     template <class T>
     T wait(std::future<T> f) {
         if (thread_.joinable()) return f.get();
+        auto turn = take_turn();
         ctx_.restart();
         while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ctx_.run_one_for(std::chrono::milliseconds(10));
         return f.get();
@@ -155,6 +185,7 @@ public:
     /// Reads what has arrived (events into the queue) without waiting.
     void poll() {
         if (thread_.joinable()) return;
+        auto turn = take_turn();
         ctx_.restart();
         ctx_.poll();
     }
@@ -169,6 +200,7 @@ public:
             init([&p](Args... a) { p.set_value(std::tuple<Args...>(std::move(a)...)); });
             return f.get();
         }
+        auto turn = take_turn();
         std::optional<std::tuple<Args...>> result;
         init([&result](Args... a) { result.emplace(std::move(a)...); });
         ctx_.restart();
@@ -177,6 +209,30 @@ public:
     }
 
 private:
+    // Who runs the context now: the calling thread in a call, or close()
+    // from another thread when no call runs. A call waits (briefly) for a
+    // close() that is running the context; a close() never waits for a call.
+    struct turn {
+        std::atomic<bool>* flag;
+        explicit operator bool() const noexcept { return flag != nullptr; }
+        turn(std::atomic<bool>* f) noexcept : flag(f) {}
+        turn(turn&& o) noexcept : flag(std::exchange(o.flag, nullptr)) {}
+        turn(const turn&) = delete;
+        ~turn() {
+            if (flag) flag->store(false, std::memory_order_release);
+        }
+    };
+    turn try_take_turn() noexcept {
+        bool idle = false;
+        return turn(running_.compare_exchange_strong(idle, true, std::memory_order_acquire) ? &running_ : nullptr);
+    }
+    turn take_turn() noexcept {
+        for (;;) {
+            if (auto t = try_take_turn()) return t;
+            std::this_thread::yield();
+        }
+    }
+
     // Reads state where the client runs: here, or on the reading thread.
     template <class F>
     auto on_executor(F&& f) -> decltype(f()) {
@@ -194,6 +250,7 @@ private:
         return fut.get();
     }
 
+    std::atomic<bool> running_{false};
     asio::io_context ctx_{1};
     async_client_type client_;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;

@@ -7,7 +7,10 @@
 // - closing: close(ec), or the lowest layer's; a stream with neither is
 //   left to its owner (the client just stops using it);
 // - descriptor passing: unix stream sockets;
-// - telling which process is at the other end: unix stream sockets.
+// - telling which process is at the other end: unix stream sockets;
+// - renewing: a stream that cannot be connected twice (TLS: its SSL object
+//   remembers the last session) is replaced by a fresh one before each
+//   connect; the old one lives until the operations on it are done.
 //
 // Specialise qmp::transport<Stream> to teach the client another stream
 // (client/tls.hpp does it for asio::ssl::stream).
@@ -15,7 +18,9 @@
 
 #include <qmp/client/detail/fd_passing.hpp>
 #include <qmp/client/detail/peer.hpp>
+#include <qmp/protocol/message.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -40,6 +45,15 @@ template <class S, class = void>
 struct has_protocol : std::false_type {};
 template <class S>
 struct has_protocol<S, std::void_t<typename S::protocol_type>> : std::true_type {};
+
+template <class S, class = void>
+struct endpoint_of {
+    using type = void;
+};
+template <class S>
+struct endpoint_of<S, std::void_t<typename S::protocol_type::endpoint>> {
+    using type = typename S::protocol_type::endpoint;
+};
 
 }  // namespace detail
 
@@ -77,6 +91,57 @@ struct transport {
 
     /// The peer's process identity where the stream can tell.
     static std::optional<std::string> peer_instance(Stream& s) { return detail::peer_instance(s); }
+
+    /// What async_connect takes (void: the stream cannot be connected).
+    using endpoint_type = typename detail::endpoint_of<Stream>::type;
+
+    /// A read or write error that means the peer went away (beyond EOF,
+    /// reset and the like, which every stream shares).
+    static bool peer_gone(const std::error_code&) noexcept { return false; }
+
+    /// Streams are reused as they are for the next connection. A transport
+    /// that sets this true has `static std::shared_ptr<Stream> renew(Stream&)`.
+    static constexpr bool renews = false;
 };
+
+namespace detail {
+
+template <class Stream, class = void>
+struct transport_renews : std::false_type {};
+template <class Stream>
+struct transport_renews<Stream, std::enable_if_t<transport<Stream>::renews>> : std::true_type {};
+
+template <class Stream, class = void>
+struct transport_has_peer_gone : std::false_type {};
+template <class Stream>
+struct transport_has_peer_gone<Stream, std::void_t<decltype(transport<Stream>::peer_gone(std::error_code()))>>
+    : std::true_type {};
+
+template <class Stream, class = void>
+struct transport_has_nudge : std::false_type {};
+template <class Stream>
+struct transport_has_nudge<Stream, std::void_t<decltype(transport<Stream>::nudge(std::declval<const greeting&>()))>>
+    : std::true_type {};
+
+/// Whether the peer that sent `g` needs a space after each write to read
+/// all of it (transport<S>::nudge; none by default).
+template <class Stream>
+bool transport_nudges(const greeting& g) {
+    if constexpr (transport_has_nudge<Stream>::value)
+        return transport<Stream>::nudge(g);
+    else
+        return ((void)g, false);
+}
+
+/// The transport's own word on whether an error means the peer went away.
+template <class Stream>
+bool transport_peer_gone(const std::error_code& ec) {
+    if constexpr (transport_has_peer_gone<Stream>::value)
+        return transport<Stream>::peer_gone(ec);
+    else
+        return ((void)ec, false);
+}
+
+}  // namespace detail
 
 }  // namespace qmp

@@ -1,6 +1,16 @@
-// Error codes of the library: one enum for what the client itself detects
-// (transport, framing, protocol state), one for the error classes QEMU puts in
-// an `error` reply. Both plug into std::error_code.
+// Error codes of the protocol and client layers: one enum for what the
+// session and its driver detect (transport, framing, protocol state, typed
+// conversions), one for the error classes QEMU puts in an `error` reply. Both
+// plug into std::error_code. The layers above declare their own:
+// block/error.hpp (naming disks and chain elements) and threshold/error.hpp.
+//
+// The model, everywhere: an operation fails with a std::error_code; what a
+// person needs to act on it (QEMU's class and desc, the member a conversion
+// stopped at, the character a target failed to parse at) comes in a
+// `diagnostics`: asynchronous operations attach it to the completion
+// (client/diagnostics.hpp), synchronous ones take an optional
+// `diagnostics*`, and throwing overloads throw qmp_error, which carries it
+// and whose what() includes its message.
 #pragma once
 
 #include <string>
@@ -28,11 +38,6 @@ enum class error {
     invalid_result,         ///< a reply or event could not be converted to the typed result
     missing_member,         ///< a required member was absent in a typed conversion
     invalid_argument,       ///< the caller passed something unusable
-    invalid_target,         ///< a `vda[N]` string that does not parse
-    unknown_disk,           ///< no disk has that name
-    ambiguous_disk,         ///< more than one disk matches that name
-    unknown_index,          ///< the disk has no chain element with that index
-    not_in_chain,           ///< a node that belongs to no disk's chain
     fd_passing_unsupported, ///< file descriptors given for a stream that is no unix socket
     unrepresentable_number, ///< a number no 64-bit integer or double holds exactly
 };
@@ -71,11 +76,6 @@ public:
         case error::invalid_result: return "a reply did not match the expected type";
         case error::missing_member: return "a required member is missing";
         case error::invalid_argument: return "invalid argument";
-        case error::invalid_target: return "the target does not parse as NAME or NAME[INDEX]";
-        case error::unknown_disk: return "no disk has that name";
-        case error::ambiguous_disk: return "more than one disk matches that name";
-        case error::unknown_index: return "the disk has no chain element with that index";
-        case error::not_in_chain: return "the node belongs to no disk's backing chain";
         case error::fd_passing_unsupported: return "file descriptors can only be passed over a unix socket";
         case error::unrepresentable_number: return "a number cannot be held exactly (beyond 64-bit integers or doubles)";
         }

@@ -52,12 +52,15 @@ template <class Stream>
 class basic_threshold_manager {
 public:
     using client_type = basic_sync_client<Stream>;
-    using endpoint_type = typename Stream::protocol_type::endpoint;
+    using endpoint_type = typename transport<Stream>::endpoint_type;
 
-    basic_threshold_manager(endpoint_type ep, threshold_manager_options opts = {})
+    /// `stream_args` go to the client's stream after its executor (for a
+    /// TLS stream: the asio::ssl::context).
+    template <class... StreamArgs>
+    explicit basic_threshold_manager(endpoint_type ep, threshold_manager_options opts = {}, StreamArgs&&... stream_args)
         : ep_(std::move(ep)),
           opts_(std::move(opts)),
-          client_(opts_.client),
+          client_(opts_.client, false, std::forward<StreamArgs>(stream_args)...),
           tracker_(tracker_options{opts_.catalog, opts_.verify_uncrossed}) {}
 
     /// Connects (throws qmp_error on failure) and resyncs: events that fired
@@ -149,17 +152,19 @@ public:
     /// Everything needed to pick up after a restart (threshold_state as JSON).
     json save_state() const { return json(tracker_.state()); }
     /// Loads saved state (strictly validated); on error the state is
-    /// unchanged and `diag` names what is wrong.
+    /// unchanged, the code is threshold_error::invalid_state and `diag`
+    /// names the member that is wrong.
     std::error_code load_state(const json& j, diagnostics* diag = nullptr) {
         threshold_state s;
-        if (auto ec = convert(j, s, diag)) return ec;
+        if (convert(j, s, diag)) return threshold_error::invalid_state;
         tracker_.load(std::move(s));
         return {};
     }
-    /// The same from the file's text (also refuses repeated members).
+    /// The same from the file's text (also refuses repeated members and
+    /// text that is no JSON).
     std::error_code load_state_text(std::string_view text, diagnostics* diag = nullptr) {
         threshold_state s;
-        if (auto ec = convert_text(text, s, diag)) return ec;
+        if (convert_text(text, s, diag)) return threshold_error::invalid_state;
         tracker_.load(std::move(s));
         return {};
     }
@@ -238,7 +243,7 @@ private:
                 },
                 *a);
         }
-        if (!done) throw qmp_error(error::invalid_argument, diagnostics{{}, "threshold request did not finish"});
+        if (!done) throw qmp_error(threshold_error::unfinished);
         if (failed) {
             if (is_connection_error(failed)) lost_connection(failed);
             throw qmp_error(failed, std::move(failed_diag));

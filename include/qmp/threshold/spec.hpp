@@ -7,6 +7,7 @@
 
 #include <qmp/block/chain.hpp>
 #include <qmp/protocol/error.hpp>
+#include <qmp/threshold/error.hpp>
 #include <qmp/protocol/wire.hpp>
 
 #include <array>
@@ -123,13 +124,14 @@ inline std::optional<std::uint64_t> parse_size(std::string_view v, std::string& 
 
 /// Parses a spec as operators write it: bytes with an optional binary
 /// suffix (`512M`, `2G`), `N%`, `Nppm`, or `end-SIZE` (capacity minus SIZE).
-/// On failure: nullopt, error::invalid_argument, and `why`.
+/// On failure: nullopt, threshold_error::invalid_spec, and a sentence in
+/// `diag`.
 inline std::optional<threshold_spec> parse_threshold_spec(std::string_view v, std::error_code& ec,
-                                                          std::string* why = nullptr) {
+                                                          diagnostics* diag = nullptr) {
     std::string w;
     auto fail = [&](std::string text) -> std::optional<threshold_spec> {
-        ec = error::invalid_argument;
-        if (why) *why = std::move(text);
+        ec = threshold_error::invalid_spec;
+        if (diag) *diag = {{}, std::move(text)};
         return std::nullopt;
     };
     ec.clear();
@@ -159,6 +161,15 @@ inline std::optional<threshold_spec> parse_threshold_spec(std::string_view v, st
     return threshold_spec::bytes(*n);
 }
 
+/// Throwing form: qmp_error(threshold_error::invalid_spec) with the sentence.
+inline threshold_spec parse_threshold_spec(std::string_view v) {
+    std::error_code ec;
+    diagnostics diag;
+    auto s = parse_threshold_spec(v, ec, &diag);
+    if (!s) throw qmp_error(ec, std::move(diag));
+    return *s;
+}
+
 /// floor(capacity * parts / 1'000'000), exact for every 64-bit capacity
 /// (split so no intermediate overflows).
 inline std::uint64_t ppm_of(std::uint64_t capacity, std::uint64_t parts) {
@@ -167,12 +178,13 @@ inline std::uint64_t ppm_of(std::uint64_t capacity, std::uint64_t parts) {
 }
 
 /// The byte value a spec means for `capacity` (nullopt: unknown). Errors:
-/// invalid_argument with `why` set.
+/// threshold_error::unknown_capacity or out_of_range, with a sentence in
+/// `diag`.
 inline std::optional<std::uint64_t> compute_threshold(const threshold_spec& s, std::optional<std::uint64_t> capacity,
-                                                      std::error_code& ec, std::string* why = nullptr) {
-    auto fail = [&](const std::string& w) -> std::optional<std::uint64_t> {
-        ec = error::invalid_argument;
-        if (why) *why = w;
+                                                      std::error_code& ec, diagnostics* diag = nullptr) {
+    auto fail = [&](const std::string& w, threshold_error e = threshold_error::out_of_range) -> std::optional<std::uint64_t> {
+        ec = e;
+        if (diag) *diag = {{}, w};
         return std::nullopt;
     };
     ec.clear();
@@ -182,11 +194,11 @@ inline std::optional<std::uint64_t> compute_threshold(const threshold_spec& s, s
     case threshold_spec::kind::bytes: v = s.value; break;
     case threshold_spec::kind::ppm:
         if (s.value > 1000000u) return fail("a share above 100% (" + std::to_string(s.value) + " ppm)");
-        if (!capacity) return fail("the capacity is unknown");
+        if (!capacity) return fail("the capacity is unknown", threshold_error::unknown_capacity);
         v = ppm_of(*capacity, s.value);
         break;
     case threshold_spec::kind::margin:
-        if (!capacity) return fail("the capacity is unknown");
+        if (!capacity) return fail("the capacity is unknown", threshold_error::unknown_capacity);
         if (s.value >= *capacity)
             return fail("the margin " + std::to_string(s.value) + " is not below the capacity " + std::to_string(*capacity));
         v = *capacity - s.value;

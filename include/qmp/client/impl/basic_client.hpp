@@ -102,7 +102,8 @@ struct initiate_connect {
             if constexpr (transport<typename Impl::stream_type>::can_connect) {
                 im->begin_connect(std::move(op));
                 transport<typename Impl::stream_type>::async_connect(
-                    im->stream, *ep, [im, gen = im->generation()](std::error_code ec) { im->connected(gen, ec); });
+                    im->stream(), *ep,
+                    [im, gen = im->generation(), keep = im->held()](std::error_code ec) { im->connected(gen, ec); });
             }
         });
     }

@@ -225,9 +225,9 @@ inline std::optional<std::uint64_t> threshold_tracker::mark_of(const std::string
 
 inline std::optional<resolved_element> threshold_tracker::resolve(const std::string& text) {
     std::error_code ec;
-    std::string why;
+    diagnostics why;
     auto el = resolver_.resolve(text, ec, &why);
-    if (!el) fail_head(ec, why);
+    if (!el) fail_head(ec, std::move(why.message));
     return el;
 }
 

@@ -19,13 +19,13 @@ inline void threshold_tracker::decide_arm(detail::tracker_work& w) {
     a.step = w.step;
     a.node_layer = w.spec.on;
     a.node = w.spec.on == layer::format ? el->element.format_node : el->element.storage_node;
-    if (a.node.empty()) return fail_head(error::invalid_argument, a.where.indexed() + " has no format layer");
+    if (a.node.empty()) return fail_head(threshold_error::no_format_layer, a.where.indexed() + " has no format layer");
     if (a.policy == rearm_policy::step && a.step == 0)
-        return fail_head(error::invalid_argument, "the step policy needs a step above 0");
+        return fail_head(threshold_error::invalid_policy, "the step policy needs a step above 0");
     std::error_code ec;
-    std::string why;
+    diagnostics why;
     auto v = compute_threshold(a.spec, bound_for(el->element, a.spec), ec, &why);
-    if (!v) return fail_head(ec, a.where.indexed() + ": " + why);
+    if (!v) return fail_head(ec, a.where.indexed() + ": " + why.message);
     a.threshold = *v;
     // One entry per node: a new spec replaces the old one.
     bool old_in_qemu = false;
@@ -77,10 +77,10 @@ inline void threshold_tracker::decide_extended(detail::tracker_work& w) {
         std::optional<std::uint64_t> cap = a.spec.capacity ? a.spec.capacity : std::optional<std::uint64_t>(w.capacity);
         if (a.spec.on == layer::format) cap = capacity_for(el->element, a.spec).first;
         std::error_code ec;
-        std::string why;
+        diagnostics why;
         auto v = compute_threshold(a.spec, cap, ec, &why);
         if (!v) {
-            fail_head(ec, a.where.indexed() + ": " + why);
+            fail_head(ec, a.where.indexed() + ": " + why.message);
             continue;
         }
         a.threshold = *v;
