@@ -22,13 +22,9 @@
 using namespace std::chrono_literals;
 
 int main(int argc, char** argv) {
-    qmp_support::qemu_build qemu{"system", "/usr/bin"};
-    if (argc == 3 && std::string(argv[1]) == "--qemu-bindir") {
-        qemu.bindir = argv[2];
-    } else if (argc != 1) {
-        std::cerr << "usage: qmp-example-pass-fd [--qemu-bindir DIR]\n";
-        return 2;
-    }
+    const auto found = qmp_support::qemu_from_args(argc, argv, "qmp-example-pass-fd");
+    if (!found) return 2;
+    const qmp_support::qemu_build& qemu = *found;
     try {
         qmp_support::temp_dir dir;
         auto image = qmp_support::make_chain(qemu, dir, "disk", 1).front();

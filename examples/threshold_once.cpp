@@ -16,16 +16,9 @@
 using namespace std::chrono_literals;
 
 int main(int argc, char** argv) {
-    qmp_support::qemu_build qemu{"system", "/usr/bin"};
-    for (int i = 1; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--qemu-bindir" && i + 1 < argc) {
-            qemu.bindir = argv[++i];
-        } else {
-            std::cerr << "usage: qmp-threshold-once [--qemu-bindir DIR]\n";
-            return 2;
-        }
-    }
+    const auto found = qmp_support::qemu_from_args(argc, argv, "qmp-threshold-once");
+    if (!found) return 2;
+    const qmp_support::qemu_build& qemu = *found;
     try {
         qmp_support::temp_dir dir;
         auto images = qmp_support::make_chain(qemu, dir, "disk", 1);

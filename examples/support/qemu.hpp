@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,21 @@ struct qemu_build {
 
     std::string tool(const std::string& name) const { return bindir + "/" + name; }
 };
+
+/// An example's only option, `--qemu-bindir DIR` (default /usr/bin): the
+/// QEMU to start, or nullopt after printing `usage` for anything else.
+inline std::optional<qemu_build> qemu_from_args(int argc, char** argv, const char* usage) {
+    qemu_build b{"system", "/usr/bin"};
+    for (int i = 1; i < argc; ++i) {
+        if (std::string(argv[i]) == "--qemu-bindir" && i + 1 < argc) {
+            b.bindir = argv[++i];
+        } else {
+            std::cerr << "usage: " << usage << " [--qemu-bindir DIR]\n";
+            return std::nullopt;
+        }
+    }
+    return b;
+}
 
 /// Both QEMUs. A missing one is an error, not a skip: the set-up script
 /// installs them.

@@ -224,53 +224,35 @@ TEST_CASE("fake: close() completes every pending operation at once" * doctest::t
 
 TEST_CASE("fake: the blocking client's close() from another thread ends a call in progress" *
           doctest::test_suite("fake")) {
-    fake_server srv;
-    std::promise<void> done;
-    auto script = in_thread([&] {
-        srv.handshake();
-        srv.read_message();  // never answered
-        done.get_future().wait();
-    });
-    {
-        qmp::sync_client cl(quick(0ms));
-        cl.connect(srv.endpoint());
-        auto closer = in_thread([&] {
-            std::this_thread::sleep_for(100ms);
-            cl.close();
+    // Both modes: the caller's thread runs the client (close() hands it
+    // over), or the client's own reading thread does (keep_reading).
+    for (bool keep_reading : {false, true}) {
+        CAPTURE(keep_reading);
+        fake_server srv;
+        std::promise<void> done;
+        auto script = in_thread([&] {
+            srv.handshake();
+            srv.read_message();  // never answered
+            done.get_future().wait();
         });
-        std::error_code ec;
-        qmp::diagnostics diag;
-        cl.execute("query-status", nullptr, ec, diag);
-        CHECK(ec == qmp::error::connection_closed);
-        closer.get();
-        CHECK(!cl.is_open());
-        // And once more while nothing runs: close() runs the context itself.
-        cl.close();
+        {
+            qmp::sync_client cl(quick(0ms), keep_reading);
+            cl.connect(srv.endpoint());
+            auto closer = in_thread([&] {
+                std::this_thread::sleep_for(100ms);
+                cl.close();
+            });
+            std::error_code ec;
+            qmp::diagnostics diag;
+            cl.execute("query-status", nullptr, ec, diag);
+            CHECK(ec == qmp::error::connection_closed);
+            closer.get();
+            CHECK(!cl.is_open());
+            cl.close();  // again, while no call runs: close() runs the client itself
+        }
+        done.set_value();
+        script.get();
     }
-    done.set_value();
-    script.get();
-
-    // keep_reading: the reading thread runs the close.
-    fake_server srv2;
-    std::promise<void> done2;
-    auto script2 = in_thread([&] {
-        srv2.handshake();
-        srv2.read_message();
-        done2.get_future().wait();
-    });
-    qmp::sync_client cl(quick(0ms), true);
-    cl.connect(srv2.endpoint());
-    auto closer = in_thread([&] {
-        std::this_thread::sleep_for(100ms);
-        cl.close();
-    });
-    std::error_code ec;
-    qmp::diagnostics diag;
-    cl.execute("query-status", nullptr, ec, diag);
-    CHECK(ec == qmp::error::connection_closed);
-    closer.get();
-    done2.set_value();
-    script2.get();
 }
 
 TEST_CASE("fake: the trace hook sees traffic and states" * doctest::test_suite("fake")) {
