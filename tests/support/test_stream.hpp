@@ -13,10 +13,15 @@
 #include <asio/error.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
+#include <asio/execution/context.hpp>
 #include <asio/execution/outstanding_work.hpp>
+#include <asio/execution_context.hpp>
+#include <asio/query.hpp>
 
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 #include <system_error>
 #include <utility>
 
@@ -66,7 +71,36 @@ public:
         }
     };
 
-    test_stream(const executor_type& ex, std::shared_ptr<remote> r) : ex_(ex), r_(std::move(r)) {}
+    // Like a socket's reactor, the execution context owns what waits: when
+    // it shuts down, pending reads are destroyed (never run), so a handler
+    // that holds its client cannot keep it alive past the context.
+    class pending_reads : public asio::execution_context::service {
+    public:
+        using key_type = pending_reads;
+        inline static asio::execution_context::id id;
+        explicit pending_reads(asio::execution_context& c) : service(c) {}
+        void track(const std::shared_ptr<remote>& r) {
+            std::lock_guard<std::mutex> lk(m_);
+            remotes_.push_back(r);
+        }
+
+    private:
+        void shutdown() override {
+            std::vector<std::weak_ptr<remote>> all;
+            {
+                std::lock_guard<std::mutex> lk(m_);
+                all.swap(remotes_);
+            }
+            for (auto& w : all)
+                if (auto r = w.lock()) r->waiting.reset();
+        }
+        std::mutex m_;
+        std::vector<std::weak_ptr<remote>> remotes_;
+    };
+
+    test_stream(const executor_type& ex, std::shared_ptr<remote> r) : ex_(ex), r_(std::move(r)) {
+        asio::use_service<pending_reads>(asio::query(ex_, asio::execution::context)).track(r_);
+    }
 
     executor_type get_executor() const { return ex_; }
     std::shared_ptr<remote> peer() const { return r_; }

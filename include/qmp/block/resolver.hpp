@@ -109,9 +109,11 @@ public:
     }
 
     /// Throwing forms: qmp_error with the same code and sentence.
-    resolved_element resolve(const target& t) const { return or_throw([&](auto& ec, auto* d) { return resolve(t, ec, d); }); }
+    resolved_element resolve(const target& t) const {
+        return detail::value_or_throw([&](std::error_code& ec, diagnostics* d) { return resolve(t, ec, d); });
+    }
     resolved_element resolve(std::string_view text) const {
-        return or_throw([&](auto& ec, auto* d) { return resolve(text, ec, d); });
+        return detail::value_or_throw([&](std::error_code& ec, diagnostics* d) { return resolve(text, ec, d); });
     }
 
     /// The element at `depth` (0 = active layer) of the disk's chain.
@@ -145,15 +147,6 @@ public:
     }
 
 private:
-    template <class F>
-    static resolved_element or_throw(F&& f) {
-        std::error_code ec;
-        diagnostics diag;
-        auto r = f(ec, &diag);
-        if (!r) throw qmp_error(ec, std::move(diag));
-        return std::move(*r);
-    }
-
     // A disk answers to its device name, its qdev (path or id), its root
     // node, and the node below the root's filters: while a job runs, its
     // filter becomes the root, and the disk must keep its name.

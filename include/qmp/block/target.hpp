@@ -78,11 +78,7 @@ inline std::optional<target> parse_target(std::string_view text, std::error_code
 
 /// Throwing form: qmp_error(block_error::invalid_target) with the explanation.
 inline target parse_target(std::string_view text) {
-    std::error_code ec;
-    diagnostics diag;
-    auto t = parse_target(text, ec, &diag);
-    if (!t) throw qmp_error(ec, std::move(diag));
-    return *t;
+    return detail::value_or_throw([&](std::error_code& ec, diagnostics* d) { return parse_target(text, ec, d); });
 }
 
 namespace detail {

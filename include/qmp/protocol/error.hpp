@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 
 namespace qmp {
 
@@ -153,6 +154,21 @@ public:
 private:
     diagnostics diag_;
 };
+
+namespace detail {
+
+/// The throwing form of a call `f(ec, diag*)` that returns an optional:
+/// its value, or qmp_error with the code and the diagnostics.
+template <class F>
+auto value_or_throw(F&& f) {
+    std::error_code ec;
+    diagnostics diag;
+    auto r = std::forward<F>(f)(ec, &diag);
+    if (!r) throw qmp_error(ec, std::move(diag));
+    return std::move(*r);
+}
+
+}  // namespace detail
 
 }  // namespace qmp
 

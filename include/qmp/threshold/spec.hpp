@@ -163,11 +163,7 @@ inline std::optional<threshold_spec> parse_threshold_spec(std::string_view v, st
 
 /// Throwing form: qmp_error(threshold_error::invalid_spec) with the sentence.
 inline threshold_spec parse_threshold_spec(std::string_view v) {
-    std::error_code ec;
-    diagnostics diag;
-    auto s = parse_threshold_spec(v, ec, &diag);
-    if (!s) throw qmp_error(ec, std::move(diag));
-    return *s;
+    return detail::value_or_throw([&](std::error_code& ec, diagnostics* d) { return parse_threshold_spec(v, ec, d); });
 }
 
 /// floor(capacity * parts / 1'000'000), exact for every 64-bit capacity
