@@ -16,9 +16,14 @@ using qmp_test::fake_server;
 
 namespace {
 
+struct flood_result {
+    int resyncs = 0;              // graph queries after arming
+    std::uint64_t markers = 0;    // "events lost" markers the manager received
+};
+
 // Graph queries a watching manager makes while a monitor answering from
 // QEMU 10.0's recorded replies floods it with events for `flood`.
-int resyncs_in_flood(std::chrono::milliseconds min_interval, std::chrono::milliseconds flood) {
+flood_result resyncs_in_flood(std::chrono::milliseconds min_interval, std::chrono::milliseconds flood) {
     fake_server srv;
     auto recorded = [](const std::string& name) {
         return qmp::json::parse(
@@ -69,25 +74,27 @@ int resyncs_in_flood(std::chrono::milliseconds min_interval, std::chrono::millis
     const int before = graph_queries;
     const auto end = std::chrono::steady_clock::now() + flood + 500ms;
     while (std::chrono::steady_clock::now() < end) m.poll(100ms);
-    const int n = graph_queries - before;
+    flood_result r{graph_queries - before, m.loss_markers()};
     CHECK(m.client().stats().events_dropped > 0);
     done = true;
     m.client().close();
     script.get();
-    return n;
+    return r;
 }
 
 }  // namespace
 
 TEST_CASE("threshold: a flood of events costs one resync per interval, not one per loss" *
           doctest::test_suite("fake")) {
-    const int limited = resyncs_in_flood(1000ms, 3000ms);
-    MESSAGE("resyncs in a 3 s flood: " << limited << " with a 1 s interval");
-    CHECK(limited >= 2);
-    CHECK(limited <= 5);
-    const int unlimited = resyncs_in_flood(0ms, 3000ms);
-    MESSAGE("resyncs in a 3 s flood: " << unlimited << " without an interval");
-    CHECK(unlimited > limited);  // what the interval saves (562 against 4 in a Debug build here)
+    const auto limited = resyncs_in_flood(1000ms, 3000ms);
+    MESSAGE("a 3 s flood, 1 s interval: " << limited.markers << " loss markers, " << limited.resyncs << " resyncs");
+    CHECK(limited.resyncs >= 2);
+    CHECK(limited.resyncs <= 5);
+    // Many more losses than resyncs: not one resync per marker. (Without an
+    // interval a Debug build here makes hundreds of resyncs in the same
+    // flood, 562 against 4 once; how many depends on the machine's speed,
+    // so that run is a measurement, not a check.)
+    CHECK(limited.markers > static_cast<std::uint64_t>(limited.resyncs) * 2);
 }
 
 #endif

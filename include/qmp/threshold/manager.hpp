@@ -140,6 +140,9 @@ public:
     }
 
     bool connected() const noexcept { return connected_; }
+    /// "Events lost" markers received (each overflow of the event queue);
+    /// they cost at most one resync per min_resync_interval.
+    std::uint64_t loss_markers() const noexcept { return loss_markers_; }
     /// Why the connection was last lost (or could not be made again).
     std::error_code last_error() const noexcept { return last_error_; }
 
@@ -173,9 +176,10 @@ private:
     // Loss markers are held back while a loss-triggered resync ran less
     // than min_resync_interval ago; everything else goes to the tracker.
     void take(const event& ev) {
-        if (ev.lost)
+        if (ev.lost) {
             loss_pending_ = true;
-        else
+            ++loss_markers_;
+        } else
             tracker_.on_event(ev);
     }
     std::chrono::milliseconds loss_wait() const {
@@ -293,6 +297,7 @@ private:
     bool connected_ = false;
     std::error_code last_error_;
     bool loss_pending_ = false;
+    std::uint64_t loss_markers_ = 0;
     std::chrono::steady_clock::time_point last_loss_resync_{};
 };
 
