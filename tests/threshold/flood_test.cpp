@@ -88,13 +88,14 @@ TEST_CASE("threshold: a flood of events costs one resync per interval, not one p
           doctest::test_suite("fake")) {
     const auto limited = resyncs_in_flood(1000ms, 3000ms);
     MESSAGE("a 3 s flood, 1 s interval: " << limited.markers << " loss markers, " << limited.resyncs << " resyncs");
-    CHECK(limited.resyncs >= 2);
-    CHECK(limited.resyncs <= 5);
-    // Many more losses than resyncs: not one resync per marker. (Without an
-    // interval a Debug build here makes hundreds of resyncs in the same
-    // flood, 562 against 4 once; how many depends on the machine's speed,
-    // so that run is a measurement, not a check.)
-    CHECK(limited.markers > static_cast<std::uint64_t>(limited.resyncs) * 2);
+    CHECK(limited.resyncs >= 1);  // a loss is never ignored
+    CHECK(limited.resyncs <= 5);  // at most one per interval over 3.5 s of polling
+    CHECK(static_cast<std::uint64_t>(limited.resyncs) <= limited.markers);
+    // Not one resync per marker. How many markers a flood makes depends on
+    // how fast the client reads (2732 against 4 resyncs in a Debug build
+    // here; under AddressSanitizer a single marker took the whole flood),
+    // so this holds wherever the flood made more than a handful.
+    if (limited.markers > 10) CHECK(limited.markers > static_cast<std::uint64_t>(limited.resyncs) * 2);
 }
 
 #endif
