@@ -255,18 +255,9 @@ private:
     }
 
     void on_closed(std::error_code reason, const diagnostics& diag) override {
-        state = link_state::closed;
-        close_reason = reason;
-        ++generation_;
-        tr::close(*sp_);
-        watchdog_.cancel();
-        stop_timer();
-        fds_.clear();
         if (options.trace) trace(trace_kind::state, "closed: " + reason.message());
-        if (connect_op_) {
-            connect_op_->set(reason, diag);
-            ready_.push_back(std::move(connect_op_));
-        }
+        link_down(reason, diag);
+        fds_.clear();
         // Queued events stay receivable; waiters exist only where none are.
         for (auto& [sub, ws] : waiters_)
             for (auto& w : ws) {
@@ -278,18 +269,25 @@ private:
     }
 
     void end_connect(std::error_code ec, const diagnostics& diag) {
+        trace(trace_kind::state, "connect failed");
+        link_down(ec, diag);
+        dispatch_ready();
+    }
+
+    // The link is down for `ec`: stale completions are ignored from now on,
+    // the stream is closed, no timer runs, and a connect in progress
+    // completes with `ec` and `diag`.
+    void link_down(std::error_code ec, const diagnostics& diag) {
         state = link_state::closed;
         close_reason = ec;
         ++generation_;
         tr::close(*sp_);
         watchdog_.cancel();
         stop_timer();
-        trace(trace_kind::state, "connect failed");
         if (connect_op_) {
             connect_op_->set(ec, diag);
             ready_.push_back(std::move(connect_op_));
         }
-        dispatch_ready();
     }
 
     // Subscriptions with queued events give them to their waiters.
