@@ -18,5 +18,6 @@
 #include <qmp/client/clients.hpp>
 #include <qmp/client/diagnostics.hpp>
 #include <qmp/client/options.hpp>
+#include <qmp/client/reconnector.hpp>
 #include <qmp/client/sync_client.hpp>
 #include <qmp/client/transport.hpp>

@@ -46,12 +46,21 @@ flood_result resyncs_in_flood(std::chrono::milliseconds min_interval, std::chron
         srv.reply(req, ret);
     };
     std::atomic<bool> done{false};
+    std::atomic<bool> armed{false};
+    std::string node;  // written before `armed`
     auto script = std::async(std::launch::async, [&] {
         srv.handshake();
+        while (!armed)
+            if (auto m = srv.try_read_message(20)) answer(*m);  // connect, arm
+        // Events the service takes (its threshold fired once, then again and
+        // again: each costs nothing but room in its queue), among events it
+        // does not subscribe to (which cost it nothing at all).
         std::string burst;
-        for (int i = 0; i < 200; ++i)
+        for (int i = 0; i < 100; ++i) {
             burst += R"({"event": "NOISE", "data": {}, "timestamp": {"seconds": 1, "microseconds": 0}})" "\r\n";
-        while (auto m = srv.try_read_message(300)) answer(*m);  // connect, arm
+            burst += R"({"event": "BLOCK_WRITE_THRESHOLD", "data": {"node-name": ")" + node +
+                     R"(", "amount-exceeded": 1, "write-threshold": 1073741824}, "timestamp": {"seconds": 1, "microseconds": 0}})" "\r\n";
+        }
         const auto end = std::chrono::steady_clock::now() + flood;
         while (std::chrono::steady_clock::now() < end) {
             srv.send(burst);
@@ -71,9 +80,14 @@ flood_result resyncs_in_flood(std::chrono::milliseconds min_interval, std::chron
     qmp::threshold_manager m(asio::local::stream_protocol::endpoint(srv.path()), o);
     m.connect();
     m.arm("vda", qmp::threshold_spec::bytes(1u << 30));
+    node = m.armed().at(0).node;
     const int before = graph_queries;
+    armed = true;
+    std::uint64_t live = 0;
     const auto end = std::chrono::steady_clock::now() + flood + 500ms;
-    while (std::chrono::steady_clock::now() < end) m.poll(100ms);
+    while (std::chrono::steady_clock::now() < end)
+        for (const auto& e : m.poll(100ms)) live += e.how == qmp::threshold_event::origin::live;
+    CHECK(live == 1);  // one firing, however often QEMU's event came
     flood_result r{graph_queries - before, m.loss_markers()};
     CHECK(m.client().stats().events_dropped > 0);
     done = true;

@@ -90,7 +90,7 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
         o.journal = [&](const qmp::threshold_state& s, qmp::diagnostics& d) -> std::error_code {
             try {
                 qmp::threshold_state written = store.save(s);
-                if (!store.locked()) mp->tracker().load(std::move(written));  // what others added, too
+                if (!store.locked()) mp->load(std::move(written));  // what others added, too
                 return {};
             } catch (const state_failure& e) {
                 journal_failure = e.what;
@@ -112,7 +112,7 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
         };
     Manager m(ep, o, stream_args...);
     mp = &m;
-    m.tracker().load(loaded);
+    m.load(loaded);
 
     // --timeout bounds the one-shot verbs as a whole; for watch it is how long to watch.
     deadline_guard guard(watch || !c.timeout ? std::nullopt : std::optional<std::chrono::milliseconds>(to_ms(*c.timeout)),
@@ -189,7 +189,7 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
         // Another qmpctl armed or cleared something: take it in.
         if (store.changed_on_disk()) {
             try {
-                m.tracker().load(store.save(m.tracker().state()));
+                m.load(store.save(m.tracker().state()));
             } catch (const state_failure& e) {
                 std::cerr << "qmpctl: warning: " << e.what << "\n";
             }

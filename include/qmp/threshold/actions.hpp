@@ -37,9 +37,14 @@ struct set_threshold {
 /// and a firing is on disk before the application does.
 struct save_state {};
 
-/// Hand this event to the application.
+/// Hand this event to the application. `request` is the request whose
+/// decision caused it (an arm below the allocation, a resync asked for), or
+/// 0 for the tracker's own work (a live event, a resync after a loss or a
+/// reconnection): a driver gives the former to the request's caller and the
+/// latter to whoever receives events.
 struct report {
     threshold_event event;
+    tracker_request request = 0;
 };
 
 /// An event the tracker needed could not be read (a BLOCK_WRITE_THRESHOLD

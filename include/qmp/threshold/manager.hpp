@@ -3,8 +3,10 @@
 // below capacity; get BLOCK_WRITE_THRESHOLD back as `vda[N]`; re-arm by
 // policy; never miss an event: after a reconnect, an "events lost" marker or
 // a restart from saved state, a resync reports what fired while nobody
-// listened. Every decision is the threshold_tracker's; this drives it over a
-// sync client, one call at a time. Not thread-safe.
+// listened. It is a thin wrapper over the asynchronous threshold service
+// (threshold/service.hpp): a sync client runs the service's io_context on
+// the calling thread while a call waits, so every decision is the
+// threshold_tracker's and every I/O path is the service's. Not thread-safe.
 // threshold_manager speaks over a unix socket, tcp_threshold_manager over
 // TCP; both are basic_threshold_manager<Stream>.
 #pragma once
@@ -12,7 +14,11 @@
 #include <qmp/block/graph_query.hpp>
 #include <qmp/client/clients.hpp>
 #include <qmp/qapi/block_query.hpp>
+#include <qmp/threshold/service.hpp>
 #include <qmp/threshold/tracker.hpp>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 
 #include <chrono>
 #include <functional>
@@ -52,6 +58,7 @@ template <class Stream>
 class basic_threshold_manager {
 public:
     using client_type = basic_sync_client<Stream>;
+    using service_type = basic_threshold_service<typename client_type::async_client_type>;
     using endpoint_type = typename transport<Stream>::endpoint_type;
 
     /// `stream_args` go to the client's stream after its executor (for a
@@ -61,43 +68,57 @@ public:
         : ep_(std::move(ep)),
           opts_(std::move(opts)),
           client_(opts_.client, false, std::forward<StreamArgs>(stream_args)...),
-          tracker_(tracker_options{opts_.catalog, opts_.verify_uncrossed}) {}
+          service_(client_.async_client(), service_options()) {}
 
     /// Connects (throws qmp_error on failure) and resyncs: events that fired
     /// while this manager was not running (state loaded) come back.
     std::vector<threshold_event> connect() {
         client_.connect(ep_);
         connected_ = true;
-        tracker_.on_connected(client_.peer_instance(), opts_.resync_on_connect);
-        return run();
+        service_.on_connected();
+        if (!opts_.resync_on_connect) {
+            client_.poll();
+            return {};
+        }
+        return resync();
     }
 
     /// Arms `target_text` (`vda`, `vda[N]`). Returns the events this causes
     /// at once (an `immediate` one when the allocation is already past).
     std::vector<threshold_event> arm(std::string_view target_text, threshold_spec spec,
                                      rearm_policy policy = rearm_policy::none, std::uint64_t step = 0) {
-        return run(tracker_.arm(target_text, spec, policy, step));
+        return call<std::vector<threshold_event>>([&](auto h) {
+            service_.async_arm(std::string(target_text), spec, policy, step, std::move(h));
+        });
     }
     /// Disarms what the manager armed on `target_text` (both layers).
-    void disarm(std::string_view target_text) { run(tracker_.disarm(target_text)); }
+    void disarm(std::string_view target_text) {
+        diagnostics diag;
+        auto [ec] = client_.template run<std::error_code>(
+            [&](auto h) { service_.async_disarm(std::string(target_text), bind_diagnostics(diag, std::move(h))); });
+        check(ec, std::move(diag));
+    }
     /// The caller grew the storage of `target_text` to `new_capacity`
     /// bytes: fired thresholds with the on_extend policy are re-armed.
     std::vector<threshold_event> extended(std::string_view target_text, std::uint64_t new_capacity) {
-        return run(tracker_.extended(target_text, new_capacity));
+        return call<std::vector<threshold_event>>([&](auto h) {
+            service_.async_extended(std::string(target_text), new_capacity, std::move(h));
+        });
     }
     /// Checks every armed element against QEMU now; reports what fired
     /// unseen (recovered) and what left the chain (gone).
-    std::vector<threshold_event> resync() { return run(tracker_.resync()); }
+    std::vector<threshold_event> resync() {
+        return call<std::vector<threshold_event>>([&](auto h) { service_.async_resync(std::move(h)); });
+    }
     /// Every disk and chain element with capacity, allocation, current
     /// thresholds per layer and what the manager armed there.
     std::vector<threshold_report_row> report() {
-        run(tracker_.report());
-        return std::move(rows_);
+        return call<std::vector<threshold_report_row>>([&](auto h) { service_.async_report(std::move(h)); });
     }
 
     /// Waits up to `timeout` for threshold events. Reconnects when the
-    /// connection is lost (then resyncs), resyncs after an overflow marker
-    /// or an unreadable threshold event; resyncs coalesce.
+    /// connection is lost (then resyncs); the service resyncs after an
+    /// overflow marker or an unreadable threshold event, and resyncs coalesce.
     std::vector<threshold_event> poll(std::chrono::milliseconds timeout) {
         std::vector<threshold_event> out;
         const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -106,153 +127,94 @@ public:
             if (left.count() <= 0) return out;
             if (!connected_) {
                 if (!reconnect(deadline)) return out;
-                append(out, run());
+                if (opts_.resync_on_connect) {
+                    try {
+                        append(out, resync());
+                    } catch (const qmp_error&) {
+                        continue;  // lost again: the next round reconnects
+                    }
+                }
                 if (!out.empty()) return out;
                 continue;
             }
-            std::error_code ec;
-            if (loss_pending_) left = std::min(left, loss_wait());
-            event ev = client_.receive_event(left, ec);
-            if (ec == error::timeout) {
-                if (release_loss()) {
-                    append(out, run());
-                    if (!out.empty()) return out;
-                }
-                continue;
-            }
-            if (ec) {
-                lost_connection(ec);
-                continue;
-            }
-            take(ev);
-            // Whatever else has arrived goes in before the tracker decides,
-            // so a burst of markers makes one resync.
+            asio::cancellation_signal cancel;
+            cancel_ = &cancel;
+            auto [ec, ev] = client_.template run<std::error_code, threshold_event>([&](auto h) {
+                service_.async_receive(left, asio::bind_cancellation_slot(cancel.slot(), std::move(h)));
+            });
+            cancel_ = nullptr;
+            if (ec) continue;  // timeout (the loop ends), or the connection went (it reconnects)
+            out.push_back(std::move(ev));
+            // Whatever else has arrived comes along.
             client_.poll();
-            while (client_.queued_events() > 0) {
-                event more = client_.receive_event(std::chrono::milliseconds(1), ec);
-                if (ec) break;
-                take(more);
-            }
-            release_loss();
-            append(out, run());
-            if (!out.empty()) return out;  // hand over as soon as there is something
+            while (auto more = service_.try_receive()) out.push_back(std::move(*more));
+            return out;
         }
     }
 
     bool connected() const noexcept { return connected_; }
     /// "Events lost" markers received (each overflow of the event queue);
     /// they cost at most one resync per min_resync_interval.
-    std::uint64_t loss_markers() const noexcept { return loss_markers_; }
+    std::uint64_t loss_markers() const noexcept { return service_.stats().loss_markers; }
     /// Why the connection was last lost (or could not be made again).
     std::error_code last_error() const noexcept { return last_error_; }
 
-    const std::vector<armed_threshold>& armed() const noexcept { return tracker_.armed(); }
-    const resolver& chains() const noexcept { return tracker_.chains(); }
-    index_registry& registry() noexcept { return tracker_.registry(); }
-    threshold_tracker& tracker() noexcept { return tracker_; }
+    const std::vector<armed_threshold>& armed() const noexcept { return service_.armed(); }
+    const resolver& chains() const noexcept { return service_.chains(); }
+    index_registry& registry() noexcept { return service_.registry(); }
+    const threshold_tracker& tracker() const noexcept { return service_.tracker(); }
+    service_type& service() noexcept { return service_; }
     client_type& client() noexcept { return client_; }
 
     /// Everything needed to pick up after a restart (threshold_state as JSON).
-    json save_state() const { return json(tracker_.state()); }
+    json save_state() const { return service_.save_state(); }
     /// Loads saved state (strictly validated); on error the state is
     /// unchanged, the code is threshold_error::invalid_state and `diag`
     /// names the member that is wrong.
-    std::error_code load_state(const json& j, diagnostics* diag = nullptr) {
-        threshold_state s;
-        if (convert(j, s, diag)) return threshold_error::invalid_state;
-        tracker_.load(std::move(s));
-        return {};
-    }
+    std::error_code load_state(const json& j, diagnostics* diag = nullptr) { return service_.load_state(j, diag); }
     /// The same from the file's text (also refuses repeated members and
     /// text that is no JSON).
     std::error_code load_state_text(std::string_view text, diagnostics* diag = nullptr) {
-        threshold_state s;
-        if (convert_text(text, s, diag)) return threshold_error::invalid_state;
-        tracker_.load(std::move(s));
-        return {};
+        return service_.load_state_text(text, diag);
     }
+    /// Replaces the state with one already validated (a file another
+    /// process changed); may be called from the journal.
+    void load(threshold_state s) { service_.load(std::move(s)); }
 
 private:
-    // Loss markers are held back while a loss-triggered resync ran less
-    // than min_resync_interval ago; everything else goes to the tracker.
-    void take(const event& ev) {
-        if (ev.lost) {
-            loss_pending_ = true;
-            ++loss_markers_;
-        } else
-            tracker_.on_event(ev);
-    }
-    std::chrono::milliseconds loss_wait() const {
-        auto due = last_loss_resync_ + opts_.min_resync_interval - std::chrono::steady_clock::now();
-        return std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(due));
-    }
-    bool release_loss() {
-        if (!loss_pending_) return false;
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_loss_resync_ < opts_.min_resync_interval) return false;
-        loss_pending_ = false;
-        last_loss_resync_ = now;
-        tracker_.on_events_lost(1);
-        return true;
+    threshold_service_options service_options() {
+        threshold_service_options s;
+        s.catalog = opts_.catalog;
+        s.verify_uncrossed = opts_.verify_uncrossed;
+        s.resync_on_connect = false;  // connect() and poll() ask for it, and return what it finds
+        s.min_resync_interval = opts_.min_resync_interval;
+        s.event_capacity = opts_.client.event_queue_capacity;
+        s.journal = opts_.journal;
+        s.on_decode_error = opts_.on_decode_error;
+        s.on_connection = [this](bool up, std::error_code why) {
+            if (!up) lost_connection(why);
+        };
+        return s;
     }
 
     static void append(std::vector<threshold_event>& to, std::vector<threshold_event> from) {
         for (auto& e : from) to.push_back(std::move(e));
     }
 
-    // Carries out the tracker's actions until `request` is done (or, with
-    // 0, until the tracker has nothing left to do). Throws qmp_error when
-    // the request failed.
-    std::vector<threshold_event> run(tracker_request request = 0) {
-        std::vector<threshold_event> events;
-        std::error_code failed;
-        diagnostics failed_diag;
-        bool done = request == 0;
-        while (auto a = tracker_.next_action()) {
-            std::visit(
-                [&](auto& act) {
-                    using A = std::decay_t<decltype(act)>;
-                    if constexpr (std::is_same_v<A, tracker_actions::query_graph>) {
-                        graph_query_options o;
-                        o.details = act.details;
-                        std::error_code ec;
-                        diagnostics d;
-                        block_graph g = query_block_graph(client_, o, &drivers_, ec, d);
-                        if (ec)
-                            tracker_.on_graph_failed(ec, diagnostics{d.error_class, "cannot read the block graph: " + d.message});
-                        else
-                            tracker_.on_graph(g);
-                    } else if constexpr (std::is_same_v<A, tracker_actions::set_threshold>) {
-                        std::error_code ec;
-                        diagnostics d;
-                        client_.execute(block_set_write_threshold{act.node, act.value}, ec, d);
-                        tracker_.on_command_result(act.command, ec, d);
-                    } else if constexpr (std::is_same_v<A, tracker_actions::save_state>) {
-                        std::error_code ec;
-                        diagnostics d;
-                        if (opts_.journal) ec = opts_.journal(tracker_.state(), d);
-                        tracker_.on_saved(ec, d);
-                    } else if constexpr (std::is_same_v<A, tracker_actions::report>) {
-                        events.push_back(std::move(act.event));
-                    } else if constexpr (std::is_same_v<A, tracker_actions::decode_error>) {
-                        if (opts_.on_decode_error) opts_.on_decode_error(act.event, act.diag);
-                    } else {
-                        if (act.request == request) {
-                            done = true;
-                            failed = act.ec;
-                            failed_diag = act.diag;
-                            rows_ = std::move(act.rows);
-                        }
-                    }
-                },
-                *a);
-        }
-        if (!done) throw qmp_error(threshold_error::unfinished);
-        if (failed) {
-            if (is_connection_error(failed)) lost_connection(failed);
-            throw qmp_error(failed, std::move(failed_diag));
-        }
-        return events;
+    // Runs one request of the service to its end; throws qmp_error when it failed.
+    template <class R, class Start>
+    R call(Start start) {
+        diagnostics diag;
+        auto [ec, r] = client_.template run<std::error_code, R>(
+            [&](auto h) { start(bind_diagnostics(diag, std::move(h))); });
+        check(ec, std::move(diag));
+        return std::move(r);
+    }
+
+    void check(std::error_code ec, diagnostics diag) {
+        if (!ec) return;
+        if (is_connection_error(ec)) lost_connection(ec);
+        throw qmp_error(ec, std::move(diag));
     }
 
     static bool is_connection_error(std::error_code ec) {
@@ -261,10 +223,11 @@ private:
     }
 
     void lost_connection(std::error_code why) {
+        if (cancel_) cancel_->emit(asio::cancellation_type::all);  // a poll stops waiting
         if (!connected_) return;
         connected_ = false;
         last_error_ = why;
-        client_.close();
+        client_.async_client().close();
         if (opts_.on_connection) opts_.on_connection(false, why);
     }
 
@@ -276,9 +239,9 @@ private:
             if (!ec) {
                 connected_ = true;
                 last_error_.clear();
-                loss_pending_ = false;  // the resync after connecting covers it
                 if (opts_.on_connection) opts_.on_connection(true, {});
-                tracker_.on_connected(client_.peer_instance(), opts_.resync_on_connect);
+                service_.on_connected();
+                client_.poll();
                 return true;
             }
             last_error_ = ec;
@@ -291,14 +254,10 @@ private:
     endpoint_type ep_;
     threshold_manager_options opts_;
     client_type client_;
-    threshold_tracker tracker_;
-    driver_cache drivers_;
-    std::vector<threshold_report_row> rows_;
+    service_type service_;
     bool connected_ = false;
     std::error_code last_error_;
-    bool loss_pending_ = false;
-    std::uint64_t loss_markers_ = 0;
-    std::chrono::steady_clock::time_point last_loss_resync_{};
+    asio::cancellation_signal* cancel_ = nullptr;
 };
 
 /// Over a unix socket, the usual QMP transport.

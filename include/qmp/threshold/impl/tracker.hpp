@@ -124,7 +124,8 @@ inline void threshold_tracker::decide_head() {
 }
 
 inline void threshold_tracker::emit_decisions() {
-    for (auto& e : pending_reports_) out_.push_back(tracker_actions::report{std::move(e)});
+    const tracker_request by = queue_.empty() ? 0 : queue_.front().request;
+    for (auto& e : pending_reports_) out_.push_back(tracker_actions::report{std::move(e), by});
     pending_reports_.clear();
     for (auto& c : pending_sends_) {
         out_.push_back(tracker_actions::set_threshold{c.id, c.node, c.value});
