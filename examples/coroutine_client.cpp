@@ -1,11 +1,14 @@
 // C++20 coroutines: the same story as the callback example, written
-// straight down with asio::use_awaitable; errors arrive as exceptions.
+// straight down with asio::use_awaitable; errors arrive as exceptions. The
+// raw client lists the nodes; a threshold service on the same connection
+// arms `disk` and hands its event back as `disk[1]`, both with co_await.
 //
 //   qmp-example-coroutines [--qemu-bindir DIR]
 #include <support/qemu.hpp>
 
 #include <qmp/qapi.hpp>
 #include <qmp/qmp.hpp>
+#include <qmp/threshold/service.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -37,18 +40,20 @@ int main(int argc, char** argv) {
             std::cout << nodes.size() << " nodes:";
             for (const auto& n : nodes) std::cout << " " << n.node_name.value_or("?") << " (" << n.drv << ")";
             std::cout << "\n";
-            const qmp::block_set_write_threshold arm{"disk-1-file", 1 << 20};
-            co_await client.async_execute(arm, use_awaitable);
+            // The service on the same client: it asks for the events it
+            // needs; everything else stays the application's.
+            qmp::threshold_service_options o;
+            o.catalog.entries["disk"] = "disk-1-fmt";
+            qmp::threshold_service service(client, o);
+            service.on_connected();
+            const auto spec = qmp::threshold_spec::bytes(1 << 20);
+            auto at_once = co_await service.async_arm("disk", spec, use_awaitable);
+            std::cout << "armed disk (" << at_once.size() << " crossed already)\n";
             vm.nbd_write(0, 2 << 20);
-            for (;;) {
-                qmp::event ev = co_await client.async_receive_event(std::chrono::seconds(10), use_awaitable);
-                std::error_code ec;
-                if (auto t = qmp::event_as<qmp::block_write_threshold_event>(ev, ec)) {
-                    std::cout << "event: " << t->node_name << " crossed " << t->write_threshold << "\n";
-                    rc = 0;
-                    break;
-                }
-            }
+            qmp::threshold_event e = co_await service.async_receive(std::chrono::seconds(10), use_awaitable);
+            std::cout << "event: " << e.where.indexed() << " (" << e.node << ") crossed " << e.threshold << " by "
+                      << e.amount_exceeded << "\n";
+            rc = 0;
             client.close();
         },
         [](std::exception_ptr e) {

@@ -1,13 +1,15 @@
-// One event loop watching write thresholds on several VMs at once: one
-// io_context, one asynchronous client per VM, each with a receive loop that
-// never blocks the others. A lost-events marker tells which VM needs a
-// resync (here: reading write_threshold back).
+// One event loop keeping write thresholds on several VMs at once: one
+// io_context thread; per VM an asynchronous client, a threshold service on
+// it and a reconnector that backs off without blocking the others. Each
+// service arms `vda` (its top element) and hands back BLOCK_WRITE_THRESHOLD
+// as `vda[1]`, with what fired while the connection was down recovered.
 //
 //   qmp-example-multi-vm [--qemu-bindir DIR]
 #include <support/qemu.hpp>
 
-#include <qmp/qapi.hpp>
+#include <qmp/client/reconnector.hpp>
 #include <qmp/qmp.hpp>
+#include <qmp/threshold/service.hpp>
 
 #include <future>
 #include <iostream>
@@ -16,27 +18,31 @@
 
 namespace {
 
+using reconnector = qmp::basic_reconnector<qmp::unix_client, asio::local::stream_protocol::endpoint>;
+
 struct watched_vm {
     std::string name;
     std::unique_ptr<qmp_support::qemu_instance> qemu;
     std::unique_ptr<qmp::unix_client> client;
+    std::unique_ptr<qmp::threshold_service> service;
+    std::unique_ptr<reconnector> rec;
+    bool armed = false;
 };
 
-// Receives events for one VM; when every VM reported, closes all clients,
-// which ends io.run().
+// Takes one VM's threshold events until its threshold fired; when every VM
+// reported, stops everything, which ends io.run().
 void receive_loop(watched_vm& vm, int& remaining, std::vector<watched_vm>& all) {
-    vm.client->async_receive_event(std::chrono::seconds(20), [&vm, &remaining, &all](std::error_code ec, qmp::event ev) {
-        if (ec) {
-            std::cout << vm.name << ": stopped: " << ec.message() << "\n";
-            return;
-        } else if (ev.lost) {
-            std::cout << vm.name << ": " << ev.lost << " events lost, resync needed\n";
-        } else if (auto t = qmp::event_as<qmp::block_write_threshold_event>(ev, ec)) {
-            std::cout << vm.name << ": " << t->node_name << " crossed " << t->write_threshold << "\n";
-            if (--remaining == 0) {
-                for (auto& v : all) v.client->close();
-                return;
+    vm.service->async_receive([&vm, &remaining, &all](std::error_code ec, qmp::threshold_event e) {
+        if (ec == asio::error::operation_aborted) return;  // stopped
+        if (ec) return void(std::cout << vm.name << ": " << ec.message() << "\n");
+        std::cout << vm.name << ": " << e.where.indexed() << " (" << e.node << ") crossed " << e.threshold << " ("
+                  << qmp::to_string(e.how) << ")\n";
+        if (--remaining == 0) {
+            for (auto& v : all) {
+                v.service->stop();
+                v.rec->stop();
             }
+            return;
         }
         receive_loop(vm, remaining, all);
     });
@@ -52,26 +58,33 @@ int main(int argc, char** argv) {
     int remaining = static_cast<int>(vms.size());
     std::promise<void> all_armed;  // the guests write once every threshold is armed
     std::size_t armed = 0;
-    for (std::size_t i = 0; i < vms.size(); ++i) {
-        auto& vm = vms[i];
-        vm.name = "vm" + std::to_string(i);
+    for (auto& vm : vms) {
+        vm.name = "vm" + std::to_string(&vm - vms.data());
         auto images = qmp_support::make_chain(qemu, dir, vm.name, 1);
         qmp_support::qemu_config cfg;
         cfg.blockdevs = qmp_support::chain_blockdevs(images, vm.name);
         cfg.nbd_export_node = vm.name + "-0-fmt";
         vm.qemu = std::make_unique<qmp_support::qemu_instance>(qemu, dir, cfg, vm.name);
         vm.client = std::make_unique<qmp::unix_client>(io);
+        qmp::threshold_service_options o;
+        o.catalog.entries["vda"] = vm.name + "-0-fmt";  // a disk is named by its device (or root node)
+        vm.service = std::make_unique<qmp::threshold_service>(*vm.client, o);
         auto ep = asio::local::stream_protocol::endpoint(vm.qemu->qmp_path());
-        vm.client->async_connect(ep, [&vm, &remaining, &vms, &armed, &all_armed](std::error_code ec) {
-            if (ec) return void(std::cerr << vm.name << ": " << ec.message() << "\n");
-            vm.client->async_execute(qmp::block_set_write_threshold{vm.name + "-0-file", 1 << 20},
-                                     [&vm, &remaining, &vms, &armed, &all_armed](std::error_code ec,
-                                                                                 qmp::empty_result) {
-                                         if (ec) return void(std::cerr << vm.name << ": " << ec.message() << "\n");
-                                         receive_loop(vm, remaining, vms);
-                                         if (++armed == vms.size()) all_armed.set_value();
-                                     });
-        });
+        vm.rec = std::make_unique<reconnector>(
+            *vm.client, ep, qmp::reconnect_options{}, [&vm, &remaining, &vms, &armed, &all_armed](const qmp::reconnect_status& s) {
+                if (!s.up) return void(std::cerr << vm.name << ": " << s.ec.message() << "; retrying\n");
+                vm.service->on_connected();  // resyncs: what fired while down comes back
+                if (vm.armed) return;
+                vm.armed = true;
+                vm.service->async_arm("vda", qmp::threshold_spec::bytes(1 << 20),
+                                      [&vm, &remaining, &vms, &armed, &all_armed](std::error_code ec,
+                                                                                  std::vector<qmp::threshold_event>) {
+                                          if (ec) return void(std::cerr << vm.name << ": " << ec.message() << "\n");
+                                          receive_loop(vm, remaining, vms);
+                                          if (++armed == vms.size()) all_armed.set_value();
+                                      });
+            });
+        vm.rec->start();
     }
     // The guests write, from another thread, while the loop runs.
     std::thread writers([&, armed_future = all_armed.get_future()] {

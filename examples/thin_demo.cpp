@@ -3,13 +3,18 @@
 // The disk `vda` is a chain of three qcow2 images, each on "thin" storage: a
 // raw window (offset 0, size S) over a larger file, so a write past S fails
 // with "No space left on device", like a full LV. An agent built on
-// qmp::threshold_manager keeps the storage ahead of the writes:
+// qmp::threshold_service keeps the storage ahead of the writes. It runs on
+// one io_context thread, the way a management agent does: the service, a
+// reconnector and the agent's own subscription to block-job events share
+// one connection, and nothing polls.
 //
 //  1. it arms `vda` with a free-space margin; data arrives through NBD in
 //     bursts (qemu-io); every BLOCK_WRITE_THRESHOLD leads to an extension
 //     (blockdev-reopen with a bigger window) and a re-arm;
 //  2. a live merge: block-commit of the top into vda[N], with a threshold on
-//     that backing element, which the commit's own writes cross;
+//     that backing element, which the commit's own writes cross; the agent
+//     follows the job through BLOCK_JOB_* events (resumes it after a pause
+//     on a full volume, pivots when it is ready);
 //  3. a missed event: the agent disconnects, a write crosses a threshold, it
 //     reconnects and the event comes back as recovered.
 //
@@ -20,11 +25,19 @@
 // Exits 0 when every step did what it should.
 #include <support/qemu.hpp>
 
+#include <qmp/client/reconnector.hpp>
 #include <qmp/qapi.hpp>
-#include <qmp/threshold/manager.hpp>
+#include <qmp/threshold/service.hpp>
 
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/use_future.hpp>
+
+#include <future>
 #include <iomanip>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 using namespace std::chrono_literals;
 
@@ -41,20 +54,44 @@ void require(bool ok, const std::string& what) {
 }
 
 struct demo {
+    using reconnector = qmp::basic_reconnector<qmp::unix_client, asio::local::stream_protocol::endpoint>;
+
     qmp_support::qemu_build qemu{"system", "/usr/bin"};
     bool agent = true;
     bool keep = false;
 
     qmp_support::temp_dir dir;
     std::unique_ptr<qmp_support::qemu_instance> vm;
-    std::unique_ptr<qmp::threshold_manager> mgr;
-    std::map<std::string, std::uint64_t> window;  // thin node -> its size
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-    int extensions = 0;
+    std::mutex out;
 
-    void say(const std::string& s) const {
+    // ---- the agent: everything below runs on the io_context's thread ----------
+    asio::io_context ioc;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+    std::thread thread;
+    std::unique_ptr<qmp::unix_client> client;
+    std::unique_ptr<qmp::threshold_service> service;
+    std::unique_ptr<reconnector> rec;
+    qmp::unix_client::subscription jobs;
+    std::map<std::string, std::uint64_t> window;  // thin node -> its size
+    bool extending = true;                       // the agent acts on events
+    int extensions = 0;
+    int pauses = 0;
+    int growing = 0;          // extensions in progress
+    std::string paused_job;   // a job paused on a full volume, to resume
+    bool recovered = false;
+    std::promise<void> connected, job_done;
+
+    void say(const std::string& s) {
+        std::lock_guard<std::mutex> lock(out);
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
         std::cout << "[" << std::setw(6) << std::fixed << std::setprecision(2) << ms / 1000.0 << "s] " << s << std::endl;
+    }
+
+    // Runs `f` on the agent's thread and waits for its result.
+    template <class F>
+    auto on_agent(F f) -> decltype(f()) {
+        return asio::post(ioc, std::packaged_task<decltype(f())()>(std::move(f))).get();
     }
 
     void start() {
@@ -77,22 +114,138 @@ struct demo {
         cfg.kind = qmp_support::qemu_kind::system;
         cfg.extra = {"-device", "virtio-blk-pci,drive=vda-2-fmt,id=virtio-disk0,share-rw=on"};
         vm = std::make_unique<qmp_support::qemu_instance>(qemu, dir, cfg, "vm");
-        qmp::threshold_manager_options o;
+
+        client = std::make_unique<qmp::unix_client>(ioc);
+        qmp::threshold_service_options o;
         o.catalog.entries["vda"] = "virtio-disk0";
-        mgr = std::make_unique<qmp::threshold_manager>(asio::local::stream_protocol::endpoint(vm->qmp_path()), o);
-        mgr->connect();
-        mgr->client().execute("nbd-server-start",  // SocketAddressLegacy: the path goes under "data"
-                              {{"addr", {{"type", "unix"}, {"data", {{"path", vm->nbd_path()}}}}}});
-        mgr->client().execute("block-export-add", {{"type", "nbd"}, {"id", "e0"}, {"node-name", "vda-2-fmt"},
-                                                   {"name", "vda"}, {"writable", true}});
-        auto v = mgr->client().execute(qmp::query_version{});
+        o.on_connection = [this](bool up, std::error_code why) {
+            say(up ? "  agent: connected, resyncing" : "  agent: connection lost (" + why.message() + ")");
+        };
+        service = std::make_unique<qmp::threshold_service>(*client, o);
+        // The agent's own events on the same connection: block jobs.
+        jobs = client->subscribe({{"BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_ERROR"}, {}});
+        work.emplace(ioc.get_executor());
+        thread = std::thread([this] { ioc.run(); });
+        connect();
+        receive_thresholds();
+        receive_jobs();
+
+        client->async_execute("nbd-server-start",  // SocketAddressLegacy: the path goes under "data"
+                              {{"addr", {{"type", "unix"}, {"data", {{"path", vm->nbd_path()}}}}}}, asio::use_future)
+            .get();
+        client->async_execute("block-export-add",
+                              {{"type", "nbd"}, {"id", "e0"}, {"node-name", "vda-2-fmt"}, {"name", "vda"}, {"writable", true}},
+                              asio::use_future)
+            .get();
+        auto v = client->async_execute(qmp::query_version{}, asio::use_future).get();
         say("QEMU " + std::to_string(v.qemu.major) + "." + std::to_string(v.qemu.minor) + "." +
             std::to_string(v.qemu.micro) + " started; disk vda: " + chain_text());
     }
 
+    // Connects (and reconnects, backing off) without blocking the thread;
+    // each session tells the service, which resyncs.
+    void connect() {
+        connected = {};
+        auto up = connected.get_future();
+        rec = std::make_unique<reconnector>(*client, asio::local::stream_protocol::endpoint(vm->qmp_path()),
+                                            qmp::reconnect_options{}, [this, told = false](const qmp::reconnect_status& s) mutable {
+                                                if (!s.up) return;
+                                                service->on_connected();
+                                                if (!told) connected.set_value();
+                                                told = true;
+                                            });
+        rec->start();
+        require(up.wait_for(30s) == std::future_status::ready, "the agent could not connect");
+    }
+
+    void receive_thresholds() {
+        service->async_receive([this](std::error_code ec, qmp::threshold_event e) {
+            if (ec) return;  // the service stopped
+            handle(e);
+            receive_thresholds();
+        });
+    }
+
+    // The commit is followed by its events: no query-block-jobs loop.
+    void receive_jobs() {
+        jobs.async_receive([this](std::error_code ec, qmp::event ev) {
+            if (ec == asio::error::operation_aborted) return;
+            if (ec) return receive_jobs();  // disconnected: the subscription goes on after a reconnect
+            on_job(ev);
+            receive_jobs();
+        });
+    }
+
+    void on_job(const qmp::event& ev) {
+        const std::string id = ev.data.value("device", "");
+        if (ev.name == "BLOCK_JOB_ERROR") {
+            // on-error=stop: a full volume paused the job (each failed
+            // request says so; one resume is enough). Its threshold event may
+            // have raced the pause: a resync settles it, and the job resumes
+            // once the extensions it caused are done.
+            if (!paused_job.empty()) return;
+            paused_job = id;
+            ++pauses;
+            say("  " + id + " paused on a full volume; resuming once the storage grew");
+            service->async_resync([this](std::error_code, std::vector<qmp::threshold_event> found) {
+                for (auto& e : found) handle(e);
+                maybe_resume();
+            });
+        } else if (ev.name == "BLOCK_JOB_READY") {
+            say("  " + id + " is ready: pivoting");
+            client->async_execute(qmp::block_job_complete{id}, [](std::error_code, qmp::empty_result) {});
+        } else if (ev.name == "BLOCK_JOB_COMPLETED") {
+            say("  " + id + " completed");
+            job_done.set_value();
+        }
+    }
+
+    void maybe_resume() {
+        if (paused_job.empty() || growing > 0) return;
+        client->async_execute(qmp::block_job_resume{paused_job}, [](std::error_code, qmp::empty_result) {});
+        paused_job.clear();
+    }
+
+    // The agent's reaction: grow the storage of the element by 16 MiB.
+    void handle(const qmp::threshold_event& e) {
+        if (e.how == qmp::threshold_event::origin::gone) {
+            say("  " + e.where.indexed() + " left the chain (" + e.node + "): its threshold went with it");
+            return;
+        }
+        recovered = recovered || e.recovered();
+        say("  event " + std::string(qmp::to_string(e.how)) + ": " + e.where.indexed() + (e.active ? " (active)" : "") +
+            " " + qmp::to_string(e.node_layer) + " node " + e.node + " crossed " + std::to_string(e.threshold) +
+            " by " + std::to_string(e.amount_exceeded));
+        if (!extending || !e.armed_by_manager) return;
+        std::error_code ec;
+        auto el = service->chains().resolve(e.where, ec);
+        if (!el) return say("  event for " + e.where.indexed() + " does not resolve: " + ec.message());
+        const std::string thin = el->element.storage_node;
+        const std::string file = thin.substr(0, thin.size() - 5) + "-file";
+        const std::uint64_t size = window[thin] + 16 * MiB;
+        const std::string target = e.where.indexed();
+        ++growing;
+        client->async_execute(
+            qmp::blockdev_reopen{{{{"driver", "raw"}, {"node-name", thin}, {"file", file}, {"offset", 0}, {"size", size}}}},
+            [this, thin, size, target](std::error_code ec, qmp::empty_result) {
+                --growing;
+                if (ec) return say("  extending " + target + " failed: " + ec.message());
+                window[thin] = size;
+                ++extensions;
+                say("  extended " + target + " (" + thin + ") to " + std::to_string(size / MiB) + " MiB");
+                // The storage grew: the service re-arms (on-extend policy).
+                service->async_extended(target, size, [this](std::error_code, std::vector<qmp::threshold_event> evs) {
+                    for (auto& e : evs) handle(e);
+                    maybe_resume();
+                });
+            });
+    }
+
+    std::vector<qmp::threshold_report_row> report() { return service->async_report(asio::use_future).get(); }
+
     std::string chain_text() {
         std::string s;
-        for (const auto& r : mgr->report()) {
+        for (const auto& r : report()) {
             if (!s.empty()) s += " <- ";
             s += qmp::target{r.disk, r.element.index}.indexed() + " (" + r.element.format_node + ", storage " +
                  std::to_string(r.element.capacity.value_or(0) / MiB) + " MiB)";
@@ -100,65 +253,40 @@ struct demo {
         return s;
     }
 
-    // The agent's reaction: grow the storage of the element by 16 MiB.
-    void extend(const qmp::threshold_event& e) {
-        std::error_code ec;
-        auto el = mgr->chains().resolve(e.where, ec);
-        require(el.has_value(), "event for " + e.where.indexed() + " does not resolve");
-        const std::string thin = el->element.storage_node;
-        const std::string file = thin.substr(0, thin.size() - 5) + "-file";
-        std::uint64_t size = window[thin] + 16 * MiB;
-        mgr->client().execute(qmp::blockdev_reopen{{{{"driver", "raw"}, {"node-name", thin}, {"file", file},
-                                                     {"offset", 0}, {"size", size}}}});
-        window[thin] = size;
-        ++extensions;
-        say("  extended " + e.where.indexed() + " (" + thin + ") to " + std::to_string(size / MiB) + " MiB");
-        handle(mgr->extended(e.where.indexed(), size));
+    void arm(const std::string& target, std::uint64_t margin) {
+        auto now = service->async_arm(target, qmp::threshold_spec::margin(margin), qmp::rearm_policy::on_extend, 0,
+                                      asio::use_future)
+                       .get();
+        on_agent([&] {
+            for (auto& e : now) handle(e);
+            return 0;
+        });
     }
 
-    void handle(const std::vector<qmp::threshold_event>& events) {
-        for (const auto& e : events) {
-            const char* how = e.how == qmp::threshold_event::origin::live        ? "live"
-                              : e.how == qmp::threshold_event::origin::recovered ? "RECOVERED"
-                              : e.how == qmp::threshold_event::origin::immediate ? "immediate"
-                                                                                 : "gone";
-            if (e.how == qmp::threshold_event::origin::gone) {
-                say("  " + e.where.indexed() + " left the chain (" + e.node + "): its threshold went with it");
-                continue;
-            }
-            say("  event " + std::string(how) + ": " + e.where.indexed() + (e.active ? " (active)" : "") + " " +
-                qmp::to_string(e.node_layer) + " node " + e.node + " crossed " + std::to_string(e.threshold) +
-                " by " + std::to_string(e.amount_exceeded));
-            if (agent && e.how != qmp::threshold_event::origin::gone && e.armed_by_manager) extend(e);
-        }
-    }
-
-    // Writes `bursts` MiB through NBD, one MiB per burst, polling events between.
+    // Writes `bursts` MiB through NBD, one MiB per burst, while the agent works.
     int write_bursts(std::uint64_t from_mib, int bursts) {
         int failed = 0;
         for (int i = 0; i < bursts; ++i) {
-            std::string out;
-            int rc = vm->nbd_write((from_mib + i) * MiB, MiB, &out);
-            std::cout << "\r  writing: " << (i + 1) << "/" << bursts << " MiB" << std::flush;
+            std::string text;
+            int rc = vm->nbd_write((from_mib + i) * MiB, MiB, &text);
             if (rc != 0) {
                 ++failed;
-                std::cout << "\n";
                 say("  write at " + std::to_string(from_mib + i) + " MiB FAILED: " +
-                    (out.find("No space left") != std::string::npos ? "No space left on device" : out));
-            }
-            if (agent) {
-                auto ev = mgr->poll(100ms);
-                if (!ev.empty()) std::cout << "\n";
-                handle(ev);
+                    (text.find("No space left") != std::string::npos ? "No space left on device" : text));
             }
         }
-        std::cout << "\n";
+        say("  wrote " + std::to_string(bursts) + " MiB in 1 MiB bursts");
         return failed;
+    }
+
+    int agent_int(int demo::*member) {
+        return on_agent([&] { return this->*member; });
     }
 
     void run() {
         start();
         if (!agent) {
+            on_agent([&] { return extending = false; });
             say("step 1 without an agent: 24 MiB in 1 MiB bursts, nobody extends");
             int failed = write_bursts(0, 24);
             require(failed > 0, "writes past the thin storage should have failed");
@@ -167,70 +295,51 @@ struct demo {
         }
 
         say("step 1: arm vda with a 2 MiB free-space margin, write 24 MiB in bursts");
-        handle(mgr->arm("vda", qmp::threshold_spec::margin(2 * MiB), qmp::rearm_policy::on_extend));
+        arm("vda", 2 * MiB);
         int failed = write_bursts(0, 24);
         require(failed == 0, std::to_string(failed) + " writes failed: an extension came too late");
-        require(extensions >= 1, "no extension happened");
-        say("step 1 done: " + std::to_string(extensions) + " extensions, every write succeeded");
+        require(agent_int(&demo::extensions) >= 1, "no extension happened");
+        say("step 1 done: " + std::to_string(agent_int(&demo::extensions)) + " extensions, every write succeeded");
 
         say("step 2: live merge: commit the top into vda[2] with a threshold on vda[2]");
-        handle(mgr->arm("vda[2]", qmp::threshold_spec::margin(2 * MiB), qmp::rearm_policy::on_extend));
-        const int before = extensions;
+        arm("vda[2]", 2 * MiB);
+        const int before = agent_int(&demo::extensions);
         qmp::block_commit c;
         c.device = "vda-2-fmt";
         c.base_node = "vda-1-fmt";
         c.on_error = "stop";  // a full volume pauses the job instead of failing it
         c.job.job_id = "live-merge";
-        mgr->client().execute(c);
-        bool ready = false;
-        int resumed = 0;
-        for (int i = 0; i < 600 && !ready; ++i) {
-            const int seen = extensions;
-            handle(mgr->poll(100ms));
-            for (const auto& j : mgr->client().execute(qmp::query_block_jobs{})) {
-                if (j.device != "live-merge") continue;
-                if (j.ready) ready = true;
-                if (j.paused || j.status == "paused") {
-                    if (extensions == seen) handle(mgr->resync());  // the event may have raced the pause
-                    say("  the commit paused on a full volume; resuming after the extension");
-                    mgr->client().execute(qmp::block_job_resume{"live-merge"});
-                    ++resumed;
-                }
-            }
-        }
-        require(ready, "the commit did not become ready");
-        mgr->client().execute(qmp::block_job_complete{"live-merge"});
-        bool done = false;
-        for (int i = 0; i < 100 && !done; ++i) {
-            handle(mgr->poll(100ms));
-            done = mgr->client().execute(qmp::query_block_jobs{}).empty();
-        }
-        require(done, "the commit did not complete");
-        say("  the commit completed (" + std::to_string(resumed) + " pauses on a full volume)");
+        auto done = job_done.get_future();
+        client->async_execute(c, asio::use_future).get();
+        require(done.wait_for(120s) == std::future_status::ready, "the commit did not complete");
+        say("  the commit completed (" + std::to_string(agent_int(&demo::pauses)) + " pauses on a full volume)");
         // The committed top is no longer part of the disk: delete it, as libvirt does.
-        mgr->client().execute(qmp::blockdev_del{"vda-2-fmt"});
-        mgr->client().execute(qmp::blockdev_del{"vda-2-thin"});
-        mgr->client().execute(qmp::blockdev_del{"vda-2-file"});
-        require(extensions > before, "the commit's writes into vda[2] were not seen");
-        handle(mgr->resync());  // the old top's threshold is gone with it
+        for (const char* node : {"vda-2-fmt", "vda-2-thin", "vda-2-file"})
+            client->async_execute(qmp::blockdev_del{node}, asio::use_future).get();
+        require(agent_int(&demo::extensions) > before, "the commit's writes into vda[2] were not seen");
         say("step 2 done: vda is now " + chain_text());
 
         say("step 3: a missed event: disconnect, write, reconnect");
-        handle(mgr->arm("vda", qmp::threshold_spec::margin(2 * MiB), qmp::rearm_policy::on_extend));
-        auto rows = mgr->report();
+        arm("vda", 2 * MiB);
+        auto rows = report();
         std::uint64_t room = rows.front().element.capacity.value_or(0) - rows.front().element.allocation.value_or(0);
-        mgr->client().close();
+        on_agent([&] {
+            extending = false;  // nobody listens now
+            rec->stop();
+            return 0;
+        });
         // Enough to cross the 2 MiB margin, not enough to fill the volume.
         const int mib = static_cast<int>(room / MiB) - 1;
         say("  disconnected; writing " + std::to_string(mib) + " MiB");
-        agent = false;  // nobody listens now
         require(write_bursts(32, mib) == 0, "a write failed while disconnected");
-        agent = true;
-        auto back = mgr->poll(5s);  // reconnects by itself and resyncs
-        bool recovered = false;
-        for (const auto& e : back) recovered = recovered || e.recovered();
-        handle(back);
-        require(recovered, "the missed event did not come back as recovered");
+        on_agent([&] { return extending = true; });
+        connect();  // the service resyncs: what fired meanwhile comes back
+        bool back = false;
+        for (int i = 0; i < 100 && !back; ++i) {
+            back = on_agent([&] { return recovered; });
+            if (!back) std::this_thread::sleep_for(50ms);
+        }
+        require(back, "the missed event did not come back as recovered");
         say("step 3 done: the event that fired while disconnected was recovered");
     }
 
@@ -239,7 +348,7 @@ struct demo {
                   << std::left << std::setw(8) << "target" << std::setw(8) << "active" << std::setw(12) << "format"
                   << std::setw(14) << "storage" << std::right << std::setw(12) << "capacity" << std::setw(12)
                   << "allocation" << std::setw(12) << "threshold" << "  armed\n";
-        for (const auto& r : mgr->report())
+        for (const auto& r : report())
             std::cout << std::left << std::setw(8) << qmp::target{r.disk, r.element.index}.indexed() << std::setw(8)
                       << (r.active ? "yes" : "") << std::setw(12) << r.element.format_node << std::setw(14)
                       << r.element.storage_node << std::right << std::setw(12) << r.element.capacity.value_or(0)
@@ -247,6 +356,19 @@ struct demo {
                       << r.element.storage_threshold.value_or(0) << "  "
                       << (r.armed ? r.armed->spec.str() : std::string("-")) << "\n";
     }
+
+    // The agent stops on its own thread; then the thread ends.
+    void stop() {
+        if (!thread.joinable()) return;
+        asio::post(ioc, [this] {
+            jobs.reset();
+            if (service) service->stop();
+            if (rec) rec->stop();
+        });
+        work.reset();
+        thread.join();
+    }
+    ~demo() { stop(); }
 };
 
 }  // namespace
@@ -279,9 +401,9 @@ int main(int argc, char** argv) {
     if (d.keep && d.vm) {
         std::cout << "QEMU keeps running (pid " << d.vm->process().pid() << "); its QMP socket: " << d.vm->qmp_path()
                   << "\n  try: build/bin/qmpctl -s " << d.vm->qmp_path() << " --disk vda=virtio-disk0 chain\n";
+        d.stop();
         d.vm->process().release();
         d.dir.keep();
-        d.mgr.reset();
     }
     return rc;
 }

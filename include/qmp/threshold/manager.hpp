@@ -88,21 +88,21 @@ public:
     std::vector<threshold_event> arm(std::string_view target_text, threshold_spec spec,
                                      rearm_policy policy = rearm_policy::none, std::uint64_t step = 0) {
         return call<std::vector<threshold_event>>([&](auto h) {
-            service_.async_arm(std::string(target_text), spec, policy, step, std::move(h));
+            service_.async_arm(target_text, spec, policy, step, std::move(h));
         });
     }
     /// Disarms what the manager armed on `target_text` (both layers).
     void disarm(std::string_view target_text) {
         diagnostics diag;
         auto [ec] = client_.template run<std::error_code>(
-            [&](auto h) { service_.async_disarm(std::string(target_text), bind_diagnostics(diag, std::move(h))); });
+            [&](auto h) { service_.async_disarm(target_text, bind_diagnostics(diag, std::move(h))); });
         check(ec, std::move(diag));
     }
     /// The caller grew the storage of `target_text` to `new_capacity`
     /// bytes: fired thresholds with the on_extend policy are re-armed.
     std::vector<threshold_event> extended(std::string_view target_text, std::uint64_t new_capacity) {
         return call<std::vector<threshold_event>>([&](auto h) {
-            service_.async_extended(std::string(target_text), new_capacity, std::move(h));
+            service_.async_extended(target_text, new_capacity, std::move(h));
         });
     }
     /// Checks every armed element against QEMU now; reports what fired

@@ -426,6 +426,7 @@ public:
     }
 
     // ---- requests ------------------------------------------------------------------
+    // Targets are copied at once (a string_view may end with the call).
     // Each completes once the tracker finished it: QEMU holds the threshold,
     // the state was journalled. Events the request itself caused (an arm
     // below the current allocation, what a resync found) come with its
@@ -433,33 +434,33 @@ public:
 
     /// Arms `target` (`vda`, `vda[N]`). Completes with (error_code, events).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
-    auto async_arm(std::string target, threshold_spec spec, rearm_policy policy, std::uint64_t step,
+    auto async_arm(std::string_view target, threshold_spec spec, rearm_policy policy, std::uint64_t step,
                    CompletionToken&& token = CompletionToken{}) {
         return initiate<detail::request_shape::events, void(std::error_code, std::vector<threshold_event>)>(
-            [target = std::move(target), spec, policy, step](threshold_tracker& t) {
+            [target = std::string(target), spec, policy, step](threshold_tracker& t) {
                 return t.arm(target, spec, policy, step);
             },
             std::forward<CompletionToken>(token));
     }
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
-    auto async_arm(std::string target, threshold_spec spec, CompletionToken&& token = CompletionToken{}) {
-        return async_arm(std::move(target), spec, rearm_policy::none, 0, std::forward<CompletionToken>(token));
+    auto async_arm(std::string_view target, threshold_spec spec, CompletionToken&& token = CompletionToken{}) {
+        return async_arm(target, spec, rearm_policy::none, 0, std::forward<CompletionToken>(token));
     }
 
     /// Disarms what was armed on `target` (both layers). Completes with (error_code).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
-    auto async_disarm(std::string target, CompletionToken&& token = CompletionToken{}) {
+    auto async_disarm(std::string_view target, CompletionToken&& token = CompletionToken{}) {
         return initiate<detail::request_shape::code, void(std::error_code)>(
-            [target = std::move(target)](threshold_tracker& t) { return t.disarm(target); },
+            [target = std::string(target)](threshold_tracker& t) { return t.disarm(target); },
             std::forward<CompletionToken>(token));
     }
 
     /// The storage of `target` grew to `new_capacity` bytes: thresholds
     /// with the on_extend policy are re-armed. Completes with (error_code, events).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
-    auto async_extended(std::string target, std::uint64_t new_capacity, CompletionToken&& token = CompletionToken{}) {
+    auto async_extended(std::string_view target, std::uint64_t new_capacity, CompletionToken&& token = CompletionToken{}) {
         return initiate<detail::request_shape::events, void(std::error_code, std::vector<threshold_event>)>(
-            [target = std::move(target), new_capacity](threshold_tracker& t) { return t.extended(target, new_capacity); },
+            [target = std::string(target), new_capacity](threshold_tracker& t) { return t.extended(target, new_capacity); },
             std::forward<CompletionToken>(token));
     }
 
