@@ -105,6 +105,7 @@ struct scripted_driver {
     fake_block_layer& qemu;
     std::vector<std::string> log;  // "graph", "graph+details", "set NODE VALUE", "save", "report ...", "done N"
     std::vector<qmp::threshold_event> events;
+    std::vector<qmp::tracker_request> event_requests;  // per event: the request that caused it, or 0
     std::vector<qmp::tracker_actions::request_done> done;
     std::vector<qmp::threshold_state> saved;
     std::error_code fail_saves;         // when set, every save fails
@@ -143,6 +144,7 @@ struct scripted_driver {
                         log.push_back(std::string("report ") + qmp::to_string(act.event.how) + " " +
                                       act.event.where.indexed());
                         events.push_back(act.event);
+                        event_requests.push_back(act.request);
                     } else {
                         log.push_back("done " + std::to_string(act.request) + (act.ec ? " " + act.ec.message() : ""));
                         done.push_back(act);

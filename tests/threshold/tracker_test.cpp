@@ -201,6 +201,67 @@ TEST_CASE("tracker: immediate below the allocation, gone after a commit" * docte
     CHECK(c.d.events[0].where.indexed() == "vda[1]");
 }
 
+TEST_CASE("tracker: job events: the end of a job refreshes the graph once, other job news costs nothing" *
+          doctest::test_suite("threshold")) {
+    connected c;
+    c.t.arm("vda", qmp::threshold_spec::bytes(MiB));
+    c.t.arm("vda[2]", qmp::threshold_spec::bytes(MiB));
+    c.d.run(c.t);
+    c.d.log.clear();
+    auto job = [](const char* name, qmp::json data) {
+        qmp::event ev;
+        ev.name = name;
+        ev.data = std::move(data);
+        return ev;
+    };
+    // A job runs: no graph query.
+    c.t.on_event(job("JOB_STATUS_CHANGE", {{"id", "merge"}, {"status", "running"}}));
+    c.t.on_event(job("BLOCK_JOB_READY", {{"device", "merge"}, {"type", "commit"}}));
+    c.d.run(c.t);
+    CHECK(c.d.log.empty());
+    // The commit pivoted: the top left the chain; the job's end says so.
+    c.q.disks[0].depth = 1;
+    c.t.on_event(job("JOB_STATUS_CHANGE", {{"id", "merge"}, {"status", "concluded"}}));
+    c.t.on_event(job("BLOCK_JOB_COMPLETED", {{"device", "merge"}, {"type", "commit"}, {"len", 1}, {"offset", 1}, {"speed", 0}}));
+    c.d.run(c.t);
+    CHECK(c.d.count("graph") == 1);  // two signs of one change: one refresh
+    REQUIRE(c.d.events.size() == 1);
+    CHECK(c.d.events[0].how == qmp::threshold_event::origin::gone);
+    CHECK(c.d.events[0].where.indexed() == "vda[1]");
+    CHECK(c.d.event_requests[0] == 0);  // the tracker's own finding: for whoever receives events
+}
+
+TEST_CASE("tracker: restarted from its saved state: what fired while it was down is recovered, once" *
+          doctest::test_suite("threshold")) {
+    connected c;
+    c.t.arm("vda", qmp::threshold_spec::bytes(MiB));
+    c.t.arm("vda[2]", qmp::threshold_spec::bytes(MiB));
+    c.d.run(c.t);
+    const qmp::threshold_state saved = c.t.state();
+    // The agent is gone; a write crosses vda[2]'s threshold (the event goes to nobody).
+    c.q.write("vda-0-file", 2 * MiB);
+    qmp::threshold_tracker again(named());
+    again.load(saved);
+    scripted_driver d(c.q);
+    again.on_connected(std::string("pid:1"));  // the same QEMU
+    d.run(again);
+    REQUIRE(d.events.size() == 1);
+    CHECK(d.events[0].how == qmp::threshold_event::origin::recovered);
+    CHECK(d.events[0].where.indexed() == "vda[2]");
+    CHECK(d.event_requests[0] == 0);
+    CHECK(d.count("set") == 0);  // vda[1] is still armed in QEMU: nothing sent again
+    // An explicit resync finds nothing more; an arm below the allocation
+    // is the arm's own answer (its request carries it).
+    again.resync();
+    d.run(again);
+    CHECK(d.events.size() == 1);
+    auto id = again.arm("vda[2]", qmp::threshold_spec::bytes(MiB / 2));
+    d.run(again);
+    REQUIRE(d.events.size() == 2);
+    CHECK(d.events[1].how == qmp::threshold_event::origin::immediate);
+    CHECK(d.event_requests[1] == id);
+}
+
 TEST_CASE("tracker: re-arm policies: step at once, on_extend when told" * doctest::test_suite("threshold")) {
     connected c;
     c.t.arm("vda", qmp::threshold_spec::bytes(MiB), qmp::rearm_policy::step, 2 * MiB);
