@@ -5,6 +5,7 @@
 #include <qmp/threshold/error.hpp>
 #include <qmp/threshold/manager.hpp>
 #include <qmp/threshold/service.hpp>
+#include <qmp/threshold/service_options.hpp>
 #include <qmp/threshold/spec.hpp>
 #include <qmp/threshold/state_file.hpp>
 #include <qmp/threshold/tracker.hpp>
