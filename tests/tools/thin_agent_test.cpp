@@ -1,0 +1,151 @@
+// qmp-thin-agent against real QEMU 7.2 and 10.0: two VMs on thin storage
+// (size-limited raw nodes) that a hook grows through a second QMP monitor
+// of the same VM, as lvextend would from outside; every write succeeds;
+// the metrics endpoint serves what happened; SIGTERM ends it with 0.
+#include "../support/thin_vm.hpp"
+
+#include <support/process.hpp>
+
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+using namespace std::chrono_literals;
+using namespace qmp_support;
+
+#ifdef QMP_BIN_DIR
+
+namespace {
+
+std::string agent_bin() { return std::string(QMP_BIN_DIR) + "/qmp-thin-agent"; }
+std::string qmpctl() { return std::string(QMP_BIN_DIR) + "/qmpctl"; }
+
+unsigned short free_port() {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    return a.local_endpoint().port();
+}
+
+std::string http_get(unsigned short port, const std::string& path) {
+    asio::io_context io;
+    asio::ip::tcp::socket s(io);
+    s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    asio::write(s, asio::buffer(req));
+    std::string out;
+    std::error_code ec;
+    char buf[4096];
+    for (;;) {
+        std::size_t n = s.read_some(asio::buffer(buf), ec);
+        if (ec) break;
+        out.append(buf, n);
+    }
+    return out;
+}
+
+// Lines of the agent's stdout with "what" == `what` (and "vm" == `vm`).
+std::vector<nlohmann::json> lines(const std::string& file, const std::string& what, const std::string& vm = "") {
+    std::vector<nlohmann::json> out;
+    std::ifstream f(file);
+    std::string line;
+    while (std::getline(f, line)) {
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_discarded()) continue;
+        if (j.value("what", "") == what && (vm.empty() || j.value("vm", "") == vm)) out.push_back(j);
+    }
+    return out;
+}
+
+bool wait_for(const std::function<bool()>& f, std::chrono::milliseconds total = 30s) {
+    const auto end = std::chrono::steady_clock::now() + total;
+    while (std::chrono::steady_clock::now() < end) {
+        if (f()) return true;
+        std::this_thread::sleep_for(50ms);
+    }
+    return f();
+}
+
+}  // namespace
+
+TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it; metrics; SIGTERM" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir work;
+        std::vector<std::unique_ptr<thin_vm>> vms;
+        std::vector<std::string> second;
+        for (int i = 0; i < 2; ++i) {
+            vms.push_back(std::make_unique<thin_vm>(b, std::vector<std::pair<std::string, int>>{{"vda", 2}}, 16u << 20));
+            second.push_back(vms.back()->dir.file("second.qmp"));
+            vms.back()->cfg.extra.insert(vms.back()->cfg.extra.end(),
+                                         {"--chardev", "socket,path=" + second.back() + ",server=on,wait=off,id=m2",
+                                          "--monitor", "chardev=m2"});
+            vms.back()->restart();  // now with the second monitor
+        }
+        // The hook grows the element's window by 32 MiB through the second
+        // monitor (the file node is named like the thin node).
+        const std::string hook = work.file("extend.sh");
+        {
+            std::ofstream h(hook);
+            h << "#!/bin/sh\nset -e\n"
+              << "case \"$QMP_VM\" in vm0) SOCK='" << second[0] << "';; vm1) SOCK='" << second[1] << "';; esac\n"
+              << "NEW=$((QMP_CAPACITY + 33554432))\n"
+              << "'" << qmpctl() << "' -s \"$SOCK\" exec blockdev-reopen "
+              << "\"{\\\"options\\\": [{\\\"driver\\\": \\\"raw\\\", \\\"node-name\\\": \\\"$QMP_NODE\\\", "
+                 "\\\"file\\\": \\\"${QMP_NODE%-thin}-file\\\", \\\"offset\\\": 0, \\\"size\\\": $NEW}]}\" >/dev/null\n"
+              << "echo \"$QMP_VM $QMP_TARGET $QMP_NODE $QMP_CAPACITY $QMP_RECOVERED\" >> '" << work.file("hook.log") << "'\n";
+        }
+        const unsigned short port = free_port();
+        const std::string out = work.file("agent.out"), err = work.file("agent.err");
+        pid_t agent = spawn({agent_bin(), "--vm", "vm0=" + vms[0]->q->qmp_path(), "--vm", "vm1=" + vms[1]->q->qmp_path(),
+                             "--spec", "end-6M", "--extend-cmd", "sh " + hook, "--state-dir", work.path().string(),
+                             "--metrics", "127.0.0.1:" + std::to_string(port)},
+                            out, err);
+        INFO(read_file(err));
+        INFO(read_file(out));
+        REQUIRE(wait_for([&] { return lines(out, "armed").size() == 2; }));
+        // Each guest writes 56 MiB (of its 64 MiB disk) in 4 MiB bursts into
+        // a 16 MiB window: only extensions in time keep every write working.
+        for (std::uint64_t at = 0; at < (56u << 20); at += 4u << 20)
+            for (auto& vm : vms) {
+                std::string text;
+                REQUIRE_MESSAGE(vm->q->nbd_write(at, 4u << 20, &text) == 0, "at " << at << ": " << text);
+                // A burst may only start once the agent kept up; it does
+                // so in milliseconds, the guests just wait for it here.
+                wait_for([&] { return lines(out, "extended").size() >= lines(out, "threshold").size(); }, 10s);
+            }
+        for (const char* name : {"vm0", "vm1"}) {
+            CAPTURE(name);
+            CHECK(lines(out, "threshold", name).size() >= 2);
+            CHECK(lines(out, "extended", name).size() >= 2);
+            auto t = lines(out, "threshold", name).at(0);
+            // No catalog: the disk is listed under its root node.
+            CHECK(t["target"] == "vda-1-fmt[1]");
+            CHECK(t["node"] == "vda-1-thin");
+            CHECK(t["recovered"] == false);
+        }
+        CHECK(lines(out, "extend-failed").empty());
+        CHECK(read_file(work.file("hook.log")).find("vm1 vda-1-fmt[1] vda-1-thin 16777216 0") != std::string::npos);
+        // The state is on disk, one file per VM.
+        CHECK(read_file(work.file("vm0.json")).find("\"qmp-threshold-state\"") != std::string::npos);
+
+        const std::string metrics = http_get(port, "/metrics");
+        CHECK(metrics.find("HTTP/1.1 200 OK") == 0);
+        CHECK(metrics.find("# TYPE qmp_thin_extensions_ok_total counter") != std::string::npos);
+        CHECK(metrics.find("qmp_thin_connected{vm=\"vm0\"} 1") != std::string::npos);
+        CHECK(metrics.find("qmp_thin_capacity_bytes{vm=\"vm1\",target=\"vda-1-fmt[1]\"}") != std::string::npos);
+        CHECK(http_get(port, "/other").find("404") != std::string::npos);
+
+        ::kill(agent, SIGTERM);
+        CHECK(wait_exit(agent) == 0);
+    }
+}
+
+#endif
