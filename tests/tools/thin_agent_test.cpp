@@ -136,6 +136,32 @@ TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it
         // The state is on disk, one file per VM.
         CHECK(read_file(work.file("vm0.json")).find("\"qmp-threshold-state\"") != std::string::npos);
 
+        // A live merge on vm0: the top is committed into vda[2] (the base,
+        // 16 MiB of thin storage), through the second monitor as a
+        // management layer would start it. The agent arms the base while the
+        // job runs and keeps it extended; a pause on a full volume is resumed.
+        std::string text;
+        REQUIRE_MESSAGE(run({qmpctl(), "-s", second[0], "exec", "block-commit",
+                             R"({"job-id": "merge", "device": "vda-1-fmt", "top-node": "vda-1-fmt",
+                                 "base-node": "vda-0-fmt", "speed": 33554432, "on-error": "stop"})"},
+                            &text) == 0,
+                        text);
+        bool ready = wait_for(
+            [&] {
+                std::string jobs;
+                run({qmpctl(), "-s", second[0], "exec", "query-block-jobs"}, &jobs);
+                auto j = nlohmann::json::parse(jobs, nullptr, false);
+                return j.is_array() && j.size() == 1 && j[0].value("ready", false);
+            },
+            60s);
+        CHECK(ready);  // every byte of the top reached the base
+        bool base_armed = false, base_extended = false;
+        for (const auto& l : lines(out, "armed", "vm0")) base_armed |= l.value("job", "") == "merge" && l["target"] == "vda-1-fmt[2]";
+        for (const auto& l : lines(out, "extended", "vm0")) base_extended |= l["target"] == "vda-1-fmt[2]";
+        CHECK(base_armed);
+        CHECK(base_extended);
+        REQUIRE(run({qmpctl(), "-s", second[0], "exec", "block-job-cancel", R"({"device": "merge", "force": true})"}, &text) == 0);
+
         const std::string metrics = http_get(port, "/metrics");
         CHECK(metrics.find("HTTP/1.1 200 OK") == 0);
         CHECK(metrics.find("# TYPE qmp_thin_extensions_ok_total counter") != std::string::npos);

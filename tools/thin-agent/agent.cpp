@@ -1,5 +1,7 @@
 #include "agent.hpp"
 
+#include <qmp/block/graph_query.hpp>
+
 #include <asio/read_until.hpp>
 #include <asio/streambuf.hpp>
 #include <asio/write.hpp>
@@ -41,6 +43,9 @@ struct vm {
     qmp::threshold_service service;
     reconnector rec;
     qmp::unix_client::subscription io_errors;
+    qmp::unix_client::subscription jobs;  // block jobs: arm what they write into
+    qmp::driver_cache drivers;
+    std::set<std::string> paused_jobs;  // stopped on a full volume, resumed after an extension
     vm_counters counters;
     std::map<std::string, qmp::threshold_report_row> rows;  // target -> last report
     std::set<std::string> hooks_running;                    // targets
@@ -90,6 +95,8 @@ struct vm {
         }
         io_errors = client.subscribe({{"BLOCK_IO_ERROR"}, {}});
         take_io_errors();
+        jobs = client.subscribe({{"JOB_STATUS_CHANGE", "BLOCK_JOB_ERROR"}, {}});
+        take_jobs();
         take_thresholds();
         rec.start();
     }
@@ -97,6 +104,7 @@ struct vm {
     void stop() {
         stopped = true;
         io_errors.reset();
+        jobs.reset();
         service.stop();
         rec.stop();
     }
@@ -170,6 +178,52 @@ struct vm {
         });
     }
 
+    // A job that writes into a chain element other than the active layer (a
+    // commit's base, a mirror's target) gets that element armed while it runs.
+    void take_jobs() {
+        jobs.async_receive([this](std::error_code ec, qmp::event ev) {
+            if (ec == asio::error::operation_aborted || stopped) return;
+            if (!ec && !ev.lost) {
+                const std::string id = ev.data.value("id", ev.data.value("device", ""));
+                if (ev.name == "BLOCK_JOB_ERROR" && ev.data.value("action", "") == "stop") {
+                    paused_jobs.insert(id);
+                } else if (ev.name == "JOB_STATUS_CHANGE" && ev.data.value("status", "") == "running") {
+                    arm_job_targets(id);
+                }
+            }
+            take_jobs();
+        });
+    }
+
+    void arm_job_targets(const std::string& job) {
+        auto diag = std::make_shared<qmp::diagnostics>();
+        qmp::async_query_block_graph(client, {}, &drivers, *diag, [this, job, diag](std::error_code ec, qmp::block_graph g) {
+            if (ec || stopped) return;
+            std::vector<std::string> nodes;
+            for (const auto& e : g.edges)
+                if (g.nodes[e.parent].kind == qmp::node_kind::job && g.nodes[e.parent].name == job &&
+                    (e.name == "base" || e.name == "target"))
+                    nodes.push_back(g.nodes[e.child].name);
+            if (nodes.empty()) return;
+            refresh([this, job, nodes] {
+                for (const auto& node : nodes) {
+                    std::error_code ec2;
+                    auto loc = service.chains().locate(node, ec2);
+                    if (!loc || !wanted(loc->where.disk)) continue;
+                    const std::string t = loc->where.canonical().indexed();
+                    auto it = rows.find(t);
+                    if (it == rows.end() || it->second.armed) continue;
+                    service.async_arm(t, a.opts().spec, qmp::rearm_policy::on_extend, 0,
+                                      [this, t, job](std::error_code ec3, std::vector<qmp::threshold_event> now) {
+                                          if (ec3) return say({{"what", "error"}, {"target", t}, {"error", ec3.message()}});
+                                          say({{"what", "armed"}, {"target", t}, {"job", job}});
+                                          for (const auto& e : now) on_threshold(e);
+                                      });
+                }
+            });
+        });
+    }
+
     void on_threshold(const qmp::threshold_event& e) {
         const std::string t = e.where.indexed();
         if (e.how == qmp::threshold_event::origin::gone) return say({{"what", "gone"}, {"target", t}, {"node", e.node}});
@@ -231,11 +285,21 @@ struct vm {
                         if (ec) return say({{"what", "error"}, {"target", t}, {"error", "re-arm: " + ec.message()}});
                         say({{"what", "extended"}, {"target", t}, {"capacity", cap}});
                         resume_if_paused();
+                        resume_jobs();
                         for (const auto& e2 : now) on_threshold(e2);
                     });
                 });
             });
         });
+    }
+
+    // Jobs stopped on a full volume go on once the storage grew.
+    void resume_jobs() {
+        for (const auto& id : paused_jobs)
+            client.async_execute(qmp::block_job_resume{id}, [this, id](std::error_code ec, qmp::empty_result) {
+                if (!ec) say({{"what", "resumed"}, {"job", id}});
+            });
+        paused_jobs.clear();
     }
 
     // A VM stopped on ENOSPC goes on once the storage grew.

@@ -164,6 +164,10 @@ private:
         const auto& b = d.backend;
         if (!b.device.empty()) return b.device;
         if (!b.qdev.empty()) return qdev_id(b.qdev);
+        // A root QEMU named itself ('#block123': the filter a mirror or an
+        // active commit puts on top while it runs) is no name to keep: the
+        // disk goes by its top element, as it did before the job.
+        if (b.root_node.rfind('#', 0) == 0 && !d.elements.empty()) return d.elements.front().node();
         return b.root_node;
     }
 
