@@ -72,16 +72,17 @@ bool wait_for(const std::function<bool()>& f, std::chrono::milliseconds total = 
     return f();
 }
 
-}  // namespace
+// VMs on thin storage with a second monitor each, and the hook that grows
+// an element's window by 32 MiB through it (the file node is named like
+// the thin node), logging each call.
+struct fleet {
+    temp_dir work;
+    std::vector<std::unique_ptr<thin_vm>> vms;
+    std::vector<std::string> second;
+    std::string hook, out, err;
 
-TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it; metrics; SIGTERM" *
-          doctest::test_suite("qemu")) {
-    for (const auto& b : qemu_builds()) {
-        CAPTURE(b.label);
-        temp_dir work;
-        std::vector<std::unique_ptr<thin_vm>> vms;
-        std::vector<std::string> second;
-        for (int i = 0; i < 2; ++i) {
+    fleet(const qemu_build& b, int n) {
+        for (int i = 0; i < n; ++i) {
             vms.push_back(std::make_unique<thin_vm>(b, std::vector<std::pair<std::string, int>>{{"vda", 2}}, 16u << 20));
             second.push_back(vms.back()->dir.file("second.qmp"));
             vms.back()->cfg.extra.insert(vms.back()->cfg.extra.end(),
@@ -89,21 +90,101 @@ TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it
                                           "--monitor", "chardev=m2"});
             vms.back()->restart();  // now with the second monitor
         }
-        // The hook grows the element's window by 32 MiB through the second
-        // monitor (the file node is named like the thin node).
-        const std::string hook = work.file("extend.sh");
-        {
-            std::ofstream h(hook);
-            h << "#!/bin/sh\nset -e\n"
-              << "case \"$QMP_VM\" in vm0) SOCK='" << second[0] << "';; vm1) SOCK='" << second[1] << "';; esac\n"
-              << "NEW=$((QMP_CAPACITY + 33554432))\n"
-              << "'" << qmpctl() << "' -s \"$SOCK\" exec blockdev-reopen "
-              << "\"{\\\"options\\\": [{\\\"driver\\\": \\\"raw\\\", \\\"node-name\\\": \\\"$QMP_NODE\\\", "
-                 "\\\"file\\\": \\\"${QMP_NODE%-thin}-file\\\", \\\"offset\\\": 0, \\\"size\\\": $NEW}]}\" >/dev/null\n"
-              << "echo \"$QMP_VM $QMP_TARGET $QMP_NODE $QMP_CAPACITY $QMP_RECOVERED\" >> '" << work.file("hook.log") << "'\n";
-        }
+        hook = work.file("extend.sh");
+        std::ofstream h(hook);
+        h << "#!/bin/sh\nset -e\ncase \"$QMP_VM\" in\n";
+        for (int i = 0; i < n; ++i) h << "vm" << i << ") SOCK='" << second[static_cast<std::size_t>(i)] << "';;\n";
+        h << "esac\nNEW=$((QMP_CAPACITY + 33554432))\n"
+          << "'" << qmpctl() << "' -s \"$SOCK\" exec blockdev-reopen "
+          << "\"{\\\"options\\\": [{\\\"driver\\\": \\\"raw\\\", \\\"node-name\\\": \\\"$QMP_NODE\\\", "
+             "\\\"file\\\": \\\"${QMP_NODE%-thin}-file\\\", \\\"offset\\\": 0, \\\"size\\\": $NEW}]}\" >/dev/null\n"
+          << "echo \"$QMP_VM $QMP_TARGET $QMP_NODE $QMP_CAPACITY $QMP_RECOVERED\" >> '" << work.file("hook.log") << "'\n";
+        out = work.file("agent.out");
+        err = work.file("agent.err");
+    }
+    std::string socket(int i) const { return vms[static_cast<std::size_t>(i)]->q->qmp_path(); }
+    std::vector<std::string> hook_calls(const std::string& vm) const {
+        std::vector<std::string> calls;
+        std::ifstream f(work.file("hook.log"));
+        std::string line;
+        while (std::getline(f, line))
+            if (line.rfind(vm + " ", 0) == 0) calls.push_back(line);
+        return calls;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("qmp-thin-agent: kill -9 and restart loses nothing, a stopped VM delays no other, SIGHUP adds and drops" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        fleet f(b, 2);
+        const std::string list = f.work.file("vms");
+        auto write_list = [&](int n) {
+            std::ofstream l(list);
+            l << "# NAME=SOCKET\n";
+            for (int i = 0; i < n; ++i) l << "vm" << i << "=" << f.socket(i) << "\n";
+        };
+        write_list(1);
+        auto start = [&] {
+            return spawn({agent_bin(), "--vms-file", list, "--spec", "end-6M", "--extend-cmd", "sh " + f.hook,
+                          "--state-dir", f.work.path().string()},
+                         f.out, f.err);
+        };
+        pid_t agent = start();
+        INFO(read_file(f.err));
+        INFO(read_file(f.out));
+        REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm0").size() == 1; }));
+        // SIGHUP: vm1 joins.
+        write_list(2);
+        ::kill(agent, SIGHUP);
+        REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm1").size() == 1; }));
+
+        // kill -9; the guest crosses its threshold while no agent runs.
+        ::kill(agent, SIGKILL);
+        wait_exit(agent);
+        REQUIRE(f.vms[0]->q->nbd_write(0, 12u << 20) == 0);
+        // vm1's QEMU is stopped (SIGSTOP): its socket accepts, nothing answers.
+        ::kill(f.vms[1]->q->process().pid(), SIGSTOP);
+        agent = start();  // the same state folder; its stdout starts afresh
+        // vm0's firing is recovered and extended once, however long vm1 hangs.
+        REQUIRE(wait_for([&] { return lines(f.out, "extended", "vm0").size() == 1; }, 30s));
+        auto t = lines(f.out, "threshold", "vm0");
+        REQUIRE(t.size() == 1);
+        CHECK(t[0]["recovered"] == true);
+        CHECK(lines(f.out, "connected", "vm1").empty());
+        REQUIRE(f.hook_calls("vm0").size() == 1);
+        const std::string call = f.hook_calls("vm0")[0];
+        CHECK(call.substr(call.size() - 2) == " 1");  // QMP_RECOVERED=1
+        ::kill(f.vms[1]->q->process().pid(), SIGCONT);
+        CHECK(wait_for([&] { return lines(f.out, "connected", "vm1").size() == 1; }, 60s));
+        // Nothing is extended twice for one firing, and nothing was armed
+        // twice: the state said what QEMU holds.
+        std::this_thread::sleep_for(500ms);
+        CHECK(f.hook_calls("vm0").size() == 1);
+        CHECK(lines(f.out, "armed", "vm0").empty());  // it was armed, then re-armed by the extension only
+        // SIGHUP: vm1 leaves.
+        write_list(1);
+        ::kill(agent, SIGHUP);
+        CHECK(wait_for([&] { return lines(f.out, "removed", "vm1").size() == 1; }));
+        ::kill(agent, SIGTERM);
+        CHECK(wait_exit(agent) == 0);
+    }
+}
+
+TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it; metrics; SIGTERM" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        fleet f(b, 2);
+        auto& vms = f.vms;
+        auto& second = f.second;
+        auto& work = f.work;
+        const std::string& hook = f.hook;
         const unsigned short port = free_port();
-        const std::string out = work.file("agent.out"), err = work.file("agent.err");
+        const std::string& out = f.out;
+        const std::string& err = f.err;
         pid_t agent = spawn({agent_bin(), "--vm", "vm0=" + vms[0]->q->qmp_path(), "--vm", "vm1=" + vms[1]->q->qmp_path(),
                              "--spec", "end-6M", "--extend-cmd", "sh " + hook, "--state-dir", work.path().string(),
                              "--metrics", "127.0.0.1:" + std::to_string(port)},
