@@ -2,7 +2,8 @@
 # One idempotent set-up step for a fresh Debian bookworm machine:
 #  1. installs the Debian packages the build and the tests need, when missing;
 #  2. unpacks QEMU 10.0 from bookworm-backports into .deps/qemu-10.0 (a
-#     project-local prefix; the system's QEMU is never upgraded).
+#     project-local prefix; the system's QEMU is never upgraded);
+#  3. unpacks promtool from Debian's prometheus package into .deps/prometheus.
 # Uses sudo when not root. Safe to run again: it does nothing when all is there.
 set -euo pipefail
 
@@ -48,4 +49,19 @@ case "$version" in
   *" 10."*) ;;
   *) echo "setup: expected QEMU 10.x in $prefix, got: $version" >&2; exit 1 ;;
 esac
-echo "setup: ok ($(qemu-storage-daemon --version | head -n 1); $version)"
+# promtool (from Debian's prometheus package), to check the agent's metrics
+# the way a real scraper reads them: unpacked into .deps/prometheus, never
+# installed (no Prometheus server is set up or started).
+promdir="$root/.deps/prometheus"
+if [ ! -x "$promdir/usr/bin/promtool" ]; then
+  echo "setup: fetching promtool (Debian's prometheus package, unpacked only)"
+  rm -rf "$promdir" && mkdir -p "$promdir/debs"
+  if ! (cd "$promdir/debs" && apt-get download prometheus >/dev/null 2>&1); then
+    "${sudo_cmd[@]}" apt-get update -q
+    (cd "$promdir/debs" && apt-get download prometheus)
+  fi
+  dpkg -x "$promdir"/debs/prometheus_*.deb "$promdir"
+  rm -rf "$promdir/debs"
+fi
+
+echo "setup: ok ($(qemu-storage-daemon --version | head -n 1); $version; $("$promdir/usr/bin/promtool" --version 2>&1 | head -n 1))"

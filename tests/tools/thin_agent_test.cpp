@@ -249,6 +249,16 @@ TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it
         CHECK(metrics.find("qmp_thin_connected{vm=\"vm0\"} 1") != std::string::npos);
         CHECK(metrics.find("qmp_thin_capacity_bytes{vm=\"vm1\",target=\"vda-1-fmt[1]\"}") != std::string::npos);
         CHECK(http_get(port, "/other").find("404") != std::string::npos);
+#ifdef QMP_PROMTOOL
+        {  // what a real scraper makes of it
+            const std::string body = metrics.substr(metrics.find("\r\n\r\n") + 4);
+            const std::string file = work.file("metrics.txt");
+            std::ofstream(file) << body;
+            std::string verdict;
+            CHECK_MESSAGE(run({"sh", "-c", std::string("'") + QMP_PROMTOOL + "' check metrics < '" + file + "'"}, &verdict) == 0,
+                          verdict);
+        }
+#endif
 
         ::kill(agent, SIGTERM);
         CHECK(wait_exit(agent) == 0);
