@@ -32,7 +32,9 @@ void output::emit(const qmp::json& line) const {
 
 // ---- one VM ---------------------------------------------------------------------------
 
-struct vm {
+// Handlers hold the VM (shared_from_this): one that SIGHUP removed lives
+// until its last pending operation or hook has finished.
+struct vm : std::enable_shared_from_this<vm> {
     using reconnector = qmp::basic_reconnector<qmp::unix_client, asio::local::stream_protocol::endpoint>;
 
     agent& a;
@@ -49,6 +51,7 @@ struct vm {
     vm_counters counters;
     std::map<std::string, qmp::threshold_report_row> rows;  // target -> last report
     std::set<std::string> hooks_running;                    // targets
+    std::set<std::shared_ptr<asio::steady_timer>> retries;  // failed hooks waiting to run again
     bool paused_nospace = false;
     bool up = false;
     bool stopped = false;
@@ -103,6 +106,8 @@ struct vm {
 
     void stop() {
         stopped = true;
+        for (auto& t : retries) t->cancel();
+        retries.clear();
         io_errors.reset();
         jobs.reset();
         service.stop();
@@ -126,14 +131,14 @@ struct vm {
 
     // Arms the active layer of every (wanted) disk that has nothing armed.
     void arm_all() {
-        refresh([this] {
+        refresh([this, self = shared_from_this()] {
             for (const auto& [target, row] : rows) {
                 if (!row.active || !wanted(row.disk) || row.armed) continue;
                 const std::string t = target;
                 service.async_arm(row.disk, a.opts().spec, qmp::rearm_policy::on_extend, 0,
-                                  [this, t](std::error_code ec, std::vector<qmp::threshold_event> now) {
+                                  [this, self = shared_from_this(), t](std::error_code ec, std::vector<qmp::threshold_event> now) {
                                       if (ec) return say({{"what", "error"}, {"target", t}, {"error", ec.message()}});
-                                      refresh([this, t, now] {
+                                      refresh([this, self = shared_from_this(), t, now] {
                                           auto it = rows.find(t);
                                           qmp::json line{{"what", "armed"}, {"target", t}};
                                           if (it != rows.end() && it->second.armed) {
@@ -150,7 +155,7 @@ struct vm {
 
     // A fresh report, then `then`.
     void refresh(std::function<void()> then) {
-        service.async_report([this, then = std::move(then)](std::error_code ec, std::vector<qmp::threshold_report_row> r) {
+        service.async_report([this, self = shared_from_this(), then = std::move(then)](std::error_code ec, std::vector<qmp::threshold_report_row> r) {
             if (stopped) return;
             if (ec) return say({{"what", "error"}, {"error", "report: " + ec.message()}});
             rows.clear();
@@ -160,7 +165,7 @@ struct vm {
     }
 
     void take_thresholds() {
-        service.async_receive([this](std::error_code ec, qmp::threshold_event e) {
+        service.async_receive([this, self = shared_from_this()](std::error_code ec, qmp::threshold_event e) {
             if (ec == asio::error::operation_aborted || stopped) return;
             if (!ec) on_threshold(e);
             take_thresholds();
@@ -168,7 +173,7 @@ struct vm {
     }
 
     void take_io_errors() {
-        io_errors.async_receive([this](std::error_code ec, qmp::event ev) {
+        io_errors.async_receive([this, self = shared_from_this()](std::error_code ec, qmp::event ev) {
             if (ec == asio::error::operation_aborted || stopped) return;
             if (!ec && !ev.lost && ev.data.value("nospace", false) && ev.data.value("action", "") == "stop") {
                 if (!paused_nospace) say({{"what", "paused"}, {"device", ev.data.value("device", "")}, {"reason", "ENOSPC"}});
@@ -181,7 +186,7 @@ struct vm {
     // A job that writes into a chain element other than the active layer (a
     // commit's base, a mirror's target) gets that element armed while it runs.
     void take_jobs() {
-        jobs.async_receive([this](std::error_code ec, qmp::event ev) {
+        jobs.async_receive([this, self = shared_from_this()](std::error_code ec, qmp::event ev) {
             if (ec == asio::error::operation_aborted || stopped) return;
             if (!ec && !ev.lost) {
                 const std::string id = ev.data.value("id", ev.data.value("device", ""));
@@ -197,7 +202,7 @@ struct vm {
 
     void arm_job_targets(const std::string& job) {
         auto diag = std::make_shared<qmp::diagnostics>();
-        qmp::async_query_block_graph(client, {}, &drivers, *diag, [this, job, diag](std::error_code ec, qmp::block_graph g) {
+        qmp::async_query_block_graph(client, {}, &drivers, *diag, [this, self = shared_from_this(), job, diag](std::error_code ec, qmp::block_graph g) {
             if (ec || stopped) return;
             std::vector<std::string> nodes;
             for (const auto& e : g.edges)
@@ -205,7 +210,7 @@ struct vm {
                     (e.name == "base" || e.name == "target"))
                     nodes.push_back(g.nodes[e.child].name);
             if (nodes.empty()) return;
-            refresh([this, job, nodes] {
+            refresh([this, self = shared_from_this(), job, nodes] {
                 for (const auto& node : nodes) {
                     std::error_code ec2;
                     auto loc = service.chains().locate(node, ec2);
@@ -214,7 +219,7 @@ struct vm {
                     auto it = rows.find(t);
                     if (it == rows.end() || it->second.armed) continue;
                     service.async_arm(t, a.opts().spec, qmp::rearm_policy::on_extend, 0,
-                                      [this, t, job](std::error_code ec3, std::vector<qmp::threshold_event> now) {
+                                      [this, self = shared_from_this(), t, job](std::error_code ec3, std::vector<qmp::threshold_event> now) {
                                           if (ec3) return say({{"what", "error"}, {"target", t}, {"error", ec3.message()}});
                                           say({{"what", "armed"}, {"target", t}, {"job", job}});
                                           for (const auto& e : now) on_threshold(e);
@@ -244,7 +249,7 @@ struct vm {
 
     void extend(const std::string& t, const qmp::threshold_event& e, std::chrono::milliseconds retry) {
         hooks_running.insert(t);
-        refresh([this, t, e, retry] {
+        refresh([this, self = shared_from_this(), t, e, retry] {
             auto it = rows.find(t);
             const qmp::threshold_report_row* row = it == rows.end() ? nullptr : &it->second;
             std::vector<std::string> env{
@@ -257,7 +262,7 @@ struct vm {
                 "QMP_THRESHOLD=" + std::to_string(e.threshold),
                 "QMP_EXCEEDED=" + std::to_string(e.amount_exceeded),
                 "QMP_RECOVERED=" + std::string(e.recovered() ? "1" : "0")};
-            a.run_hook(env, [this, t, e, retry](int status) {
+            a.run_hook(env, [this, self = shared_from_this(), t, e, retry](int status) {
                 if (stopped) {
                     hooks_running.erase(t);
                     return a.hook_finished();
@@ -266,7 +271,9 @@ struct vm {
                     ++counters.extensions_failed;
                     say({{"what", "extend-failed"}, {"target", t}, {"status", status}, {"retry_ms", retry.count()}});
                     auto timer = std::make_shared<asio::steady_timer>(a.io(), retry);
-                    timer->async_wait([this, timer, t, e, retry](std::error_code ec) {
+                    retries.insert(timer);
+                    timer->async_wait([this, self = shared_from_this(), timer, t, e, retry](std::error_code ec) {
+                        retries.erase(timer);
                         hooks_running.erase(t);
                         a.hook_finished();
                         if (ec || stopped) return;
@@ -276,10 +283,10 @@ struct vm {
                 }
                 ++counters.extensions_ok;
                 // The storage grew: read its new size, re-arm with the same spec.
-                refresh([this, t] {
+                refresh([this, self = shared_from_this(), t] {
                     auto it = rows.find(t);
                     const std::uint64_t cap = it != rows.end() && it->second.capacity ? *it->second.capacity : 0;
-                    service.async_extended(t, cap, [this, t, cap](std::error_code ec, std::vector<qmp::threshold_event> now) {
+                    service.async_extended(t, cap, [this, self = shared_from_this(), t, cap](std::error_code ec, std::vector<qmp::threshold_event> now) {
                         hooks_running.erase(t);
                         a.hook_finished();
                         if (ec) return say({{"what", "error"}, {"target", t}, {"error", "re-arm: " + ec.message()}});
@@ -296,7 +303,7 @@ struct vm {
     // Jobs stopped on a full volume go on once the storage grew.
     void resume_jobs() {
         for (const auto& id : paused_jobs)
-            client.async_execute(qmp::block_job_resume{id}, [this, id](std::error_code ec, qmp::empty_result) {
+            client.async_execute(qmp::block_job_resume{id}, [this, self = shared_from_this(), id](std::error_code ec, qmp::empty_result) {
                 if (!ec) say({{"what", "resumed"}, {"job", id}});
             });
         paused_jobs.clear();
@@ -305,14 +312,14 @@ struct vm {
     // A VM stopped on ENOSPC goes on once the storage grew.
     void resume_if_paused() {
         if (!paused_nospace) return;
-        client.async_execute("query-status", nullptr, [this](std::error_code ec, qmp::json st) {
+        client.async_execute("query-status", nullptr, [this, self = shared_from_this()](std::error_code ec, qmp::json st) {
             if (ec || stopped) return;
             if (st.value("running", false)) {
                 paused_nospace = false;
                 return;
             }
             if (st.value("status", "") != "io-error") return;
-            client.async_execute("cont", nullptr, [this](std::error_code ec2, qmp::json) {
+            client.async_execute("cont", nullptr, [this, self = shared_from_this()](std::error_code ec2, qmp::json) {
                 if (ec2) return say({{"what", "error"}, {"error", "cont: " + ec2.message()}});
                 paused_nospace = false;
                 ++counters.resumed;
@@ -342,7 +349,7 @@ void agent::start() {
 
 void agent::add_vm(const std::string& name, const std::string& socket) {
     if (vms_.count(name)) return;
-    auto v = std::make_unique<vm>(*this, name, socket);
+    auto v = std::make_shared<vm>(*this, name, socket);
     v->start();
     vms_.emplace(name, std::move(v));
 }
@@ -352,10 +359,7 @@ void agent::remove_vm(const std::string& name) {
     if (it == vms_.end()) return;
     it->second->stop();
     it->second->say({{"what", "removed"}});
-    // Its pending handlers hold no reference to it after stop(); freed on the next turn.
-    auto gone = std::shared_ptr<vm>(std::move(it->second));
-    vms_.erase(it);
-    asio::post(io_, [gone] {});
+    vms_.erase(it);  // what is pending still holds it
 }
 
 std::vector<std::pair<std::string, std::string>> agent::read_vms_file() const {

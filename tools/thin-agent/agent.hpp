@@ -87,7 +87,7 @@ private:
     asio::io_context& io_;
     options opts_;
     output out_;
-    std::map<std::string, std::unique_ptr<vm>> vms_;
+    std::map<std::string, std::shared_ptr<vm>> vms_;
     asio::signal_set signals_;
     asio::signal_set children_;
     std::map<int, std::function<void(int)>> hooks_;  // pid -> what to do when it ends
