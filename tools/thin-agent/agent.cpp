@@ -121,8 +121,9 @@ struct vm : std::enable_shared_from_this<vm> {
             up = false;
             return;
         }
-        if (counters.reconnects++ > 0 || !up) say({{"what", "connected"}});
+        ++counters.reconnects;  // a session begins only after the last one ended
         up = true;
+        say({{"what", "connected"}});
         service.on_connected();  // resyncs: what fired meanwhile comes back, recovered
         arm_all();
     }
