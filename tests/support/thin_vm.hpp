@@ -62,6 +62,15 @@ struct thin_vm {
         q = std::make_unique<qemu_instance>(b, dir, cfg);
     }
 
+    /// QEMU starts again with a second QMP monitor (for the side of a test
+    /// that must not read the first one's events); returns its socket path.
+    std::string with_second_monitor() {
+        std::string path = dir.file("second.qmp");
+        cfg.extra.insert(cfg.extra.end(), {"--chardev", "socket,path=" + path + ",server=on,wait=off,id=m2", "--monitor", "chardev=m2"});
+        restart();
+        return path;
+    }
+
     std::uint64_t threshold_of(qmp::sync_client& cl, const std::string& node) {
         for (const auto& n : cl.execute(qmp::query_named_block_nodes{true}))
             if (n.node_name == std::optional<std::string>(node)) return static_cast<std::uint64_t>(n.write_threshold);

@@ -222,6 +222,7 @@ TEST_CASE("threshold: an overflowing event queue leads to a resync that loses no
     for (const auto& b : qemu_builds()) {
         CAPTURE(b.label);
         thin_vm vm(b, {{"vda", 2}});
+        auto side = vm.with_second_monitor();
         INFO(vm.q->log());
         auto o = named({{"vda", "vda-1-fmt"}});
         o.client.event_queue_capacity = 1;
@@ -237,7 +238,12 @@ TEST_CASE("threshold: an overflowing event queue leads to a resync that loses no
         s.device = "vda-1-fmt";
         s.job.job_id = "noise";
         m.client().execute(s);
-        std::this_thread::sleep_for(1s);  // a stream of an empty 64 MiB image ends in milliseconds
+        // The job's end is awaited on the second monitor, so the first one's
+        // events stay unread (a loaded machine can take seconds for it).
+        qmp::sync_client watch;
+        watch.connect(asio::local::stream_protocol::endpoint(side));
+        for (int i = 0; i < 600 && !watch.execute(qmp::query_block_jobs{}).empty(); ++i) std::this_thread::sleep_for(50ms);
+        REQUIRE(watch.execute(qmp::query_block_jobs{}).empty());
         REQUIRE(vm.q->nbd_write(0, 2u << 20) == 0);
         auto got = poll_until(m, 1);
         REQUIRE(got.size() == 1);

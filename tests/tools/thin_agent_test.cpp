@@ -84,11 +84,7 @@ struct fleet {
     fleet(const qemu_build& b, int n) {
         for (int i = 0; i < n; ++i) {
             vms.push_back(std::make_unique<thin_vm>(b, std::vector<std::pair<std::string, int>>{{"vda", 2}}, 16u << 20));
-            second.push_back(vms.back()->dir.file("second.qmp"));
-            vms.back()->cfg.extra.insert(vms.back()->cfg.extra.end(),
-                                         {"--chardev", "socket,path=" + second.back() + ",server=on,wait=off,id=m2",
-                                          "--monitor", "chardev=m2"});
-            vms.back()->restart();  // now with the second monitor
+            second.push_back(vms.back()->with_second_monitor());
         }
         hook = work.file("extend.sh");
         std::ofstream h(hook);
