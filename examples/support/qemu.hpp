@@ -98,6 +98,7 @@ struct qemu_config {
     std::string nbd_export_node;         // storage daemon: export this node as "vda"
     std::vector<std::string> extra;      // appended to the command line
     bool wait_ready = true;              // false: return as soon as the QMP socket listens (see qemu_instance)
+    std::string machine = "q35";         // system emulator: the machine type (SeaBIOS boots IDE disks on "pc")
 };
 
 /// One QMP session on the unix socket `path`, by hand: greeting,
@@ -146,7 +147,7 @@ public:
                             {"--nbd-server", "addr.type=unix,addr.path=" + nbd_path_, "--export",
                              "nbd,id=e0,node-name=" + cfg.nbd_export_node + ",writable=on,name=vda"});
         } else {
-            argv = {b.tool("qemu-system-x86_64"), "-M", "q35,accel=tcg", "-S", "-nodefaults", "-display", "none",
+            argv = {b.tool("qemu-system-x86_64"), "-M", cfg.machine + ",accel=tcg", "-S", "-nodefaults", "-display", "none",
                     "-chardev", "socket,path=" + qmp_path_ + ",server=on,wait=off,id=c0", "-mon",
                     "chardev=c0,mode=control" + mon_opts};
             for (auto& bd : cfg.blockdevs) argv.insert(argv.end(), {"-blockdev", bd});

@@ -282,3 +282,27 @@ TEST_CASE("graph: the blockstats fallback when the graph command is unavailable"
     CHECK(g.backends[0].root_node == "vda-1-fmt");
     CHECK(walk(g, idx(g, "vda-1-fmt")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
 }
+
+TEST_CASE("graph: a device with an id and no drive name is one backend (the graph names it by its id)" *
+          doctest::test_suite("qapi")) {
+    // QEMU 7.2, `-blockdev ... -device ide-hd,drive=vda-fmt,id=vda` next to a
+    // device without an id (trimmed): query-blockstats says device "" and
+    // qdev "vda"; the graph calls the backend "vda".
+    qmp::graph_replies r;
+    r.graph = qmp::json::parse(R"({"nodes": [{"name": "vda-fmt", "type": "block-driver", "id": 4},
+        {"name": "boot", "type": "block-driver", "id": 2}, {"name": "vda", "type": "block-backend", "id": 3},
+        {"name": "/machine/peripheral-anon/device[0]", "type": "block-backend", "id": 1}],
+        "edges": [{"name": "root", "parent": 3, "child": 4, "perm": [], "shared-perm": []},
+                  {"name": "root", "parent": 1, "child": 2, "perm": [], "shared-perm": []}]})")
+                  .get<qmp::x_dbg_block_graph>();
+    const char* zero = R"({"rd_bytes": 0, "wr_bytes": 0, "rd_operations": 0, "wr_operations": 0, "wr_highest_offset": 0})";
+    r.backend_stats = qmp::json::parse(std::string(R"([{"device": "", "qdev": "/machine/peripheral-anon/device[0]", "node-name": "boot", "stats": )") +
+                                       zero + R"(}, {"device": "", "qdev": "vda", "node-name": "vda-fmt", "stats": )" + zero + "}]")
+                          .get<std::vector<qmp::block_stats>>();
+    auto g = qmp::build_block_graph(r);
+    REQUIRE(g.backends.size() == 2);
+    CHECK(g.backends[0].qdev == "/machine/peripheral-anon/device[0]");
+    CHECK(g.backends[1].qdev == "vda");
+    CHECK(g.backends[1].device.empty());
+    CHECK(g.backends[1].root_node == "vda-fmt");
+}

@@ -43,7 +43,8 @@ TEST_CASE("target: parse and print" * doctest::test_suite("block")) {
                    bad{"vda[99999999999]", "does not fit 32 bits"}, bad{"vda[4294967296]", "does not fit 32 bits"},
                    bad{"vda[0x1]", "unexpected character 'x'"}, bad{"[3]", "disk name before '[' is empty"},
                    bad{"", "empty"}, bad{"vda[1", "missing ']'"}, bad{"vda]", "']' without '['"},
-                   bad{"vda[ 1]", "not an unsigned decimal"}, bad{"vda[1][2]", "unexpected text after ']'"},
+                   bad{"vda[ 1]", "not an unsigned decimal"}, bad{"vda[1]x[2]", "unexpected text after ']'"},
+                   bad{"a[x]/b", "without a number"}, bad{"a[1/b", "unexpected character '/' in index"},
                    bad{"a][0]", "']' without '['"}, bad{"v\tda", "control character"}}) {
         CAPTURE(b.text);
         qmp::diagnostics why;
@@ -55,9 +56,23 @@ TEST_CASE("target: parse and print" * doctest::test_suite("block")) {
     qmp::diagnostics why;
     qmp::parse_target("vda[1]x", ec, &why);
     CHECK(why.message.find("character 7") != std::string::npos);  // says where
+    // The index is the trailing [N]: QEMU names devices without an id by
+    // paths with brackets, and those disks have elements too.
+    t = qmp::parse_target("/machine/peripheral-anon/device[0]/virtio-backend[2]", ec);
+    REQUIRE(t);
+    CHECK(t->disk == "/machine/peripheral-anon/device[0]/virtio-backend");
+    CHECK(t->index == 2);
+    t = qmp::parse_target("/machine/peripheral-anon/device[0][1]", ec);
+    REQUIRE(t);
+    CHECK(t->disk == "/machine/peripheral-anon/device[0]");
+    CHECK(t->index == 1);
+    t->index = 0;
+    CHECK(t->str() == "/machine/peripheral-anon/device[0][0]");  // not the name alone, which means ".../device"
     // Both printed forms of whatever parses parse back to the same target
     // ("a][0]" used to parse, and print as "a]", which does not).
-    for (const char* text : {"vda", "vda[0]", "vda[7]", "/machine/peripheral/virtio-disk0/virtio-backend[3]", "é[1]"}) {
+    for (const char* text : {"vda", "vda[0]", "vda[7]", "/machine/peripheral/virtio-disk0/virtio-backend[3]", "é[1]",
+                             "/machine/peripheral-anon/device[0]/virtio-backend[2]", "/machine/peripheral-anon/device[0][0]",
+                             "/machine/peripheral-anon/device[0][1]", "vda[1][2]"}) {
         CAPTURE(text);
         auto p = qmp::parse_target(text, ec);
         REQUIRE(p);

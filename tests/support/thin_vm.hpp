@@ -11,7 +11,9 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,10 +30,48 @@ struct thin_vm {
 
     // disks: name -> chain depth. Node names: <disk>-<i>-fmt, <disk>-<i>-thin, <disk>-<i>-file.
     thin_vm(const qemu_build& build, std::vector<std::pair<std::string, int>> disks, std::uint64_t window = 64u << 20)
+        : thin_vm(build, std::move(disks), window, false) {}
+
+    /// A guest instead of a storage daemon: a system emulator (started
+    /// paused, `cont` runs it) whose disks are IDE disks with werror=enospc,
+    /// and a boot sector that writes the first disk from start to end in
+    /// 32 KiB requests, then halts. A full window pauses it (io-error).
+    struct guest_t {};
+    static constexpr guest_t guest{};
+    thin_vm(guest_t, const qemu_build& build, std::vector<std::pair<std::string, int>> disks, std::uint64_t window,
+            const std::string& disk_size)
+        : thin_vm(build, std::move(disks), window, true, disk_size) {}
+
+private:
+    thin_vm(const qemu_build& build, std::vector<std::pair<std::string, int>> disks, std::uint64_t window, bool with_guest,
+            const std::string& disk_size = "64M")
         : b(build) {
         bool first = true;
+        if (with_guest) {
+            cfg.kind = qemu_kind::system;
+            cfg.machine = "pc";
+            const std::string boot = dir.file("boot.img");
+            {
+                std::ofstream f(boot, std::ios::binary);
+                std::string sector(512, '\0');
+                for (std::size_t i = 0; i < sizeof(boot_sector); ++i) sector[i] = static_cast<char>(boot_sector[i]);
+                sector[510] = '\x55';
+                sector[511] = static_cast<char>(0xaa);
+                f << sector;
+            }
+            run_checked({"truncate", "-s", "1M", boot});
+            cfg.blockdevs.push_back(R"({"driver":"file","node-name":"boot-file","filename":")" + boot + "\"}");
+            cfg.blockdevs.push_back(R"({"driver":"raw","node-name":"boot","file":"boot-file"})");
+            cfg.extra.insert(cfg.extra.end(), {"-device", "ide-hd,drive=boot,bus=ide.0,unit=0,bootindex=0"});
+            static const char* const slots[] = {"bus=ide.1,unit=0", "bus=ide.1,unit=1", "bus=ide.0,unit=1"};
+            if (disks.size() > 3) throw std::invalid_argument("a thin_vm guest has at most 3 disks");
+            for (std::size_t i = 0; i < disks.size(); ++i)
+                cfg.extra.insert(cfg.extra.end(), {"-device", "ide-hd,drive=" + disks[i].first + "-" +
+                                                                 std::to_string(disks[i].second - 1) + "-fmt," + slots[i] +
+                                                                 ",id=" + disks[i].first + ",werror=enospc"});
+        }
         for (auto& [name, depth] : disks) {
-            auto files = make_chain(b, dir, name, depth);
+            auto files = make_chain(b, dir, name, depth, disk_size);
             for (int i = 0; i < depth; ++i) {
                 std::string n = name + "-" + std::to_string(i);
                 run_checked({"truncate", "-s", "256M", files[i]});  // room behind the window
@@ -43,6 +83,7 @@ struct thin_vm {
                 cfg.blockdevs.push_back(fmt + "}");
             }
             std::string top = name + "-" + std::to_string(depth - 1) + "-fmt";
+            if (with_guest) continue;
             if (first) {
                 cfg.nbd_export_node = top;  // exported as "vda"
                 first = false;
@@ -52,6 +93,21 @@ struct thin_vm {
         }
         q = std::make_unique<qemu_instance>(b, dir, cfg);
     }
+
+    // The guest's boot sector (i386 real mode, loaded at 0x7c00; the 0x55aa
+    // signature is added above):
+    //   cli; xor ax,ax; mov ds,ax; mov ss,ax; mov sp,0x7c00; sti
+    //   1: mov si,dap; mov ax,0x4300; mov dl,0x81; int 0x13   ; extended write, first hard disk after the boot disk
+    //      jc 2f; add dword [dap+8],64; adc dword [dap+12],0; jmp 1b
+    //   2: hlt; jmp 2b                                          ; past the end: done
+    //   dap: db 16,0; dw 64; dw 0,0x1000; dq 0                  ; 64 sectors from 1000:0000, LBA
+    static constexpr unsigned char boot_sector[] = {
+        0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0x8e, 0xd0, 0xbc, 0x00, 0x7c, 0xfb, 0xbe, 0x28, 0x7c, 0xb8, 0x00,
+        0x43, 0xb2, 0x81, 0xcd, 0x13, 0x72, 0x0e, 0x66, 0x83, 0x06, 0x30, 0x7c, 0x40, 0x66, 0x83, 0x16,
+        0x34, 0x7c, 0x00, 0xeb, 0xe6, 0xf4, 0xeb, 0xfd, 0x10, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x10,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+
+public:
     asio::local::stream_protocol::endpoint ep() const { return q->qmp_endpoint(); }
 
     /// QEMU dies (SIGKILL) and starts again on the same socket and images:
@@ -66,7 +122,10 @@ struct thin_vm {
     /// that must not read the first one's events); returns its socket path.
     std::string with_second_monitor() {
         std::string path = dir.file("second.qmp");
-        cfg.extra.insert(cfg.extra.end(), {"--chardev", "socket,path=" + path + ",server=on,wait=off,id=m2", "--monitor", "chardev=m2"});
+        if (cfg.kind == qemu_kind::system)
+            cfg.extra.insert(cfg.extra.end(), {"-chardev", "socket,path=" + path + ",server=on,wait=off,id=m2", "-mon", "chardev=m2,mode=control"});
+        else
+            cfg.extra.insert(cfg.extra.end(), {"--chardev", "socket,path=" + path + ",server=on,wait=off,id=m2", "--monitor", "chardev=m2"});
         restart();
         return path;
     }

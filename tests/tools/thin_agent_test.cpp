@@ -81,16 +81,23 @@ struct fleet {
     std::vector<std::string> second;
     std::string hook, out, err;
 
-    fleet(const qemu_build& b, int n) {
+    // guest: system emulators whose guest writes its disk (see thin_vm),
+    // with a window of 8 MiB on a 32 MiB disk. hook_delay: seconds the hook
+    // waits before it grows anything (a slow lvextend).
+    fleet(const qemu_build& b, int n, bool guest = false, int hook_delay = 0) {
         for (int i = 0; i < n; ++i) {
-            vms.push_back(std::make_unique<thin_vm>(b, std::vector<std::pair<std::string, int>>{{"vda", 2}}, 16u << 20));
+            if (guest)
+                vms.push_back(std::make_unique<thin_vm>(thin_vm::guest, b, std::vector<std::pair<std::string, int>>{{"vda", 2}},
+                                                        8u << 20, "32M"));
+            else
+                vms.push_back(std::make_unique<thin_vm>(b, std::vector<std::pair<std::string, int>>{{"vda", 2}}, 16u << 20));
             second.push_back(vms.back()->with_second_monitor());
         }
         hook = work.file("extend.sh");
         std::ofstream h(hook);
         h << "#!/bin/sh\nset -e\ncase \"$QMP_VM\" in\n";
         for (int i = 0; i < n; ++i) h << "vm" << i << ") SOCK='" << second[static_cast<std::size_t>(i)] << "';;\n";
-        h << "esac\nNEW=$((QMP_CAPACITY + 33554432))\n"
+        h << "esac\n" << (hook_delay ? "sleep " + std::to_string(hook_delay) + "\n" : "") << "NEW=$((QMP_CAPACITY + 33554432))\n"
           << "'" << qmpctl() << "' -s \"$SOCK\" exec blockdev-reopen "
           << "\"{\\\"options\\\": [{\\\"driver\\\": \\\"raw\\\", \\\"node-name\\\": \\\"$QMP_NODE\\\", "
              "\\\"file\\\": \\\"${QMP_NODE%-thin}-file\\\", \\\"offset\\\": 0, \\\"size\\\": $NEW}]}\" >/dev/null\n"
@@ -256,6 +263,51 @@ TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it
         }
 #endif
 
+        ::kill(agent, SIGTERM);
+        CHECK(wait_exit(agent) == 0);
+    }
+}
+
+
+TEST_CASE("qmp-thin-agent: a guest paused on ENOSPC is resumed after the extension and writes its whole disk" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        // A guest writes its 32 MiB disk from start to end into an 8 MiB
+        // window; the hook takes a second before it grows the window by
+        // 32 MiB, so the guest fills the window first and QEMU stops it
+        // (werror=enospc, status io-error).
+        fleet f(b, 1, true, 1);
+        pid_t agent = spawn({agent_bin(), "--vm", "vm0=" + f.socket(0), "--spec", "end-4M", "--extend-cmd", "sh " + f.hook},
+                            f.out, f.err);
+        INFO(read_file(f.err));
+        INFO(read_file(f.out));
+        REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm0").size() == 1; }));
+        std::string text;
+        REQUIRE_MESSAGE(run({qmpctl(), "-s", f.second[0], "exec", "cont"}, &text) == 0, text);
+        CHECK(wait_for([&] { return lines(f.out, "paused", "vm0").size() == 1; }));
+        CHECK(wait_for([&] { return lines(f.out, "resumed", "vm0").size() == 1; }));
+        CHECK(lines(f.out, "paused", "vm0").at(0)["reason"] == "ENOSPC");
+        CHECK(lines(f.out, "extended", "vm0").size() == 1);
+        // The disk is the IDE device with id "vda" (its backend has no name
+        // of its own); the boot disk, a device without an id, is another.
+        CHECK(lines(f.out, "threshold", "vm0").at(0)["target"] == "vda[2]");
+        // The guest goes on to the end of its disk: every byte written, the
+        // VM running (halted in its boot sector), no further pause.
+        auto written = [&] {
+            std::string stats;
+            run({qmpctl(), "-s", f.second[0], "exec", "query-blockstats", R"({"query-nodes": true})"}, &stats);
+            auto j = nlohmann::json::parse(stats, nullptr, false);
+            if (!j.is_array()) return std::int64_t{0};
+            for (const auto& s : j)
+                if (s.value("node-name", "") == "vda-1-fmt") return s["stats"].value("wr_highest_offset", std::int64_t{0});
+            return std::int64_t{0};
+        };
+        CHECK(wait_for([&] { return written() == (32 << 20); }, 120s));
+        REQUIRE(run({qmpctl(), "-s", f.second[0], "exec", "query-status"}, &text) == 0);
+        CHECK(nlohmann::json::parse(text)["status"] == "running");
+        CHECK(lines(f.out, "paused", "vm0").size() == 1);
+        CHECK(lines(f.out, "extend-failed").empty());
         ::kill(agent, SIGTERM);
         CHECK(wait_exit(agent) == 0);
     }

@@ -53,6 +53,7 @@ struct vm : std::enable_shared_from_this<vm> {
     std::set<std::string> hooks_running;                    // targets
     std::set<std::shared_ptr<asio::steady_timer>> retries;  // failed hooks waiting to run again
     bool paused_nospace = false;
+    bool grown_since_resume = false;  // an extension succeeded since the last `cont`
     bool up = false;
     bool stopped = false;
 
@@ -179,6 +180,10 @@ struct vm : std::enable_shared_from_this<vm> {
             if (!ec && !ev.lost && ev.data.value("nospace", false) && ev.data.value("action", "") == "stop") {
                 if (!paused_nospace) say({{"what", "paused"}, {"device", ev.data.value("device", "")}, {"reason", "ENOSPC"}});
                 paused_nospace = true;
+                // A write that was under way while the storage grew can fail
+                // after the extension: with no hook running, resume once per
+                // extension (never in a loop on storage that stays full).
+                if (hooks_running.empty() && grown_since_resume) resume_if_paused();
             }
             take_io_errors();
         });
@@ -292,6 +297,7 @@ struct vm : std::enable_shared_from_this<vm> {
                         a.hook_finished();
                         if (ec) return say({{"what", "error"}, {"target", t}, {"error", "re-arm: " + ec.message()}});
                         say({{"what", "extended"}, {"target", t}, {"capacity", cap}});
+                        grown_since_resume = true;
                         resume_if_paused();
                         resume_jobs();
                         for (const auto& e2 : now) on_threshold(e2);
@@ -323,6 +329,7 @@ struct vm : std::enable_shared_from_this<vm> {
             client.async_execute("cont", nullptr, [this, self = shared_from_this()](std::error_code ec2, qmp::json) {
                 if (ec2) return say({{"what", "error"}, {"error", "cont: " + ec2.message()}});
                 paused_nospace = false;
+                grown_since_resume = false;
                 ++counters.resumed;
                 say({{"what", "resumed"}});
             });

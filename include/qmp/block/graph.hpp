@@ -285,9 +285,13 @@ inline block_graph build_block_graph(const graph_replies& r,
             const bool is_qdev = bname.rfind("/machine/", 0) == 0;
             // query-blockstats names the root below implicit job filters; the
             // graph names the real one (a running mirror's filter included).
+            // The graph names a backend by its device name, or where it has
+            // none by its device's id (`-device ide-hd,id=vda`: qdev "vda")
+            // or canonical path.
             graph_backend* same = nullptr;
             for (auto& b : g.backends)
-                if ((!bname.empty() && (is_qdev ? b.qdev : b.device) == bname) || (bname.empty() && b.root_node == root))
+                if ((!bname.empty() && (b.device == bname || (b.device.empty() && b.qdev == bname))) ||
+                    (bname.empty() && b.root_node == root))
                     same = &b;
             if (same) {
                 same->root_node = root;

@@ -81,6 +81,15 @@ public:
     /// with a sentence naming the disk in `diag`.
     std::optional<resolved_element> resolve(const target& t, std::error_code& ec, diagnostics* diag = nullptr) const {
         const disk_chain* d = find_disk(t.disk, ec);
+        if (!d && ec == block_error::unknown_disk) {
+            // `/machine/peripheral-anon/device[0]` names a disk itself (its
+            // active layer) where no disk is called `.../device`.
+            std::error_code whole;
+            if (const disk_chain* w = find_disk(t.indexed(), whole)) {
+                ec.clear();
+                return w->elements.empty() ? std::nullopt : std::optional<resolved_element>(resolved_element{w->name, w->elements.front(), true});
+            }
+        }
         if (!d) {
             if (diag)
                 *diag = {{}, (ec == block_error::ambiguous_disk ? "more than one disk matches '" : "no disk named '") +

@@ -1,7 +1,9 @@
 // `vda`, `vda[3]`: how operators name a disk or one element of its backing
-// chain. The name is everything before the first `[` (not empty, no `]`, no
-// control character); the index is an unsigned decimal that fits 32 bits,
-// followed by exactly `]`. `vda` and `vda[0]` both mean the active layer.
+// chain. The index is a trailing `[N]`, N an unsigned decimal that fits 32
+// bits; the name is everything before it (not empty, no control character,
+// brackets only as `[digits]` ending a path component, as in QEMU's paths of
+// devices without an id: `/machine/peripheral-anon/device[0]/virtio-backend[2]`).
+// `vda` and `vda[0]` both mean the active layer.
 // Index N >= 1 is an identity (see index_registry), not a depth. Every
 // target's printed forms parse back to it.
 #pragma once
@@ -22,8 +24,9 @@ struct target {
     std::string disk;
     std::uint32_t index = 0;  ///< 0: the active layer
 
-    /// The canonical form: `vda` for index 0, `vda[N]` otherwise.
-    std::string str() const { return index == 0 ? disk : disk + "[" + std::to_string(index) + "]"; }
+    /// The canonical form: `vda` for index 0, `vda[N]` otherwise (and
+    /// `name[0]` where the name itself ends with `]`, so it parses back).
+    std::string str() const { return index == 0 && (disk.empty() || disk.back() != ']') ? disk : indexed(); }
     /// Always with the index: `vda[N]`.
     std::string indexed() const { return disk + "[" + std::to_string(index) + "]"; }
 
@@ -47,19 +50,33 @@ inline std::optional<target> parse_target(std::string_view text, std::error_code
         if (diag) *diag = {{}, "invalid target '': the disk name is empty"};
         return std::nullopt;
     }
-    const std::size_t open = text.find('[');
+    // The index is the trailing `[digits]`; the name is what comes before.
+    const bool has_index = text.back() == ']';
+    const std::size_t open = has_index ? text.rfind('[') : std::string_view::npos;
+    if (has_index && open == std::string_view::npos) return fail(text.size() - 1, "']' without '['");
     if (open == 0) return fail(0, "the disk name before '[' is empty");
-    const std::size_t name_end = open == std::string_view::npos ? text.size() : open;
+    const std::size_t name_end = has_index ? open : text.size();
+    // Inside the name, brackets only enclose numbers and end a path
+    // component: QEMU's canonical paths of devices without an id look like
+    // `/machine/peripheral-anon/device[0]/virtio-backend`.
     for (std::size_t k = 0; k < name_end; ++k) {
         const auto c = static_cast<unsigned char>(text[k]);
         if (c == ']') return fail(k, "']' without '['");
         if (c < 0x20 || c == 0x7f) return fail(k, "a control character in the disk name");
+        if (c != '[') continue;
+        std::size_t j = k + 1;
+        if (j >= name_end) return fail(j, "missing index after '['");
+        while (j < name_end && text[j] >= '0' && text[j] <= '9') ++j;
+        if (j == k + 1) return fail(j, "'[' in the disk name without a number after it");
+        if (j >= name_end) return fail(j, "missing ']'");
+        if (text[j] != ']') return fail(j, "unexpected character '" + std::string(1, text[j]) + "' in index");
+        if (j + 1 < name_end && text[j + 1] != '/') return fail(j + 1, "unexpected text after ']'");
+        k = j;
     }
     target t;
     t.disk = std::string(text.substr(0, name_end));
-    if (open == std::string_view::npos) return t;
+    if (!has_index) return t;
     std::size_t i = open + 1;
-    if (i >= text.size()) return fail(i, "missing index after '['");
     if (text[i] == ']') return fail(i, "empty index");
     std::uint64_t value = 0;
     const std::size_t digits_start = i;
@@ -69,9 +86,7 @@ inline std::optional<target> parse_target(std::string_view text, std::error_code
         ++i;
     }
     if (i == digits_start) return fail(i, "index is not an unsigned decimal number");
-    if (i >= text.size()) return fail(i, "missing ']'");
     if (text[i] != ']') return fail(i, "unexpected character '" + std::string(1, text[i]) + "' in index");
-    if (i + 1 != text.size()) return fail(i + 1, "unexpected text after ']'");
     t.index = static_cast<std::uint32_t>(value);
     return t;
 }
