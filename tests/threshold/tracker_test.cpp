@@ -201,6 +201,25 @@ TEST_CASE("tracker: immediate below the allocation, gone after a commit" * docte
     CHECK(c.d.events[0].where.indexed() == "vda[1]");
 }
 
+TEST_CASE("tracker: a graph whose query went out before a request began does not decide it" *
+          doctest::test_suite("threshold")) {
+    connected c;
+    c.t.resync();
+    auto a = c.t.next_action();  // the resync's query goes out ...
+    REQUIRE(a);
+    REQUIRE(std::holds_alternative<qmp::tracker_actions::query_graph>(*a));
+    const auto early = c.q.graph(std::get<qmp::tracker_actions::query_graph>(*a).details);  // ... QEMU answers it ...
+    c.q.marks["vda-1-file"] = 3 * MiB;  // ... then a job fills the volume and stops
+    c.t.arm("vda", qmp::threshold_spec::bytes(MiB));
+    c.t.on_graph(early);  // the early answer arrives after the arm began
+    c.d.run(c.t);
+    // Armed on the early graph, the threshold (1 MiB, below what is written)
+    // would reach QEMU and never fire. Decided on a later one: immediate.
+    CHECK(c.d.count("set vda-1-file") == 0);
+    REQUIRE(c.d.events.size() == 1);
+    CHECK(c.d.events[0].how == qmp::threshold_event::origin::immediate);
+}
+
 TEST_CASE("tracker: job events: the end of a job refreshes the graph once, other job news costs nothing" *
           doctest::test_suite("threshold")) {
     connected c;

@@ -230,15 +230,28 @@ TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it
                                  "base-node": "vda-0-fmt", "speed": 33554432, "on-error": "stop"})"},
                             &text) == 0,
                         text);
+        std::string jobs;
         bool ready = wait_for(
             [&] {
-                std::string jobs;
+                jobs.clear();
                 run({qmpctl(), "-s", second[0], "exec", "query-block-jobs"}, &jobs);
                 auto j = nlohmann::json::parse(jobs, nullptr, false);
                 return j.is_array() && j.size() == 1 && j[0].value("ready", false);
             },
             60s);
-        CHECK(ready);  // every byte of the top reached the base
+        if (!ready) {
+            std::string nodes;
+            run({qmpctl(), "-s", second[0], "exec", "query-named-block-nodes"}, &nodes);
+            auto j = nlohmann::json::parse(nodes, nullptr, false);
+            if (j.is_array())
+                for (auto& n : j) jobs += "\n" + n.value("node-name", "") + " threshold " + std::to_string(n.value("write_threshold", 0));
+            std::string st;
+            run({qmpctl(), "-s", second[0], "exec", "query-blockstats", R"({"query-nodes": true})"}, &st);
+            j = nlohmann::json::parse(st, nullptr, false);
+            if (j.is_array())
+                for (auto& n : j) jobs += "\n" + n.value("node-name", "") + " wr " + std::to_string(n["stats"].value("wr_highest_offset", 0));
+        }
+        CHECK_MESSAGE(ready, jobs);  // every byte of the top reached the base
         bool base_armed = false, base_extended = false;
         for (const auto& l : lines(out, "armed", "vm0")) base_armed |= l.value("job", "") == "merge" && l["target"] == "vda-1-fmt[2]";
         for (const auto& l : lines(out, "extended", "vm0")) base_extended |= l["target"] == "vda-1-fmt[2]";

@@ -5,6 +5,8 @@
 // 1 could not start (a metrics address that cannot be bound, ...).
 #include "agent.hpp"
 
+#include <sys/resource.h>
+
 #include <iostream>
 
 namespace {
@@ -58,6 +60,13 @@ int main(int argc, char** argv) {
         }
     }
     if (o.vms.empty() && o.vms_file.empty()) return usage("no VM: give --vm NAME=SOCKET or --vms-file FILE");
+    // One socket per VM: a fleet needs more descriptors than the usual soft
+    // limit of 1024, so take what the hard limit allows (hooks inherit it).
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
     try {
         asio::io_context io(1);
         thin_agent::agent agent(io, o);

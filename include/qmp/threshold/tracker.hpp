@@ -224,6 +224,7 @@ private:
     enum class phase { idle, graph, decide_save, sent, final_save };
 
     detail::tracker_work make(detail::work_kind k, std::string_view target) const;
+    std::uint64_t epoch_now() const;
     tracker_request enqueue(detail::tracker_work w);
     void schedule_resync();
     void restarted();

@@ -14,8 +14,16 @@ inline detail::tracker_work threshold_tracker::make(detail::work_kind k, std::st
     detail::tracker_work w;
     w.kind = k;
     w.target_text = std::string(target);
-    w.epoch = graph_epoch_;
+    w.epoch = epoch_now();
     return w;
+}
+
+// A graph is fresh for work when QEMU answered its query after the work
+// began. The reply to a query already sent was possibly answered before:
+// it does not count (a job may have filled a volume in between, and an arm
+// decided on that graph would miss it).
+inline std::uint64_t threshold_tracker::epoch_now() const {
+    return graph_epoch_ + (phase_ == phase::graph && !query_in_out_ ? 1 : 0);
 }
 
 inline tracker_request threshold_tracker::enqueue(detail::tracker_work w) {

@@ -200,7 +200,7 @@ inline bool threshold_tracker::decide_live(detail::tracker_work& w) {
     auto loc = resolver_.locate(ev.node_name, ec);
     if (!loc && !w.retried_graph) {
         w.retried_graph = true;
-        w.epoch = graph_epoch_;
+        w.epoch = epoch_now();
         return false;
     }
     armed_threshold* a = find_entry(ev.node_name);
