@@ -178,6 +178,11 @@ public:
     }
 
     pid_t pid() const noexcept { return pid_; }
+    /// How it ended, once running() saw it end: "exit N" or "signal N".
+    std::string how_it_ended() const {
+        return WIFSIGNALED(exit_status_) ? "signal " + std::to_string(WTERMSIG(exit_status_))
+                                         : "exit " + std::to_string(WEXITSTATUS(exit_status_));
+    }
 
     /// True while the child has not exited (reaps it when it has).
     bool running() {

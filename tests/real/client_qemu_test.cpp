@@ -64,6 +64,7 @@ TEST_CASE("qemu: connecting the moment QEMU listens: a session or a clean, bound
     for (const auto& b : qemu_builds()) {
         CAPTURE(b.label);
         std::uint64_t repeats = 0, refused = 0;
+        int crashes = 0;
         for (int i = 0; i < 20; ++i) {
             temp_dir dir;
             qemu_config cfg;
@@ -77,6 +78,7 @@ TEST_CASE("qemu: connecting the moment QEMU listens: a session or a clean, bound
             // start (under load also a full listen backlog: EAGAIN, and a
             // close right after negotiating).
             std::error_code ec;
+            std::string crashed;
             int attempts = 0;
             do {
                 cl.connect(q.qmp_endpoint(), ec);
@@ -87,12 +89,26 @@ TEST_CASE("qemu: connecting the moment QEMU listens: a session or a clean, bound
                 ++attempts;
                 if (ec) {
                     INFO(ec.message() << " (" << ec.category().name() << ")");
+                    // QEMU itself (7.2 and 10.0) sometimes dies of SIGSEGV
+                    // when a client negotiates the moment it listens (about
+                    // once in 150 starts here). The client's part is a clean
+                    // error, which it gave; this QEMU is replaced below.
+                    if (!q.process().running()) {
+                        crashed = q.process().how_it_ended();
+                        break;
+                    }
                     CHECK((ec == qmp::error::greeting_timeout || ec == qmp::error::connection_closed ||
                            ec == std::errc::resource_unavailable_try_again ||
                            ec == asio::error::try_again));
                     ++refused;
                 }
             } while (ec && attempts < 10);
+            if (!crashed.empty()) {
+                MESSAGE("QEMU " << b.label << " ended at start (" << crashed << ") after the client's error: " << ec.message());
+                REQUIRE(++crashes <= 5);
+                --i;
+                continue;
+            }
             REQUIRE(!ec);
             CHECK(cl.execute(qmp::query_version{}).qemu.major == cl.server_greeting().version.qemu.major);
             repeats += cl.stats().repeated_greetings;
