@@ -81,13 +81,14 @@ public:
     /// with a sentence naming the disk in `diag`.
     std::optional<resolved_element> resolve(const target& t, std::error_code& ec, diagnostics* diag = nullptr) const {
         const disk_chain* d = find_disk(t.disk, ec);
+        std::uint32_t index = t.index;
         if (!d && ec == block_error::unknown_disk) {
             // `/machine/peripheral-anon/device[0]` names a disk itself (its
             // active layer) where no disk is called `.../device`.
             std::error_code whole;
-            if (const disk_chain* w = find_disk(t.indexed(), whole)) {
+            if ((d = find_disk(t.indexed(), whole))) {
                 ec.clear();
-                return w->elements.empty() ? std::nullopt : std::optional<resolved_element>(resolved_element{w->name, w->elements.front(), true});
+                index = 0;
             }
         }
         if (!d) {
@@ -101,10 +102,10 @@ public:
             if (diag) *diag = {{}, "disk '" + t.disk + "' has no chain"};
             return std::nullopt;
         }
-        if (t.index == 0) return resolved_element{d->name, d->elements.front(), true};
+        if (index == 0) return resolved_element{d->name, d->elements.front(), true};
         for (const auto* chain : {&d->elements, &d->mirror})
             for (const auto& el : *chain)
-                if (el.index == t.index) return resolved_element{d->name, el, &el == &d->elements.front()};
+                if (el.index == index) return resolved_element{d->name, el, &el == &d->elements.front()};
         ec = block_error::unknown_index;
         if (diag) *diag = {{}, "disk '" + t.disk + "' has no element with index " + std::to_string(t.index)};
         return std::nullopt;
