@@ -63,6 +63,10 @@ private:
             cfg.blockdevs.push_back(R"({"driver":"file","node-name":"boot-file","filename":")" + boot + "\"}");
             cfg.blockdevs.push_back(R"({"driver":"raw","node-name":"boot","file":"boot-file"})");
             cfg.extra.insert(cfg.extra.end(), {"-device", "ide-hd,drive=boot,bus=ide.0,unit=0,bootindex=0"});
+            cfg.extra.insert(cfg.extra.end(), {"-chardev", "file,id=guestlog,path=" + dir.file("guest.log"), "-device",
+                                               "isa-debugcon,iobase=0xe9,chardev=guestlog", "-chardev",
+                                               "file,id=bioslog,path=" + dir.file("bios.log"), "-device",
+                                               "isa-debugcon,iobase=0x402,chardev=bioslog"});
             static const char* const slots[] = {"bus=ide.1,unit=0", "bus=ide.1,unit=1", "bus=ide.0,unit=1"};
             if (disks.size() > 3) throw std::invalid_argument("a thin_vm guest has at most 3 disks");
             for (std::size_t i = 0; i < disks.size(); ++i)
@@ -95,19 +99,36 @@ private:
     }
 
     // The guest's boot sector (i386 real mode, loaded at 0x7c00; the 0x55aa
-    // signature is added above):
-    //   cli; xor ax,ax; mov ds,ax; mov ss,ax; mov sp,0x7c00; sti
-    //   1: mov si,dap; mov ax,0x4300; mov dl,0x81; int 0x13   ; extended write, first hard disk after the boot disk
-    //      jc 2f; add dword [dap+8],64; adc dword [dap+12],0; jmp 1b
-    //   2: hlt; jmp 2b                                          ; past the end: done
+    // signature is added above). It reports on port 0xe9 (guest_log()): one
+    // '.' per request written; 'R' and the status byte when BIOS failed a
+    // request, which it then resets the disk for and retries (at most 3
+    // times in a row); 'E' and the status byte when it stops (status 1:
+    // past the end of the disk).
+    //   cli; xor ax,ax; mov ds,ax; mov ss,ax; mov sp,0x7c00; sti; xor bp,bp
+    //   1: mov word [dap+2],64; mov si,dap; mov ax,0x4300; mov dl,0x81; int 0x13 ; extended write, disk 0x81
+    //      jc 2f; mov al,'.'; out 0xe9,al
+    //      add dword [dap+8],64; adc dword [dap+12],0; xor bp,bp; jmp 1b
+    //   2: cmp ah,1; je 3f; inc bp; cmp bp,3; ja 3f
+    //      mov bl,ah; mov al,'R'; out 0xe9,al; mov al,bl; out 0xe9,al
+    //      xor ah,ah; mov dl,0x81; int 0x13; jmp 1b                          ; reset the disk, retry
+    //   3: mov bl,ah; mov al,'E'; out 0xe9,al; mov al,bl; out 0xe9,al
+    //   4: hlt; jmp 4b
     //   dap: db 16,0; dw 64; dw 0,0x1000; dq 0                  ; 64 sectors from 1000:0000, LBA
     static constexpr unsigned char boot_sector[] = {
-        0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0x8e, 0xd0, 0xbc, 0x00, 0x7c, 0xfb, 0xbe, 0x28, 0x7c, 0xb8, 0x00,
-        0x43, 0xb2, 0x81, 0xcd, 0x13, 0x72, 0x0e, 0x66, 0x83, 0x06, 0x30, 0x7c, 0x40, 0x66, 0x83, 0x16,
-        0x34, 0x7c, 0x00, 0xeb, 0xe6, 0xf4, 0xeb, 0xfd, 0x10, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x10,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+        0xfa, 0x31, 0xc0, 0x8e, 0xd8, 0x8e, 0xd0, 0xbc, 0x00, 0x7c, 0xfb, 0x31, 0xed, 0xc7, 0x06, 0x5f, 0x7c, 0x40,
+        0x00, 0xbe, 0x5d, 0x7c, 0xb8, 0x00, 0x43, 0xb2, 0x81, 0xcd, 0x13, 0x72, 0x14, 0xb0, 0x2e, 0xe6, 0xe9, 0x66,
+        0x83, 0x06, 0x65, 0x7c, 0x40, 0x66, 0x83, 0x16, 0x69, 0x7c, 0x00, 0x31, 0xed, 0xeb, 0xda, 0x80, 0xfc, 0x01,
+        0x74, 0x18, 0x45, 0x83, 0xfd, 0x03, 0x77, 0x12, 0x88, 0xe3, 0xb0, 0x52, 0xe6, 0xe9, 0x88, 0xd8, 0xe6, 0xe9,
+        0x30, 0xe4, 0xb2, 0x81, 0xcd, 0x13, 0xeb, 0xbd, 0x88, 0xe3, 0xb0, 0x45, 0xe6, 0xe9, 0x88, 0xd8, 0xe6, 0xe9,
+        0xf4, 0xeb, 0xfd, 0x10, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00};
 
 public:
+    /// What the guest's boot sector reported (see boot_sector); the
+    /// firmware's own log is in bios_log().
+    std::string guest_log() const { return dir.file("guest.log"); }
+    std::string bios_log() const { return dir.file("bios.log"); }
+
     asio::local::stream_protocol::endpoint ep() const { return q->qmp_endpoint(); }
 
     /// QEMU dies (SIGKILL) and starts again on the same socket and images:

@@ -13,8 +13,10 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -310,21 +312,43 @@ TEST_CASE("qmp-thin-agent: a guest paused on ENOSPC is resumed after the extensi
         // The disk is the IDE device with id "vda" (its backend has no name
         // of its own); the boot disk, a device without an id, is another.
         CHECK(lines(f.out, "threshold", "vm0").at(0)["target"] == "vda[2]");
-        // Resumed: running, no further pause. (Whether the guest's BIOS write
-        // loop then goes on is not asserted: it does here, but in two CI runs
-        // on a loaded machine it made no progress after the resume; the cause
-        // is not found yet.)
-        auto written = [&] {
-            std::string stats;
-            run({qmpctl(), "-s", f.second[0], "exec", "query-blockstats", R"({"query-nodes": true})"}, &stats);
-            auto j = nlohmann::json::parse(stats, nullptr, false);
-            if (!j.is_array()) return std::int64_t{0};
-            for (const auto& s : j)
-                if (s.value("node-name", "") == "vda-1-fmt") return s["stats"].value("wr_highest_offset", std::int64_t{0});
-            return std::int64_t{0};
-        };
-        std::this_thread::sleep_for(2s);
-        MESSAGE("QEMU " << b.label << ": the guest wrote up to " << written() << " bytes, 2 s after the resume");
+        // Resumed: the guest writes on to the end of its disk (1024 requests
+        // of 32 KiB, then BIOS refuses the first one past the end: status 1),
+        // with no further pause and no write QEMU failed.
+        //
+        // One thing is not the agent's: on a loaded machine, SeaBIOS's PIO
+        // loop sometimes gives up on the request QEMU held across the pause
+        // (status 0x0c, "bad track") right after QEMU completed the held
+        // sector, and once more after a disk reset, although QEMU reported
+        // no failure (failed_wr_operations stays 0). The guest resets the
+        // disk and retries the request, as a driver would (at most 3 times);
+        // retries are allowed for that one request only.
+        std::string log;
+        CHECK(wait_for([&] { return (log = read_file(f.vms[0]->guest_log())).find('E') != std::string::npos; }, 120s));
+        std::string stats;
+        run({qmpctl(), "-s", f.second[0], "exec", "query-blockstats"}, &stats);
+        INFO("the guest's report: " << log.size() << " bytes, ending "
+                                    << nlohmann::json(log.substr(log.size() > 8 ? log.size() - 8 : 0)).dump());
+        INFO("the devices' statistics: " << stats);
+        std::string failed;                  // "status@request" for each request BIOS failed
+        std::set<std::ptrdiff_t> retried;    // requests retried
+        for (std::size_t i = 0; i + 1 < log.size(); ++i)
+            if (log[i] == 'R' || log[i] == 'E') {
+                auto at = std::count(log.begin(), log.begin() + static_cast<std::ptrdiff_t>(i), '.');
+                failed += " " + std::to_string(static_cast<unsigned char>(log[i + 1])) + "@" + std::to_string(at);
+                if (log[i] == 'R') retried.insert(at);
+            }
+        if (!retried.empty()) MESSAGE("QEMU " << b.label << ": BIOS failed requests (status@request):" << failed);
+        CHECK(std::count(log.begin(), log.end(), '.') == 1024);
+        CHECK(log.substr(log.size() - 2) == "E\x01");
+        CHECK(retried.size() <= 1);
+        int devices = 0;
+        for (const auto& dev : nlohmann::json::parse(stats))
+            if (dev.value("qdev", "") == "vda") {
+                ++devices;
+                CHECK(dev["stats"]["failed_wr_operations"] == 0);
+            }
+        CHECK(devices == 1);
         REQUIRE(run({qmpctl(), "-s", f.second[0], "exec", "query-status"}, &text) == 0);
         CHECK(nlohmann::json::parse(text)["status"] == "running");
         CHECK(lines(f.out, "paused", "vm0").size() == 1);
