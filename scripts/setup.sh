@@ -8,7 +8,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-packages=(g++ clang libclang-rt-14-dev make cmake libasio-dev nlohmann-json3-dev doctest-dev qemu-system-x86 qemu-utils libssl-dev openssl)
+# strace: qmp-bench-roundtrip counts system calls with it.
+packages=(g++ clang libclang-rt-14-dev make cmake libasio-dev nlohmann-json3-dev doctest-dev qemu-system-x86 qemu-utils libssl-dev openssl strace)
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi

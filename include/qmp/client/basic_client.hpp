@@ -39,6 +39,9 @@
 
 namespace qmp {
 
+template <class AsyncStream>
+class basic_sync_client;
+
 template <class Stream>
 class basic_client {
     using impl_type = detail::client_impl<Stream>;
@@ -184,6 +187,12 @@ public:
     std::optional<std::string> peer_instance() { return transport<Stream>::peer_instance(im_->stream()); }
 
 private:
+    // A blocking facade that runs the context on the calling thread starts
+    // its operations in place (client_impl::run_here).
+    template <class>
+    friend class basic_sync_client;
+    void run_here(bool on) noexcept { im_->run_here = on; }
+
     std::shared_ptr<impl_type> im_;
 };
 

@@ -202,7 +202,16 @@ public:
         }
         auto turn = take_turn();
         std::optional<std::tuple<Args...>> result;
-        init([&result](Args... a) { result.emplace(std::move(a)...); });
+        // No one else runs the context now: the command starts in place
+        // (written at once), not through a posted handler.
+        {
+            struct in_place {
+                async_client_type& c;
+                ~in_place() { c.run_here(false); }
+            } scope{client_};
+            client_.run_here(true);
+            init([&result](Args... a) { result.emplace(std::move(a)...); });
+        }
         ctx_.restart();
         while (!result) ctx_.run_one();
         return std::move(*result);

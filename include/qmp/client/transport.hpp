@@ -20,6 +20,8 @@
 #include <qmp/client/detail/peer.hpp>
 #include <qmp/protocol/message.hpp>
 
+#include <asio/buffer.hpp>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +49,13 @@ template <class S>
 struct has_protocol<S, std::void_t<typename S::protocol_type>> : std::true_type {};
 
 template <class S, class = void>
+struct can_write_now : std::false_type {};
+template <class S>
+struct can_write_now<S, std::void_t<decltype(std::declval<S&>().non_blocking(true, std::declval<std::error_code&>())),
+                                    decltype(std::declval<S&>().write_some(asio::const_buffer(), std::declval<std::error_code&>()))>>
+    : std::true_type {};
+
+template <class S, class = void>
 struct endpoint_of {
     using type = void;
 };
@@ -54,6 +63,26 @@ template <class S>
 struct endpoint_of<S, std::void_t<typename S::protocol_type::endpoint>> {
     using type = typename S::protocol_type::endpoint;
 };
+
+/// Writes what `s` takes at once, without waiting and without a completion
+/// to run (plain sockets, put in non-blocking mode): a command that fits
+/// the socket's buffer costs its one system call. Returns the bytes
+/// written: 0 when the stream would block, failed (the asynchronous write
+/// that follows meets and reports the error) or cannot write this way
+/// (TLS, other streams).
+template <class Stream>
+std::size_t try_write_now(Stream& s, const char* data, std::size_t size) {
+    if constexpr (can_write_now<Stream>::value) {
+        std::error_code ec;
+        if (!s.non_blocking()) s.non_blocking(true, ec);
+        if (ec) return 0;
+        std::size_t n = s.write_some(asio::const_buffer(data, size), ec);
+        return ec ? 0 : n;
+    } else {
+        (void)s, (void)data, (void)size;
+        return 0;
+    }
+}
 
 }  // namespace detail
 

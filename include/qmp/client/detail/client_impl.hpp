@@ -13,6 +13,8 @@
 #include <qmp/protocol/session.hpp>
 
 #include <asio/error.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 
@@ -46,6 +48,19 @@ public:
           watchdog_(sp_->get_executor()) {}
 
     executor_type get_executor() { return sp_->get_executor(); }
+
+    /// Runs `f` where the client runs: at once when the caller is there
+    /// (inside a handler of the executor, or a blocking facade that runs
+    /// the context itself and lets no one else run it: run_here), else
+    /// posted.
+    template <class F>
+    void enter(F&& f) {
+        if (run_here)
+            std::forward<F>(f)();
+        else
+            asio::dispatch(get_executor(), std::forward<F>(f));
+    }
+    bool run_here = false;
 
 private:
     // The stream lives apart: a transport that must renew it for another
@@ -422,6 +437,12 @@ private:
     timer_for<executor_type> watchdog_;
     std::unique_ptr<char[]> rbuf_;
     bool writing_ = false;
+    // Turns of the loop as the client sees them (a read or a write
+    // completed, a gathered flush ran): a second write in one turn waits
+    // for a posted flush, so commands issued together leave together.
+    std::uint64_t turn_ = 1;
+    std::uint64_t written_turn_ = 0;
+    bool flush_posted_ = false;
     std::uint64_t generation_ = 0;
 };
 

@@ -20,6 +20,7 @@ void client_impl<Stream>::start_read() {
 template <class Stream>
 void client_impl<Stream>::on_read(std::uint64_t gen, std::error_code ec, std::size_t n) {
     if (gen != generation_) return;
+    ++turn_;
     if (ec)
         sess.on_transport_error(peer_gone(ec) ? make_error_code(error::connection_closed) : ec, *this);
     else
@@ -40,6 +41,20 @@ bool client_impl<Stream>::peer_gone(std::error_code ec) {
 template <class Stream>
 void client_impl<Stream>::flush() {
     if (writing_ || !sess.want_write() || (state != link_state::negotiating && state != link_state::ready)) return;
+    if (written_turn_ == turn_) {
+        // Written once this turn already: what else the caller issues now
+        // joins this chunk and leaves in one write, after the turn.
+        if (!flush_posted_) {
+            flush_posted_ = true;
+            asio::post(sp_->get_executor(), [self = this->shared_from_this(), gen = generation_, keep = held()] {
+                self->flush_posted_ = false;
+                if (gen != self->generation_) return;
+                ++self->turn_;
+                self->flush();
+            });
+        }
+        return;
+    }
     writing_ = true;
     const auto c = sess.next_write();
     if (c.fd_owner) {
@@ -55,8 +70,15 @@ void client_impl<Stream>::flush() {
 
 template <class Stream>
 void client_impl<Stream>::write_from(std::string_view bytes, std::size_t offset, std::uint64_t gen) {
+    // What the socket takes now is written now: no completion to run, so
+    // no extra turn of the event loop per command. The rest, or an error,
+    // goes the asynchronous way.
+    written_turn_ = turn_;
+    offset += try_write_now(*sp_, bytes.data() + offset, bytes.size() - offset);
+    if (offset == bytes.size()) return on_written(gen, {});
     asio::async_write(*sp_, asio::buffer(bytes.data() + offset, bytes.size() - offset),
                       [self = this->shared_from_this(), gen, keep = held()](std::error_code ec, std::size_t) {
+                          ++self->turn_;
                           self->on_written(gen, ec);
                       });
 }
@@ -84,6 +106,7 @@ void client_impl<Stream>::write_nudge(std::uint64_t gen) {
     writing_ = true;
     asio::async_write(*sp_, asio::buffer(" ", 1),
                       [self = this->shared_from_this(), gen, keep = held()](std::error_code ec, std::size_t) {
+                          ++self->turn_;
                           self->on_written(gen, ec, true);
                       });
 }

@@ -50,10 +50,8 @@ struct initiate_execute {
             if (auto s = wim.lock())
                 asio::dispatch(s->get_executor(), [s, raw] { s->cancel_execute_op(raw); });
         });
-        asio::dispatch(im->get_executor(), [im = im, op = std::move(op), name = std::move(name), text = std::move(text),
-                                            opts = std::move(opts), fds = std::move(fds)]() mutable {
-            im->submit(std::move(op), name, text, opts, std::move(fds));
-        });
+        im->enter([im = im, op = std::move(op), name = std::move(name), text = std::move(text), opts = std::move(opts),
+                   fds = std::move(fds)]() mutable { im->submit(std::move(op), name, text, opts, std::move(fds)); });
     }
 };
 

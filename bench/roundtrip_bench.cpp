@@ -1,0 +1,317 @@
+// Round trips against the transport limit, in one run.
+//
+//   qmp-bench-roundtrip [--count N] [--batches B] [--rounds R] [--no-strace]
+//
+// Against a real qemu-storage-daemon of each QEMU:
+//   sequential: N `query-version` one after another, through a raw-socket
+//     client (blocking, no JSON parser: the limit), the async client (one
+//     io_context thread, each completion starting the next) and sync_client;
+//   pipelined: B batches of 64 commands in flight with oob negotiated, the
+//     raw client writing all 64 at once.
+// The ways take turns in R rounds (default 10) sharing the N and B; each
+// figure is the median of its rounds, reported with its ratio to the raw
+// client's in the same run, plus heap
+// allocations per round trip (counted here: this program replaces operator
+// new) and system calls per round trip (the program runs itself under
+// `strace -f -c` twice, for two counts, and divides the difference, so
+// start-up and connection cost nothing).
+#include <support/qemu.hpp>
+
+#include <qmp/qmp.hpp>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <new>
+#include <sstream>
+
+namespace {
+std::atomic<std::uint64_t> allocations{0};
+}
+
+// The replacements below pair with each other; GCC, seeing the library's
+// new-expressions inlined next to free(), cannot tell.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+void* operator new(std::size_t n) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+// ---- the limit: a blocking client on the raw socket, no JSON parser ----------
+
+class raw_client {
+public:
+    raw_client(const std::string& path, bool oob) {
+        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+        if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
+            throw std::runtime_error("raw client: cannot connect to " + path);
+        read_lines(1);  // greeting
+        const char* caps = oob ? "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}\r\n"
+                               : "{\"execute\":\"qmp_capabilities\"}\r\n";
+        write_all(caps, std::strlen(caps));
+        read_lines(1);
+    }
+    ~raw_client() { ::close(fd_); }
+    raw_client(const raw_client&) = delete;
+    raw_client& operator=(const raw_client&) = delete;
+
+    void write_all(const char* p, std::size_t n) {
+        while (n) {
+            ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL);
+            if (w <= 0) throw std::runtime_error("raw client: write failed");
+            p += w;
+            n -= static_cast<std::size_t>(w);
+        }
+    }
+    // QEMU ends every message with "\r\n" and escapes control characters
+    // inside strings, so counting '\n' counts messages.
+    void read_lines(int n) {
+        while (n > 0) {
+            ssize_t r = ::recv(fd_, buf_, sizeof(buf_), 0);
+            if (r <= 0) throw std::runtime_error("raw client: connection closed");
+            n -= static_cast<int>(std::count(buf_, buf_ + r, '\n'));
+        }
+    }
+
+private:
+    int fd_ = -1;
+    char buf_[65536];
+};
+
+const char k_query[] = "{\"execute\":\"query-version\",\"id\":1}\r\n";
+
+void raw_sequential(const std::string& path, int n) {
+    raw_client c(path, false);
+    for (int i = 0; i < n; ++i) {
+        c.write_all(k_query, sizeof(k_query) - 1);
+        c.read_lines(1);
+    }
+}
+
+void raw_pipelined(const std::string& path, int batches) {
+    raw_client c(path, true);
+    std::string batch;
+    for (int i = 0; i < 64; ++i) batch += k_query;
+    for (int b = 0; b < batches; ++b) {
+        c.write_all(batch.data(), batch.size());
+        c.read_lines(64);
+    }
+}
+
+// ---- this library -------------------------------------------------------------
+
+// Each completion starts the next command: one io_context thread, nothing else.
+struct next_command {
+    qmp::unix_client* c;
+    int* left;
+    void operator()(std::error_code ec, const qmp::json&) const {
+        if (ec) throw std::system_error(ec);
+        if (--*left > 0) c->async_execute("query-version", nullptr, *this);
+    }
+};
+
+// The client always has a read pending (events), so run() would not
+// return: connect, then run until the work is done.
+void connect(asio::io_context& ctx, qmp::unix_client& c, const std::string& path) {
+    bool done = false;
+    c.async_connect(asio::local::stream_protocol::endpoint(path), [&done](std::error_code ec) {
+        if (ec) throw std::system_error(ec);
+        done = true;
+    });
+    while (!done) ctx.run_one();
+}
+
+void async_sequential(const std::string& path, int n) {
+    asio::io_context ctx{1};
+    qmp::unix_client c(ctx);
+    connect(ctx, c, path);
+    int left = n;
+    c.async_execute("query-version", nullptr, next_command{&c, &left});
+    while (left > 0) ctx.run_one();
+}
+
+void sync_sequential(const std::string& path, int n) {
+    qmp::sync_client c;
+    c.connect(asio::local::stream_protocol::endpoint(path));
+    for (int i = 0; i < n; ++i) c.execute("query-version");
+}
+
+void async_pipelined(const std::string& path, int batches) {
+    asio::io_context ctx{1};
+    qmp::client_options o;
+    o.enable_oob = true;
+    if (const char* cap = std::getenv("CAP")) o.max_inband_in_flight = std::atoi(cap);
+    qmp::unix_client c(ctx, o);
+    connect(ctx, c, path);
+    for (int b = 0; b < batches; ++b) {
+        int done = 0;
+        for (int i = 0; i < 64; ++i)
+            c.async_execute("query-version", nullptr, [&done](std::error_code ec, const qmp::json&) {
+                if (ec) throw std::system_error(ec);
+                ++done;
+            });
+        while (done < 64) ctx.run_one();
+    }
+}
+
+using runner = void (*)(const std::string&, int);
+struct way {
+    const char* name;
+    runner run;
+    bool pipelined;
+};
+const way k_ways[] = {{"raw", raw_sequential, false},
+                      {"async", async_sequential, false},
+                      {"sync", sync_sequential, false},
+                      {"raw-pipelined", raw_pipelined, true},
+                      {"async-pipelined", async_pipelined, true}};
+
+const way& find_way(const std::string& name) {
+    for (const auto& w : k_ways)
+        if (name == w.name) return w;
+    throw std::invalid_argument("unknown way " + name);
+}
+
+// System calls of `self --child WAY PATH N` under strace -f -c (all threads).
+long syscalls_of(const std::string& self, const std::string& way, const std::string& path, int n) {
+    char tmpl[] = "/tmp/qmp-bench-strace-XXXXXX";
+    int fd = ::mkstemp(tmpl);
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    ::close(fd);
+    std::string cmd = "strace -f -c -o '" + std::string(tmpl) + "' '" + self + "' --child " + way + " '" + path + "' " +
+                      std::to_string(n) + " >/dev/null 2>&1";
+    int rc = std::system(cmd.c_str());
+    std::ifstream f(tmpl);
+    std::string line, last;
+    while (std::getline(f, line))
+        if (line.find("total") != std::string::npos) last = line;
+    ::unlink(tmpl);
+    if (rc != 0 || last.empty()) throw std::runtime_error("strace run failed: " + cmd);
+    // "100.00    0.001319           9       144        19 total": calls is the 4th field.
+    std::istringstream in(last);
+    std::string pct, secs, usecs;
+    long calls = 0;
+    in >> pct >> secs >> usecs >> calls;
+    return calls;
+}
+
+struct result {
+    std::vector<double> rates;  // commands per second, one per round
+    std::uint64_t allocs = 0, ops = 0;
+    double syscalls = -1;
+    double rate() const {
+        auto v = rates;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    }
+};
+
+// The ways take turns, round after round, so a drift of the machine (the
+// two cores are shared with QEMU's threads) touches them all alike; each
+// figure is the median of its rounds.
+void bench(const std::string& self, const qmp_support::qemu_build& b, int count, int batches, int rounds,
+           bool with_strace) {
+    qmp_support::temp_dir dir;
+    qmp_support::qemu_config cfg;
+    qmp_support::qemu_instance q(b, dir, cfg);
+    const std::string path = q.qmp_path();
+    std::vector<result> res(std::size(k_ways));
+    for (const auto& w : k_ways) w.run(path, w.pipelined ? 5 : 200);  // warm up
+    for (int r = 0; r < rounds; ++r)
+        for (std::size_t i = 0; i < std::size(k_ways); ++i) {
+            const way& w = k_ways[i];
+            const int n = std::max(1, (w.pipelined ? batches : count) / rounds);
+            const std::uint64_t ops = static_cast<std::uint64_t>(n) * (w.pipelined ? 64 : 1);
+            auto a0 = allocations.load();
+            auto t0 = clock_type::now();
+            w.run(path, n);
+            res[i].rates.push_back(static_cast<double>(ops) / seconds_since(t0));
+            res[i].allocs += allocations.load() - a0;
+            res[i].ops += ops;
+        }
+    for (std::size_t i = 0; i < std::size(k_ways); ++i) {
+        const way& w = k_ways[i];
+        result& r = res[i];
+        if (with_strace) {
+            const int total = w.pipelined ? batches : count;
+            const int small = std::max(1, total / 20), large = std::max(2, total / 4);
+            long c1 = syscalls_of(self, w.name, path, small), c2 = syscalls_of(self, w.name, path, large);
+            r.syscalls = static_cast<double>(c2 - c1) / ((large - small) * (w.pipelined ? 64 : 1));
+        }
+        const double base = res[w.pipelined ? 3 : 0].rate();
+        std::cout << std::fixed << std::setprecision(0) << "QEMU " << b.label << "  " << std::left << std::setw(16)
+                  << w.name << std::right << std::setw(7) << r.rate() << " commands/s  x" << std::setprecision(3)
+                  << r.rate() / base << "  " << std::setprecision(2)
+                  << static_cast<double>(r.allocs) / static_cast<double>(r.ops) << " allocations";
+        if (r.syscalls >= 0) std::cout << "  " << r.syscalls << " system calls";
+        std::cout << "  per command\n" << std::flush;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        if (argc == 5 && std::string(argv[1]) == "--child") {
+            find_way(argv[2]).run(argv[3], std::atoi(argv[4]));
+            return 0;
+        }
+        int count = 20000, batches = 300, rounds = 10;
+        bool with_strace = true;
+        for (int i = 1; i < argc; ++i) {
+            std::string a = argv[i];
+            if (a == "--count" && i + 1 < argc)
+                count = std::max(20, std::atoi(argv[++i]));
+            else if (a == "--batches" && i + 1 < argc)
+                batches = std::max(20, std::atoi(argv[++i]));
+            else if (a == "--rounds" && i + 1 < argc)
+                rounds = std::max(1, std::atoi(argv[++i]));
+            else if (a == "--no-strace")
+                with_strace = false;
+            else {
+                std::cerr << "usage: qmp-bench-roundtrip [--count N] [--batches B] [--rounds R] [--no-strace]\n";
+                return 2;
+            }
+        }
+        if (with_strace && std::system("strace -V >/dev/null 2>&1") != 0) {
+            std::cerr << "qmp-bench-roundtrip: strace is not installed; system calls are not counted\n";
+            with_strace = false;
+        }
+        const std::string self = "/proc/" + std::to_string(::getpid()) + "/exe";
+        char real[4096];
+        ssize_t len = ::readlink(self.c_str(), real, sizeof(real) - 1);
+        if (len <= 0) throw std::runtime_error("cannot find this program");
+        real[len] = 0;
+        for (const auto& b : qmp_support::qemu_builds()) bench(real, b, count, batches, rounds, with_strace);
+    } catch (const std::exception& e) {
+        std::cerr << "qmp-bench-roundtrip: " << e.what() << "\n";
+        return 1;
+    }
+}
