@@ -1,5 +1,7 @@
 // Benchmarks of block-graph discovery on a 128-deep qcow2 chain (256 nodes)
-// attached to one virtio-blk device of a paused qemu-system-x86_64.
+// attached to one virtio-blk device of a paused qemu-system-x86_64, with
+// the images naming their backing files by absolute path and by relative
+// name (as oVirt/vdsm do: QEMU's per-node replies grow about 10x).
 //
 //   qmp-bench-graph [--rounds N]       snapshot costs, both QEMUs, then the parses
 //   qmp-bench-graph --parse FILE       parse one cached reply (run as a child
@@ -11,6 +13,7 @@
 #include <support/qemu.hpp>
 
 #include <qmp/block/graph_query.hpp>
+#include <qmp/block/resolver.hpp>
 #include <qmp/qmp.hpp>
 
 #include <algorithm>
@@ -53,8 +56,8 @@ struct deep_vm {
     std::unique_ptr<qmp_support::qemu_instance> q;
     std::unique_ptr<qmp::sync_client> client;
     qmp::sync_client& cl() { return *client; }
-    deep_vm(const qmp_support::qemu_build& b, int depth, qmp_support::qemu_kind kind){
-        auto files = qmp_support::make_chain(b, dir, "vda", depth, "1G");
+    deep_vm(const qmp_support::qemu_build& b, int depth, qmp_support::qemu_kind kind, qmp_support::chain_layout layout) {
+        auto files = qmp_support::make_chain(b, dir, "vda", depth, "1G", layout);
         qmp_support::qemu_config cfg;
         cfg.kind = kind;
         cfg.blockdevs = qmp_support::chain_blockdevs(files, "vda");
@@ -80,9 +83,10 @@ double time_median(int rounds, F&& f) {
     return median(t);
 }
 
-void bench_snapshots(const qmp_support::qemu_build& b, int rounds) {
-    deep_vm vm(b, 128, qmp_support::qemu_kind::system);
-    std::cout << std::fixed << std::setprecision(1) << "QEMU " << b.label << ", 128-deep chain, 256 nodes:\n";
+void bench_snapshots(const qmp_support::qemu_build& b, int rounds, qmp_support::chain_layout layout) {
+    deep_vm vm(b, 128, qmp_support::qemu_kind::system, layout);
+    std::cout << std::fixed << std::setprecision(1) << "QEMU " << b.label << ", 128-deep chain, 256 nodes, "
+              << qmp_support::to_string(layout) << " backing names:\n";
     for (const auto& query : std::vector<std::pair<std::string, qmp::json>>{
              {"x-debug-query-block-graph", nullptr},
              {"query-blockstats", qmp::json::object()},
@@ -100,6 +104,21 @@ void bench_snapshots(const qmp_support::qemu_build& b, int rounds) {
     std::cout << "  graph snapshot, first (learns drivers): " << ms_since(t0) << " ms\n";
     std::cout << "  graph snapshot, cheap path (drivers cached): "
               << time_median(rounds, [&] { qmp::query_block_graph(vm.cl(), {}, &cache); }) << " ms\n";
+    // What `qmpctl resolve` does: a snapshot with nothing known, the disks,
+    // then one element.
+    std::cout << "  resolve of vda[64] from nothing (snapshot learning drivers + index): "
+              << time_median(std::max(3, rounds / 5),
+                             [&] {
+                                 qmp::driver_cache fresh;
+                                 auto g = qmp::query_block_graph(vm.cl(), {}, &fresh);
+                                 qmp::resolver r;
+                                 qmp::index_registry reg;
+                                 r.update(g, reg);
+                                 if (r.disks().empty()) throw std::runtime_error("no disk");
+                                 std::error_code ec;
+                                 if (!r.resolve(r.disks()[0].name + "[64]", ec)) throw std::runtime_error("resolve: " + ec.message());
+                             })
+              << " ms\n";
     std::cout << "  graph snapshot, detailed path: "
               << time_median(std::max(3, rounds / 5),
                              [&] { qmp::query_block_graph(vm.cl(), qmp::graph_query_options{true}, &cache); })
@@ -107,12 +126,13 @@ void bench_snapshots(const qmp_support::qemu_build& b, int rounds) {
 }
 
 // Makes (once) the cached replies; returns their paths.
-std::vector<std::string> cached_replies(const qmp_support::qemu_build& b) {
+std::vector<std::string> cached_replies(const qmp_support::qemu_build& b, qmp_support::chain_layout layout) {
     std::string dir = cache_dir();
-    std::string flat = dir + "/qnbn-128-flat.json", deep = dir + "/qnbn-128-nonflat.json";
+    std::string stem = dir + (layout == qmp_support::chain_layout::absolute ? "/qnbn-128" : "/qnbn-128-relative");
+    std::string flat = stem + "-flat.json", deep = stem + "-nonflat.json";
     if (!std::filesystem::exists(flat) || !std::filesystem::exists(deep)) {
-        std::cerr << "generating the cached replies (QEMU takes about 25 s for the non-flat one)...\n";
-        deep_vm vm(b, 128, qmp_support::qemu_kind::storage_daemon);
+        std::cerr << "generating the cached replies (QEMU may take half a minute for the non-flat one)...\n";
+        deep_vm vm(b, 128, qmp_support::qemu_kind::storage_daemon, layout);
         std::ofstream(flat) << vm.cl().execute("query-named-block-nodes", {{"flat", true}}).dump();
         std::ofstream(deep) << vm.cl().execute("query-named-block-nodes", qmp::json::object()).dump();
     }
@@ -163,13 +183,16 @@ int main(int argc, char** argv) {
             }
         }
         auto builds = qmp_support::qemu_builds();
-        for (const auto& b : builds) bench_snapshots(b, rounds);
+        const qmp_support::chain_layout layouts[] = {qmp_support::chain_layout::absolute, qmp_support::chain_layout::relative};
+        for (const auto& b : builds)
+            for (auto layout : layouts) bench_snapshots(b, rounds, layout);
         std::cout << "parsing query-named-block-nodes replies of the 128-deep chain (QEMU 7.2):\n" << std::flush;
-        for (const auto& f : cached_replies(builds[0])) {
-            std::string out;
-            qmp_support::run({argv[0], "--parse", f}, &out);
-            std::cout << out << std::flush;
-        }
+        for (auto layout : layouts)
+            for (const auto& f : cached_replies(builds[0], layout)) {
+                std::string out;
+                qmp_support::run({argv[0], "--parse", f}, &out);
+                std::cout << out << std::flush;
+            }
     } catch (const std::exception& e) {
         std::cerr << "qmp-bench-graph: " << e.what() << "\n";
         return 1;

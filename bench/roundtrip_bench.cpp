@@ -1,13 +1,17 @@
 // Round trips against the transport limit, in one run.
 //
-//   qmp-bench-roundtrip [--count N] [--batches B] [--rounds R] [--no-strace]
+//   qmp-bench-roundtrip [--count N] [--batches B] [--events E] [--rounds R] [--no-strace]
 //
 // Against a real qemu-storage-daemon of each QEMU:
 //   sequential: N `query-version` one after another, through a raw-socket
 //     client (blocking, no JSON parser: the limit), the async client (one
 //     io_context thread, each completion starting the next) and sync_client;
 //   pipelined: B batches of 64 commands in flight with oob negotiated, the
-//     raw client writing all 64 at once.
+//     raw client writing all 64 at once;
+//   event latency: E times an NBD export is added and deleted; from the
+//     BLOCK_EXPORT_DELETED event's timestamp (QEMU's wall clock) to the
+//     code that gets it (the raw client's line scan, the async client's
+//     subscription handler, sync_client's receive_event), median and p99.
 // The ways take turns in R rounds (default 10) sharing the N and B; each
 // figure is the median of its rounds, reported with its ratio to the raw
 // client's in the same run, plus heap
@@ -30,6 +34,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <new>
@@ -222,6 +227,142 @@ long syscalls_of(const std::string& self, const std::string& way, const std::str
     return calls;
 }
 
+// ---- event latency: QEMU's timestamp to the code that gets the event ---------
+//
+// Each round adds an NBD export and deletes it; QEMU emits
+// BLOCK_EXPORT_DELETED. Latency: the wall clock when the event reaches the
+// code minus the event's timestamp (QEMU's wall clock, microseconds).
+
+const char k_add[] = "{\"execute\":\"block-export-add\",\"arguments\":{\"type\":\"nbd\",\"id\":\"x\",\"node-name\":\"n0\",\"name\":\"x\"},\"id\":2}\r\n";
+const char k_del[] = "{\"execute\":\"block-export-del\",\"arguments\":{\"id\":\"x\"},\"id\":3}\r\n";
+
+double now_us() {
+    return static_cast<double>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+double latency_us(const qmp::timestamp& t) { return now_us() - (static_cast<double>(t.seconds) * 1e6 + static_cast<double>(t.microseconds)); }
+
+std::vector<double> raw_events(const std::string& path, int n) {
+    std::vector<double> lat;
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
+    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) throw std::runtime_error("raw client: cannot connect");
+    std::string pending;
+    char buf[65536];
+    // Reads until `lines` complete lines came; events among them are timed.
+    auto read_lines = [&](int lines) {
+        while (lines > 0) {
+            ssize_t r = ::recv(fd, buf, sizeof(buf), 0);
+            if (r <= 0) throw std::runtime_error("raw client: connection closed");
+            const double at = now_us();
+            pending.append(buf, static_cast<std::size_t>(r));
+            std::size_t start = 0, nl;
+            while ((nl = pending.find('\n', start)) != std::string::npos) {
+                const char* line = pending.c_str() + start;
+                if (const char* e = std::strstr(line, "BLOCK_EXPORT_DELETED"); e && e < pending.c_str() + nl) {
+                    const char* sec = std::strstr(line, "\"seconds\": ");
+                    const char* usec = std::strstr(line, "\"microseconds\": ");
+                    if (sec && usec)
+                        lat.push_back(at - (std::strtod(sec + 11, nullptr) * 1e6 + std::strtod(usec + 16, nullptr)));
+                }
+                start = nl + 1;
+                --lines;
+            }
+            pending.erase(0, start);
+        }
+    };
+    auto send_all = [&](const char* p, std::size_t len) {
+        if (::send(fd, p, len, MSG_NOSIGNAL) != static_cast<ssize_t>(len)) throw std::runtime_error("raw client: write failed");
+    };
+    read_lines(1);
+    send_all("{\"execute\":\"qmp_capabilities\"}\r\n", 32);
+    read_lines(1);
+    for (int i = 0; i < n; ++i) {
+        send_all(k_add, sizeof(k_add) - 1);
+        read_lines(1);
+        send_all(k_del, sizeof(k_del) - 1);
+        read_lines(2);  // the reply and the event, in either order
+    }
+    ::close(fd);
+    return lat;
+}
+
+const qmp::json k_add_args = {{"type", "nbd"}, {"id", "x"}, {"node-name", "n0"}, {"name", "x"}};
+const qmp::json k_del_args = {{"id", "x"}};
+
+std::vector<double> async_events(const std::string& path, int n) {
+    asio::io_context ctx{1};
+    qmp::unix_client c(ctx);
+    connect(ctx, c, path);
+    std::vector<double> lat;
+    qmp::event_filter only;
+    only.names = {"BLOCK_EXPORT_DELETED"};
+    auto sub = c.subscribe(only);
+    std::function<void()> round;
+    std::function<void(std::error_code, qmp::event)> on_event = [&](std::error_code ec, qmp::event e) {
+        if (ec) throw std::system_error(ec);
+        lat.push_back(latency_us(e.time));
+        if (static_cast<int>(lat.size()) < n) round();
+    };
+    round = [&] {
+        sub.async_receive(on_event);
+        c.async_execute("block-export-add", k_add_args, [&](std::error_code ec, const qmp::json&) {
+            if (ec) throw std::system_error(ec);
+            c.async_execute("block-export-del", k_del_args, [](std::error_code ec2, const qmp::json&) {
+                if (ec2) throw std::system_error(ec2);
+            });
+        });
+    };
+    round();
+    while (static_cast<int>(lat.size()) < n) ctx.run_one();
+    return lat;
+}
+
+std::vector<double> sync_events(const std::string& path, int n) {
+    qmp::sync_client c;
+    c.connect(asio::local::stream_protocol::endpoint(path));
+    std::vector<double> lat;
+    for (int i = 0; i < n; ++i) {
+        c.execute("block-export-add", k_add_args);
+        c.execute("block-export-del", k_del_args);
+        for (;;) {
+            qmp::event e = c.receive_event(std::chrono::seconds(10));
+            if (e.name == "BLOCK_EXPORT_DELETED") {
+                lat.push_back(latency_us(e.time));
+                break;
+            }
+        }
+    }
+    return lat;
+}
+
+double percentile(std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+// The three take turns in rounds, as the round trips do.
+void bench_events(const qmp_support::qemu_build& b, const std::string& path, int count, int rounds) {
+    using fn = std::vector<double> (*)(const std::string&, int);
+    const std::pair<const char*, fn> ways[] = {{"raw", raw_events}, {"async", async_events}, {"sync", sync_events}};
+    std::vector<std::vector<double>> all(std::size(ways));
+    for (const auto& w : ways) w.second(path, 20);  // warm up
+    for (int r = 0; r < rounds; ++r)
+        for (std::size_t i = 0; i < std::size(ways); ++i) {
+            auto v = ways[i].second(path, std::max(1, count / rounds));
+            all[i].insert(all[i].end(), v.begin(), v.end());
+        }
+    const double base = percentile(all[0], 0.5);
+    for (std::size_t i = 0; i < std::size(ways); ++i)
+        std::cout << std::fixed << std::setprecision(0) << "QEMU " << b.label << "  event latency " << std::left << std::setw(6)
+                  << ways[i].first << std::right << " median " << percentile(all[i], 0.5) << " us (+" << percentile(all[i], 0.5) - base
+                  << " us over raw), p99 " << percentile(all[i], 0.99) << " us, " << all[i].size() << " events\n"
+                  << std::flush;
+}
+
 struct result {
     std::vector<double> rates;  // commands per second, one per round
     std::uint64_t allocs = 0, ops = 0;
@@ -236,10 +377,12 @@ struct result {
 // The ways take turns, round after round, so a drift of the machine (the
 // two cores are shared with QEMU's threads) touches them all alike; each
 // figure is the median of its rounds.
-void bench(const std::string& self, const qmp_support::qemu_build& b, int count, int batches, int rounds,
+void bench(const std::string& self, const qmp_support::qemu_build& b, int count, int batches, int events, int rounds,
            bool with_strace) {
     qmp_support::temp_dir dir;
     qmp_support::qemu_config cfg;
+    cfg.blockdevs = {R"({"driver":"null-co","node-name":"n0"})"};
+    cfg.nbd_export_node = "n0";  // the NBD server runs, so exports can come and go (event latency)
     qmp_support::qemu_instance q(b, dir, cfg);
     const std::string path = q.qmp_path();
     std::vector<result> res(std::size(k_ways));
@@ -273,6 +416,7 @@ void bench(const std::string& self, const qmp_support::qemu_build& b, int count,
         if (r.syscalls >= 0) std::cout << "  " << r.syscalls << " system calls";
         std::cout << "  per command\n" << std::flush;
     }
+    bench_events(b, path, events, rounds);
 }
 
 }  // namespace
@@ -283,7 +427,7 @@ int main(int argc, char** argv) {
             find_way(argv[2]).run(argv[3], std::atoi(argv[4]));
             return 0;
         }
-        int count = 20000, batches = 300, rounds = 10;
+        int count = 20000, batches = 300, events = 2000, rounds = 10;
         bool with_strace = true;
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
@@ -291,12 +435,14 @@ int main(int argc, char** argv) {
                 count = std::max(20, std::atoi(argv[++i]));
             else if (a == "--batches" && i + 1 < argc)
                 batches = std::max(20, std::atoi(argv[++i]));
+            else if (a == "--events" && i + 1 < argc)
+                events = std::max(20, std::atoi(argv[++i]));
             else if (a == "--rounds" && i + 1 < argc)
                 rounds = std::max(1, std::atoi(argv[++i]));
             else if (a == "--no-strace")
                 with_strace = false;
             else {
-                std::cerr << "usage: qmp-bench-roundtrip [--count N] [--batches B] [--rounds R] [--no-strace]\n";
+                std::cerr << "usage: qmp-bench-roundtrip [--count N] [--batches B] [--events E] [--rounds R] [--no-strace]\n";
                 return 2;
             }
         }
@@ -309,7 +455,7 @@ int main(int argc, char** argv) {
         ssize_t len = ::readlink(self.c_str(), real, sizeof(real) - 1);
         if (len <= 0) throw std::runtime_error("cannot find this program");
         real[len] = 0;
-        for (const auto& b : qmp_support::qemu_builds()) bench(real, b, count, batches, rounds, with_strace);
+        for (const auto& b : qmp_support::qemu_builds()) bench(real, b, count, batches, events, rounds, with_strace);
     } catch (const std::exception& e) {
         std::cerr << "qmp-bench-roundtrip: " << e.what() << "\n";
         return 1;

@@ -1,5 +1,6 @@
 // Benchmark of the threshold manager's resync: 128 armed elements of a
-// 128-deep chain (one disk) in qemu-storage-daemon, each QEMU.
+// 128-deep chain (one disk) in qemu-storage-daemon, each QEMU, the images
+// naming their backing files by absolute path and by relative name.
 //
 //   qmp-bench-threshold [--rounds N]
 //
@@ -23,16 +24,17 @@ double median_ms(std::vector<double> v) {
     return v[v.size() / 2];
 }
 
-void bench(const qmp_support::qemu_build& b, int rounds) {
+void bench(const qmp_support::qemu_build& b, int rounds, qmp_support::chain_layout layout) {
     qmp_support::temp_dir dir;
     const int depth = 128;
-    auto files = qmp_support::make_chain(b, dir, "vda", depth, "1G");
+    auto files = qmp_support::make_chain(b, dir, "vda", depth, "1G", layout);
     qmp_support::qemu_config cfg;
     cfg.blockdevs = qmp_support::chain_blockdevs(files, "vda");
     const std::string root = "vda-" + std::to_string(depth - 1) + "-fmt";
     cfg.nbd_export_node = root;  // the export's backend makes the chain a disk
     qmp_support::qemu_instance q(b, dir, cfg);
-    std::cout << std::fixed << std::setprecision(1) << "QEMU " << b.label << ", 128 armed elements:";
+    std::cout << std::fixed << std::setprecision(1) << "QEMU " << b.label << ", " << qmp_support::to_string(layout)
+              << " backing names, 128 armed elements:";
     for (bool verify : {false, true}) {
         qmp::threshold_manager_options o;
         o.catalog.entries["vda"] = root;
@@ -68,7 +70,8 @@ int main(int argc, char** argv) {
         }
     }
     try {
-        for (const auto& b : qmp_support::qemu_builds()) bench(b, rounds);
+        for (const auto& b : qmp_support::qemu_builds())
+            for (auto layout : {qmp_support::chain_layout::absolute, qmp_support::chain_layout::relative}) bench(b, rounds, layout);
     } catch (const std::exception& e) {
         std::cerr << "qmp-bench-threshold: " << e.what() << "\n";
         return 1;

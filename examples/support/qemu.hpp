@@ -58,17 +58,29 @@ inline std::vector<qemu_build> qemu_builds() {
     return v;
 }
 
+/// How each image names its backing file: by absolute path, or by a name
+/// relative to the image's folder, as oVirt/vdsm lay out their chains (QEMU
+/// then describes each node whose backing it was told with a `json:`
+/// pseudo-filename that embeds the whole backing tree: much bigger replies).
+enum class chain_layout { absolute, relative };
+
+inline const char* to_string(chain_layout l) { return l == chain_layout::absolute ? "absolute" : "relative"; }
+
 /// Creates `depth` qcow2 images `<stem>-0.qcow2` (base) .. `<stem>-<depth-1>`
 /// (top), each backed by the previous. Returns the paths, base first.
 inline std::vector<std::string> make_chain(const qemu_build& b, const temp_dir& dir, const std::string& stem,
-                                           int depth, const std::string& size = "64M") {
+                                           int depth, const std::string& size = "64M",
+                                           chain_layout layout = chain_layout::absolute) {
     std::vector<std::string> files;
     for (int i = 0; i < depth; ++i) {
         std::string f = dir.file(stem + "-" + std::to_string(i) + ".qcow2");
-        if (i == 0)
+        if (i == 0) {
             run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", f, size});
-        else
-            run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", "-b", files.back(), "-F", "qcow2", f});
+        } else {
+            std::string backing = files.back();
+            if (layout == chain_layout::relative) backing = backing.substr(backing.rfind('/') + 1);  // same folder
+            run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", "-b", backing, "-F", "qcow2", f});
+        }
         files.push_back(f);
     }
     return files;
