@@ -126,18 +126,29 @@ TEST_CASE("session: QEMU's reason for refusing negotiation ends the session with
     CHECK(p.s.current() == qmp::session::state::closed);
 }
 
-TEST_CASE("session: repeated greetings are counted once each, a different one ends it" * doctest::test_suite("protocol")) {
+TEST_CASE("session: a repeated greeting ends the session, before or after the negotiation" * doctest::test_suite("protocol")) {
+    for (bool after : {false, true}) {
+        CAPTURE(after);
+        peer p;
+        p.s.start();
+        p.feed(greeting_oob);
+        auto caps = p.written();
+        REQUIRE(caps.size() == 1);
+        if (after) {
+            p.feed(R"({"return": {}, "id": )" + caps[0]["id"].dump() + "}\r\n");
+            REQUIRE(p.s.ready());
+        }
+        p.feed(greeting_oob);
+        CHECK(p.written().empty());  // no second request
+        CHECK(p.s.stats().repeated_greetings == 1);
+        REQUIRE(p.r.closed.size() == 1);
+        CHECK(p.r.closed[0].first == qmp::error::greeted_twice);
+        CHECK(p.s.current() == qmp::session::state::closed);
+    }
     peer p;
     p.s.start();
     p.feed(greeting_oob);
-    p.feed(greeting_oob);  // before the negotiation reply
-    auto caps = p.written();
-    REQUIRE(caps.size() == 1);  // one request, not two
-    p.feed(R"({"return": {}, "id": )" + caps[0]["id"].dump() + "}\r\n");
-    p.feed(greeting_oob);  // and after
-    CHECK(p.s.stats().repeated_greetings == 2);
-    CHECK(p.s.ready());
-    p.feed(greeting_plain);
+    p.feed(greeting_plain);  // not even a copy
     REQUIRE(p.r.closed.size() == 1);
     CHECK(p.r.closed[0].first == qmp::error::unexpected_message);
 }

@@ -59,12 +59,12 @@ TEST_CASE("qemu: greeting, version and oob on the storage daemon and the system 
 TEST_CASE("qemu: connecting the moment QEMU listens: a session or a clean, bounded error, then a session" *
           doctest::test_suite("qemu")) {
     // Right after start QEMU sometimes greets twice, never greets, or closes
-    // the connection. The client must take the copy for nothing, fail the
-    // others with a clear error in bounded time, and connect on a retry.
+    // the connection. The client must fail those with a clear error in
+    // bounded time, and connect on a retry.
     for (const auto& b : qemu_builds()) {
         CAPTURE(b.label);
-        std::uint64_t repeats = 0, refused = 0;
-        int crashes = 0;
+        std::uint64_t refused = 0;
+        int replaced = 0, twice = 0;
         for (int i = 0; i < 20; ++i) {
             temp_dir dir;
             qemu_config cfg;
@@ -73,6 +73,13 @@ TEST_CASE("qemu: connecting the moment QEMU listens: a session or a clean, bound
             INFO(q.log());
             qmp::client_options o;
             o.greeting_timeout = std::chrono::milliseconds(2000);
+            // The wire as the client saw it, shown when a check fails.
+            std::string wire;
+            o.trace = [&wire](qmp::trace_kind k, std::string_view text) {
+                wire += k == qmp::trace_kind::received ? "<- " : k == qmp::trace_kind::sent ? "-> " : "-- ";
+                wire.append(text).push_back('\n');
+            };
+            INFO("wire:\n" << wire);
             qmp::sync_client cl(o);
             // A first session, retried on the clean failures QEMU causes at
             // start (under load also a full listen backlog: EAGAIN, and a
@@ -81,23 +88,31 @@ TEST_CASE("qemu: connecting the moment QEMU listens: a session or a clean, bound
             std::vector<std::error_code> errors;
             int attempts = 0;
             do {
-                cl.connect(q.qmp_endpoint(), ec);
-                if (!ec) {
-                    qmp::diagnostics d;
-                    cl.execute(qmp::query_version{}, ec, d);
-                }
+                qmp::diagnostics d;
+                cl.connect(q.qmp_endpoint(), ec, d);
+                if (!ec) cl.execute(qmp::query_version{}, ec, d);
                 ++attempts;
-                if (ec) errors.push_back(ec);
-            } while (ec && attempts < 10 && q.process().running());
+                if (ec) {
+                    errors.push_back(ec);
+                    wire += "-- error: " + ec.message() + " " + d.error_class + " " + d.message + "\n";
+                }
+            } while (ec && ec != qmp::error::greeted_twice && attempts < 10 && q.process().running());
             // QEMU itself (7.2 and 10.0) sometimes dies of SIGSEGV when a
             // client negotiates the moment it listens (about once in 150
             // starts here), after answering it oddly ("capabilities
-            // negotiation failed", a closed connection). The client's part,
-            // a clean error in bounded time, is done; this QEMU is replaced.
-            if (!q.process().running()) {
-                MESSAGE("QEMU " << b.label << " ended at start (" << q.process().how_it_ended()
-                                << ") after the client's error: " << (errors.empty() ? "none" : errors.back().message()));
-                REQUIRE(++crashes <= 5);
+            // negotiation failed", a closed connection). When it greeted
+            // twice, it read that connection unreliably and can still send
+            // what it made of it to the next one (seen: an error without id
+            // in the next session). The client's part, a clean error in
+            // bounded time, is done; this QEMU is replaced.
+            const bool greeted_twice = ec == qmp::error::greeted_twice;
+            if (!q.process().running() || greeted_twice) {
+                MESSAGE("QEMU " << b.label
+                                << (greeted_twice ? " greeted twice" : " ended at start (" + q.process().how_it_ended() + ")")
+                                << " after the client's error: " << (errors.empty() ? "none" : errors.back().message()));
+                if (greeted_twice) CHECK(cl.stats().repeated_greetings == 1);
+                twice += greeted_twice;
+                REQUIRE(++replaced <= 6);
                 --i;
                 continue;
             }
@@ -109,9 +124,9 @@ TEST_CASE("qemu: connecting the moment QEMU listens: a session or a clean, bound
             }
             REQUIRE(!ec);
             CHECK(cl.execute(qmp::query_version{}).qemu.major == cl.server_greeting().version.qemu.major);
-            repeats += cl.stats().repeated_greetings;
+            CHECK(cl.stats().repeated_greetings == 0);
         }
-        MESSAGE("QEMU " << b.label << ", 20 fresh starts: " << repeats << " repeated greetings, " << refused
+        MESSAGE("QEMU " << b.label << ", 20 fresh starts: " << twice << " greeted twice (replaced), " << refused
                         << " first connections without a session");
     }
 }

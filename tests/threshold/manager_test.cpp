@@ -230,18 +230,21 @@ TEST_CASE("threshold: an overflowing event queue leads to a resync that loses no
         m.connect();
         m.arm("vda", qmp::threshold_spec::bytes(1u << 20));
         // The manager's service takes the events it needs (the end of a job,
-        // thresholds) into a queue of one. Nothing is read while no call
-        // runs: a job ends and a write crosses the threshold meanwhile, so
-        // the next read brings the job's end first and the threshold event
-        // behind it, which the full queue drops (with a marker).
+        // thresholds) into a queue of one, and nothing is read on its
+        // connection while no call runs. A job runs and ends on the second
+        // monitor (QEMU sends its events to both) and then a write crosses
+        // the threshold, so the manager's next read brings the job's end
+        // (two events it takes) and the threshold event behind them: the
+        // full queue drops the last one, with a marker. (Starting the job on
+        // the manager's own connection would let its end arrive while that
+        // command's reply is read, and then nothing overflows.)
+        qmp::sync_client watch;
+        watch.connect(asio::local::stream_protocol::endpoint(side));
         qmp::block_stream s;
         s.device = "vda-1-fmt";
         s.job.job_id = "noise";
-        m.client().execute(s);
-        // The job's end is awaited on the second monitor, so the first one's
-        // events stay unread (a loaded machine can take seconds for it).
-        qmp::sync_client watch;
-        watch.connect(asio::local::stream_protocol::endpoint(side));
+        watch.execute(s);
+        // A loaded machine can take seconds for it.
         for (int i = 0; i < 600 && !watch.execute(qmp::query_block_jobs{}).empty(); ++i) std::this_thread::sleep_for(50ms);
         REQUIRE(watch.execute(qmp::query_block_jobs{}).empty());
         REQUIRE(vm.q->nbd_write(0, 2u << 20) == 0);

@@ -41,6 +41,7 @@ enum class error {
     invalid_argument,       ///< the caller passed something unusable
     fd_passing_unsupported, ///< file descriptors given for a stream that is no unix socket
     unrepresentable_number, ///< a number no 64-bit integer or double holds exactly
+    greeted_twice,          ///< QEMU greeted again: its monitor was set up under this connection
 };
 
 /// QMP error classes (qapi/error.json QapiErrorClass).
@@ -79,6 +80,9 @@ public:
         case error::invalid_argument: return "invalid argument";
         case error::fd_passing_unsupported: return "file descriptors can only be passed over a unix socket";
         case error::unrepresentable_number: return "a number cannot be held exactly (beyond 64-bit integers or doubles)";
+        case error::greeted_twice:
+            return "QEMU sent its greeting twice: the connection began while QEMU set up its monitor, which can lose "
+                   "what it reads then; connect again";
         }
         return "unknown qmp.client error";
     }

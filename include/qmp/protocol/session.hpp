@@ -322,12 +322,12 @@ private:
         if (state_ == state::negotiating) return negotiate(msg, h);
         switch (msg.kind) {
         case message_kind::greeting: {
-            // Only a copy of the first greeting is tolerated (see handshake).
+            // Always the end of the session (see handshake).
             std::string unused;
             bool handled = false;
-            if (auto ec = hs_.on_message(msg, unused, handled)) return close(ec, {}, h);
+            auto ec = hs_.on_message(msg, unused, handled);
             count_greetings();
-            return;
+            return close(ec ? ec : make_error_code(error::unexpected_message), {}, h);
         }
         case message_kind::event:
             ++stats_.events_received;
@@ -366,6 +366,7 @@ private:
         std::string to_send;
         bool handled = false;
         if (auto ec = hs_.on_message(msg, to_send, handled)) {
+            count_greetings();
             diagnostics d;
             if (ec == error::negotiation_failed) d = {hs_.error_class(), hs_.error_desc()};
             return close(ec, d, h);

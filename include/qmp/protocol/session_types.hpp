@@ -54,7 +54,7 @@ struct session_stats {
     std::uint64_t late_replies = 0;        ///< replies to abandoned requests (consumed)
     std::uint64_t events_received = 0;
     std::uint64_t connections = 0;         ///< successful negotiations
-    std::uint64_t repeated_greetings = 0;  ///< copies of the greeting QEMU sent twice (ignored)
+    std::uint64_t repeated_greetings = 0;  ///< copies of the greeting (each ended a session: greeted_twice)
 };
 
 /// Receives what a session produces, during the call that produced it.

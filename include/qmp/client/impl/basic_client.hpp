@@ -133,10 +133,12 @@ struct connect_retry_op {
         timer->async_wait([s = std::move(self)](std::error_code) mutable { s(again{}); });
     }
     // What a starting QEMU does to early connections: refuses them, has no
-    // socket yet, has a full listen backlog (EAGAIN), closes them, or never
-    // greets.
+    // socket yet, has a full listen backlog (EAGAIN), closes them, never
+    // greets, or greets twice (its monitor was set up under the connection).
     static bool retriable(std::error_code ec) {
-        if (ec == error::connection_closed || ec == error::greeting_timeout || ec == error::connect_timeout) return true;
+        if (ec == error::connection_closed || ec == error::greeting_timeout || ec == error::connect_timeout ||
+            ec == error::greeted_twice)
+            return true;
         const bool system = ec.category() == asio::error::get_system_category() || ec.category() == std::system_category();
         return system && (ec.value() == ECONNREFUSED || ec.value() == ENOENT || ec.value() == EAGAIN);
     }
