@@ -3,9 +3,14 @@
 // the images naming their backing files by absolute path and by relative
 // name (as oVirt/vdsm do: QEMU's per-node replies grow about 10x).
 //
-//   qmp-bench-graph [--rounds N]       snapshot costs, both QEMUs, then the parses
+//   qmp-bench-graph [--rounds N] [--replies-only]
+//                                      snapshot costs, both QEMUs, then the
+//                                      parses (only these: --replies-only)
 //   qmp-bench-graph --parse FILE       parse one cached reply (run as a child
 //                                      process so its peak memory is its own)
+//   qmp-bench-graph --replay FILE      the whole client with that reply: a
+//                                      forked monitor sends it, the client
+//                                      reads and types it (peak RSS its own)
 //
 // The query-named-block-nodes replies (1.7 MB flat; about 34 MB without flat,
 // which takes QEMU about 25 s to produce) are generated once and cached in
@@ -16,10 +21,16 @@
 #include <qmp/block/resolver.hpp>
 #include <qmp/qmp.hpp>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 namespace {
 
@@ -167,25 +178,117 @@ int parse_one(const std::string& path) {
     return 0;
 }
 
+// A monitor that answers one command with the text of FILE (its result),
+// in a forked process so the text is not in the client's memory. It
+// writes the time it starts sending (CLOCK_MONOTONIC, the steady clock of
+// both processes) to `times` before the first byte.
+void serve_reply(int listener, const std::string& path, int times) {
+    std::ifstream in(path, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    int fd = ::accept(listener, nullptr, nullptr);
+    if (fd < 0) _exit(1);
+    auto put = [fd](std::string_view b) {
+        while (!b.empty()) {
+            ssize_t n = ::write(fd, b.data(), b.size());
+            if (n <= 0) _exit(1);
+            b.remove_prefix(static_cast<std::size_t>(n));
+        }
+    };
+    // Reads one command, returns its id (as sent, quotes included).
+    std::string pending;
+    auto next_id = [&] {
+        char buf[4096];
+        for (;;) {
+            auto end = pending.find('}');
+            auto at = pending.find("\"id\":");
+            if (end != std::string::npos && at != std::string::npos) {
+                auto from = at + 5, to = pending.find_first_of(",}", from);
+                std::string id = pending.substr(from, to - from);
+                pending.clear();
+                return id;
+            }
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) _exit(1);
+            pending.append(buf, static_cast<std::size_t>(n));
+        }
+    };
+    put(R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}})"
+        "\r\n");
+    put("{\"return\": {}, \"id\": " + next_id() + "}\r\n");
+    std::string head = "{\"return\": ", tail = ", \"id\": " + next_id() + "}\r\n";
+    double t = std::chrono::duration<double, std::milli>(clock_type::now().time_since_epoch()).count();
+    if (::write(times, &t, sizeof t) != sizeof t) _exit(1);
+    put(head);
+    put(text);
+    put(tail);
+    ::close(fd);
+    _exit(0);
+}
+
+// One command's reply from the forked monitor, typed (or as a JSON tree):
+// the client's time after the first byte and its peak RSS against the reply.
+int replay_one(const std::string& path, bool tree) {
+    const auto size = std::filesystem::file_size(path);
+    qmp_support::temp_dir dir;
+    const std::string sock = dir.file("m.qmp");
+    int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+    if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) || ::listen(listener, 1))
+        throw std::runtime_error("cannot listen on " + sock);
+    int times[2];
+    if (::pipe(times)) throw std::runtime_error("pipe failed");
+    pid_t pid = ::fork();
+    if (pid == 0) serve_reply(listener, path, times[1]);
+    ::close(listener);
+    qmp::client_options o;
+    o.command_timeout = std::chrono::minutes(1);
+    qmp::sync_client cl(o);
+    cl.connect(asio::local::stream_protocol::endpoint(sock));
+    const long base = peak_rss_kb();
+    std::size_t nodes = 0;
+    if (tree)
+        nodes = cl.execute("query-named-block-nodes", qmp::json::object()).size();
+    else
+        nodes = cl.execute(qmp::query_named_block_nodes{}).size();
+    const double done = std::chrono::duration<double, std::milli>(clock_type::now().time_since_epoch()).count();
+    double first = 0;
+    if (::read(times[0], &first, sizeof first) != sizeof first) throw std::runtime_error("no time from the monitor");
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const long peak = peak_rss_kb();
+    // For the parent: milliseconds after the first byte, peak and base RSS
+    // (KiB), reply bytes, nodes.
+    std::cout << std::fixed << std::setprecision(3) << done - first << " " << peak << " " << base << " " << size << " "
+              << nodes << "\n";
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int rounds = 15;
+    bool replies_only = false;
     try {
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
             if (a == "--parse" && i + 1 < argc) return parse_one(argv[++i]);
+            if ((a == "--replay" || a == "--replay-tree") && i + 1 < argc) return replay_one(argv[++i], a == "--replay-tree");
             if (a == "--rounds" && i + 1 < argc)
                 rounds = std::max(1, std::atoi(argv[++i]));
+            else if (a == "--replies-only")
+                replies_only = true;
             else {
-                std::cerr << "usage: qmp-bench-graph [--rounds N] | --parse FILE\n";
+                std::cerr << "usage: qmp-bench-graph [--rounds N] [--replies-only] | --parse FILE | --replay FILE | --replay-tree FILE\n";
                 return 2;
             }
         }
         auto builds = qmp_support::qemu_builds();
         const qmp_support::chain_layout layouts[] = {qmp_support::chain_layout::absolute, qmp_support::chain_layout::relative};
         for (const auto& b : builds)
-            for (auto layout : layouts) bench_snapshots(b, rounds, layout);
+            for (auto layout : layouts)
+                if (!replies_only) bench_snapshots(b, rounds, layout);
         std::cout << "parsing query-named-block-nodes replies of the 128-deep chain (QEMU 7.2):\n" << std::flush;
         for (auto layout : layouts)
             for (const auto& f : cached_replies(builds[0], layout)) {
@@ -193,6 +296,32 @@ int main(int argc, char** argv) {
                 qmp_support::run({argv[0], "--parse", f}, &out);
                 std::cout << out << std::flush;
             }
+        std::cout << "the same replies through the client, from a monitor that sends them at once (median of "
+                  << std::min(rounds, 5) << " runs; each run a fresh process):\n"
+                  << std::flush;
+        for (auto layout : layouts)
+            for (const auto& f : cached_replies(builds[0], layout))
+                for (const char* how : {"--replay", "--replay-tree"}) {
+                    std::vector<double> ms, peak, during;
+                    double size = 0, nodes = 0;
+                    for (int r = 0; r < std::min(rounds, 5); ++r) {
+                        std::string out;
+                        qmp_support::run({argv[0], how, f}, &out);
+                        std::istringstream in(out);
+                        double t = 0, p = 0, base = 0;
+                        if (!(in >> t >> p >> base >> size >> nodes)) throw std::runtime_error("replay failed: " + out);
+                        ms.push_back(t);
+                        peak.push_back(p);
+                        during.push_back(p - base);
+                    }
+                    std::cout << std::fixed << std::setprecision(1) << "  " << std::filesystem::path(f).filename().string()
+                              << (how == std::string("--replay") ? ", typed: " : ", JSON tree: ") << size / 1e6 << " MB, "
+                              << static_cast<long>(nodes) << " nodes; " << median(ms) << " ms after the first byte; peak RSS "
+                              << median(peak) / 1024 << " MiB (x" << std::setprecision(2)
+                              << median(peak) * 1024 / size << " the reply; " << std::setprecision(1) << "+"
+                              << median(during) / 1024 << " MiB during the command)\n"
+                              << std::flush;
+                }
     } catch (const std::exception& e) {
         std::cerr << "qmp-bench-graph: " << e.what() << "\n";
         return 1;
