@@ -104,10 +104,29 @@ public:
             n -= static_cast<int>(std::count(buf_, buf_ + r, '\n'));
         }
     }
+    // The same, handing each whole line to `on_line(line, t)` with `t` the
+    // time its last bytes were received.
+    template <class OnLine, class Clock>
+    void read_lines(int n, OnLine&& on_line, Clock&& clock) {
+        while (n > 0) {
+            ssize_t r = ::recv(fd_, buf_, sizeof(buf_), 0);
+            if (r <= 0) throw std::runtime_error("raw client: connection closed");
+            const auto at = clock();
+            pending_.append(buf_, static_cast<std::size_t>(r));
+            std::size_t start = 0, nl;
+            while ((nl = pending_.find('\n', start)) != std::string::npos) {
+                on_line(std::string_view(pending_).substr(start, nl - start), at);
+                start = nl + 1;
+                --n;
+            }
+            pending_.erase(0, start);
+        }
+    }
 
 private:
     int fd_ = -1;
     char buf_[65536];
+    std::string pending_;
 };
 
 const char k_query[] = "{\"execute\":\"query-version\",\"id\":1}\r\n";
@@ -245,48 +264,23 @@ double latency_us(const qmp::timestamp& t) { return now_us() - (static_cast<doub
 
 std::vector<double> raw_events(const std::string& path, int n) {
     std::vector<double> lat;
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) throw std::runtime_error("raw client: cannot connect");
-    std::string pending;
-    char buf[65536];
-    // Reads until `lines` complete lines came; events among them are timed.
-    auto read_lines = [&](int lines) {
-        while (lines > 0) {
-            ssize_t r = ::recv(fd, buf, sizeof(buf), 0);
-            if (r <= 0) throw std::runtime_error("raw client: connection closed");
-            const double at = now_us();
-            pending.append(buf, static_cast<std::size_t>(r));
-            std::size_t start = 0, nl;
-            while ((nl = pending.find('\n', start)) != std::string::npos) {
-                const char* line = pending.c_str() + start;
-                if (const char* e = std::strstr(line, "BLOCK_EXPORT_DELETED"); e && e < pending.c_str() + nl) {
-                    const char* sec = std::strstr(line, "\"seconds\": ");
-                    const char* usec = std::strstr(line, "\"microseconds\": ");
-                    if (sec && usec)
-                        lat.push_back(at - (std::strtod(sec + 11, nullptr) * 1e6 + std::strtod(usec + 16, nullptr)));
-                }
-                start = nl + 1;
-                --lines;
-            }
-            pending.erase(0, start);
-        }
+    raw_client c(path, false);
+    // Events among the lines are timed: QEMU's timestamp to the receive.
+    auto timed = [&lat](std::string_view line, double at) {
+        if (line.find("BLOCK_EXPORT_DELETED") == std::string_view::npos) return;
+        auto number = [&line](std::string_view key) {
+            auto p = line.find(key);
+            return p == std::string_view::npos ? -1.0 : std::strtod(std::string(line.substr(p + key.size(), 20)).c_str(), nullptr);
+        };
+        const double sec = number("\"seconds\": "), usec = number("\"microseconds\": ");
+        if (sec >= 0 && usec >= 0) lat.push_back(at - (sec * 1e6 + usec));
     };
-    auto send_all = [&](const char* p, std::size_t len) {
-        if (::send(fd, p, len, MSG_NOSIGNAL) != static_cast<ssize_t>(len)) throw std::runtime_error("raw client: write failed");
-    };
-    read_lines(1);
-    send_all("{\"execute\":\"qmp_capabilities\"}\r\n", 32);
-    read_lines(1);
     for (int i = 0; i < n; ++i) {
-        send_all(k_add, sizeof(k_add) - 1);
-        read_lines(1);
-        send_all(k_del, sizeof(k_del) - 1);
-        read_lines(2);  // the reply and the event, in either order
+        c.write_all(k_add, sizeof(k_add) - 1);
+        c.read_lines(1, timed, now_us);
+        c.write_all(k_del, sizeof(k_del) - 1);
+        c.read_lines(2, timed, now_us);  // the reply and the event, in either order
     }
-    ::close(fd);
     return lat;
 }
 
