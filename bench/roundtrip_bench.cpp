@@ -1,13 +1,16 @@
 // Round trips against the transport limit, in one run.
 //
 //   qmp-bench-roundtrip [--count N] [--batches B] [--events E] [--rounds R] [--no-strace]
+//                       [--inband-cap C]
 //
 // Against a real qemu-storage-daemon of each QEMU:
 //   sequential: N `query-version` one after another, through a raw-socket
 //     client (blocking, no JSON parser: the limit), the async client (one
 //     io_context thread, each completion starting the next) and sync_client;
 //   pipelined: B batches of 64 commands in flight with oob negotiated, the
-//     raw client writing all 64 at once;
+//     raw client writing all 64 at once, the async client keeping at most C
+//     in-band commands at QEMU (client_options::max_inband_in_flight,
+//     default the library's 8);
 //   event latency: E times an NBD export is added and deleted; from the
 //     BLOCK_EXPORT_DELETED event's timestamp (QEMU's wall clock) to the
 //     code that gets it (the raw client's line scan, the async client's
@@ -42,6 +45,7 @@
 
 namespace {
 std::atomic<std::uint64_t> allocations{0};
+std::size_t inband_cap = qmp::client_options{}.max_inband_in_flight;
 }
 
 // The replacements below pair with each other; GCC, seeing the library's
@@ -191,7 +195,7 @@ void async_pipelined(const std::string& path, int batches) {
     asio::io_context ctx{1};
     qmp::client_options o;
     o.enable_oob = true;
-    if (const char* cap = std::getenv("CAP")) o.max_inband_in_flight = std::atoi(cap);
+    o.max_inband_in_flight = inband_cap;
     qmp::unix_client c(ctx, o);
     connect(ctx, c, path);
     for (int b = 0; b < batches; ++b) {
@@ -230,7 +234,7 @@ long syscalls_of(const std::string& self, const std::string& way, const std::str
     if (fd < 0) throw std::runtime_error("mkstemp failed");
     ::close(fd);
     std::string cmd = "strace -f -c -o '" + std::string(tmpl) + "' '" + self + "' --child " + way + " '" + path + "' " +
-                      std::to_string(n) + " >/dev/null 2>&1";
+                      std::to_string(n) + " " + std::to_string(inband_cap) + " >/dev/null 2>&1";
     int rc = std::system(cmd.c_str());
     std::ifstream f(tmpl);
     std::string line, last;
@@ -417,7 +421,8 @@ void bench(const std::string& self, const qmp_support::qemu_build& b, int count,
 
 int main(int argc, char** argv) {
     try {
-        if (argc == 5 && std::string(argv[1]) == "--child") {
+        if (argc == 6 && std::string(argv[1]) == "--child") {
+            inband_cap = static_cast<std::size_t>(std::atoi(argv[5]));
             find_way(argv[2]).run(argv[3], std::atoi(argv[4]));
             return 0;
         }
@@ -435,8 +440,11 @@ int main(int argc, char** argv) {
                 rounds = std::max(1, std::atoi(argv[++i]));
             else if (a == "--no-strace")
                 with_strace = false;
+            else if (a == "--inband-cap" && i + 1 < argc)
+                inband_cap = static_cast<std::size_t>(std::max(1, std::atoi(argv[++i])));
             else {
-                std::cerr << "usage: qmp-bench-roundtrip [--count N] [--batches B] [--events E] [--rounds R] [--no-strace]\n";
+                std::cerr << "usage: qmp-bench-roundtrip [--count N] [--batches B] [--events E] [--rounds R] [--no-strace] "
+                             "[--inband-cap C]\n";
                 return 2;
             }
         }

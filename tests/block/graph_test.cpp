@@ -4,6 +4,7 @@
 #include <support/qemu.hpp>
 
 #include <qmp/block/graph_query.hpp>
+#include <qmp/block/resolver.hpp>
 #include <qmp/client/clients.hpp>
 #include <qmp/qapi.hpp>
 
@@ -305,4 +306,69 @@ TEST_CASE("graph: a device with an id and no drive name is one backend (the grap
     CHECK(g.backends[1].qdev == "vda");
     CHECK(g.backends[1].device.empty());
     CHECK(g.backends[1].root_node == "vda-fmt");
+}
+
+TEST_CASE("graph: without the graph command and without flat, real QEMU gives the same chains (relative backing names)" *
+          doctest::test_suite("qemu")) {
+    // What an older QEMU offers, asked of 7.2 and 10.0: the blockstats
+    // fallback and the non-flat details must give the chains the graph
+    // command and flat give.
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir dir;
+        auto files = make_chain(b, dir, "vda", 3, "64M", chain_layout::relative);
+        vm v(b, system_with(chain_blockdevs(files, "vda"), {"-device", "virtio-blk-pci,drive=vda-2-fmt,id=virtio-disk0"}));
+        qmp::graph_query_options now;
+        now.details = true;
+        qmp::driver_cache probed;
+        auto g_now = qmp::query_block_graph(v.cl, now, &probed);
+        REQUIRE(probed.offers);
+        CHECK(probed.offers->from_schema);
+        CHECK(probed.offers->graph_command);
+        CHECK(probed.offers->flat);
+        CHECK(probed.offers->query_nodes);
+        CHECK(g_now.source == qmp::graph_source::debug_graph);
+
+        qmp::graph_query_options old = now;
+        old.offers = qmp::block_query_offers{};
+        old.offers->graph_command = false;
+        old.offers->flat = false;
+        qmp::driver_cache cache;
+        auto g_old = qmp::query_block_graph(v.cl, old, &cache);
+        CHECK(g_old.source == qmp::graph_source::blockstats);
+        CHECK(cache.probes == 0);
+
+        qmp::index_registry reg_now, reg_old;
+        qmp::resolver r_now, r_old;
+        r_now.update(g_now, reg_now);
+        r_old.update(g_old, reg_old);
+        std::error_code ec;
+        const auto* d_now = r_now.find_disk("virtio-disk0", ec);
+        const auto* d_old = r_old.find_disk("virtio-disk0", ec);
+        REQUIRE(d_now);
+        REQUIRE(d_old);
+        REQUIRE(d_now->elements.size() == 3);
+        REQUIRE(d_old->elements.size() == 3);
+        for (std::size_t i = 0; i < 3; ++i) {
+            CAPTURE(i);
+            const auto& a = d_now->elements[i];
+            const auto& o = d_old->elements[i];
+            CHECK(a.index == o.index);
+            CHECK(a.format_node == o.format_node);
+            CHECK(a.storage_node == o.storage_node);
+            CHECK(a.driver == o.driver);
+            CHECK(a.filename == o.filename);
+            CHECK(a.format_filename == o.format_filename);
+            CHECK(a.capacity == o.capacity);
+            CHECK(a.virtual_size == o.virtual_size);
+            CHECK(a.allocation == o.allocation);
+            CHECK(a.storage_threshold == o.storage_threshold);
+            // The file users know, whatever QEMU calls the format node.
+            CHECK(a.filename == std::optional<std::string>(files[2 - i]));
+        }
+        // Relative backing names: QEMU's filename of a format node with a
+        // backing file is a json: description, not the image's path.
+        REQUIRE(d_now->elements[0].format_filename);
+        CHECK(d_now->elements[0].format_filename->rfind("json:", 0) == 0);
+    }
 }

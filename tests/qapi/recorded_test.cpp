@@ -1,6 +1,7 @@
 // Typed conversions and the graph builder on replies recorded from QEMU 7.2
 // and 10.0 (scripts/record-replies.sh): no QEMU needed.
 #include <qmp/block/graph.hpp>
+#include <qmp/block/graph_query.hpp>
 #include <qmp/protocol/command.hpp>
 #include <qmp/qapi.hpp>
 
@@ -40,6 +41,13 @@ TEST_CASE("recorded: typed results and graphs from QEMU 7.2 and 10.0 replies" * 
         CAPTURE(v);
         auto ver = typed<qmp::version_info>(load(v, "query-version"));
         CHECK(std::to_string(ver.qemu.major) + "." + std::to_string(ver.qemu.minor) == v);
+
+        // What the graph queries may use, from the schema.
+        auto offers = qmp::offers_from_schema(qmp::schema_probe(load(v, "query-qmp-schema")));
+        CHECK(offers.graph_command);
+        CHECK(offers.named_block_nodes);
+        CHECK(offers.flat);
+        CHECK(offers.query_nodes);
 
         auto flat = typed<std::vector<qmp::block_device_info>>(load(v, "query-named-block-nodes-flat"));
         CHECK(flat.size() == 8);

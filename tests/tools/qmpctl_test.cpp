@@ -169,6 +169,7 @@ TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_s
         CHECK(els[0]["format_node"] == "vda-1-fmt");
         CHECK(els[0]["storage_node"] == "vda-1-file");
         CHECK(els[0]["filename"] == files[1]);
+        CHECK(els[0]["format_filename"] == files[1]);  // absolute backing names: QEMU gives the format node the path too
         CHECK(els[0]["driver"] == "qcow2");
         CHECK(els[0]["capacity"].get<std::uint64_t>() > 0);
         CHECK(els[0]["allocation"] == 0);

@@ -147,6 +147,7 @@ qmp::json element_json(const std::string& disk, const qmp::chain_element& el) {
             {"format_node", node_json(el.format_node)},
             {"storage_node", node_json(el.storage_node)},
             {"filename", opt_json(el.filename)},
+            {"format_filename", opt_json(el.format_filename)},
             {"driver", opt_json(el.driver)},
             {"capacity", opt_json(el.capacity)},
             {"allocation", opt_json(el.allocation)},

@@ -40,7 +40,15 @@ struct chain_element {
     // From the graph (details only when the graph was queried with them).
     std::optional<std::string> driver;       ///< format driver, or the storage driver without format
     std::optional<std::string> storage_driver;  ///< the storage node's driver (file, host_device, raw, ...)
+    /// What holds the element's data, as users and libvirt name it: the
+    /// filename of the protocol node at the bottom of the storage (the
+    /// image file or device; a protocol node that has no filename, such as
+    /// iSCSI or NBD, gives its `json:` description). Not the format node's
+    /// filename, which QEMU makes a `json:` pseudo-filename for LUKS, for
+    /// raw windows over a file, and for every image whose backing was named
+    /// relatively or overridden.
     std::optional<std::string> filename;
+    std::optional<std::string> format_filename;  ///< the format node's own filename, as QEMU gives it
     std::optional<std::uint64_t> capacity;   ///< storage node's size (bytes of host storage)
     std::optional<std::uint64_t> virtual_size;  ///< the format node's guest-visible size
     std::optional<std::uint64_t> allocation; ///< storage node's wr_highest_offset
@@ -84,13 +92,20 @@ inline chain_element make_element(const block_graph& g, std::size_t i) {
     el.driver = n.driver;
     el.storage_driver = s.driver;
     el.allocation = s.wr_highest_offset;
-    if (n.details) {
-        el.filename = n.details->filename;
-        if (file) {
-            el.virtual_size = static_cast<std::uint64_t>(n.details->virtual_size);
-            el.format_threshold = n.details->write_threshold;
-        }
+    if (n.details && file) {
+        el.format_filename = n.details->filename;
+        el.virtual_size = static_cast<std::uint64_t>(n.details->virtual_size);
+        el.format_threshold = n.details->write_threshold;
     }
+    // The filename: the protocol node below the storage node (a raw window
+    // over a file, a filter between: down their `file` children).
+    std::size_t leaf = *storage;
+    for (std::size_t guard = 0; guard < g.nodes.size(); ++guard) {
+        auto below = g.child(leaf, edge_role::file);
+        if (!below) break;
+        leaf = *below;
+    }
+    if (g.nodes[leaf].details) el.filename = g.nodes[leaf].details->filename;
     if (s.details) {
         if (!el.filename) el.filename = s.details->filename;
         el.capacity = static_cast<std::uint64_t>(s.details->virtual_size);

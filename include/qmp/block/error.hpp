@@ -14,6 +14,8 @@ enum class block_error {
     ambiguous_disk,      ///< more than one disk matches that name
     unknown_index,       ///< the disk has no chain element with that index
     not_in_chain,        ///< a node that belongs to no disk's chain
+    unnamed_nodes,       ///< QEMU gives no node names (no graph command, none in blockstats)
+    no_details,          ///< QEMU has no query-named-block-nodes
 };
 
 namespace detail {
@@ -28,6 +30,8 @@ public:
         case block_error::ambiguous_disk: return "more than one disk matches that name";
         case block_error::unknown_index: return "the disk has no chain element with that index";
         case block_error::not_in_chain: return "the node belongs to no disk's backing chain";
+        case block_error::unnamed_nodes: return "QEMU names no block nodes, so no chain can be built";
+        case block_error::no_details: return "QEMU has no query-named-block-nodes for node details";
         }
         return "unknown qmp.block error";
     }

@@ -7,25 +7,77 @@
 // driver_cache meets node names it has not seen: QEMU has no cheap query
 // that names a node's driver, and the driver is what tells a filter from a
 // format node in every case, so it is learned once per node and kept.
+//
+// Which of these a QEMU has, and with which arguments, is read from the
+// QEMU itself (query-qmp-schema, or query-commands where there is no
+// schema), once per connection when a driver_cache is given: never from
+// its version number.
 #pragma once
 
+#include <qmp/block/error.hpp>
 #include <qmp/block/graph.hpp>
 #include <qmp/client/diagnostics.hpp>
 #include <qmp/qapi/block_query.hpp>
+#include <qmp/qapi/schema.hpp>
 
 #include <asio/compose.hpp>
 
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 namespace qmp {
 
+/// The block queries a QEMU offers, as its schema says (QEMU versions in
+/// the comments are for orientation only; nothing here compares them).
+struct block_query_offers {
+    bool graph_command = true;      ///< x-debug-query-block-graph (4.0)
+    bool named_block_nodes = true;  ///< query-named-block-nodes (2.0)
+    bool flat = true;               ///< its `flat` argument (5.0)
+    bool query_nodes = true;        ///< query-blockstats' `query-nodes` argument (2.3)
+    bool from_schema = true;        ///< false: learned from query-commands (no query-qmp-schema, before 2.5)
+};
+
+/// From a query-qmp-schema reply.
+inline block_query_offers offers_from_schema(const schema_probe& schema) {
+    block_query_offers o;
+    o.graph_command = schema.has_command(x_debug_query_block_graph::name);
+    o.named_block_nodes = schema.has_command(query_named_block_nodes::name);
+    o.flat = schema.command_has_argument(query_named_block_nodes::name, "flat");
+    o.query_nodes = schema.command_has_argument(query_blockstats::name, "query-nodes");
+    o.from_schema = true;
+    return o;
+}
+
+/// From a query-commands reply, for a QEMU without query-qmp-schema. Such a
+/// QEMU says nothing of arguments: `flat` came long after the schema, so it
+/// is absent; `query-nodes` came with block-set-write-threshold, so it is
+/// there exactly when that command is.
+inline block_query_offers offers_from_commands(const std::vector<command_info>& commands) {
+    auto has = [&commands](std::string_view n) {
+        for (const auto& c : commands)
+            if (c.name == n) return true;
+        return false;
+    };
+    block_query_offers o;
+    o.graph_command = has(x_debug_query_block_graph::name);
+    o.named_block_nodes = has(query_named_block_nodes::name);
+    o.flat = false;
+    o.query_nodes = has("block-set-write-threshold");
+    o.from_schema = false;
+    return o;
+}
+
 /// Node name -> driver, learned from query-named-block-nodes and kept
-/// across snapshots. Share one per QEMU; not thread-safe.
+/// across snapshots, and what the QEMU offers (probed once per connection).
+/// Share one per QEMU; not thread-safe.
 struct driver_cache {
     std::unordered_map<std::string, std::string> drivers;
     std::uint64_t refreshes = 0;  ///< how often the expensive query ran
+    std::optional<block_query_offers> offers;  ///< as probed on connection `offers_connection`
+    std::uint64_t offers_connection = 0;       ///< the client's stats().connections then
+    std::uint64_t probes = 0;                  ///< how often the offers were probed
 
     /// True when some driver node of `g` has no known driver.
     bool misses(const block_graph& g) const {
@@ -44,9 +96,39 @@ struct driver_cache {
 struct graph_query_options {
     /// Also fetch per-node details (filename, sizes, write_threshold, driver).
     bool details = false;
+    /// Use these instead of asking the QEMU (e.g. to keep off the unstable
+    /// x-debug-query-block-graph: graph_command = false).
+    std::optional<block_query_offers> offers{};
 };
 
+/// Checks that `r` can name the nodes of the chains: with no graph command,
+/// the blockstats fallback needs QEMU's node names (QEMU gives them since
+/// 2.3, the version block-set-write-threshold came with).
+inline std::error_code check_graph_replies(const graph_replies& r, diagnostics* diag = nullptr) {
+    if (r.graph || !r.backend_stats) return {};
+    for (const auto& s : *r.backend_stats)
+        if (!s.node_name || s.node_name->empty()) {
+            if (diag)
+                diag->message = "QEMU names no block nodes: it has no x-debug-query-block-graph, and query-blockstats "
+                                "gives device '" +
+                                s.device.value_or("") + "' no node-name";
+            return block_error::unnamed_nodes;
+        }
+    return {};
+}
+
 namespace detail {
+
+// The client's count of successful negotiations identifies its connection
+// (0 for clients that do not count them: then the offers are probed once).
+template <class Client>
+auto connection_number(Client& c, int) -> decltype(c.stats().connections, std::uint64_t()) {
+    return c.stats().connections;
+}
+template <class Client>
+std::uint64_t connection_number(Client&, long) {
+    return 0;
+}
 
 template <class Client>
 struct graph_query_op {
@@ -55,12 +137,23 @@ struct graph_query_op {
     driver_cache* cache;
     diagnostics* diag;
     std::unique_ptr<graph_replies> replies = std::make_unique<graph_replies>();
+    block_query_offers offers{};
     int step = 0;
+    std::uint64_t connection = 0;
+
+    struct probed {};
 
     template <class Self>
     void operator()(Self& self) {
-        step = 1;
-        client->async_execute(x_debug_query_block_graph{}, bind(std::move(self)));
+        connection = connection_number(*client, 0);
+        if (opts.offers) {
+            offers = *opts.offers;
+        } else if (cache && cache->offers && cache->offers_connection == connection) {
+            offers = *cache->offers;
+        } else {
+            return client->async_execute(query_qmp_schema{}, bind(std::move(self)));
+        }
+        (*this)(self, probed{});
     }
 
     // Every query's diagnostics go where the caller wants them.
@@ -70,17 +163,74 @@ struct graph_query_op {
     }
 
     template <class Self>
+    void operator()(Self& self, std::error_code ec, json schema) {
+        if (ec && ec != server_error::command_not_found) return fail(self, ec, "query-qmp-schema");
+        schema_probe probe;
+        if (!ec) probe = schema_probe(schema);
+        if (probe.size() == 0) {
+            // No schema (before QEMU 2.5): the command list says what there is.
+            diag->clear();
+            return client->async_execute(query_commands{}, bind(std::move(self)));
+        }
+        remember(offers_from_schema(probe));
+        (*this)(self, probed{});
+    }
+
+    template <class Self>
+    void operator()(Self& self, std::error_code ec, std::vector<command_info> commands) {
+        // Every QEMU has query-commands; a peer without it (a stand-in)
+        // gets every query tried, a missing graph command still falling
+        // back on CommandNotFound.
+        if (ec == server_error::command_not_found) {
+            diag->clear();
+            remember(block_query_offers{});
+        } else if (ec) {
+            return fail(self, ec, "query-commands");
+        } else {
+            remember(offers_from_commands(commands));
+        }
+        (*this)(self, probed{});
+    }
+
+    void remember(const block_query_offers& o) {
+        offers = o;
+        if (!cache) return;
+        cache->offers = o;
+        cache->offers_connection = connection;
+        ++cache->probes;
+    }
+
+    template <class Self>
+    void operator()(Self& self, probed) {
+        if (offers.graph_command) {
+            step = 1;
+            return client->async_execute(x_debug_query_block_graph{}, bind(std::move(self)));
+        }
+        stats_queries(self);
+    }
+
+    template <class Self>
     void operator()(Self& self, std::error_code ec, x_dbg_block_graph g) {
-        // No graph command (an old QEMU): the blockstats fallback builds the chains.
+        // No graph command after all: the blockstats fallback builds the chains.
         if (ec == server_error::command_not_found) {
             ec.clear();
+            diag->clear();
         } else if (ec) {
             return fail(self, ec, "x-debug-query-block-graph");
         } else {
             replies->graph = std::move(g);
         }
-        step = 2;
-        client->async_execute(query_blockstats{true}, bind(std::move(self)));
+        stats_queries(self);
+    }
+
+    template <class Self>
+    void stats_queries(Self& self) {
+        if (offers.query_nodes) {
+            step = 2;
+            return client->async_execute(query_blockstats{true}, bind(std::move(self)));
+        }
+        step = 3;
+        client->async_execute(query_blockstats{}, bind(std::move(self)));
     }
 
     template <class Self>
@@ -92,11 +242,19 @@ struct graph_query_op {
             return client->async_execute(query_blockstats{}, bind(std::move(self)));
         }
         replies->backend_stats = std::move(stats);
+        if (auto bad = check_graph_replies(*replies, diag)) return self.complete(bad, block_graph{});
         bool need = opts.details;
-        if (!need && cache) need = cache->misses(build_block_graph(*replies, &cache->drivers));
+        if (!need && cache && offers.named_block_nodes)
+            need = cache->misses(build_block_graph(*replies, &cache->drivers));
         if (!need) return self.complete(ec, build_block_graph(*replies, cache ? &cache->drivers : nullptr));
+        if (!offers.named_block_nodes) {
+            diag->message = "QEMU has no query-named-block-nodes: no node details (sizes, filenames, thresholds)";
+            return self.complete(make_error_code(block_error::no_details), block_graph{});
+        }
         step = 4;
-        client->async_execute(query_named_block_nodes{true}, bind(std::move(self)));
+        query_named_block_nodes q;
+        if (offers.flat) q.flat = true;
+        client->async_execute(q, bind(std::move(self)));
     }
 
     template <class Self>

@@ -7,6 +7,7 @@
 
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -16,6 +17,19 @@ namespace qmp {
 struct query_qmp_schema {
     static constexpr std::string_view name = "query-qmp-schema";
     using result_type = json;
+};
+
+/// One entry of `query-commands` (every QEMU has it; the schema came in 2.5).
+struct command_info {
+    std::string name{};
+    static constexpr auto wire_members() { return std::make_tuple(wire::required("name", &command_info::name)); }
+};
+
+/// `query-commands`: the names of the commands this QEMU has, nothing of
+/// their arguments.
+struct query_commands {
+    static constexpr std::string_view name = "query-commands";
+    using result_type = std::vector<command_info>;
 };
 
 /// Indexes a query-qmp-schema reply (it keeps what it needs; the reply may go).
