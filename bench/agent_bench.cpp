@@ -152,7 +152,7 @@ void record_templates(const std::string& out_dir) {
     save("node_stats.json", "query-blockstats", {{"query-nodes", true}});
     save("backend_stats.json", "query-blockstats", nullptr);
     save("nodes.json", "query-named-block-nodes", {{"flat", true}});
-    save("schema.json", "query-qmp-schema", nullptr);
+    save("commands.json", "query-commands", nullptr);
 }
 
 struct result {

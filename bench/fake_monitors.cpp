@@ -76,7 +76,7 @@ struct template_text {
 };
 
 struct templates {
-    template_text graph, node_stats, backend_stats, nodes, schema;
+    template_text graph, node_stats, backend_stats, nodes, commands;
 };
 
 struct vm;
@@ -188,8 +188,8 @@ void session::handle(const std::string& line) {
         (args.value("query-nodes", false) ? v.t.node_stats : v.t.backend_stats).render(r, v.v);
     } else if (cmd == "query-named-block-nodes") {
         v.t.nodes.render(r, v.v);
-    } else if (cmd == "query-qmp-schema") {
-        v.t.schema.render(r, v.v);
+    } else if (cmd == "query-commands") {
+        v.t.commands.render(r, v.v);
     } else if (cmd == "query-status") {
         r += R"({"status": "running", "running": true})";
     } else if (cmd == "query-block-jobs") {
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
     try {
         templates t{template_text::load(tdir + "/graph.json"), template_text::load(tdir + "/node_stats.json"),
                     template_text::load(tdir + "/backend_stats.json"), template_text::load(tdir + "/nodes.json"),
-                    template_text::load(tdir + "/schema.json")};
+                    template_text::load(tdir + "/commands.json")};
         asio::io_context io(1);
         std::vector<std::unique_ptr<vm>> vms;
         for (std::size_t i = 0; i < count; ++i) {

@@ -41,5 +41,6 @@ q query-blockstats > "$out/query-blockstats.json"
 q query-blockstats '{"query-nodes": true}' > "$out/query-blockstats-nodes.json"
 q x-debug-query-block-graph > "$out/x-debug-query-block-graph.json"
 q query-qmp-schema > "$out/query-qmp-schema.json"
+q query-commands > "$out/query-commands.json"
 sed -i "s|$tmp|/images|g" "$out"/*.json
 echo "recorded $(ls "$out" | wc -l) replies of QEMU $version into $out"

@@ -323,7 +323,7 @@ TEST_CASE("graph: without the graph command and without flat, real QEMU gives th
         qmp::driver_cache probed;
         auto g_now = qmp::query_block_graph(v.cl, now, &probed);
         REQUIRE(probed.offers);
-        CHECK(probed.offers->from_schema);
+        CHECK(probed.offers->source == qmp::offers_source::commands);
         CHECK(probed.offers->graph_command);
         CHECK(probed.offers->flat);
         CHECK(probed.offers->query_nodes);

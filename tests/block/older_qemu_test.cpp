@@ -95,21 +95,26 @@ struct old_qemu {
 
 }  // namespace
 
-TEST_CASE("older QEMUs: the offers come from the schema, or from the command list without one" *
+TEST_CASE("older QEMUs: the offers come from the command list, or from a schema the caller has" *
           doctest::test_suite("block")) {
+    // A schema says everything, arguments included.
     auto o = qmp::offers_from_schema(qmp::schema_probe(*load("3.1", "query-qmp-schema")));
     CHECK(!o.graph_command);
     CHECK(o.named_block_nodes);
     CHECK(!o.flat);
     CHECK(o.query_nodes);
-    CHECK(o.from_schema);
+    CHECK(o.source == qmp::offers_source::schema);
 
-    auto c = qmp::offers_from_commands(load("2.4", "query-commands")->get<std::vector<qmp::command_info>>());
-    CHECK(!c.graph_command);
-    CHECK(c.named_block_nodes);
-    CHECK(!c.flat);
-    CHECK(c.query_nodes);  // it has block-set-write-threshold, which came with query-nodes
-    CHECK(!c.from_schema);
+    // The command list names commands; `flat` is to be tried.
+    for (const char* shape : {"3.1", "2.4"}) {
+        CAPTURE(std::string(shape));
+        auto c = qmp::offers_from_commands(load(shape, "query-commands")->get<std::vector<qmp::command_info>>());
+        CHECK(!c.graph_command);
+        CHECK(c.named_block_nodes);
+        CHECK(c.flat);
+        CHECK(c.query_nodes);  // it has block-set-write-threshold, which came with query-nodes
+        CHECK(c.source == qmp::offers_source::commands);
+    }
     auto c22 = qmp::offers_from_commands(load("2.2", "query-commands")->get<std::vector<qmp::command_info>>());
     CHECK(!c22.query_nodes);
 }
@@ -125,12 +130,13 @@ TEST_CASE("older QEMUs: the chains from the blockstats fallback, without flat, f
         std::set<std::string> asked;
     };
     const std::string img = "/var/lib/libvirt/images/";
-    const std::set<std::string> common = {"qmp_capabilities", "query-qmp-schema", "query-blockstats+query-nodes",
-                                          "query-blockstats", "query-named-block-nodes"};
-    std::set<std::string> without_schema = common;
-    without_schema.insert("query-commands");
-    for (const shape& s : {shape{"3.1", "#block138", "#block212", "#block389", "#block512", common},
-                           shape{"2.4", "top", "top-file", "base", "lun", without_schema}}) {
+    // The command list once, `flat` tried once and refused, then the
+    // queries these QEMUs have, with the arguments they take.
+    const std::set<std::string> asked = {"qmp_capabilities",        "query-commands",
+                                         "query-blockstats+query-nodes", "query-blockstats",
+                                         "query-named-block-nodes+flat", "query-named-block-nodes"};
+    for (const shape& s : {shape{"3.1", "#block138", "#block212", "#block389", "#block512", asked},
+                           shape{"2.4", "top", "top-file", "base", "lun", asked}}) {
         CAPTURE(std::string(s.name));
         old_qemu q(s.name);
         qmp::sync_client cl;
@@ -187,17 +193,22 @@ TEST_CASE("older QEMUs: the chains from the blockstats fallback, without flat, f
         CHECK(vdb->elements[0].filename != vdb->elements[0].format_filename);
 
         // A second snapshot on the same connection asks nothing new of the
-        // schema, and the drivers it knows keep the details query away.
+        // command list, and the drivers it knows keep the details query away;
+        // a details snapshot asks without `flat` at once.
         auto again = qmp::query_block_graph(cl, {}, &drivers);
         CHECK(drivers.probes == 1);
         CHECK(drivers.refreshes == 1);
         CHECK(again.find(s.base)->driver == std::optional<std::string>("luks"));
+        auto details = qmp::query_block_graph(cl, opts, &drivers);
+        CHECK(details.has_details);
+        CHECK(drivers.refreshes == 2);
         cl.close();
         q.finish();
-        // Never an argument or command the QEMU lacks (no flat, no graph
-        // command), and the schema asked once.
+        // No command the QEMU lacks (no graph command), the command list
+        // asked once, `flat` refused once.
         CHECK(q.asked() == s.asked);
-        CHECK(q.requests.size() == s.asked.size() + 2);  // the second snapshot: its 2 cheap queries
+        // The second snapshot: its 2 cheap queries; the third: those and the details.
+        CHECK(q.requests.size() == s.asked.size() + 2 + 3);
     }
 }
 

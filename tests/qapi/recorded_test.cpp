@@ -42,12 +42,18 @@ TEST_CASE("recorded: typed results and graphs from QEMU 7.2 and 10.0 replies" * 
         auto ver = typed<qmp::version_info>(load(v, "query-version"));
         CHECK(std::to_string(ver.qemu.major) + "." + std::to_string(ver.qemu.minor) == v);
 
-        // What the graph queries may use, from the schema.
-        auto offers = qmp::offers_from_schema(qmp::schema_probe(load(v, "query-qmp-schema")));
+        // What the graph queries may use: from the command list (what the
+        // library asks), and the same from the schema.
+        auto offers = qmp::offers_from_commands(typed<std::vector<qmp::command_info>>(load(v, "query-commands")));
         CHECK(offers.graph_command);
         CHECK(offers.named_block_nodes);
         CHECK(offers.flat);
         CHECK(offers.query_nodes);
+        auto by_schema = qmp::offers_from_schema(qmp::schema_probe(load(v, "query-qmp-schema")));
+        CHECK(by_schema.graph_command == offers.graph_command);
+        CHECK(by_schema.named_block_nodes == offers.named_block_nodes);
+        CHECK(by_schema.flat == offers.flat);
+        CHECK(by_schema.query_nodes == offers.query_nodes);
 
         auto flat = typed<std::vector<qmp::block_device_info>>(load(v, "query-named-block-nodes-flat"));
         CHECK(flat.size() == 8);

@@ -42,7 +42,7 @@ flood_result resyncs_in_flood(std::chrono::milliseconds min_interval, std::chron
                                : "query-blockstats");
         } else if (cmd == "query-named-block-nodes") {
             ret = recorded("query-named-block-nodes-flat");
-        } else if (cmd == "query-qmp-schema") {
+        } else if (cmd == "query-commands") {
             ret = recorded(cmd);
         }
         srv.reply(req, ret);

@@ -8,10 +8,13 @@
 // that names a node's driver, and the driver is what tells a filter from a
 // format node in every case, so it is learned once per node and kept.
 //
-// Which of these a QEMU has, and with which arguments, is read from the
-// QEMU itself (query-qmp-schema, or query-commands where there is no
-// schema), once per connection when a driver_cache is given: never from
-// its version number.
+// Which of these a QEMU has is read from the QEMU itself (query-commands,
+// 6 KB, under a millisecond), once per connection when a driver_cache is
+// given: never from its version number. The one argument that came later
+// than its command, query-named-block-nodes' `flat` (5.0), is sent and, if
+// QEMU refuses it, not sent again on that connection: the refusal costs
+// an old QEMU one short round trip, where reading query-qmp-schema (200 KB)
+// would cost every QEMU about 20 ms of its own time (docs/resolver.md).
 #pragma once
 
 #include <qmp/block/error.hpp>
@@ -29,14 +32,21 @@
 
 namespace qmp {
 
-/// The block queries a QEMU offers, as its schema says (QEMU versions in
-/// the comments are for orientation only; nothing here compares them).
+/// Where a block_query_offers came from.
+enum class offers_source {
+    assumed,   ///< nothing said: every query is tried (a peer without query-commands)
+    commands,  ///< query-commands: which commands exist; `flat` until QEMU refuses it
+    schema,    ///< query-qmp-schema: commands and their arguments
+};
+
+/// The block queries a QEMU offers (QEMU versions in the comments are for
+/// orientation only; nothing here compares them).
 struct block_query_offers {
     bool graph_command = true;      ///< x-debug-query-block-graph (4.0)
     bool named_block_nodes = true;  ///< query-named-block-nodes (2.0)
-    bool flat = true;               ///< its `flat` argument (5.0)
+    bool flat = true;               ///< its `flat` argument (5.0); false once QEMU refused it
     bool query_nodes = true;        ///< query-blockstats' `query-nodes` argument (2.3)
-    bool from_schema = true;        ///< false: learned from query-commands (no query-qmp-schema, before 2.5)
+    offers_source source = offers_source::assumed;
 };
 
 /// From a query-qmp-schema reply.
@@ -46,13 +56,13 @@ inline block_query_offers offers_from_schema(const schema_probe& schema) {
     o.named_block_nodes = schema.has_command(query_named_block_nodes::name);
     o.flat = schema.command_has_argument(query_named_block_nodes::name, "flat");
     o.query_nodes = schema.command_has_argument(query_blockstats::name, "query-nodes");
-    o.from_schema = true;
+    o.source = offers_source::schema;
     return o;
 }
 
-/// From a query-commands reply, for a QEMU without query-qmp-schema. Such a
-/// QEMU says nothing of arguments: `flat` came long after the schema, so it
-/// is absent; `query-nodes` came with block-set-write-threshold, so it is
+/// From a query-commands reply, which names commands but not their
+/// arguments: `flat` is tried (the graph query stops sending it once QEMU
+/// refuses it); `query-nodes` came with block-set-write-threshold, so it is
 /// there exactly when that command is.
 inline block_query_offers offers_from_commands(const std::vector<command_info>& commands) {
     auto has = [&commands](std::string_view n) {
@@ -63,9 +73,9 @@ inline block_query_offers offers_from_commands(const std::vector<command_info>& 
     block_query_offers o;
     o.graph_command = has(x_debug_query_block_graph::name);
     o.named_block_nodes = has(query_named_block_nodes::name);
-    o.flat = false;
+    o.flat = o.named_block_nodes;
     o.query_nodes = has("block-set-write-threshold");
-    o.from_schema = false;
+    o.source = offers_source::commands;
     return o;
 }
 
@@ -151,7 +161,7 @@ struct graph_query_op {
         } else if (cache && cache->offers && cache->offers_connection == connection) {
             offers = *cache->offers;
         } else {
-            return client->async_execute(query_qmp_schema{}, bind(std::move(self)));
+            return client->async_execute(query_commands{}, bind(std::move(self)));
         }
         (*this)(self, probed{});
     }
@@ -160,20 +170,6 @@ struct graph_query_op {
     template <class Self>
     auto bind(Self&& self) {
         return bind_diagnostics(*diag, std::forward<Self>(self));
-    }
-
-    template <class Self>
-    void operator()(Self& self, std::error_code ec, json schema) {
-        if (ec && ec != server_error::command_not_found) return fail(self, ec, "query-qmp-schema");
-        schema_probe probe;
-        if (!ec) probe = schema_probe(schema);
-        if (probe.size() == 0) {
-            // No schema (before QEMU 2.5): the command list says what there is.
-            diag->clear();
-            return client->async_execute(query_commands{}, bind(std::move(self)));
-        }
-        remember(offers_from_schema(probe));
-        (*this)(self, probed{});
     }
 
     template <class Self>
@@ -243,14 +239,20 @@ struct graph_query_op {
         }
         replies->backend_stats = std::move(stats);
         if (auto bad = check_graph_replies(*replies, diag)) return self.complete(bad, block_graph{});
-        bool need = opts.details;
-        if (!need && cache && offers.named_block_nodes)
-            need = cache->misses(build_block_graph(*replies, &cache->drivers));
-        if (!need) return self.complete(ec, build_block_graph(*replies, cache ? &cache->drivers : nullptr));
+        if (!opts.details) {
+            block_graph g = build_block_graph(*replies, cache ? &cache->drivers : nullptr);
+            // Drivers it has not seen send it to the details query (the graph is built again with them).
+            if (!(cache && offers.named_block_nodes && cache->misses(g))) return self.complete(ec, std::move(g));
+        }
         if (!offers.named_block_nodes) {
             diag->message = "QEMU has no query-named-block-nodes: no node details (sizes, filenames, thresholds)";
             return self.complete(make_error_code(block_error::no_details), block_graph{});
         }
+        details_query(self);
+    }
+
+    template <class Self>
+    void details_query(Self& self) {
         step = 4;
         query_named_block_nodes q;
         if (offers.flat) q.flat = true;
@@ -259,6 +261,14 @@ struct graph_query_op {
 
     template <class Self>
     void operator()(Self& self, std::error_code ec, std::vector<block_device_info> details) {
+        if (ec == server_error::generic_error && offers.flat && diag->message.find("flat") != std::string::npos) {
+            // A QEMU before 5.0 refuses the argument ("Parameter 'flat' is
+            // unexpected"): ask again without it, and not again on this connection.
+            diag->clear();
+            offers.flat = false;
+            if (cache && cache->offers && cache->offers_connection == connection) cache->offers->flat = false;
+            return details_query(self);
+        }
         if (ec) return fail(self, ec, "query-named-block-nodes");
         replies->details = std::move(details);
         if (cache) cache->learn(*replies->details);
