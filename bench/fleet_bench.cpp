@@ -7,7 +7,11 @@
 // in one loop, so the load on the machine is the firing and nothing else
 // (no hundred qemu-io processes starting).
 //
-//   qmp-bench-fleet [--vms 1,10,100]
+//   qmp-bench-fleet [--vms 1,10,100] [--agent-nice N]
+//
+// --agent-nice N gives the agent thread (the io_context thread that runs
+// every client and service) the nice value N, as `Nice=N` in an agent's
+// systemd unit would; the QEMUs keep theirs (0).
 //
 // Prints per QEMU and N: events received, latency from QEMU's event
 // timestamp to the callback (p50, p99, max), the agent thread's CPU time
@@ -30,6 +34,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <atomic>
 #include <fstream>
@@ -37,6 +42,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -68,7 +74,7 @@ struct vm {
     std::unique_ptr<qmp::threshold_service> service;
 };
 
-void bench(const qmp_support::qemu_build& b, std::size_t n) {
+void bench(const qmp_support::qemu_build& b, std::size_t n, std::optional<int> agent_nice) {
     qmp_support::temp_dir dir;
     std::vector<vm> vms(n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -83,7 +89,11 @@ void bench(const qmp_support::qemu_build& b, std::size_t n) {
 
     asio::io_context io;
     auto work = asio::make_work_guard(io);
-    std::thread loop([&] { io.run(); });
+    std::thread loop([&] {
+        if (agent_nice && ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), *agent_nice) != 0)
+            std::cerr << "qmp-bench-fleet: setpriority " << *agent_nice << ": " << std::strerror(errno) << "\n";
+        io.run();
+    });
     auto on_loop = [&](auto f) { return asio::post(io, std::packaged_task<decltype(f())()>(std::move(f))).get(); };
 
     const std::size_t rss0 = rss_kib();
@@ -198,20 +208,23 @@ void bench(const qmp_support::qemu_build& b, std::size_t n) {
 
 int main(int argc, char** argv) {
     std::vector<std::size_t> sizes{1, 10, 100};
+    std::optional<int> agent_nice;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--vms" && i + 1 < argc) {
             sizes.clear();
             std::stringstream ss(argv[++i]);
             for (std::string part; std::getline(ss, part, ',');) sizes.push_back(std::stoul(part));
+        } else if (a == "--agent-nice" && i + 1 < argc) {
+            agent_nice = std::stoi(argv[++i]);
         } else {
-            std::cerr << "usage: qmp-bench-fleet [--vms 1,10,100]\n";
+            std::cerr << "usage: qmp-bench-fleet [--vms 1,10,100] [--agent-nice N]\n";
             return 2;
         }
     }
     try {
         for (const auto& b : qmp_support::qemu_builds())
-            for (auto n : sizes) bench(b, n);
+            for (auto n : sizes) bench(b, n, agent_nice);
     } catch (const std::exception& e) {
         std::cerr << "qmp-bench-fleet: " << e.what() << "\n";
         return 1;
