@@ -21,7 +21,7 @@ std::string data_file(const std::string& shape, const std::string& name) {
     return std::string(QMP_TEST_DATA_DIR) + "/shape-" + shape + "/" + name + ".json";
 }
 
-std::optional<qmp::json> load(const std::string& shape, const std::string& name) {
+std::optional<qmp::json> shape_reply(const std::string& shape, const std::string& name) {
     std::ifstream in(data_file(shape, name));
     if (!in) return std::nullopt;
     std::stringstream ss;
@@ -50,7 +50,7 @@ struct old_qemu {
 
     void serve() {
         server.accept();
-        auto ver = load(shape, "query-version");
+        auto ver = shape_reply(shape, "query-version");
         server.send(qmp::json({{"QMP", {{"version", *ver}, {"capabilities", qmp::json::array()}}}}).dump() + "\r\n");
         try {
             while (auto req = server.try_read_message(10000)) {
@@ -67,7 +67,7 @@ struct old_qemu {
         const qmp::json args = req.value("arguments", qmp::json::object());
         if (cmd == "qmp_capabilities") return server.reply(req, qmp::json::object());
         const bool nodes = cmd == "query-blockstats" && args.value("query-nodes", false);
-        auto reply = load(shape, nodes ? "query-blockstats-nodes" : cmd);
+        auto reply = shape_reply(shape, nodes ? "query-blockstats-nodes" : cmd);
         if (!reply) return server.reply_error(req, "CommandNotFound", "The command " + cmd + " has not been found");
         // The one argument these shapes take: query-nodes, where they have it.
         for (const auto& [name, value] : args.items()) {
@@ -98,7 +98,7 @@ struct old_qemu {
 TEST_CASE("older QEMUs: the offers come from the command list, or from a schema the caller has" *
           doctest::test_suite("block")) {
     // A schema says everything, arguments included.
-    auto o = qmp::offers_from_schema(qmp::schema_probe(*load("3.1", "query-qmp-schema")));
+    auto o = qmp::offers_from_schema(qmp::schema_probe(*shape_reply("3.1", "query-qmp-schema")));
     CHECK(!o.graph_command);
     CHECK(o.named_block_nodes);
     CHECK(!o.flat);
@@ -108,14 +108,14 @@ TEST_CASE("older QEMUs: the offers come from the command list, or from a schema 
     // The command list names commands; `flat` is to be tried.
     for (const char* shape : {"3.1", "2.4"}) {
         CAPTURE(std::string(shape));
-        auto c = qmp::offers_from_commands(load(shape, "query-commands")->get<std::vector<qmp::command_info>>());
+        auto c = qmp::offers_from_commands(shape_reply(shape, "query-commands")->get<std::vector<qmp::command_info>>());
         CHECK(!c.graph_command);
         CHECK(c.named_block_nodes);
         CHECK(c.flat);
         CHECK(c.query_nodes);  // it has block-set-write-threshold, which came with query-nodes
         CHECK(c.source == qmp::offers_source::commands);
     }
-    auto c22 = qmp::offers_from_commands(load("2.2", "query-commands")->get<std::vector<qmp::command_info>>());
+    auto c22 = qmp::offers_from_commands(shape_reply("2.2", "query-commands")->get<std::vector<qmp::command_info>>());
     CHECK(!c22.query_nodes);
 }
 

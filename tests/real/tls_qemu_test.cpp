@@ -40,7 +40,7 @@ struct tls_daemon {
     qmp::tls_files files() const { return {pki.ca_file, pki.client_cert, pki.client_key}; }
 };
 
-qmp::client_options quick() {
+qmp::client_options tls_quick() {
     qmp::client_options o;
     o.connect_timeout = 5s;
     o.greeting_timeout = 5s;
@@ -57,7 +57,7 @@ TEST_CASE("tls: mutual TLS to QEMU, commands and QEMU's errors, then a reconnect
         tls_daemon d(b, true);
         INFO(d.q->log());
         auto ctx = qmp::tls_context(d.files());
-        qmp::sync_tls_client cl(quick(), false, ctx);
+        qmp::sync_tls_client cl(tls_quick(), false, ctx);
         cl.connect(d.endpoint());
         CHECK(std::to_string(cl.server_greeting().version.qemu.major) + "." +
                   std::to_string(cl.server_greeting().version.qemu.minor) ==
@@ -85,7 +85,7 @@ TEST_CASE("tls: the asynchronous client over TLS, many commands in flight" * doc
     INFO(d.q->log());
     auto ctx = qmp::tls_context(d.files());
     asio::io_context io;
-    qmp::tls_client cl(io.get_executor(), quick(), ctx);
+    qmp::tls_client cl(io.get_executor(), tls_quick(), ctx);
     auto connected = cl.async_connect(d.endpoint(), asio::use_future);
     std::vector<std::future<qmp::version_info>> replies;
     io.run_one_for(10ms);
@@ -104,7 +104,7 @@ TEST_CASE("tls: refusals are clear: another CA, another name, no client certific
         tls_daemon d(b, true);
         INFO(d.q->log());
         auto expect_refused = [&](asio::ssl::context& ctx, const qmp::tls_tcp_endpoint& ep, const char* says) {
-            qmp::sync_tls_client cl(quick(), false, ctx);
+            qmp::sync_tls_client cl(tls_quick(), false, ctx);
             std::error_code ec;
             qmp::diagnostics diag;
             cl.connect(ep, ec, diag);
@@ -125,7 +125,7 @@ TEST_CASE("tls: refusals are clear: another CA, another name, no client certific
         }
         {  // verify-peer=on and no client certificate: QEMU ends it.
             auto ctx = qmp::tls_context({d.pki.ca_file, "", ""});
-            qmp::sync_tls_client cl(quick(), false, ctx);
+            qmp::sync_tls_client cl(tls_quick(), false, ctx);
             std::error_code ec;
             cl.connect(d.endpoint(), ec);
             CHECK(ec);
@@ -133,7 +133,7 @@ TEST_CASE("tls: refusals are clear: another CA, another name, no client certific
         }
         // None of this disturbed QEMU: a good client still gets a session.
         auto ctx = qmp::tls_context(d.files());
-        qmp::sync_tls_client cl(quick(), false, ctx);
+        qmp::sync_tls_client cl(tls_quick(), false, ctx);
         cl.connect(d.endpoint());
         CHECK(cl.execute(qmp::query_version{}).qemu.major > 0);
     }
@@ -145,7 +145,7 @@ TEST_CASE("tls: the threshold manager over TLS arms vda[2] and reports it" * doc
     INFO(d.q->log());
     auto ctx = qmp::tls_context({d.pki.ca_file, "", ""});
     qmp::threshold_manager_options o;
-    o.client = quick();
+    o.client = tls_quick();
     o.catalog.entries["vda"] = "vda-2-fmt";
     qmp::basic_threshold_manager<qmp::tls_stream> m(d.endpoint(), o, ctx);
     m.connect();

@@ -4,6 +4,7 @@
 #include "../support/cut_proxy.hpp"
 #include "../support/fake_server.hpp"
 #include "../support/thin_vm.hpp"
+#include "../support/tool_paths.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -22,7 +23,7 @@ using qmp_test::fake_server;
 
 namespace {
 
-std::string qmpctl() { return std::string(QMP_BIN_DIR) + "/qmpctl"; }
+using qmp_test::qmpctl;
 
 using clock_type = std::chrono::steady_clock;
 

@@ -1,4 +1,5 @@
 // qmpctl as a user runs it: output and exit codes against real QEMU.
+#include "../support/tool_paths.hpp"
 #include <support/qemu.hpp>
 
 #include <nlohmann/json.hpp>
@@ -13,7 +14,7 @@ using namespace qmp_support;
 
 namespace {
 
-std::string qmpctl() { return std::string(QMP_BIN_DIR) + "/qmpctl"; }
+using qmp_test::qmpctl;
 
 /// qmpctl on `q`'s monitor with a state file and one disk (`NAME=ID`), then `args`.
 int ctl_with_state(const qemu_instance& q, const std::string& state, const std::string& disk,

@@ -3,6 +3,7 @@
 // of the same VM, as lvextend would from outside; every write succeeds;
 // the metrics endpoint serves what happened; SIGTERM ends it with 0.
 #include "../support/thin_vm.hpp"
+#include "../support/tool_paths.hpp"
 
 #include <support/process.hpp>
 
@@ -26,8 +27,7 @@ using namespace qmp_support;
 
 namespace {
 
-std::string agent_bin() { return std::string(QMP_BIN_DIR) + "/qmp-thin-agent"; }
-std::string qmpctl() { return std::string(QMP_BIN_DIR) + "/qmpctl"; }
+using qmp_test::qmpctl;
 
 unsigned short free_port() {
     asio::io_context io;
@@ -139,7 +139,7 @@ TEST_CASE("qmp-thin-agent: kill -9 and restart loses nothing, a stopped VM delay
         };
         write_list(1);
         auto start = [&] {
-            return spawn({agent_bin(), "--vms-file", list, "--spec", "end-6M", "--extend-cmd", "sh " + f.hook,
+            return spawn({qmp_test::thin_agent(), "--vms-file", list, "--spec", "end-6M", "--extend-cmd", "sh " + f.hook,
                           "--state-dir", f.work.path().string()},
                          f.out, f.err);
         };
@@ -196,7 +196,7 @@ TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it
         const unsigned short port = free_port();
         const std::string& out = f.out;
         const std::string& err = f.err;
-        pid_t agent = spawn({agent_bin(), "--vm", "vm0=" + vms[0]->q->qmp_path(), "--vm", "vm1=" + vms[1]->q->qmp_path(),
+        pid_t agent = spawn({qmp_test::thin_agent(), "--vm", "vm0=" + vms[0]->q->qmp_path(), "--vm", "vm1=" + vms[1]->q->qmp_path(),
                              "--spec", "end-6M", "--extend-cmd", "sh " + hook, "--state-dir", work.path().string(),
                              "--metrics", "127.0.0.1:" + std::to_string(port)},
                             out, err);
@@ -298,7 +298,7 @@ TEST_CASE("qmp-thin-agent: a guest paused on ENOSPC is resumed after the extensi
         // window; the hook waits until QEMU has stopped the guest on the full
         // window (werror=enospc, status io-error), then grows it by 32 MiB.
         fleet f(b, 1, true, 1);
-        pid_t agent = spawn({agent_bin(), "--vm", "vm0=" + f.socket(0), "--spec", "end-4M", "--extend-cmd", "sh " + f.hook},
+        pid_t agent = spawn({qmp_test::thin_agent(), "--vm", "vm0=" + f.socket(0), "--spec", "end-4M", "--extend-cmd", "sh " + f.hook},
                             f.out, f.err);
         INFO(read_file(f.err));
         INFO(read_file(f.out));
