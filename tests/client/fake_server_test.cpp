@@ -1,6 +1,7 @@
 // The client against an in-process server scripted to misbehave in the ways
 // real QEMU cannot be made to.
 #include "../support/fake_server.hpp"
+#include "../support/tool_paths.hpp"
 
 #include <qmp/client/clients.hpp>
 #include <qmp/qapi/events.hpp>
@@ -364,7 +365,7 @@ TEST_CASE("fake: qmpctl exec prints what the server sent, digit for digit" * doc
         }
     });
     auto exec = [&](std::string& out) {
-        return qmp_support::run({std::string(QMP_BIN_DIR) + "/qmpctl", "-s", srv.path(), "exec", "x"}, &out);
+        return qmp_support::run({qmp_test::qmpctl(), "-s", srv.path(), "exec", "x"}, &out);
     };
     std::string out;
     CHECK(exec(out) == 0);

@@ -1,4 +1,5 @@
 // The protocol and client layers against real QEMU 7.2 and 10.0.
+#include "../support/tool_paths.hpp"
 #include <support/qemu.hpp>
 
 #include <qmp/client/clients.hpp>
@@ -165,11 +166,11 @@ TEST_CASE("qemu: a TCP monitor on loopback, with tcp_client, tcp_threshold_manag
         cl.close();
 #ifdef QMP_BIN_DIR
         std::string out;
-        CHECK(run({std::string(QMP_BIN_DIR) + "/qmpctl", "-t", "127.0.0.1:" + std::to_string(port), "exec",
+        CHECK(run({qmp_test::qmpctl(), "-t", "127.0.0.1:" + std::to_string(port), "exec",
                    "query-version"},
                   &out) == 0);
         CHECK(out.find("\"major\"") != std::string::npos);
-        CHECK(run({std::string(QMP_BIN_DIR) + "/qmpctl", "-t", "127.0.0.1:" + std::to_string(port), "--disk",
+        CHECK(run({qmp_test::qmpctl(), "-t", "127.0.0.1:" + std::to_string(port), "--disk",
                    "vda=vda-1-fmt", "threshold", "set", "vda[2]", "512K"},
                   &out) == 0);
         CHECK(out == "vda[2] storage node vda-0-file threshold 524288\n");  // the base: numbered top down

@@ -2,6 +2,7 @@
 // tls-creds-x509 (verify-peer=on: mutual TLS), certificates made here with
 // openssl. The client is basic_client over asio::ssl::stream<tcp::socket>:
 // the same driver as over unix sockets, the stream found by its transport.
+#include "../support/tool_paths.hpp"
 #include <support/tls_pki.hpp>
 
 #include <qmp/client/tls.hpp>
@@ -161,7 +162,7 @@ TEST_CASE("tls: qmpctl -t with --tls-ca, --tls-cert, --tls-key and --tls-name" *
     const auto b = qemu_builds().back();
     tls_daemon d(b, true);
     INFO(d.q->log());
-    const std::string qmpctl = std::string(QMP_BIN_DIR) + "/qmpctl";
+    const std::string qmpctl = qmp_test::qmpctl();
     const std::string where = "127.0.0.1:" + std::to_string(d.port);
     std::string out;
     CHECK(run({qmpctl, "-t", where, "--tls-ca", d.pki.ca_file, "--tls-cert", d.pki.client_cert, "--tls-key",
