@@ -1,6 +1,7 @@
 // Block graphs built from real QEMU 7.2 and 10.0: edges and roles, backends,
 // filters (user-added and the implicit ones of running jobs), the fallback
-// source, and drivers learned once.
+// source, and drivers learned once, only for nodes whose shape and
+// query-blockstats leave open whether they are filters.
 #include <support/qemu.hpp>
 
 #include <qmp/block/graph_query.hpp>
@@ -113,7 +114,12 @@ TEST_CASE("graph: a 64-deep chain" * doctest::test_suite("qemu")) {
         qmp::driver_cache cache;
         auto g = qmp::query_block_graph(v.cl, {}, &cache);
         CHECK(g.nodes.size() == 129);  // 128 nodes and the backend
-        CHECK(cache.refreshes == 1);
+        // Every node is settled without drivers: storage and overlays by
+        // shape, the base (only a `file` child) by the device's
+        // query-blockstats, which shows no filter there.
+        CHECK(cache.refreshes == 0);
+        for (std::size_t i = 0; i < g.nodes.size(); ++i) CHECK(g.filter_known(i).has_value());
+        CHECK(g.nodes[idx(g, "vda-0-fmt")].filter_seen == std::optional<bool>(false));
         auto chain = walk(g, idx(g, "vda-63-fmt"));
         REQUIRE(chain.size() == 64);
         CHECK(chain.front() == "vda-63-fmt");
@@ -121,9 +127,12 @@ TEST_CASE("graph: a 64-deep chain" * doctest::test_suite("qemu")) {
         auto* be = backend_with_root(g, "vda-63-fmt");
         REQUIRE(be);
         CHECK(be->qdev == "/machine/peripheral/virtio-disk0/virtio-backend");
-        // The drivers are known now; a second snapshot does not ask again.
+        // Details on request teach the cache the drivers; later snapshots show them.
+        g = qmp::query_block_graph(v.cl, qmp::graph_query_options{true}, &cache);
+        CHECK(cache.refreshes == 1);
         g = qmp::query_block_graph(v.cl, {}, &cache);
         CHECK(cache.refreshes == 1);
+        CHECK(!g.has_details);
         CHECK(g.nodes[idx(g, "vda-30-fmt")].driver == std::optional<std::string>("qcow2"));
     }
 }
@@ -159,7 +168,58 @@ TEST_CASE("graph: a throttle filter on top, a raw image without format layer, tw
             REQUIRE(b1);
             CHECK(b0->qdev == "/machine/peripheral/virtio-disk0/virtio-backend");
             CHECK(b1->qdev == "/machine/peripheral/virtio-disk1/virtio-backend");
-            if (with_cache) CHECK(g.nodes[idx(g, "vda-throttle")].driver == std::optional<std::string>("throttle"));
+            // query-blockstats shows the throttle node's child as its `parent`
+            // and its `backing`: a filter, no driver needed.
+            CHECK(g.nodes[idx(g, "vda-throttle")].filter_seen == std::optional<bool>(true));
+            CHECK(g.filter_known(idx(g, "vda-throttle")) == std::optional<bool>(true));
+            if (with_cache) CHECK(cache.refreshes == 0);
+        }
+    }
+}
+
+TEST_CASE("graph: drivers are asked for only where shape and blockstats leave a node open" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir files_dir;
+        auto a = make_chain(b, files_dir, "vda", 2);
+        {
+            // A storage daemon's export has no device, so query-blockstats
+            // says nothing of the base, whose only child is `file`: a format
+            // node or a filter over storage. Its driver is learned once.
+            temp_dir dir;
+            qemu_config cfg;
+            cfg.blockdevs = chain_blockdevs(a, "vda");
+            cfg.nbd_export_node = "vda-1-fmt";
+            qemu_instance q(b, dir, cfg);
+            qmp::sync_client cl;
+            cl.connect(q.qmp_endpoint());
+            qmp::driver_cache cache;
+            auto g = qmp::query_block_graph(cl, {}, &cache);
+            CHECK(!g.nodes[idx(g, "vda-0-fmt")].filter_seen);
+            CHECK(cache.refreshes == 1);
+            CHECK(g.nodes[idx(g, "vda-0-fmt")].driver == std::optional<std::string>("qcow2"));
+            CHECK(walk(g, idx(g, "vda-1-fmt")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
+            g = qmp::query_block_graph(cl, {}, &cache);
+            CHECK(cache.refreshes == 1);
+        }
+        {
+            // A preallocate filter between the base's format node and its
+            // file: the device's query-blockstats shows the filter, but the
+            // base now looks like a filter by its shape (its `file` child has
+            // a child) while blockstats shows none: the driver decides.
+            auto bd = chain_blockdevs(a, "vda");
+            bd[0] = R"({"driver":"file","node-name":"vda-0-store","filename":")" + a[0] + "\"}";
+            bd.insert(bd.begin() + 1, R"({"driver":"preallocate","node-name":"vda-0-file","file":"vda-0-store"})");
+            vm v(b, system_with(bd, {"-device", "virtio-blk-pci,drive=vda-1-fmt,id=virtio-disk0"}));
+            qmp::driver_cache cache;
+            auto g = qmp::query_block_graph(v.cl, {}, &cache);
+            CHECK(g.nodes[idx(g, "vda-0-file")].filter_seen == std::optional<bool>(true));
+            CHECK(g.nodes[idx(g, "vda-0-fmt")].filter_seen == std::optional<bool>(false));
+            CHECK(cache.refreshes == 1);
+            CHECK(!g.is_filter(idx(g, "vda-0-fmt")));
+            CHECK(g.is_filter(idx(g, "vda-0-file")));
+            CHECK(walk(g, idx(g, "vda-1-fmt")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
         }
     }
 }
@@ -180,7 +240,8 @@ TEST_CASE("graph: a legacy -drive with generated node names" * doctest::test_sui
         auto chain = walk(g, idx(g, root));
         REQUIRE(chain.size() == 2);
         for (auto& n : chain) CHECK(n.rfind("#block", 0) == 0);
-        CHECK(g.nodes[idx(g, chain[0])].driver == std::optional<std::string>("qcow2"));
+        CHECK(cache.refreshes == 0);
+        CHECK(g.filter_known(idx(g, chain[1])) == std::optional<bool>(false));
         auto file = g.child(idx(g, chain[1]), qmp::edge_role::file);
         REQUIRE(file);
         CHECK(g.nodes[*file].driver == std::optional<std::string>("file"));
@@ -225,7 +286,8 @@ TEST_CASE("graph: job filters while a block-commit and a blockdev-mirror run" * 
                     for (auto* e : g.children(i)) CHECK(e->role == qmp::edge_role::job);
                 }
             CHECK(job);
-            if (with_cache) CHECK(g.nodes[idx(g, "commit-filter")].driver == std::optional<std::string>("commit_top"));
+            CHECK(g.filter_known(idx(g, "commit-filter")) == std::optional<bool>(true));  // only `backing`
+            if (with_cache) CHECK(cache.refreshes == 0);
         }
         v.cl.execute(qmp::block_job_cancel{"commit0", true});
 
@@ -282,6 +344,58 @@ TEST_CASE("graph: the blockstats fallback when the graph command is unavailable"
     REQUIRE(g.backends.size() == 1);
     CHECK(g.backends[0].root_node == "vda-1-fmt");
     CHECK(walk(g, idx(g, "vda-1-fmt")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
+}
+
+TEST_CASE("graph: filter_known trusts blockstats' \"no filter\" only where the shape agrees" *
+          doctest::test_suite("qapi")) {
+    // thr -> top (file + backing) -> base -> base-file. A QEMU before 5.2
+    // reports no `backing` under a filter: thr then looks like no filter
+    // to blockstats but like one by its shape, and stays open.
+    qmp::graph_replies r;
+    r.graph = qmp::json::parse(R"({"nodes": [{"name": "vda", "type": "block-backend", "id": 1},
+        {"name": "thr", "type": "block-driver", "id": 2}, {"name": "top", "type": "block-driver", "id": 3},
+        {"name": "top-file", "type": "block-driver", "id": 4}, {"name": "base", "type": "block-driver", "id": 5},
+        {"name": "base-file", "type": "block-driver", "id": 6}],
+        "edges": [{"name": "root", "parent": 1, "child": 2, "perm": [], "shared-perm": []},
+                  {"name": "file", "parent": 2, "child": 3, "perm": [], "shared-perm": []},
+                  {"name": "file", "parent": 3, "child": 4, "perm": [], "shared-perm": []},
+                  {"name": "backing", "parent": 3, "child": 5, "perm": [], "shared-perm": []},
+                  {"name": "file", "parent": 5, "child": 6, "perm": [], "shared-perm": []}]})")
+                  .get<qmp::x_dbg_block_graph>();
+    auto stats = [](const std::string& body) {
+        return qmp::json::parse(R"([{"device": "vda", )" + body + "}]").get<std::vector<qmp::block_stats>>();
+    };
+    const std::string z = R"("stats": {"rd_bytes": 0, "wr_bytes": 0, "rd_operations": 0, "wr_operations": 0, "wr_highest_offset": 0})";
+    const std::string base = R"({"node-name": "base", )" + z + R"(, "parent": {"node-name": "base-file", )" + z + "}}";
+    const std::string top = R"({"node-name": "top", )" + z + R"(, "parent": {"node-name": "top-file", )" + z +
+                            R"(}, "backing": )" + base + "}";
+    SUBCASE("QEMU 5.2 on: the filter's child twice") {
+        r.backend_stats = stats(R"("node-name": "thr", )" + z + R"(, "parent": )" + top + R"(, "backing": )" + top);
+        auto g = qmp::build_block_graph(r);
+        CHECK(g.filter_known(idx(g, "thr")) == std::optional<bool>(true));
+        CHECK(g.filter_known(idx(g, "top")) == std::optional<bool>(false));        // file and backing
+        CHECK(g.filter_known(idx(g, "base")) == std::optional<bool>(false));       // blockstats, shape agrees
+        CHECK(g.filter_known(idx(g, "base-file")) == std::optional<bool>(false));  // no children
+        CHECK(!qmp::driver_cache{}.misses(g));
+    }
+    SUBCASE("before 5.2: no backing under the filter") {
+        r.backend_stats = stats(R"("node-name": "thr", )" + z + R"(, "parent": )" + top);
+        auto g = qmp::build_block_graph(r);
+        CHECK(g.nodes[idx(g, "thr")].filter_seen == std::optional<bool>(false));
+        CHECK(!g.filter_known(idx(g, "thr")));
+        CHECK(g.is_filter(idx(g, "thr")));  // the shape's guess
+        qmp::driver_cache cache;
+        CHECK(cache.misses(g));
+        cache.drivers["thr"] = "throttle";
+        CHECK(!cache.misses(g));
+    }
+    SUBCASE("no device: the base is open") {
+        r.backend_stats = std::vector<qmp::block_stats>{};
+        auto g = qmp::build_block_graph(r);
+        CHECK(!g.filter_known(idx(g, "base")));
+        CHECK(!g.filter_known(idx(g, "thr")));
+        CHECK(g.filter_known(idx(g, "top")) == std::optional<bool>(false));
+    }
 }
 
 TEST_CASE("graph: a device with an id and no drive name is one backend (the graph names it by its id)" *

@@ -73,6 +73,11 @@ struct graph_node {
     std::optional<std::string> driver;  ///< known from details, the driver cache, or blockstats
     std::optional<bool> read_only;
     std::optional<std::uint64_t> wr_highest_offset;  ///< from query-blockstats
+    /// What the per-device query-blockstats showed of the node: true when
+    /// it gave the node's one child as both its `parent` and its `backing`
+    /// (how QEMU reports a filter), false when it gave no `backing` or
+    /// another node there; absent for nodes of no device.
+    std::optional<bool> filter_seen;
     std::optional<node_details> details;
 };
 
@@ -140,34 +145,32 @@ public:
         return out;
     }
 
-    /// True when node `i` only passes requests on. Uses the driver when
-    /// known; otherwise the shape: a node whose only child is `backing`
-    /// (commit_top, mirror_top), or whose only child is `file` and that
-    /// child has children of its own (a format or filter node, not storage).
+    /// True when node `i` only passes requests on: filter_known(i) where
+    /// that decides; otherwise a guess from the shape: a node whose only
+    /// child is `file` and that child has children of its own.
     bool is_filter(std::size_t i) const {
+        if (auto known = filter_known(i)) return *known;
+        return shape_of(i).filter_guess();
+    }
+
+    /// Whether node `i` is a filter, where that is certain without asking
+    /// QEMU for its driver: its driver when known; a node without children
+    /// (storage), with both `file` and `backing` or `file` and `data-file`
+    /// (a format node), or with only `backing` (a job's filter) by its
+    /// shape; query-blockstats' report (filter_seen) for the rest, a "no"
+    /// only where the shape agrees (a QEMU before 5.2 reports no `backing`
+    /// under a filter). nullopt: only the driver can tell.
+    std::optional<bool> filter_known(std::size_t i) const {
         const graph_node& n = nodes[i];
         if (n.kind != node_kind::driver) return false;
         if (n.driver) return is_filter_driver(*n.driver);
-        bool has_file = false, has_backing = false, has_other = false;
-        std::size_t file_child = 0;
-        for (const auto& e : edges) {
-            if (e.parent != i) continue;
-            if (e.role == edge_role::file) {
-                has_file = true;
-                file_child = e.child;
-            } else if (e.role == edge_role::backing) {
-                has_backing = true;
-            } else {
-                has_other = true;
-            }
-        }
-        if (has_other) return false;
-        if (has_backing && !has_file) return true;
-        if (has_file && !has_backing) {
-            for (const auto& e : edges)
-                if (e.parent == file_child && e.role != edge_role::job) return true;
-        }
-        return false;
+        const node_shape s = shape_of(i);
+        if (!s.file && !s.backing && !s.data_file && !s.other) return false;
+        if (s.file && (s.backing || s.data_file)) return false;
+        if (s.backing && !s.file && !s.data_file && !s.other) return true;
+        if (n.filter_seen && *n.filter_seen) return true;
+        if (n.filter_seen && !s.filter_guess()) return false;
+        return std::nullopt;
     }
 
     /// Follows filters down from node `i` to the first non-filter node.
@@ -189,6 +192,36 @@ public:
     }
 
 private:
+    struct node_shape {
+        bool file = false, backing = false, data_file = false, other = false;
+        bool file_child_has_children = false;
+        bool filter_guess() const {
+            if (other || data_file) return false;
+            if (backing) return !file;
+            return file && file_child_has_children;
+        }
+    };
+    node_shape shape_of(std::size_t i) const {
+        node_shape s;
+        std::optional<std::size_t> file_child;
+        for (const auto& e : edges) {
+            if (e.parent != i) continue;
+            switch (e.role) {
+            case edge_role::file:
+                s.file = true;
+                file_child = e.child;
+                break;
+            case edge_role::backing: s.backing = true; break;
+            case edge_role::data_file: s.data_file = true; break;
+            default: s.other = true; break;
+            }
+        }
+        if (file_child)
+            for (const auto& e : edges)
+                if (e.parent == *file_child && e.role != edge_role::job) s.file_child_has_children = true;
+        return s;
+    }
+
     std::unordered_map<std::string, std::size_t> by_name_;
 };
 
@@ -201,6 +234,13 @@ inline std::size_t add_node(block_graph& g, std::string name, node_kind kind, st
     n.id = id;
     g.nodes.push_back(std::move(n));
     return g.nodes.size() - 1;
+}
+
+// QEMU (5.2 on) reports a filter's filtered child as its `backing` too: a
+// throttle node shows the same node under `parent` and `backing`.
+inline bool shows_filter(const block_stats& s) {
+    return s.parent && s.backing && s.parent->node_name && s.backing->node_name && !s.parent->node_name->empty() &&
+           *s.parent->node_name == *s.backing->node_name;
 }
 
 // Fallback: one chain per device from query-blockstats (`backing` and
@@ -217,13 +257,21 @@ inline std::size_t add_stats_chain(block_graph& g, const block_stats& s) {
     g.nodes[idx].wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
     if (s.driver) g.nodes[idx].driver = s.driver;
     if (s.parent) g.edges.push_back({idx, add_stats_chain(g, *s.parent), "file", edge_role::file});
-    // QEMU reports a filter's filtered child as its `backing` too (a throttle
-    // node shows the same node under `parent` and `backing`): one edge only.
-    const bool filtered_twice = s.parent && s.backing && s.parent->node_name && s.backing->node_name &&
-                                !s.parent->node_name->empty() && *s.parent->node_name == *s.backing->node_name;
-    if (s.backing && !filtered_twice)
+    if (s.backing && !shows_filter(s))
         g.edges.push_back({idx, add_stats_chain(g, *s.backing), "backing", edge_role::backing});
     return idx;
+}
+
+// What a device's query-blockstats tree says of each named node in it
+// (graph_node::filter_seen).
+inline void note_filters(block_graph& g, const block_stats& s) {
+    if (s.node_name && !s.node_name->empty())
+        if (auto i = g.index_of(*s.node_name)) {
+            auto& seen = g.nodes[*i].filter_seen;
+            seen = shows_filter(s) || (seen && *seen);
+        }
+    if (s.parent) note_filters(g, *s.parent);
+    if (s.backing) note_filters(g, *s.backing);
 }
 
 }  // namespace detail
@@ -265,6 +313,9 @@ inline block_graph build_block_graph(const graph_replies& r,
             g.nodes[*i].wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
             if (s.driver) g.nodes[*i].driver = s.driver;
         }
+
+    if (r.backend_stats)
+        for (const auto& s : *r.backend_stats) detail::note_filters(g, s);
 
     // Backends: device name, qdev and root node from query-blockstats; in
     // the graph-command case, backends without a device (NBD exports of a

@@ -2,11 +2,16 @@
 // client with a typed async_execute (basic_client, or anything shaped like
 // it): x-debug-query-block-graph (structure and roles, 4-5 ms on 256 nodes),
 // query-blockstats with and without query-nodes (write high-water marks,
-// backends; 9-15 ms). The expensive query-named-block-nodes (1.2-2 s on a
-// 128-deep chain) runs only when details are asked for, or when a
-// driver_cache meets node names it has not seen: QEMU has no cheap query
-// that names a node's driver, and the driver is what tells a filter from a
-// format node in every case, so it is learned once per node and kept.
+// backends; 9-15 ms). The expensive query-named-block-nodes (30 ms on a
+// 128-deep chain, 650 ms when its images name their backing files
+// relatively, as oVirt's do) runs only when details are asked for, or when
+// a driver_cache meets a node that is a filter or not by its driver only.
+// QEMU has no cheap query that names a format node's driver, but most
+// nodes need none: the graph's shape settles storage, format nodes with a
+// backing file and job filters, and the per-device query-blockstats shows
+// each filter of a device's tree (block_graph::filter_known). The rest (a
+// base image's format node outside any device, a filter over storage)
+// have their drivers learned once and kept.
 //
 // Which of these a QEMU has is read from the QEMU itself (query-commands,
 // 6 KB, under a millisecond), once per connection when a driver_cache is
@@ -89,10 +94,15 @@ struct driver_cache {
     std::uint64_t offers_connection = 0;       ///< the client's stats().connections then
     std::uint64_t probes = 0;                  ///< how often the offers were probed
 
-    /// True when some driver node of `g` has no known driver.
+    /// True when some driver node of `g` is a filter or not by its driver
+    /// only (block_graph::filter_known), and that driver is not known.
     bool misses(const block_graph& g) const {
-        for (const auto& n : g.nodes)
-            if (n.kind == node_kind::driver && !n.driver && !n.name.empty() && !drivers.count(n.name)) return true;
+        for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+            const auto& n = g.nodes[i];
+            if (n.kind == node_kind::driver && !n.driver && !n.name.empty() && !drivers.count(n.name) &&
+                !g.filter_known(i))
+                return true;
+        }
         return false;
     }
     void learn(const std::vector<block_device_info>& details) {
