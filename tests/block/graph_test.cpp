@@ -127,6 +127,24 @@ TEST_CASE("graph: a 64-deep chain" * doctest::test_suite("qemu")) {
         auto* be = backend_with_root(g, "vda-63-fmt");
         REQUIRE(be);
         CHECK(be->qdev == "/machine/peripheral/virtio-disk0/virtio-backend");
+        // The high-water marks come from the device's query-blockstats tree
+        // (no per-node query: every node is in it), the node's own at the top.
+        auto hmp = v.cl.execute("human-monitor-command",
+                                {{"command-line", "qemu-io -d /machine/peripheral/virtio-disk0/virtio-backend \"write 0 64k\""}});
+        INFO(hmp.dump());
+        g = qmp::query_block_graph(v.cl, {}, &cache);
+        auto per_node = v.cl.execute(qmp::query_blockstats{true});
+        int compared = 0;
+        for (const auto& s : per_node) {
+            if (!s.node_name || !g.index_of(*s.node_name)) continue;
+            CHECK(g.nodes[idx(g, *s.node_name)].wr_highest_offset ==
+                  std::optional<std::uint64_t>(static_cast<std::uint64_t>(s.stats.wr_highest_offset)));
+            ++compared;
+        }
+        CHECK(compared == 128);
+        CHECK(g.nodes[idx(g, "vda-63-fmt")].wr_highest_offset == std::optional<std::uint64_t>(65536));
+        CHECK(*g.nodes[idx(g, "vda-63-file")].wr_highest_offset > 65536u);
+        CHECK(g.nodes[idx(g, "vda-63-file")].driver == std::optional<std::string>("file"));
         // Details on request teach the cache the drivers; later snapshots show them.
         g = qmp::query_block_graph(v.cl, qmp::graph_query_options{true}, &cache);
         CHECK(cache.refreshes == 1);

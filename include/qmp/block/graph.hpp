@@ -102,7 +102,7 @@ enum class graph_source {
 /// The replies a graph is built from. Absent members were not queried.
 struct graph_replies {
     std::optional<x_dbg_block_graph> graph;
-    std::optional<std::vector<block_stats>> node_stats;     ///< query-blockstats {"query-nodes": true}
+    std::optional<std::vector<block_stats>> node_stats;     ///< query-blockstats {"query-nodes": true}; asked for nodes of no device
     std::optional<std::vector<block_stats>> backend_stats;  ///< query-blockstats
     std::optional<std::vector<block_device_info>> details;  ///< query-named-block-nodes {"flat": true}
 };
@@ -262,16 +262,20 @@ inline std::size_t add_stats_chain(block_graph& g, const block_stats& s) {
     return idx;
 }
 
-// What a device's query-blockstats tree says of each named node in it
-// (graph_node::filter_seen).
-inline void note_filters(block_graph& g, const block_stats& s) {
+// What a device's query-blockstats tree says of each named node in it:
+// whether it is a filter (graph_node::filter_seen), its high-water mark
+// (the node's own, also at the top, where the other counters are the
+// device's), the storage driver.
+inline void note_device_tree(block_graph& g, const block_stats& s) {
     if (s.node_name && !s.node_name->empty())
         if (auto i = g.index_of(*s.node_name)) {
-            auto& seen = g.nodes[*i].filter_seen;
-            seen = shows_filter(s) || (seen && *seen);
+            graph_node& n = g.nodes[*i];
+            n.filter_seen = shows_filter(s) || (n.filter_seen && *n.filter_seen);
+            n.wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
+            if (s.driver) n.driver = s.driver;
         }
-    if (s.parent) note_filters(g, *s.parent);
-    if (s.backing) note_filters(g, *s.backing);
+    if (s.parent) note_device_tree(g, *s.parent);
+    if (s.backing) note_device_tree(g, *s.backing);
 }
 
 }  // namespace detail
@@ -305,6 +309,8 @@ inline block_graph build_block_graph(const graph_replies& r,
         g.reindex();
     }
 
+    if (r.backend_stats)
+        for (const auto& s : *r.backend_stats) detail::note_device_tree(g, s);
     if (r.node_stats)
         for (const auto& s : *r.node_stats) {
             if (!s.node_name) continue;
@@ -313,9 +319,6 @@ inline block_graph build_block_graph(const graph_replies& r,
             g.nodes[*i].wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
             if (s.driver) g.nodes[*i].driver = s.driver;
         }
-
-    if (r.backend_stats)
-        for (const auto& s : *r.backend_stats) detail::note_filters(g, s);
 
     // Backends: device name, qdev and root node from query-blockstats; in
     // the graph-command case, backends without a device (NBD exports of a
