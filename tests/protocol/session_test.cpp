@@ -160,13 +160,20 @@ TEST_CASE("session: replies by id in any order, unknown ids counted, an id-less 
     auto a = p.submit("a"), b = p.submit("b"), c = p.submit("c");
     auto reqs = p.written();
     REQUIRE(reqs.size() == 3);
-    CHECK(reqs[0]["id"] == "qmp#" + std::to_string(a));
+    // Ids on the wire are the smallest free numbers, not the request ids.
+    CHECK(reqs[0]["id"] == 0);
+    CHECK(reqs[1]["id"] == 1);
+    CHECK(reqs[2]["id"] == 2);
+    // Not ours, though each names a tag in use, or looks like one.
+    for (const char* id : {R"("0")", "-0", "1.0", "1e0", "12345", "4294967296", R"({"x": 1})", "null"})
+        p.feed(std::string(R"({"return": 9, "id": )") + id + "}\r\n");
+    CHECK(p.s.stats().unknown_ids == 8);
+    CHECK(p.r.replies.empty());
     p.answer(reqs[2], "3");
     p.answer(reqs[0], "1");
-    p.feed(R"({"return": 9, "id": "qmp#12345"})" "\r\n");
-    p.feed(R"({"return": 9, "id": {"x": 1}})" "\r\n");
+    p.feed(R"({"return": 9, "id": 0})" "\r\n");  // answered already
     p.feed(R"({"return": 9})" "\r\n");
-    CHECK(p.s.stats().unknown_ids == 3);
+    CHECK(p.s.stats().unknown_ids == 10);
     REQUIRE(p.r.replies.size() == 2);
     CHECK(p.r.replies[0].id == c);
     CHECK(p.r.replies[0].value == "3");
@@ -253,18 +260,62 @@ TEST_CASE("session: a command with descriptors waits for the previous one's repl
 TEST_CASE("session: an abandoned command is never sent, or its late reply is consumed" * doctest::test_suite("protocol")) {
     peer p;
     p.negotiate(true);
-    for (int i = 0; i < 8; ++i) p.submit("fill");
+    std::uint64_t sent_ids_first = 0;
+    for (int i = 0; i < 8; ++i) {
+        auto id = p.submit("fill");
+        if (i == 0) sent_ids_first = id;
+    }
     auto queued = p.submit("queued");
     p.s.abandon(queued);  // held back by the cap: dropped
     auto sent = p.written();
     CHECK(sent.size() == 8);
-    p.s.abandon(1);  // the first: sent already
+    p.s.abandon(sent_ids_first);  // the first: sent already
     p.answer(sent[0], "\"late\"");
     CHECK(p.s.stats().late_replies == 1);
     CHECK(p.r.replies.empty());
     for (std::size_t i = 1; i < 8; ++i) p.answer(sent[i], "0");
     CHECK(p.written().empty());  // "queued" never goes out
     CHECK(p.s.pending() == 0);
+}
+
+TEST_CASE("session: a wire id is free again only when its reply arrived, late or not" *
+          doctest::test_suite("protocol")) {
+    peer p;
+    p.negotiate(false);
+    auto a = p.submit("a"), b = p.submit("b");
+    auto first = p.written();
+    REQUIRE(first.size() == 2);
+    p.s.abandon(a);  // sent: its id 0 stays taken
+    auto c = p.submit("c");
+    auto second = p.written();
+    REQUIRE(second.size() == 1);
+    CHECK(second[0]["id"] == 2);
+    p.answer(first[0], "\"late\"");  // a's late reply: consumed, frees 0
+    CHECK(p.s.stats().late_replies == 1);
+    CHECK(p.r.replies.empty());
+    p.answer(first[1], "\"b\"");
+    auto d = p.submit("d"), e = p.submit("e");
+    auto third = p.written();
+    REQUIRE(third.size() == 2);
+    CHECK(third[0]["id"] == 0);
+    CHECK(third[1]["id"] == 1);
+    p.answer(third[1], "\"e\"");
+    p.answer(second[0], "\"c\"");
+    p.answer(third[0], "\"d\"");
+    REQUIRE(p.r.replies.size() == 4);
+    CHECK(p.r.replies[0].id == b);
+    CHECK(p.r.replies[0].value == "\"b\"");
+    CHECK(p.r.replies[1].id == e);
+    CHECK(p.r.replies[2].id == c);
+    CHECK(p.r.replies[3].id == d);
+    CHECK(p.r.replies[3].value == "\"d\"");
+    // A new connection starts from 0 again.
+    p.s.close(qmp::error::connection_closed, {}, p.r);
+    p.negotiate(false);
+    p.submit("f");
+    auto fourth = p.written();
+    REQUIRE(fourth.size() == 1);
+    CHECK(fourth[0]["id"] == 0);
 }
 
 TEST_CASE("session: writes coalesce, except into the chunk being written" * doctest::test_suite("protocol")) {

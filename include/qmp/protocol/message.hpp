@@ -103,7 +103,7 @@ struct message {
     struct greeting greeting;  ///< greeting only
     struct event event;        ///< event only
 
-    /// The id as a string when it is one (our ids always are).
+    /// The id as a string when it is one (the negotiation's id is).
     bool id_string(std::string& out) const {
         json_reader r(id);
         if (r.next() != json_token::string) return false;

@@ -16,12 +16,16 @@
 #include <qmp/protocol/message.hpp>
 #include <qmp/protocol/session_types.hpp>
 
+#include <charconv>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
+#include <vector>
 
 namespace qmp {
 
@@ -41,6 +45,7 @@ public:
         pending_.clear();
         waiting_.clear();
         out_.clear();
+        clear_tags();
         writing_ = false;
         inband_in_flight_ = 0;
         fds_in_flight_ = false;
@@ -135,6 +140,7 @@ public:
         out_.clear();
         writing_ = false;
         waiting_.clear();
+        clear_tags();
         trace(trace_kind::state, "closed");
         auto pending = std::move(pending_);
         pending_.clear();
@@ -180,7 +186,8 @@ private:
         bool fds = false;
         bool sent = false;
         bool abandoned = false;
-        std::string wire;  // until sent
+        std::uint32_t tag = 0;  // the id on the wire, once sent
+        std::string wire;       // until sent; without its id and closing brace
     };
     struct out_chunk {
         std::string bytes;
@@ -218,10 +225,6 @@ private:
             e.wire += ",\"arguments\":";
             e.wire += arguments;
         }
-        e.wire += ",\"id\":\"qmp#";
-        e.wire += std::to_string(id);
-        e.wire += "\"}";
-        trace(trace_kind::sent, e.wire);
         const bool hold = !o.oob && (!waiting_.empty() || held_back(e));
         auto& slot = pending_.emplace(id, std::move(e)).first->second;
         if (hold)
@@ -240,13 +243,50 @@ private:
         return e.fds && fds_in_flight_;
     }
 
+    // The id on the wire is a tag, not the request's id: the smallest
+    // number no sent command of this session still holds. QEMU's monitor
+    // reads its input one byte per system call and main-loop turn, so a
+    // command costs QEMU time in proportion to its length (about 8 us per
+    // byte on this project's test machine); one or two digits instead of a
+    // growing string id is most of what separated this client's round trips
+    // from a raw socket's (docs/performance.md). A tag is free again only
+    // when its reply has arrived, so a late reply to an abandoned command
+    // can never be taken for a newer one's.
     void transmit(std::uint64_t id, entry& e) {
         e.sent = true;
         if (!e.oob) ++inband_in_flight_;
         if (e.fds) fds_in_flight_ = true;
         ++stats_.commands_sent;
+        e.tag = take_tag(id);
+        char digits[16];
+        const auto end = std::to_chars(digits, digits + sizeof(digits), e.tag).ptr;
+        e.wire += ",\"id\":";
+        e.wire.append(digits, end);
+        e.wire += '}';
+        trace(trace_kind::sent, e.wire);
         write(e.wire, e.fds ? id : 0);
         std::string().swap(e.wire);
+    }
+
+    std::uint32_t take_tag(std::uint64_t id) {
+        std::uint32_t t;
+        if (!free_tags_.empty()) {
+            t = free_tags_.top();
+            free_tags_.pop();
+        } else {
+            t = static_cast<std::uint32_t>(tag_owner_.size());
+            tag_owner_.push_back(0);
+        }
+        tag_owner_[t] = id;
+        return t;
+    }
+    void release_tag(std::uint32_t t) {
+        tag_owner_[t] = 0;
+        free_tags_.push(t);
+    }
+    void clear_tags() {
+        tag_owner_.clear();
+        free_tags_ = {};
     }
 
     void pump_waiting() {
@@ -292,26 +332,19 @@ private:
         out += '"';
     }
 
-    // Our ids are "qmp#N": N names the request.
-    static std::uint64_t our_id(const message& m) {
+    // The request whose tag the reply's id is, or 0. QEMU echoes the id's
+    // JSON text as we wrote it: plain decimal digits, no sign, no leading
+    // zero, no exponent; anything else is not ours.
+    std::uint64_t our_id(const message& m) const {
         if (!m.has_id) return 0;
-        json_reader r(m.id);
-        if (r.next() != json_token::string || r.escaped()) {
-            std::string s;
-            if (r.current() != json_token::string) return 0;
-            r.string_value(s);
-            return parse_id(s);
-        }
-        return parse_id(r.raw());
-    }
-    static std::uint64_t parse_id(std::string_view s) {
-        if (s.substr(0, 4) != "qmp#" || s.size() == 4 || s.size() > 24) return 0;
-        std::uint64_t n = 0;
-        for (char c : s.substr(4)) {
+        const std::string_view s = m.id;
+        if (s.empty() || s.size() > 9 || (s.size() > 1 && s[0] == '0')) return 0;
+        std::uint32_t t = 0;
+        for (char c : s) {
             if (c < '0' || c > '9') return 0;
-            n = n * 10 + static_cast<std::uint64_t>(c - '0');
+            t = t * 10 + static_cast<std::uint32_t>(c - '0');
         }
-        return n;
+        return t < tag_owner_.size() ? tag_owner_[t] : 0;
     }
 
     void handle(std::string_view text, session_handler& h) {
@@ -350,6 +383,7 @@ private:
         }
         entry e = std::move(it->second);
         pending_.erase(it);
+        release_tag(e.tag);
         if (!e.oob && inband_in_flight_ > 0) --inband_in_flight_;
         if (e.fds) fds_in_flight_ = false;
         if (e.abandoned) {
@@ -396,6 +430,8 @@ private:
     std::unordered_map<std::uint64_t, entry> pending_;
     std::deque<std::uint64_t> waiting_;  // held back, in order
     std::deque<out_chunk> out_;
+    std::vector<std::uint64_t> tag_owner_;  // tag -> request id (0: free)
+    std::priority_queue<std::uint32_t, std::vector<std::uint32_t>, std::greater<>> free_tags_;
     bool writing_ = false;
     std::size_t inband_in_flight_ = 0;
     bool fds_in_flight_ = false;

@@ -17,17 +17,13 @@ namespace qmp {
 /// What a trace hook is told about.
 enum class trace_kind {
     received,  ///< one complete message from the server, as received
-    sent,      ///< one message queued for the server, as it will be sent
+    sent,      ///< one message put in the write queue, exactly as it will be sent (a held-back command when it leaves the hold)
     state,     ///< a state change ("connecting", "ready", "closed: ...")
 };
 
 /// Called where the session runs (the client's executor). Unset (the
 /// default) costs one branch: nothing is formatted for a hook that is not there.
 using trace_hook = std::function<void(trace_kind, std::string_view)>;
-
-/// Every id this library sends starts with this prefix ("qmp#N"); replies
-/// with other ids never match.
-inline constexpr std::string_view id_prefix = "qmp#";
 
 /// QEMU's monitor reads at most this many descriptors with one message.
 inline constexpr std::size_t max_fds_per_request = 16;
