@@ -318,6 +318,33 @@ TEST_CASE("session: a wire id is free again only when its reply arrived, late or
     CHECK(fourth[0]["id"] == 0);
 }
 
+TEST_CASE("wire_ids: smallest free number, owners by the id's exact text" * doctest::test_suite("protocol")) {
+    qmp::wire_ids ids;
+    CHECK(ids.take(7) == 0);
+    CHECK(ids.take(8) == 1);
+    CHECK(ids.take(9) == 2);
+    CHECK(ids.held() == 3);
+    ids.release(1);
+    ids.release(1);  // twice: still one free number
+    ids.release(42);  // never taken: ignored
+    CHECK(ids.held() == 2);
+    CHECK(ids.owner("1") == 0);
+    CHECK(ids.take(10) == 1);
+    CHECK(ids.take(11) == 3);
+    CHECK(ids.owner("0") == 7);
+    CHECK(ids.owner("1") == 10);
+    CHECK(ids.owner("3") == 11);
+    for (const char* other : {"", "4", "01", "-1", "1.0", "1e0", "\"1\"", " 1", "9999999999", "4294967297"})
+        CHECK(ids.owner(other) == 0);
+    std::string text = "{\"execute\":\"x\"";
+    qmp::wire_ids::append_id(text, 123);
+    CHECK(text == "{\"execute\":\"x\",\"id\":123}");
+    ids.clear();
+    CHECK(ids.held() == 0);
+    CHECK(ids.owner("0") == 0);
+    CHECK(ids.take(5) == 0);
+}
+
 TEST_CASE("session: writes coalesce, except into the chunk being written" * doctest::test_suite("protocol")) {
     peer p;
     p.negotiate(false);

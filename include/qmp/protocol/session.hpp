@@ -15,17 +15,14 @@
 #include <qmp/protocol/handshake.hpp>
 #include <qmp/protocol/message.hpp>
 #include <qmp/protocol/session_types.hpp>
+#include <qmp/protocol/wire_ids.hpp>
 
-#include <charconv>
 #include <cstdint>
 #include <deque>
-#include <functional>
-#include <queue>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
-#include <vector>
 
 namespace qmp {
 
@@ -45,7 +42,7 @@ public:
         pending_.clear();
         waiting_.clear();
         out_.clear();
-        clear_tags();
+        ids_.clear();
         writing_ = false;
         inband_in_flight_ = 0;
         fds_in_flight_ = false;
@@ -140,7 +137,7 @@ public:
         out_.clear();
         writing_ = false;
         waiting_.clear();
-        clear_tags();
+        ids_.clear();
         trace(trace_kind::state, "closed");
         auto pending = std::move(pending_);
         pending_.clear();
@@ -243,50 +240,17 @@ private:
         return e.fds && fds_in_flight_;
     }
 
-    // The id on the wire is a tag, not the request's id: the smallest
-    // number no sent command of this session still holds. QEMU's monitor
-    // reads its input one byte per system call and main-loop turn, so a
-    // command costs QEMU time in proportion to its length (about 8 us per
-    // byte on this project's test machine); one or two digits instead of a
-    // growing string id is most of what separated this client's round trips
-    // from a raw socket's (docs/performance.md). A tag is free again only
-    // when its reply has arrived, so a late reply to an abandoned command
-    // can never be taken for a newer one's.
+    // The id goes on last: the smallest free number (wire_ids.hpp).
     void transmit(std::uint64_t id, entry& e) {
         e.sent = true;
         if (!e.oob) ++inband_in_flight_;
         if (e.fds) fds_in_flight_ = true;
         ++stats_.commands_sent;
-        e.tag = take_tag(id);
-        char digits[16];
-        const auto end = std::to_chars(digits, digits + sizeof(digits), e.tag).ptr;
-        e.wire += ",\"id\":";
-        e.wire.append(digits, end);
-        e.wire += '}';
+        e.tag = ids_.take(id);
+        wire_ids::append_id(e.wire, e.tag);
         trace(trace_kind::sent, e.wire);
         write(e.wire, e.fds ? id : 0);
         std::string().swap(e.wire);
-    }
-
-    std::uint32_t take_tag(std::uint64_t id) {
-        std::uint32_t t;
-        if (!free_tags_.empty()) {
-            t = free_tags_.top();
-            free_tags_.pop();
-        } else {
-            t = static_cast<std::uint32_t>(tag_owner_.size());
-            tag_owner_.push_back(0);
-        }
-        tag_owner_[t] = id;
-        return t;
-    }
-    void release_tag(std::uint32_t t) {
-        tag_owner_[t] = 0;
-        free_tags_.push(t);
-    }
-    void clear_tags() {
-        tag_owner_.clear();
-        free_tags_ = {};
     }
 
     void pump_waiting() {
@@ -332,20 +296,7 @@ private:
         out += '"';
     }
 
-    // The request whose tag the reply's id is, or 0. QEMU echoes the id's
-    // JSON text as we wrote it: plain decimal digits, no sign, no leading
-    // zero, no exponent; anything else is not ours.
-    std::uint64_t our_id(const message& m) const {
-        if (!m.has_id) return 0;
-        const std::string_view s = m.id;
-        if (s.empty() || s.size() > 9 || (s.size() > 1 && s[0] == '0')) return 0;
-        std::uint32_t t = 0;
-        for (char c : s) {
-            if (c < '0' || c > '9') return 0;
-            t = t * 10 + static_cast<std::uint32_t>(c - '0');
-        }
-        return t < tag_owner_.size() ? tag_owner_[t] : 0;
-    }
+    std::uint64_t our_id(const message& m) const { return m.has_id ? ids_.owner(m.id) : 0; }
 
     void handle(std::string_view text, session_handler& h) {
         ++stats_.messages_received;
@@ -383,7 +334,7 @@ private:
         }
         entry e = std::move(it->second);
         pending_.erase(it);
-        release_tag(e.tag);
+        ids_.release(e.tag);
         if (!e.oob && inband_in_flight_ > 0) --inband_in_flight_;
         if (e.fds) fds_in_flight_ = false;
         if (e.abandoned) {
@@ -430,8 +381,7 @@ private:
     std::unordered_map<std::uint64_t, entry> pending_;
     std::deque<std::uint64_t> waiting_;  // held back, in order
     std::deque<out_chunk> out_;
-    std::vector<std::uint64_t> tag_owner_;  // tag -> request id (0: free)
-    std::priority_queue<std::uint32_t, std::vector<std::uint32_t>, std::greater<>> free_tags_;
+    wire_ids ids_;
     bool writing_ = false;
     std::size_t inband_in_flight_ = 0;
     bool fds_in_flight_ = false;
