@@ -103,7 +103,7 @@ void bench(const qmp_support::qemu_build& b, std::size_t n, std::optional<int> a
         for (auto& v : vms) {
             v.client = std::make_unique<qmp::unix_client>(io);
             qmp::threshold_service_options o;
-            o.catalog.entries["vda"] = v.name + "-1-fmt";
+            o.tracker.catalog.entries["vda"] = v.name + "-1-fmt";
             v.service = std::make_unique<qmp::threshold_service>(*v.client, o);
             v.client->async_connect(v.q->qmp_endpoint(), [&, &v = v](std::error_code ec) {
                 if (!ec) v.service->on_connected();

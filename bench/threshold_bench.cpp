@@ -37,8 +37,8 @@ void bench(const qmp_support::qemu_build& b, int rounds, qmp_support::chain_layo
               << " backing names, 128 armed elements:";
     for (bool verify : {false, true}) {
         qmp::threshold_manager_options o;
-        o.catalog.entries["vda"] = root;
-        o.verify_uncrossed = verify;
+        o.tracker.catalog.entries["vda"] = root;
+        o.tracker.verify_uncrossed = verify;
         o.client.command_timeout = std::chrono::minutes(2);
         qmp::threshold_manager m(q.qmp_endpoint(), o);
         m.connect();

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
             // The service on the same client: it asks for the events it
             // needs; everything else stays the application's.
             qmp::threshold_service_options o;
-            o.catalog.entries["disk"] = "disk-1-fmt";
+            o.tracker.catalog.entries["disk"] = "disk-1-fmt";
             qmp::threshold_service service(client, o);
             service.on_connected();
             const auto spec = qmp::threshold_spec::bytes(1 << 20);

@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
         vm.qemu = std::make_unique<qmp_support::qemu_instance>(qemu, dir, cfg, vm.name);
         vm.client = std::make_unique<qmp::unix_client>(io);
         qmp::threshold_service_options o;
-        o.catalog.entries["vda"] = vm.name + "-0-fmt";  // a disk is named by its device (or root node)
+        o.tracker.catalog.entries["vda"] = vm.name + "-0-fmt";  // a disk is named by its device (or root node)
         vm.service = std::make_unique<qmp::threshold_service>(*vm.client, o);
         auto ep = asio::local::stream_protocol::endpoint(vm.qemu->qmp_path());
         vm.rec = std::make_unique<reconnector>(

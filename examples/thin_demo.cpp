@@ -117,7 +117,7 @@ struct demo {
 
         client = std::make_unique<qmp::unix_client>(ioc);
         qmp::threshold_service_options o;
-        o.catalog.entries["vda"] = "virtio-disk0";
+        o.tracker.catalog.entries["vda"] = "virtio-disk0";
         o.on_connection = [this](bool up, std::error_code why) {
             say(up ? "  agent: connected, resyncing" : "  agent: connection lost (" + why.message() + ")");
         };
@@ -216,7 +216,7 @@ struct demo {
         say("  event " + std::string(qmp::to_string(e.how)) + ": " + e.where.indexed() + (e.active ? " (active)" : "") +
             " " + qmp::to_string(e.node_layer) + " node " + e.node + " crossed " + std::to_string(e.threshold) +
             " by " + std::to_string(e.amount_exceeded));
-        if (!extending || !e.armed_by_manager) return;
+        if (!extending || !e.tracked) return;
         std::error_code ec;
         auto el = service->chains().resolve(e.where, ec);
         if (!el) return say("  event for " + e.where.indexed() + " does not resolve: " + ec.message());

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
 
         {  // The threshold manager over the same kind of connection.
             qmp::threshold_manager_options o;
-            o.catalog.entries["vda"] = "vda-1-fmt";
+            o.service.tracker.catalog.entries["vda"] = "vda-1-fmt";
             qmp::basic_threshold_manager<qmp::tls_stream> m(ep, o, tls);
             m.connect();
             m.arm("vda[2]", qmp::threshold_spec::bytes(1 << 20));  // the base image

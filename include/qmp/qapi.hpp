@@ -5,4 +5,5 @@
 #include <qmp/qapi/blockdev.hpp>
 #include <qmp/qapi/events.hpp>
 #include <qmp/qapi/fd.hpp>
+#include <qmp/qapi/run_state.hpp>
 #include <qmp/qapi/schema.hpp>

@@ -259,13 +259,16 @@ TEST_CASE("tokens: connecting to a socket nobody listens on is an error, not a h
     // With retries: it keeps trying until the time is up, then says why.
     ctx.restart();
     auto t0 = std::chrono::steady_clock::now();
-    qmp::connect_retry retry;
-    retry.total = 300ms;
+    const qmp::backoff retry{20ms, 500ms, 0.0, 300ms};
     e.clear();
-    client.async_connect(asio::local::stream_protocol::endpoint(dir.file("none.sock")), retry,
+    qmp::diagnostics why;
+    client.async_connect(asio::local::stream_protocol::endpoint(dir.file("none.sock")), retry, why,
                          [&](std::error_code ec) { e = ec; });
     ctx.run();
     CHECK(e);
     CHECK(std::chrono::steady_clock::now() - t0 >= 100ms);  // backoff 20, 40, 80 ms: it waited
     CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+    // It says how many attempts it made, over how long, and the last one's reason.
+    CHECK(why.message.find("4 attempt(s) over ") == 0);
+    CHECK(why.message.find("No such file or directory") != std::string::npos);
 }

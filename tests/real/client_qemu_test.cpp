@@ -177,7 +177,7 @@ TEST_CASE("qemu: a TCP monitor on loopback, with tcp_client, tcp_threshold_manag
 #endif
         // The threshold manager over TCP: arm the top, write, get it back by name.
         qmp::threshold_manager_options o;
-        o.catalog.entries["vda"] = "vda-1-fmt";
+        o.service.tracker.catalog.entries["vda"] = "vda-1-fmt";
         qmp::tcp_threshold_manager m(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), o);
         m.connect();
         m.arm("vda", qmp::threshold_spec::bytes(1u << 20));

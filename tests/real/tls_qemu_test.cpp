@@ -147,7 +147,7 @@ TEST_CASE("tls: the threshold manager over TLS arms vda[2] and reports it" * doc
     auto ctx = qmp::tls_context({d.pki.ca_file, "", ""});
     qmp::threshold_manager_options o;
     o.client = tls_quick();
-    o.catalog.entries["vda"] = "vda-2-fmt";
+    o.service.tracker.catalog.entries["vda"] = "vda-2-fmt";
     qmp::basic_threshold_manager<qmp::tls_stream> m(d.endpoint(), o, ctx);
     m.connect();
     m.arm("vda[2]", qmp::threshold_spec::bytes(1 << 20));

@@ -162,7 +162,7 @@ public:
 /// Manager options with a catalog of `name -> disk id` entries.
 inline qmp::threshold_manager_options named(std::vector<std::pair<std::string, std::string>> entries) {
     qmp::threshold_manager_options o;
-    for (auto& [k, v] : entries) o.catalog.entries[k] = v;
+    for (auto& [k, v] : entries) o.service.tracker.catalog.entries[k] = v;
     o.client.command_timeout = std::chrono::seconds(30);
     return o;
 }

@@ -1,5 +1,5 @@
 // The blocking manager in a flood of events: its queue overflows again and
-// again, and resyncs stay at most one per min_resync_interval.
+// again, and resyncs (graph queries) stay at most one per min_refresh_interval.
 #include "../support/fake_server.hpp"
 
 #include <qmp/threshold/manager.hpp>
@@ -75,10 +75,10 @@ flood_result resyncs_in_flood(std::chrono::milliseconds min_interval, std::chron
         }
     });
     qmp::threshold_manager_options o;
-    o.catalog.entries["vda"] = "virtio-disk0";
-    o.client.event_queue_capacity = 8;  // overflows all the time
-    o.min_resync_interval = min_interval;
-    o.verify_uncrossed = false;
+    o.service.tracker.catalog.entries["vda"] = "virtio-disk0";
+    o.service.event_capacity = 8;  // overflows all the time
+    o.service.min_refresh_interval = min_interval;
+    o.service.tracker.verify_uncrossed = false;
     qmp::threshold_manager m(asio::local::stream_protocol::endpoint(srv.path()), o);
     m.connect();
     m.arm("vda", qmp::threshold_spec::bytes(1u << 30));

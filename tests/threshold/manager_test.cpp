@@ -127,7 +127,7 @@ TEST_CASE("threshold: live events as vda[N]: the top, and a backing element duri
         CHECK(got[0].active);
         CHECK(got[0].node == "vda-2-thin");
         CHECK(got[0].node_layer == qmp::layer::storage);
-        CHECK(got[0].armed_by_manager);
+        CHECK(got[0].tracked);
         CHECK(got[0].threshold == 3u << 20);
         // The step policy re-armed 8 MiB higher.
         CHECK(vm.threshold_of(m.client(), "vda-2-thin") == 11u << 20);
@@ -159,7 +159,7 @@ TEST_CASE("threshold: fired while disconnected, and while the manager was down" 
         CAPTURE(b.label);
         thin_vm vm(b, {{"vda", 2}});
         INFO(vm.q->log());
-        qmp::json saved;
+        qmp::threshold_state saved;
         {
             qmp::threshold_manager m(vm.ep(), named({{"vda", "vda-1-fmt"}}));
             m.connect();
@@ -177,20 +177,23 @@ TEST_CASE("threshold: fired while disconnected, and while the manager was down" 
             CHECK(got[0].amount_exceeded > 0);
             CHECK(m.resync().empty());  // once only
             m.arm("vda", qmp::threshold_spec::bytes(8u << 20));
-            saved = m.save_state();
+            saved = m.state();
         }
         // Down: a write crosses while no manager runs (8 MiB of new clusters
         // land past 8 MiB of host offsets: thresholds count host bytes here).
         REQUIRE(vm.q->nbd_write(8u << 20, 8u << 20) == 0);
         qmp::threshold_manager again(vm.ep(), named({{"vda", "vda-1-fmt"}}));
-        REQUIRE(!again.load_state(saved));
+        again.load(saved);
         auto got = again.connect();
         REQUIRE(got.size() == 1);
         CHECK(got[0].recovered());
         CHECK(got[0].where.indexed() == "vda[1]");
         CHECK(got[0].threshold == 8u << 20);
         CHECK(again.resync().empty());
-        CHECK(again.load_state(qmp::json::parse(R"({"armed": []})")));
+        qmp::threshold_state bad;
+        qmp::diagnostics why;
+        CHECK(qmp::convert_text(R"({"armed": []})", bad, &why));  // what a journal refuses to load
+        CHECK(why.message.find("format") != std::string::npos);
     }
 }
 
@@ -225,7 +228,7 @@ TEST_CASE("threshold: an overflowing event queue leads to a resync that loses no
         auto side = vm.with_second_monitor();
         INFO(vm.q->log());
         auto o = named({{"vda", "vda-1-fmt"}});
-        o.client.event_queue_capacity = 1;
+        o.service.event_capacity = 1;
         qmp::threshold_manager m(vm.ep(), o);
         m.connect();
         m.arm("vda", qmp::threshold_spec::bytes(1u << 20));
@@ -280,7 +283,7 @@ TEST_CASE("threshold: two disks, several armed elements, events interleaved with
         for (auto& e : got) {
             CHECK(e.how == qmp::threshold_event::origin::live);
             CHECK(e.resolved);
-            targets.insert(e.where.indexed() + " " + qmp::to_string(e.node_layer) + (e.armed_by_manager ? "" : " foreign"));
+            targets.insert(e.where.indexed() + " " + qmp::to_string(e.node_layer) + (e.tracked ? "" : " foreign"));
         }
         CHECK(targets == std::set<std::string>{"vda[1] storage", "vda[1] format foreign", "vdb[3] storage"});
         CHECK(m.poll(300ms).empty());  // vdb[4] did not fire

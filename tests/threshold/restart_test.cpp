@@ -23,7 +23,7 @@ TEST_CASE("threshold: a QEMU restarted on the same socket is re-armed, not repor
         m.connect();
         m.arm("vda", qmp::threshold_spec::bytes(1u << 20));
         m.arm("vda[2]", qmp::threshold_spec::bytes(2u << 20));
-        qmp::json saved = m.save_state();
+        const qmp::threshold_state saved = m.state();
         vm.restart();  // nothing written, before or after
         auto got = poll_until(m, 1, 3s);
         CHECK(got.empty());
@@ -41,7 +41,7 @@ TEST_CASE("threshold: a QEMU restarted on the same socket is re-armed, not repor
         // A manager that was down across the restart, started from its state.
         vm.restart();
         qmp::threshold_manager again(vm.ep(), named({{"vda", "vda-1-fmt"}}));
-        REQUIRE(!again.load_state(saved));
+        again.load(saved);
         CHECK(again.connect().empty());
         CHECK(vm.threshold_of(again.client(), "vda-1-thin") == 1u << 20);
         CHECK(vm.threshold_of(again.client(), "vda-0-thin") == 2u << 20);
@@ -55,18 +55,20 @@ TEST_CASE("threshold: armed in QEMU when the reply was lost: the intent is adopt
         thin_vm vm(b, {{"vda", 2}});
         INFO(vm.q->log());
         cut_proxy proxy(vm.dir.file("proxy.qmp"), vm.q->qmp_path(), "block-set-write-threshold");
-        qmp::threshold_state journal;  // what a state file would hold
-        auto o = named({{"vda", "vda-1-fmt"}});
-        o.journal = [&](const qmp::threshold_state& s, qmp::diagnostics&) {
-            journal = s;
-            return std::error_code();
+        const std::string state_file = vm.dir.file("state.json");
+        auto on_disk = [&] {  // what the state file holds
+            qmp::threshold_state s;
+            REQUIRE(!qmp::threshold_journal(state_file).load(s));
+            return s;
         };
+        auto o = named({{"vda", "vda-1-fmt"}});
+        o.service.journal = std::make_shared<qmp::threshold_journal>(state_file);
         qmp::threshold_manager m(asio::local::stream_protocol::endpoint(proxy.path()), o);
         m.connect();
         CHECK_THROWS_AS(m.arm("vda", qmp::threshold_spec::bytes(1u << 20)), qmp::qmp_error);
         REQUIRE(proxy.cut());
-        REQUIRE(journal.armed.size() == 1);
-        CHECK(journal.armed[0].state == qmp::armed_threshold::status::arming);  // recorded before it was sent
+        REQUIRE(on_disk().armed.size() == 1);
+        CHECK(on_disk().armed[0].state == qmp::armed_threshold::status::arming);  // recorded before it was sent
         {
             qmp::sync_client direct;
             direct.connect(vm.ep());
@@ -76,12 +78,12 @@ TEST_CASE("threshold: armed in QEMU when the reply was lost: the intent is adopt
         CHECK(poll_until(m, 1, 2s).empty());
         REQUIRE(m.connected());
         CHECK(m.armed().at(0).state == qmp::armed_threshold::status::armed);
-        CHECK(journal.armed.at(0).state == qmp::armed_threshold::status::armed);
+        CHECK(on_disk().armed.at(0).state == qmp::armed_threshold::status::armed);
         // ... so its firing is reported.
         REQUIRE(vm.q->nbd_write(0, 2u << 20) == 0);
         auto got = poll_until(m, 1);
         REQUIRE(got.size() == 1);
         CHECK(got[0].how == qmp::threshold_event::origin::live);
-        CHECK(got[0].armed_by_manager);
+        CHECK(got[0].tracked);
     }
 }

@@ -65,7 +65,7 @@ struct watched {
     }
     static qmp::threshold_service_options opts(const std::string& top) {
         qmp::threshold_service_options o;
-        o.catalog.entries["vda"] = top;
+        o.tracker.catalog.entries["vda"] = top;
         return o;
     }
     void start() {

@@ -187,7 +187,7 @@ TEST_CASE("qmpctl: a threshold QEMU armed when the reply was lost is found and i
         auto line = nlohmann::json::parse(text);
         CHECK(line["target"] == "vda[1]");
         CHECK(line["origin"] == "live");
-        CHECK(line["armed_by_manager"] == true);
+        CHECK(line["tracked"] == true);
     }
 }
 

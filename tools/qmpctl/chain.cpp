@@ -2,7 +2,6 @@
 // the state file for the numbers; they write it only to keep numbers they
 // handed out, and a folder they cannot write costs a warning, not a failure.
 #include "commands.hpp"
-#include "state.hpp"
 
 #include <iostream>
 
@@ -12,8 +11,8 @@ namespace {
 
 template <class Client>
 bool load_resolver(Client& client, const cli& c, qmp::resolver& res) {
-    state_store store(c);
-    qmp::threshold_state st = store.load();
+    auto journal = open_journal(c);
+    qmp::threshold_state st = load_journal(journal.get());
     std::error_code ec;
     qmp::diagnostics diag;
     qmp::graph_query_options opts;
@@ -25,8 +24,15 @@ bool load_resolver(Client& client, const cli& c, qmp::resolver& res) {
         return false;
     }
     res = qmp::resolver(c.catalog);
+    const qmp::index_registry before = st.registry;
     res.update(g, st.registry);
-    store.save_registry(st.registry);
+    // The numbers handed out are kept, if the file can be written (merged
+    // with what others wrote); a read-only folder only costs a warning.
+    if (journal && st.registry != before) {
+        qmp::diagnostics d;
+        if (journal->save(st, &d))
+            std::cerr << "qmpctl: warning: the new indexes were not kept: " << d.message << "\n";
+    }
     return true;
 }
 

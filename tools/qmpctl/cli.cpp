@@ -107,6 +107,20 @@ cli parse_args(int argc, char** argv) {
     return c;
 }
 
+std::shared_ptr<qmp::threshold_journal> open_journal(const cli& c) {
+    if (c.state_file.empty()) return nullptr;
+    return std::make_shared<qmp::threshold_journal>(c.state_file,
+                                                    c.timeout ? to_ms(*c.timeout) : std::chrono::milliseconds(30000));
+}
+
+qmp::threshold_state load_journal(qmp::threshold_journal* j) {
+    qmp::threshold_state s;
+    if (!j) return s;
+    qmp::diagnostics d;
+    if (j->load(s, &d)) throw state_failure{"the state file cannot be used: " + d.message};
+    return s;
+}
+
 qmp::client_options cli::client_options() const {
     qmp::client_options o;
     if (timeout) o.connect_timeout = o.greeting_timeout = o.command_timeout = to_ms(*timeout);
@@ -164,7 +178,7 @@ qmp::json event_line(const qmp::threshold_event& e) {
             {"recovered", e.recovered()},
             {"origin", qmp::to_string(e.how)},
             {"active", e.active},
-            {"armed_by_manager", e.armed_by_manager}};
+            {"tracked", e.tracked}};
 }
 
 std::string text_or_dash(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "-"; }

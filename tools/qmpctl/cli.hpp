@@ -3,12 +3,14 @@
 
 #include <qmp/block.hpp>
 #include <qmp/qmp.hpp>
+#include <qmp/threshold/journal.hpp>
 #include <qmp/threshold/types.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -29,6 +31,11 @@ constexpr int exit_state = 6;       // the state file cannot be read, locked or 
 extern const char* usage_text;
 
 struct usage_error {
+    std::string what;
+};
+
+/// The state file cannot be used: exit code 6, with this sentence.
+struct state_failure {
     std::string what;
 };
 
@@ -54,6 +61,12 @@ struct cli {
 };
 
 cli parse_args(int argc, char** argv);
+/// The journal of --state (nullptr without it); lock waits are bounded by
+/// --timeout (30 s without).
+std::shared_ptr<qmp::threshold_journal> open_journal(const cli& c);
+/// Loads the journal (a fresh state when there is none); a file that
+/// cannot be read or does not validate is a state_failure.
+qmp::threshold_state load_journal(qmp::threshold_journal* j);
 std::chrono::milliseconds to_ms(double seconds);
 std::string seconds_text(double seconds);
 std::string dump(const qmp::json& j);

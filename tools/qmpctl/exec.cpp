@@ -114,6 +114,10 @@ int run_events(Client& client, const cli& c) {
         }
         ++printed;
     }
+    if (rc == exit_ok && c.count && printed < *c.count && stop_reason.empty()) {
+        std::cerr << "qmpctl: events: " << printed << " of " << *c.count << " event(s) came before the time ran out\n";
+        rc = exit_connection;
+    }
     const auto st = client.stats();
     const std::uint64_t lost = st.events_dropped;
     const std::uint64_t left = st.events_received - lost - static_cast<std::uint64_t>(printed);

@@ -16,7 +16,6 @@
 // parse, resolve or compute; 6 the state file cannot be read, locked or
 // written. Errors are one line on stderr.
 #include "commands.hpp"
-#include "state.hpp"
 
 #include <qmp/threshold/manager.hpp>
 

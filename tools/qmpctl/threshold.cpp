@@ -6,7 +6,6 @@
 // watch consumes events: the one-shot verbs do not resync (a resync marks
 // what it finds as reported, and they would swallow it).
 #include "commands.hpp"
-#include "state.hpp"
 
 #include <qmp/threshold/manager.hpp>
 
@@ -76,34 +75,24 @@ template <class Manager, class... StreamArgs>
 int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, StreamArgs&... stream_args) {
     const parsed_verb v = parse_verb(c);
     const bool watch = v.verb == "watch";
-    state_store store(c);
-    if (v.verb == "set" || v.verb == "clear") store.lock();  // throughout: nothing changes under us
-    const qmp::threshold_state loaded = store.load();
+    auto journal = open_journal(c);
+    if (journal && (v.verb == "set" || v.verb == "clear")) {  // throughout: nothing changes under us
+        qmp::diagnostics d;
+        if (journal->lock(&d)) throw state_failure{"cannot lock the state file: " + d.message};
+    }
+    const qmp::threshold_state loaded = load_journal(journal.get());
 
-    Manager* mp = nullptr;
-    std::string journal_failure;
     qmp::threshold_manager_options o;
-    o.catalog = c.catalog;
+    o.service.tracker.catalog = c.catalog;
+    o.service.resync_on_connect = watch;
+    o.service.journal = journal;
     o.client = c.client_options();
-    o.resync_on_connect = watch;
-    if (store.enabled())
-        o.journal = [&](const qmp::threshold_state& s, qmp::diagnostics& d) -> std::error_code {
-            try {
-                qmp::threshold_state written = store.save(s);
-                if (!store.locked()) mp->load(std::move(written));  // what others added, too
-                return {};
-            } catch (const state_failure& e) {
-                journal_failure = e.what;
-                d.message = e.what;
-                return std::make_error_code(std::errc::io_error);
-            }
-        };
     if (watch)
-        o.on_decode_error = [&](const std::string& event, const qmp::diagnostics& why) {
+        o.service.on_decode_error = [&](const std::string& event, const qmp::diagnostics& why) {
             std::cerr << "qmpctl: an unreadable " << event << " (" << why.message << "); resyncing\n";
         };
     if (watch)
-        o.on_connection = [&](bool up, std::error_code why) {
+        o.service.on_connection = [&](bool up, std::error_code why) {
             if (up)
                 std::cerr << "qmpctl: reconnected to " << c.where() << "\n";
             else
@@ -111,15 +100,14 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
                           << "; reconnecting\n";
         };
     Manager m(ep, o, stream_args...);
-    mp = &m;
     m.load(loaded);
 
     // --timeout bounds the one-shot verbs as a whole; for watch it is how long to watch.
     deadline_guard guard(watch || !c.timeout ? std::nullopt : std::optional<std::chrono::milliseconds>(to_ms(*c.timeout)),
                          [&] { m.client().close(); });
     auto failed = [&](const qmp::qmp_error& e) {
-        if (!journal_failure.empty()) {
-            std::cerr << "qmpctl: nothing changed in QEMU: " << journal_failure << "\n";
+        if (e.code() == qmp::threshold_error::journal_failed || e.code() == qmp::threshold_error::invalid_state) {
+            std::cerr << "qmpctl: nothing changed in QEMU: " << e.what() << "\n";
             return exit_state;
         }
         if (guard.expired()) {
@@ -134,7 +122,7 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
     try {
         pending = m.connect();
     } catch (const qmp::qmp_error& e) {
-        if (guard.expired() || !journal_failure.empty()) return failed(e);
+        if (guard.expired() || e.code().category() == qmp::threshold_category()) return failed(e);
         std::cerr << "qmpctl: cannot connect to " << c.where() << ": " << e.what() << "\n";
         return exit_connection;
     }
@@ -166,7 +154,9 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
         return failed(e);
     }
 
-    // watch
+    // watch: what another qmpctl (or the agent) arms through the same state
+    // file is taken in before each threshold event is judged (the service
+    // does it), and saves merge with what others wrote.
     using clock = std::chrono::steady_clock;
     std::optional<clock::time_point> deadline;
     if (c.timeout) deadline = clock::now() + to_ms(*c.timeout);
@@ -186,14 +176,6 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
             if (left.count() <= 0) break;
             step = std::min(step, left);
         }
-        // Another qmpctl armed or cleared something: take it in.
-        if (store.changed_on_disk()) {
-            try {
-                m.load(store.save(m.tracker().state()));
-            } catch (const state_failure& e) {
-                std::cerr << "qmpctl: warning: " << e.what << "\n";
-            }
-        }
         emit(m.poll(step));
     }
     if (!m.connected()) {
@@ -201,9 +183,14 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
                   << m.last_error().message() << ")\n";
         return exit_connection;
     }
-    if (!journal_failure.empty()) {
-        std::cerr << "qmpctl: threshold watch: " << journal_failure << "\n";
+    if (m.service().stats().save_failures) {
+        std::cerr << "qmpctl: threshold watch: the state file was not kept: " << m.service().last_save_failure().message
+                  << "\n";
         return exit_state;
+    }
+    if (c.count && seen < *c.count && !stop_requested()) {
+        std::cerr << "qmpctl: threshold watch: " << seen << " of " << *c.count << " event(s) came before the time ran out\n";
+        return exit_connection;
     }
     return exit_ok;
 }

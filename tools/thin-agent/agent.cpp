@@ -1,19 +1,16 @@
+// qmp-thin-agent: the VMs, the signals, and the extension hooks.
 #include "agent.hpp"
 #include "vm.hpp"
 
-#include <asio/read_until.hpp>
-#include <asio/streambuf.hpp>
-#include <asio/write.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <iostream>
 
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <cstdio>
-#include <fstream>
-#include <iostream>
-#include <sstream>
 
 extern char** environ;
 
@@ -21,32 +18,45 @@ namespace thin_agent {
 
 void output::emit(const qmp::json& line) const {
     if (!text_) {
-        std::cout << line.dump() << std::endl;
+        std::cout << line.dump(-1, ' ', false, qmp::json::error_handler_t::replace) << std::endl;
         return;
     }
-    std::string s = line.value("vm", "") + ": " + line.value("what", "");
+    // "vm: what key=value ...": the agent's own lines, whose vm and what are strings.
+    std::string s;
+    auto vm = line.find("vm"), what = line.find("what");
+    s += (vm != line.end() && vm->is_string() ? vm->get_ref<const std::string&>() : std::string("-")) + ": ";
+    s += what != line.end() && what->is_string() ? what->get_ref<const std::string&>() : std::string("-");
     for (const auto& [k, v] : line.items())
-        if (k != "vm" && k != "what") s += " " + k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
+        if (k != "vm" && k != "what")
+            s += " " + k + "=" +
+                 (v.is_string() ? v.get_ref<const std::string&>() : v.dump(-1, ' ', false, qmp::json::error_handler_t::replace));
     std::cout << s << std::endl;
 }
-
 
 // ---- the agent ----------------------------------------------------------------------
 
 agent::agent(asio::io_context& io, options o)
-    : io_(io), opts_(std::move(o)), out_(opts_.text_log), signals_(io, SIGTERM, SIGINT, SIGHUP), children_(io, SIGCHLD) {}
+    : io_(io),
+      opts_(std::move(o)),
+      out_(opts_.text_log),
+      signals_(io, SIGTERM, SIGINT, SIGHUP),
+      children_(io, SIGCHLD),
+      accept_retry_(io),
+      stop_timer_(io) {}
 
-agent::~agent() = default;
+agent::~agent() {
+    // Saves still on the journal's thread finish first (their files are whole).
+    journal_pool_.join();
+}
 
 void agent::start() {
+    if (!opts_.metrics_host.empty()) serve_metrics();  // first: an address that cannot be bound stops the start
     for (const auto& [n, s] : opts_.vms) add_vm(n, s);
-    if (!opts_.vms_file.empty())
-        for (const auto& [n, s] : read_vms_file()) add_vm(n, s);
+    for (const auto& [n, s] : opts_.file_vms) add_vm(n, s);
     wait_signals();
     children_.async_wait([this](std::error_code ec, int) {
         if (!ec) reap();
     });
-    if (!opts_.metrics.empty()) serve_metrics();
 }
 
 void agent::add_vm(const std::string& name, const std::string& socket) {
@@ -64,32 +74,25 @@ void agent::remove_vm(const std::string& name) {
     vms_.erase(it);  // what is pending still holds it
 }
 
-std::vector<std::pair<std::string, std::string>> agent::read_vms_file() const {
-    std::vector<std::pair<std::string, std::string>> out;
-    std::ifstream f(opts_.vms_file);
-    if (!f) {
-        std::cerr << "qmp-thin-agent: cannot read " << opts_.vms_file << "\n";
-        return out;
-    }
-    std::string line;
-    while (std::getline(f, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        auto eq = line.find('=');
-        if (eq == std::string::npos || eq == 0 || eq + 1 == line.size()) {
-            std::cerr << "qmp-thin-agent: " << opts_.vms_file << ": not NAME=SOCKET: " << line << "\n";
-            continue;
-        }
-        out.emplace_back(line.substr(0, eq), line.substr(eq + 1));
-    }
-    return out;
-}
-
 void agent::reload() {
-    if (opts_.vms_file.empty()) return;
-    auto listed = read_vms_file();
+    if (opts_.vms_file.empty() || stopping_) return;
+    std::vector<std::pair<std::string, std::string>> listed;
+    try {
+        listed = read_vms_file(opts_.vms_file);
+    } catch (const usage_error& e) {
+        out_.emit({{"what", "error"},
+                   {"error", e.what + "; still watching the " + std::to_string(vms_.size()) + " VM(s) it had"}});
+        return;
+    }
     std::set<std::string> names;
     for (const auto& [n, s] : opts_.vms) names.insert(n);
-    for (const auto& [n, s] : listed) names.insert(n);
+    for (const auto& [n, s] : listed)
+        if (!names.insert(n).second) {
+            out_.emit({{"what", "error"},
+                       {"error", opts_.vms_file + ": the VM '" + n + "' is also given by --vm; still watching the " +
+                                     std::to_string(vms_.size()) + " VM(s) it had"}});
+            return;
+        }
     std::vector<std::string> drop;
     for (const auto& [n, v] : vms_)
         if (!names.count(n)) drop.push_back(n);
@@ -100,30 +103,64 @@ void agent::reload() {
 void agent::wait_signals() {
     signals_.async_wait([this](std::error_code ec, int sig) {
         if (ec) return;
-        if (sig == SIGHUP) {
-            reload();
-            return wait_signals();
-        }
-        stop();
+        if (sig == SIGHUP) reload();
+        else stop();
+        if (!stopped_) wait_signals();
     });
 }
 
-void agent::stop() {
-    if (stopping_) return;
-    stopping_ = true;
-    for (auto& [n, v] : vms_) v->stop();
-    if (acceptor_) acceptor_->close();
-    hook_finished();  // ends now when no hook runs
+// ---- stopping --------------------------------------------------------------------
+
+bool agent::vms_busy() const {
+    for (const auto& [n, v] : vms_)
+        if (!v->idle()) return true;
+    return !hooks_.empty();
 }
 
-void agent::hook_finished() {
-    if (!stopping_ || !hooks_.empty()) return;
+void agent::stop() {
+    if (stopping_) {
+        // A second SIGTERM: no more waiting.
+        stop_timer_.cancel();
+        for (auto& [pid, h] : hooks_) ::kill(-pid, SIGKILL);
+        return;
+    }
+    stopping_ = true;
+    out_.emit({{"what", "stopping"}, {"extensions_running", vms_busy()}});
+    if (acceptor_) acceptor_->close();
+    accept_retry_.cancel();
+    if (!vms_busy()) return finish_stop();
+    // Running hooks get the grace period; then they and their process
+    // groups are killed. What they did not finish stays `fired` in the
+    // state, and the next start runs it again.
+    stop_timer_.expires_after(opts_.stop_timeout);
+    stop_timer_.async_wait([this](std::error_code ec) {
+        if (ec || stopped_) return;
+        out_.emit({{"what", "error"},
+                   {"error", "hooks still running after the stop timeout: killed; the next start extends again"}});
+        for (auto& [pid, h] : hooks_) ::kill(-pid, SIGKILL);
+        if (hooks_.empty()) finish_stop();
+    });
+}
+
+void agent::work_finished() {
+    if (stopping_ && !stopped_ && !vms_busy()) asio::post(io_, [this] { finish_stop(); });
+}
+
+void agent::finish_stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    stop_timer_.cancel();
+    for (auto& [n, v] : vms_) v->stop();
     signals_.cancel();
     children_.cancel();
+    // io.run() returns once nothing is left: the journals' last saves
+    // (posted to their thread) come back first.
     asio::post(io_, [this] { vms_.clear(); });
 }
 
-void agent::run_hook(const std::vector<std::string>& env, std::function<void(int)> done) {
+// ---- hooks -------------------------------------------------------------------------
+
+void agent::run_hook(const std::vector<std::string>& env, std::function<void(int, bool)> done) {
     std::vector<std::string> all;
     for (char** e = environ; *e; ++e) all.emplace_back(*e);
     all.insert(all.end(), env.begin(), env.end());
@@ -132,33 +169,71 @@ void agent::run_hook(const std::vector<std::string>& env, std::function<void(int
     envp.push_back(nullptr);
     std::string sh = "/bin/sh", c = "-c", cmd = opts_.extend_cmd;
     char* argv[] = {sh.data(), c.data(), cmd.data(), nullptr};
+
+    // Only stdin, stdout and stderr go to the hook: none of the agent's
+    // sockets (QMP connections, the metrics listener) outlive it in a hook
+    // that an agent's crash leaves behind. Its own process group, so that a
+    // hook that hangs is killed with everything it started.
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, 2, 1);  // the hook's output goes to stderr, never into the JSON lines
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setpgroup(&attr, 0);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (int s : {SIGPIPE, SIGCHLD, SIGHUP, SIGTERM, SIGINT}) sigaddset(&defaults, s);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = -1;
-    const int rc = posix_spawn(&pid, "/bin/sh", &fa, nullptr, argv, envp.data());
+    const int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, envp.data());
     posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) return asio::post(io_, [done = std::move(done)] { done(127); });
-    hooks_.emplace(pid, std::move(done));
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+        out_.emit({{"what", "error"}, {"error", std::string("cannot start the hook: ") + std::strerror(rc)}});
+        return asio::post(io_, [done = std::move(done)] { done(127, false); });
+    }
+    hook h;
+    h.done = std::move(done);
+    h.timer = std::make_unique<asio::steady_timer>(io_, opts_.hook_timeout);
+    h.timer->async_wait([this, pid](std::error_code ec) {
+        if (ec) return;
+        auto it = hooks_.find(pid);
+        if (it == hooks_.end()) return;
+        it->second.timed_out = true;
+        ::kill(-pid, SIGKILL);  // the hook and whatever it started
+    });
+    hooks_.emplace(pid, std::move(h));
 }
 
 void agent::reap() {
-    for (;;) {
+    // Only our hooks: each by its pid, so no other child is ever reaped here.
+    for (auto it = hooks_.begin(); it != hooks_.end();) {
         int status = 0;
-        pid_t pid = ::waitpid(-1, &status, WNOHANG);
-        if (pid <= 0) break;
-        auto it = hooks_.find(pid);
-        if (it == hooks_.end()) continue;
-        auto done = std::move(it->second);
-        hooks_.erase(it);
-        done(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        const pid_t r = ::waitpid(it->first, &status, WNOHANG);
+        if (r == 0 || (r < 0 && errno == EINTR)) {
+            ++it;
+            continue;
+        }
+        hook h = std::move(it->second);
+        const pid_t pid = it->first;
+        it = hooks_.erase(it);
+        h.timer->cancel();
+        if (h.timed_out) ::kill(-pid, SIGKILL);  // what the hook left behind in its group
+        const int code = r < 0 ? 127 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        h.done(code, h.timed_out);
     }
-    if (stopping_ && hooks_.empty()) return hook_finished();
+    if (stopping_ && !stopped_ && !vms_busy()) return finish_stop();
+    if (stopped_) return;
     children_.async_wait([this](std::error_code ec, int) {
         if (!ec) reap();
     });
 }
-
 
 }  // namespace thin_agent

@@ -1,17 +1,21 @@
 // qmp-thin-agent: keeps thin storage ahead of its guests, for any number of
 // VMs from one thread. Built from the library's public API only: per VM a
-// unix_client, a threshold_service and a reconnector on one io_context.
+// unix_client, a threshold_service (with a threshold_journal whose file
+// work runs on a thread of its own) and a reconnector on one io_context.
 #pragma once
+
+#include "options.hpp"
 
 #include <qmp/client/reconnector.hpp>
 #include <qmp/qapi.hpp>
+#include <qmp/threshold/journal.hpp>
 #include <qmp/threshold/service.hpp>
-#include <qmp/threshold/state_file.hpp>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
 
 #include <functional>
 #include <map>
@@ -21,20 +25,9 @@
 #include <string>
 #include <vector>
 
-namespace thin_agent {
+#include <sys/types.h>
 
-struct options {
-    std::vector<std::pair<std::string, std::string>> vms;  // NAME=SOCKET from --vm
-    std::string vms_file;                                   // re-read on SIGHUP
-    qmp::threshold_spec spec = qmp::threshold_spec::margin(1ull << 30);
-    std::set<std::string> disks;  // empty: every disk
-    std::string extend_cmd;       // empty: report only
-    std::string state_dir;        // empty: no state kept
-    bool text_log = false;
-    std::string metrics;  // HOST:PORT, empty: none
-    std::chrono::milliseconds hook_retry_min{1000};
-    std::chrono::milliseconds hook_retry_max{60000};
-};
+namespace thin_agent {
 
 /// One line per event and action (JSON, or text for people).
 class output {
@@ -50,7 +43,7 @@ struct vm;
 
 /// Counters per VM, for the metrics.
 struct vm_counters {
-    std::uint64_t events_live = 0, events_recovered = 0, extensions_ok = 0, extensions_failed = 0,
+    std::uint64_t events_live = 0, events_recovered = 0, extensions_ok = 0, extensions_failed = 0, hook_timeouts = 0,
                   reconnects = 0, resumed = 0;
 };
 
@@ -59,40 +52,65 @@ public:
     agent(asio::io_context& io, options o);
     ~agent();
 
-    /// Starts every VM (and the metrics endpoint); returns at once.
+    /// Starts every VM (and the metrics endpoint); returns at once. Throws
+    /// std::system_error when the metrics address cannot be bound.
     void start();
-    /// SIGTERM: finishes running hooks, keeps the state, then io.run() returns.
+    /// SIGTERM: takes no new work, lets running hooks (and the re-arming
+    /// after them) finish for up to --stop-timeout, then kills what still
+    /// runs and stops; io.run() returns once the journals' last saves are on disk.
     void stop();
-    /// SIGHUP: re-reads the VMs file; new VMs start, removed ones stop.
+    bool stopping() const noexcept { return stopping_; }
+    /// SIGHUP: re-reads the VMs file; new VMs start, removed ones stop. A
+    /// file that cannot be read or is not valid changes nothing (said).
     void reload();
 
     std::string metrics_text() const;
     const output& out() const noexcept { return out_; }
     const options& opts() const noexcept { return opts_; }
     asio::io_context& io() noexcept { return io_; }
+    asio::thread_pool& journal_pool() noexcept { return journal_pool_; }
 
-    // Hooks: /bin/sh -c CMD with `env` added; `done(exit status)` runs on the io thread.
-    void run_hook(const std::vector<std::string>& env, std::function<void(int)> done);
-    void hook_finished();
+    /// Runs the extension hook (/bin/sh -c CMD with `env` added) in a
+    /// process group of its own, with only stdin (/dev/null), stdout and
+    /// stderr (both the agent's stderr) open; killed with its group after
+    /// --hook-timeout. `done(exit status, timed out)` runs on the io thread.
+    void run_hook(const std::vector<std::string>& env, std::function<void(int, bool)> done);
+    /// A VM finished an extension (the hook and what follows it): a stop
+    /// waiting for that can go on.
+    void work_finished();
 
 private:
     void add_vm(const std::string& name, const std::string& socket);
     void remove_vm(const std::string& name);
     void wait_signals();
     void reap();
+    void finish_stop();
+    bool vms_busy() const;
     void serve_metrics();
     void accept_metrics();
-    std::vector<std::pair<std::string, std::string>> read_vms_file() const;
+    void serve_client(std::shared_ptr<asio::ip::tcp::socket> s);
+
+    struct hook {
+        std::unique_ptr<asio::steady_timer> timer;
+        std::function<void(int, bool)> done;
+        bool timed_out = false;
+    };
 
     asio::io_context& io_;
     options opts_;
     output out_;
+    asio::thread_pool journal_pool_{1};
     std::map<std::string, std::shared_ptr<vm>> vms_;
     asio::signal_set signals_;
     asio::signal_set children_;
-    std::map<int, std::function<void(int)>> hooks_;  // pid -> what to do when it ends
+    std::map<pid_t, hook> hooks_;
     std::optional<asio::ip::tcp::acceptor> acceptor_;
+    asio::steady_timer accept_retry_;
+    asio::steady_timer stop_timer_;
+    std::size_t metrics_clients_ = 0;
+    bool accepting_ = false;
     bool stopping_ = false;
+    bool stopped_ = false;
 };
 
 }  // namespace thin_agent

@@ -7,6 +7,8 @@
 
 #include <sstream>
 
+#include <fcntl.h>
+
 namespace thin_agent {
 
 std::string agent::metrics_text() const {
@@ -56,6 +58,8 @@ std::string agent::metrics_text() const {
          &vm_counters::events_recovered},
         {"qmp_thin_extensions_ok_total", "Extension hooks that succeeded.", &vm_counters::extensions_ok},
         {"qmp_thin_extensions_failed_total", "Extension hooks that failed (retried).", &vm_counters::extensions_failed},
+        {"qmp_thin_hook_timeouts_total", "Extension hooks killed after --hook-timeout (counted as failed too).",
+         &vm_counters::hook_timeouts},
         {"qmp_thin_reconnects_total", "Connections made to the VM's monitor.", &vm_counters::reconnects},
         {"qmp_thin_resumed_total", "VMs resumed after a pause on ENOSPC.", &vm_counters::resumed},
     };
@@ -71,39 +75,87 @@ std::string agent::metrics_text() const {
     return m.str();
 }
 
+// ---- the endpoint ----------------------------------------------------------------------
+//
+// A client that does not finish its request within the request timeout is
+// dropped; at most metrics_clients are served at once (the others wait in
+// the listen backlog, holding no descriptor of ours); an accept that fails
+// (EMFILE, ...) is tried again a second later. None of it can keep an
+// extension from starting: hooks are spawned without new descriptors.
+
 void agent::serve_metrics() {
-    auto colon = opts_.metrics.rfind(':');
-    const std::string host = opts_.metrics.substr(0, colon);
-    const auto port = static_cast<unsigned short>(std::stoi(opts_.metrics.substr(colon + 1)));
-    asio::ip::tcp::endpoint ep(asio::ip::make_address(host.empty() ? "127.0.0.1" : host), port);
-    acceptor_.emplace(io_, ep);
+    const asio::ip::tcp::endpoint ep(asio::ip::make_address(opts_.metrics_host), opts_.metrics_port);
+    acceptor_.emplace(io_);
+    try {
+        acceptor_->open(ep.protocol());
+        ::fcntl(acceptor_->native_handle(), F_SETFD, FD_CLOEXEC);
+        acceptor_->set_option(asio::ip::tcp::acceptor::reuse_address(true));
+        acceptor_->bind(ep);
+        acceptor_->listen();
+    } catch (const std::system_error& e) {
+        throw std::system_error(e.code(), "--metrics " + opts_.metrics_host + ":" + std::to_string(opts_.metrics_port));
+    }
     accept_metrics();
 }
 
 void agent::accept_metrics() {
+    if (!acceptor_ || !acceptor_->is_open() || accepting_ || metrics_clients_ >= opts_.metrics_clients) return;
+    accepting_ = true;
     acceptor_->async_accept([this](std::error_code ec, asio::ip::tcp::socket s) {
-        if (ec) return;  // closed
-        auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(s));
-        auto buf = std::make_shared<asio::streambuf>(16 * 1024);
-        asio::async_read_until(*sock, *buf, "\r\n\r\n", [this, sock, buf](std::error_code ec2, std::size_t) {
-            if (ec2) return;
-            std::istream in(buf.get());
-            std::string method, path;
-            in >> method >> path;
-            std::string body, status = "200 OK";
-            if (method == "GET" && (path == "/metrics" || path.rfind("/metrics?", 0) == 0))
-                body = metrics_text();
-            else {
-                status = "404 Not Found";
-                body = "only /metrics is served here\n";
-            }
-            auto reply = std::make_shared<std::string>("HTTP/1.1 " + status +
-                                                       "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                                                       "Content-Length: " +
-                                                       std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
-            asio::async_write(*sock, asio::buffer(*reply), [sock, reply](std::error_code, std::size_t) {});
-        });
+        accepting_ = false;
+        if (ec == asio::error::operation_aborted || stopping_) return;
+        if (ec) {
+            // Out of descriptors, or the like: said once a second at most, tried again.
+            out_.emit({{"what", "error"}, {"error", "metrics: accept: " + ec.message() + "; trying again in 1 s"}});
+            accept_retry_.expires_after(std::chrono::seconds(1));
+            accept_retry_.async_wait([this](std::error_code e) {
+                if (!e) accept_metrics();
+            });
+            return;
+        }
+        ::fcntl(s.native_handle(), F_SETFD, FD_CLOEXEC);
+        serve_client(std::make_shared<asio::ip::tcp::socket>(std::move(s)));
         accept_metrics();
+    });
+}
+
+void agent::serve_client(std::shared_ptr<asio::ip::tcp::socket> sock) {
+    ++metrics_clients_;
+    struct client {
+        asio::streambuf buf{16 * 1024};
+        asio::steady_timer deadline;
+        std::string reply;
+        explicit client(asio::io_context& io) : deadline(io) {}
+    };
+    auto c = std::make_shared<client>(io_);
+    auto done = [this, sock, c] {
+        std::error_code ignored;
+        c->deadline.cancel();
+        sock->close(ignored);
+        --metrics_clients_;
+        accept_metrics();
+    };
+    c->deadline.expires_after(opts_.metrics_request_timeout);
+    c->deadline.async_wait([sock](std::error_code ec) {
+        std::error_code ignored;
+        if (!ec) sock->close(ignored);  // too slow: the read below ends with an error
+    });
+    asio::async_read_until(*sock, c->buf, "\r\n\r\n", [this, sock, c, done](std::error_code ec, std::size_t) {
+        if (ec) return done();
+        std::istream in(&c->buf);
+        std::string method, path;
+        in >> method >> path;
+        std::string body, status = "200 OK";
+        if (method == "GET" && (path == "/metrics" || path.rfind("/metrics?", 0) == 0)) {
+            body = metrics_text();
+        } else {
+            status = "404 Not Found";
+            body = "only /metrics is served here\n";
+        }
+        c->reply = "HTTP/1.1 " + status +
+                   "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: " +
+                   std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+        asio::async_write(*sock, asio::buffer(c->reply), [c, done](std::error_code, std::size_t) { done(); });
     });
 }
 

@@ -1,13 +1,15 @@
-// qmp-thin-agent: one watched VM (its client, threshold service,
-// reconnector, subscriptions and hooks), shared by the agent and its metrics.
+// qmp-thin-agent: one watched VM (its client, threshold service, journal,
+// reconnector, subscriptions and extensions), shared by the agent and its
+// metrics. Everything a peer sends is read typed; a member of the wrong
+// type is said and skipped, never thrown.
 #pragma once
 
 #include "agent.hpp"
 
 #include <qmp/block/graph_query.hpp>
+#include <qmp/client/backoff.hpp>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -15,8 +17,6 @@
 #include <string>
 
 namespace thin_agent {
-
-// ---- one VM ---------------------------------------------------------------------------
 
 // Handlers hold the VM (shared_from_this): one that SIGHUP removed lives
 // until its last pending operation or hook has finished.
@@ -27,7 +27,7 @@ struct vm : std::enable_shared_from_this<vm> {
     std::string name;
     std::string socket;
     qmp::unix_client client;
-    std::unique_ptr<qmp::state_file> state;
+    std::shared_ptr<qmp::threshold_journal> journal;
     qmp::threshold_service service;
     reconnector rec;
     qmp::unix_client::subscription io_errors;
@@ -36,8 +36,17 @@ struct vm : std::enable_shared_from_this<vm> {
     std::set<std::string> paused_jobs;  // stopped on a full volume, resumed after an extension
     vm_counters counters;
     std::map<std::string, qmp::threshold_report_row> rows;  // target -> last report
-    std::set<std::string> hooks_running;                    // targets
-    std::set<std::shared_ptr<asio::steady_timer>> retries;  // failed hooks waiting to run again
+    // Targets with an extension under way: the hook running, waiting to be
+    // run again, or the re-arming after it. One at a time per target.
+    std::set<std::string> extending;
+    std::map<std::string, qmp::backoff_series> hook_waits;  // per target: waits between failed hooks
+    std::set<std::shared_ptr<asio::steady_timer>> retries;
+    // Reports and job checks are coalesced: one runs at a time, and what
+    // asks meanwhile shares the next one.
+    bool reporting = false;
+    std::vector<std::function<void()>> after_report, after_next_report;
+    bool checking_jobs = false, check_jobs_again = false;
+    bool resyncing = false;
     bool paused_nospace = false;
     bool grown_since_resume = false;  // an extension succeeded since the last `cont`
     bool up = false;
@@ -48,18 +57,17 @@ struct vm : std::enable_shared_from_this<vm> {
           name(std::move(n)),
           socket(std::move(sock)),
           client(ag.io()),
-          state(ag.opts().state_dir.empty() ? nullptr
-                                            : std::make_unique<qmp::state_file>(ag.opts().state_dir + "/" + name + ".json")),
+          journal(ag.opts().state_dir.empty()
+                      ? nullptr
+                      : std::make_shared<qmp::threshold_journal>(ag.opts().state_dir + "/" + name + ".json")),
           service(client, service_options()),
           rec(client, asio::local::stream_protocol::endpoint(socket), qmp::reconnect_options{},
               [this](const qmp::reconnect_status& s) { on_link(s); }) {}
 
     qmp::threshold_service_options service_options() {
         qmp::threshold_service_options o;
-        if (state)
-            o.journal = [this](const qmp::threshold_state& s, qmp::diagnostics& d) {
-                return state->write(qmp::json(s), &d);
-            };
+        o.journal = journal;
+        o.journal_executor = a.journal_pool().get_executor();
         o.on_decode_error = [this](const std::string& ev, const qmp::diagnostics& why) {
             say({{"what", "error"}, {"error", "an unreadable " + ev + ": " + why.message}});
         };
@@ -72,20 +80,25 @@ struct vm : std::enable_shared_from_this<vm> {
     }
 
     void start() {
-        if (state) {
-            std::optional<qmp::json> j;
-            qmp::diagnostics d;
-            if (auto ec = state->read(j, &d)) {
-                std::cerr << "qmp-thin-agent: " << name << ": " << d.message << "; starting without it\n";
-            } else if (j) {
-                if (service.load_state(*j, &d))
-                    std::cerr << "qmp-thin-agent: " << name << ": " << state->path() << ": " << d.message
-                              << "; starting without it\n";
+        qmp::diagnostics d;
+        if (auto ec = service.load_journal(&d)) {
+            // A file that does not validate is kept aside, never overwritten;
+            // one that cannot be read is retried by every save.
+            if (ec == qmp::threshold_error::invalid_state) {
+                const std::string aside = journal->path() + ".invalid-" + std::to_string(std::time(nullptr));
+                const bool moved = std::rename(journal->path().c_str(), aside.c_str()) == 0;
+                say({{"what", "error"},
+                     {"error", d.message + (moved ? "; kept as " + aside + ", starting afresh" : "; starting without it")}});
+            } else {
+                say({{"what", "error"}, {"error", d.message + "; starting without it"}});
             }
         }
-        io_errors = client.subscribe({{"BLOCK_IO_ERROR"}, {}});
+        io_errors = client.subscribe({{std::string(qmp::block_io_error_event::name)}, {}}, 64);
         take_io_errors();
-        jobs = client.subscribe({{"JOB_STATUS_CHANGE", "BLOCK_JOB_ERROR"}, {}});
+        jobs = client.subscribe({{std::string(qmp::job_status_change_event::name),
+                                  std::string(qmp::block_job_error_event::name)},
+                                 {}},
+                                64);
         take_jobs();
         take_thresholds();
         rec.start();
@@ -100,6 +113,9 @@ struct vm : std::enable_shared_from_this<vm> {
         service.stop();
         rec.stop();
     }
+
+    /// No extension is under way (a stop may go on).
+    bool idle() const { return extending.empty(); }
 
     void on_link(const qmp::reconnect_status& s) {
         if (stopped) return;
@@ -117,14 +133,17 @@ struct vm : std::enable_shared_from_this<vm> {
 
     bool wanted(const std::string& disk) const { return a.opts().disks.empty() || a.opts().disks.count(disk); }
 
-    // Arms the active layer of every (wanted) disk that has nothing armed.
+    // Arms the active layer of every (wanted) disk that has nothing armed,
+    // and finishes extensions a stop or a crash interrupted.
     void arm_all() {
         refresh([this, self = shared_from_this()] {
+            finish_interrupted();
             for (const auto& [target, row] : rows) {
                 if (!row.active || !wanted(row.disk) || row.armed) continue;
                 const std::string t = target;
                 service.async_arm(row.disk, a.opts().spec, qmp::rearm_policy::on_extend, 0,
                                   [this, self = shared_from_this(), t](std::error_code ec, std::vector<qmp::threshold_event> now) {
+                                      if (stopped) return;
                                       if (ec) return say({{"what", "error"}, {"target", t}, {"error", ec.message()}});
                                       refresh([this, self = shared_from_this(), t, now] {
                                           auto it = rows.find(t);
@@ -141,14 +160,50 @@ struct vm : std::enable_shared_from_this<vm> {
         });
     }
 
-    // A fresh report, then `then`.
+    // A threshold the state says fired, with no extension under way: its
+    // extension was interrupted (SIGTERM, kill -9, a hook that kept
+    // failing). It is run again, as recovered.
+    void finish_interrupted() {
+        for (const auto& t : service.armed()) {
+            if (t.state != qmp::armed_threshold::status::fired || t.policy != qmp::rearm_policy::on_extend) continue;
+            const std::string target = t.where.indexed();
+            if (extending.count(target) || a.opts().extend_cmd.empty() || a.stopping()) continue;
+            qmp::threshold_event e;
+            e.how = qmp::threshold_event::origin::recovered;
+            e.where = t.where;
+            e.resolved = true;
+            e.node = t.node;
+            e.node_layer = t.node_layer;
+            e.threshold = t.threshold;
+            e.tracked = true;
+            say({{"what", "resuming"}, {"target", target}, {"node", t.node}});
+            extend(target, e);
+        }
+    }
+
+    // A fresh report, then `then`. One report runs at a time; who asks
+    // meanwhile shares the next one (it must see what happened since).
     void refresh(std::function<void()> then) {
-        service.async_report([this, self = shared_from_this(), then = std::move(then)](std::error_code ec, std::vector<qmp::threshold_report_row> r) {
+        if (reporting) return after_next_report.push_back(std::move(then));
+        reporting = true;
+        after_report.push_back(std::move(then));
+        service.async_report([this, self = shared_from_this()](std::error_code ec, std::vector<qmp::threshold_report_row> r) {
+            reporting = false;
             if (stopped) return;
-            if (ec) return say({{"what", "error"}, {"error", "report: " + ec.message()}});
-            rows.clear();
-            for (auto& row : r) rows[qmp::target{row.disk, row.element.index}.indexed()] = std::move(row);
-            then();
+            auto waiting = std::move(after_report);
+            after_report.clear();
+            if (ec) {
+                say({{"what", "error"}, {"error", "report: " + ec.message()}});
+            } else {
+                rows.clear();
+                for (auto& row : r) rows[qmp::target{row.disk, row.element.index}.indexed()] = std::move(row);
+                for (auto& f : waiting) f();
+            }
+            if (!after_next_report.empty()) {
+                auto next = std::move(after_next_report);
+                after_next_report.clear();
+                for (auto& f : next) refresh(std::move(f));
+            }
         });
     }
 
@@ -163,16 +218,26 @@ struct vm : std::enable_shared_from_this<vm> {
     void take_io_errors() {
         io_errors.async_receive([this, self = shared_from_this()](std::error_code ec, qmp::event ev) {
             if (ec == asio::error::operation_aborted || stopped) return;
-            if (!ec && !ev.lost && ev.data.value("nospace", false) && ev.data.value("action", "") == "stop") {
-                if (!paused_nospace) say({{"what", "paused"}, {"device", ev.data.value("device", "")}, {"reason", "ENOSPC"}});
-                paused_nospace = true;
-                // A write that was under way while the storage grew can fail
-                // after the extension: with no hook running, resume once per
-                // extension (never in a loop on storage that stays full).
-                if (hooks_running.empty()) grown_since_resume ? resume_if_paused() : look_again();
+            if (!ec && !ev.lost) {
+                std::error_code dec;
+                qmp::diagnostics why;
+                auto e = qmp::event_as<qmp::block_io_error_event>(ev, dec, &why);
+                if (!e)
+                    say({{"what", "error"}, {"error", "an unreadable " + ev.name + ": " + why.message}});
+                else if (e->nospace.value_or(false) && e->action == "stop")
+                    on_nospace(e->device);
             }
             take_io_errors();
         });
+    }
+
+    void on_nospace(const std::string& device) {
+        if (!paused_nospace) say({{"what", "paused"}, {"device", device}, {"reason", "ENOSPC"}});
+        paused_nospace = true;
+        // A write that was under way while the storage grew can fail
+        // after the extension: with no extension running, resume once per
+        // extension (never in a loop on storage that stays full).
+        if (extending.empty()) grown_since_resume ? resume_if_paused() : look_again();
     }
 
     // A job that writes into a chain element other than the active layer (a
@@ -181,30 +246,51 @@ struct vm : std::enable_shared_from_this<vm> {
         jobs.async_receive([this, self = shared_from_this()](std::error_code ec, qmp::event ev) {
             if (ec == asio::error::operation_aborted || stopped) return;
             if (!ec && !ev.lost) {
-                const std::string id = ev.data.value("id", ev.data.value("device", ""));
-                if (ev.name == "BLOCK_JOB_ERROR" && ev.data.value("action", "") == "stop") {
-                    paused_jobs.insert(id);
-                    if (hooks_running.empty()) look_again();
-                } else if (ev.name == "JOB_STATUS_CHANGE" && ev.data.value("status", "") == "running") {
-                    arm_job_targets(id);
+                std::error_code dec;
+                qmp::diagnostics why;
+                if (ev.name == qmp::block_job_error_event::name) {
+                    if (auto e = qmp::event_as<qmp::block_job_error_event>(ev, dec, &why)) {
+                        if (e->action == "stop") {
+                            if (paused_jobs.size() < 64) paused_jobs.insert(e->device);
+                            if (extending.empty()) look_again();
+                        }
+                    }
+                } else if (auto e = qmp::event_as<qmp::job_status_change_event>(ev, dec, &why)) {
+                    if (e->status == "running") check_jobs();
                 }
+                if (dec) say({{"what", "error"}, {"error", "an unreadable " + ev.name + ": " + why.message}});
             }
             take_jobs();
         });
     }
 
-    void arm_job_targets(const std::string& job) {
+    // Arms the base or target of every running job that writes into a
+    // chain element. One check at a time; a job that starts meanwhile is
+    // seen by the next one.
+    void check_jobs() {
+        if (checking_jobs) {
+            check_jobs_again = true;
+            return;
+        }
+        checking_jobs = true;
         auto diag = std::make_shared<qmp::diagnostics>();
-        qmp::async_query_block_graph(client, {}, &drivers, *diag, [this, self = shared_from_this(), job, diag](std::error_code ec, qmp::block_graph g) {
-            if (ec || stopped) return;
-            std::vector<std::string> nodes;
-            for (const auto& e : g.edges)
-                if (g.nodes[e.parent].kind == qmp::node_kind::job && g.nodes[e.parent].name == job &&
-                    (e.name == "base" || e.name == "target"))
-                    nodes.push_back(g.nodes[e.child].name);
-            if (nodes.empty()) return;
-            refresh([this, self = shared_from_this(), job, nodes] {
-                for (const auto& node : nodes) {
+        qmp::async_query_block_graph(client, {}, &drivers, *diag, [this, self = shared_from_this(), diag](std::error_code ec, qmp::block_graph g) {
+            if (stopped) return;
+            std::vector<std::pair<std::string, std::string>> nodes;  // node, job
+            if (!ec)
+                for (const auto& e : g.edges)
+                    if (g.nodes[e.parent].kind == qmp::node_kind::job && (e.name == "base" || e.name == "target"))
+                        nodes.emplace_back(g.nodes[e.child].name, g.nodes[e.parent].name);
+            auto done = [this, self] {
+                checking_jobs = false;
+                if (check_jobs_again && !stopped) {
+                    check_jobs_again = false;
+                    check_jobs();
+                }
+            };
+            if (nodes.empty()) return done();
+            refresh([this, self, nodes, done] {
+                for (const auto& [node, job] : nodes) {
                     std::error_code ec2;
                     auto loc = service.chains().locate(node, ec2);
                     if (!loc || !wanted(loc->where.disk)) continue;
@@ -212,22 +298,27 @@ struct vm : std::enable_shared_from_this<vm> {
                     auto it = rows.find(t);
                     if (it == rows.end() || it->second.armed) continue;
                     service.async_arm(t, a.opts().spec, qmp::rearm_policy::on_extend, 0,
-                                      [this, self = shared_from_this(), t, job](std::error_code ec3, std::vector<qmp::threshold_event> now) {
+                                      [this, self, t, job = job](std::error_code ec3, std::vector<qmp::threshold_event> now) {
+                                          if (stopped) return;
                                           if (ec3) return say({{"what", "error"}, {"target", t}, {"error", ec3.message()}});
                                           say({{"what", "armed"}, {"target", t}, {"job", job}});
                                           for (const auto& e : now) on_threshold(e);
                                       });
                 }
+                done();
             });
         });
     }
 
-    // Stopped on a full volume with no hook running: a threshold can have
-    // been set a moment after the writes passed it (its element was armed
-    // while a job wrote into it), and then nothing fires it. A resync finds
-    // such a crossing (the high-water mark is past it) and reports it.
+    // Stopped on a full volume with no extension running: a threshold can
+    // have been set a moment after the writes passed it (its element was
+    // armed while a job wrote into it), and then nothing fires it. A resync
+    // finds such a crossing (the high-water mark is past it) and reports it.
     void look_again() {
+        if (resyncing) return;
+        resyncing = true;
         service.async_resync([this, self = shared_from_this()](std::error_code ec, std::vector<qmp::threshold_event> found) {
+            resyncing = false;
             if (ec || stopped) return;
             for (const auto& e : found) on_threshold(e);
         });
@@ -241,14 +332,16 @@ struct vm : std::enable_shared_from_this<vm> {
         else
             ++counters.events_live;
         say({{"what", "threshold"},
-             {"target", t},
+             {"target", e.resolved ? qmp::json(t) : qmp::json(nullptr)},
              {"node", e.node},
              {"threshold", e.threshold},
              {"exceeded", e.amount_exceeded},
              {"recovered", e.recovered()},
              {"origin", qmp::to_string(e.how)}});
-        if (!e.armed_by_manager || a.opts().extend_cmd.empty() || hooks_running.count(t)) return;
-        extend(t, e, a.opts().hook_retry_min);
+        // Another's threshold, or no hook: reported only. Stopping: the state
+        // says it fired, and the next start extends it.
+        if (!e.tracked || a.opts().extend_cmd.empty() || extending.count(t) || a.stopping()) return;
+        extend(t, e);
     }
 
     // QEMU's timestamp of a live event, `SECONDS.MICROSECONDS`; empty otherwise.
@@ -260,9 +353,15 @@ struct vm : std::enable_shared_from_this<vm> {
         return buf;
     }
 
-    void extend(const std::string& t, const qmp::threshold_event& e, std::chrono::milliseconds retry) {
-        hooks_running.insert(t);
-        auto start = [this, self = shared_from_this(), t, e, retry] {
+    void end_extension(const std::string& t) {
+        extending.erase(t);
+        a.work_finished();
+    }
+
+    void extend(const std::string& t, const qmp::threshold_event& e) {
+        extending.insert(t);
+        auto start = [this, self = shared_from_this(), t, e] {
+            if (stopped || a.stopping()) return end_extension(t);
             auto it = rows.find(t);
             const qmp::threshold_report_row* row = it == rows.end() ? nullptr : &it->second;
             std::vector<std::string> env{
@@ -278,33 +377,18 @@ struct vm : std::enable_shared_from_this<vm> {
                 "QMP_EXCEEDED=" + std::to_string(e.amount_exceeded),
                 "QMP_RECOVERED=" + std::string(e.recovered() ? "1" : "0"),
                 "QMP_EVENT_TIME=" + event_time(e)};
-            a.run_hook(env, [this, self = shared_from_this(), t, e, retry](int status) {
-                if (stopped) {
-                    hooks_running.erase(t);
-                    return a.hook_finished();
-                }
-                if (status != 0) {
-                    ++counters.extensions_failed;
-                    say({{"what", "extend-failed"}, {"target", t}, {"status", status}, {"retry_ms", retry.count()}});
-                    auto timer = std::make_shared<asio::steady_timer>(a.io(), retry);
-                    retries.insert(timer);
-                    timer->async_wait([this, self = shared_from_this(), timer, t, e, retry](std::error_code ec) {
-                        retries.erase(timer);
-                        hooks_running.erase(t);
-                        a.hook_finished();
-                        if (ec || stopped) return;
-                        extend(t, e, std::min(retry * 2, a.opts().hook_retry_max));
-                    });
-                    return;
-                }
+            a.run_hook(env, [this, self, t, e](int status, bool timed_out) {
+                if (stopped) return end_extension(t);
+                if (status != 0) return hook_failed(t, e, status, timed_out);
                 ++counters.extensions_ok;
+                hook_waits.erase(t);
                 // The storage grew: read its new size, re-arm with the same spec.
-                refresh([this, self = shared_from_this(), t] {
+                refresh([this, self, t] {
                     auto it = rows.find(t);
                     const std::uint64_t cap = it != rows.end() && it->second.capacity ? *it->second.capacity : 0;
-                    service.async_extended(t, cap, [this, self = shared_from_this(), t, cap](std::error_code ec, std::vector<qmp::threshold_event> now) {
-                        hooks_running.erase(t);
-                        a.hook_finished();
+                    service.async_extended(t, cap, [this, self, t, cap](std::error_code ec, std::vector<qmp::threshold_event> now) {
+                        end_extension(t);
+                        if (stopped) return;
                         if (ec) return say({{"what", "error"}, {"target", t}, {"error", "re-arm: " + ec.message()}});
                         say({{"what", "extended"}, {"target", t}, {"capacity", cap}});
                         grown_since_resume = true;
@@ -325,11 +409,33 @@ struct vm : std::enable_shared_from_this<vm> {
             refresh(std::move(start));
     }
 
+    // A failed (or killed) hook runs again after a wait that grows, until
+    // it succeeds: the extension is never dropped. Not while stopping: the
+    // state says it fired, and the next start runs it again.
+    void hook_failed(const std::string& t, const qmp::threshold_event& e, int status, bool timed_out) {
+        ++counters.extensions_failed;
+        if (timed_out) ++counters.hook_timeouts;
+        auto& waits = hook_waits.try_emplace(t, qmp::backoff{a.opts().hook_retry_min, a.opts().hook_retry_max, 0.1, {}}).first->second;
+        const auto wait = waits.next().value_or(a.opts().hook_retry_max);
+        qmp::json line{{"what", timed_out ? "extend-timeout" : "extend-failed"}, {"target", t}, {"status", status}};
+        if (!a.stopping()) line["retry_ms"] = wait.count();
+        say(line);
+        if (a.stopping()) return end_extension(t);
+        auto timer = std::make_shared<asio::steady_timer>(a.io(), wait);
+        retries.insert(timer);
+        timer->async_wait([this, self = shared_from_this(), timer, t, e](std::error_code ec) {
+            retries.erase(timer);
+            if (ec || stopped || a.stopping()) return end_extension(t);
+            extending.erase(t);  // extend() takes it again
+            extend(t, e);
+        });
+    }
+
     // Jobs stopped on a full volume go on once the storage grew.
     void resume_jobs() {
         for (const auto& id : paused_jobs)
             client.async_execute(qmp::block_job_resume{id}, [this, self = shared_from_this(), id](std::error_code ec, qmp::empty_result) {
-                if (!ec) say({{"what", "resumed"}, {"job", id}});
+                if (!ec && !stopped) say({{"what", "resumed"}, {"job", id}});
             });
         paused_jobs.clear();
     }
@@ -337,14 +443,15 @@ struct vm : std::enable_shared_from_this<vm> {
     // A VM stopped on ENOSPC goes on once the storage grew.
     void resume_if_paused() {
         if (!paused_nospace) return;
-        client.async_execute("query-status", nullptr, [this, self = shared_from_this()](std::error_code ec, qmp::json st) {
+        client.async_execute(qmp::query_status{}, [this, self = shared_from_this()](std::error_code ec, qmp::status_info st) {
             if (ec || stopped) return;
-            if (st.value("running", false)) {
+            if (st.running) {
                 paused_nospace = false;
                 return;
             }
-            if (st.value("status", "") != "io-error") return;
-            client.async_execute("cont", nullptr, [this, self = shared_from_this()](std::error_code ec2, qmp::json) {
+            if (st.status != "io-error") return;
+            client.async_execute(qmp::cont{}, [this, self](std::error_code ec2, qmp::empty_result) {
+                if (stopped) return;
                 if (ec2) return say({{"what", "error"}, {"error", "cont: " + ec2.message()}});
                 paused_nospace = false;
                 grown_since_resume = false;

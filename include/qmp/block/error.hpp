@@ -16,6 +16,7 @@ enum class block_error {
     not_in_chain,        ///< a node that belongs to no disk's chain
     unnamed_nodes,       ///< QEMU gives no node names (no graph command, none in blockstats)
     no_details,          ///< QEMU has no query-named-block-nodes
+    registry_full,       ///< every index (1 to 2^32 - 2) was handed out: an element is left without one
 };
 
 namespace detail {
@@ -32,6 +33,7 @@ public:
         case block_error::not_in_chain: return "the node belongs to no disk's backing chain";
         case block_error::unnamed_nodes: return "QEMU names no block nodes, so no chain can be built";
         case block_error::no_details: return "QEMU has no query-named-block-nodes for node details";
+        case block_error::registry_full: return "every index was handed out: the element has none";
         }
         return "unknown qmp.block error";
     }

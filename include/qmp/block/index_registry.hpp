@@ -31,7 +31,7 @@ public:
         std::size_t i = 0;
         while (i < node.size() && node[i] >= '0' && node[i] <= '9') {
             v = v * 10 + static_cast<std::uint64_t>(node[i] - '0');
-            if (v > UINT32_MAX) return std::nullopt;
+            if (v >= UINT32_MAX) return std::nullopt;  // 2^32 - 1 is no index (the registry's end)
             ++i;
         }
         if (i == 0 || v == 0) return std::nullopt;
@@ -63,7 +63,11 @@ public:
                     } else if (next_ < UINT32_MAX) {
                         el.index = next_++;
                     } else {
-                        continue;  // 2^32 - 2 numbers handed out: no more (never wrap to a used one)
+                        // 2^32 - 2 numbers handed out: none is left, and none is
+                        // ever handed out twice. The element keeps index 0 (no
+                        // index): it cannot be named `vda[N]` or armed.
+                        el.index = 0;
+                        continue;
                     }
                     live[key] = el.index;
                 }

@@ -47,7 +47,7 @@ class basic_client {
     using impl_type = detail::client_impl<Stream>;
     template <class T>
     using not_diag = std::enable_if_t<!std::is_same_v<std::decay_t<T>, diagnostics> &&
-                                      !std::is_same_v<std::decay_t<T>, connect_retry>>;
+                                      !std::is_same_v<std::decay_t<T>, backoff>>;
 
 public:
     using stream_type = Stream;
@@ -103,14 +103,22 @@ public:
     /// bounded by connect_timeout and greeting_timeout. Only for streams the
     /// client can connect (transport<Stream>::can_connect). A closed client
     /// may connect again. With `diag`: QEMU's reason when it refuses
-    /// negotiation. With `retry`: keeps trying while QEMU starts.
+    /// negotiation. With `retry`: keeps trying while QEMU starts (a
+    /// starting QEMU refuses, drops or greets twice early connections),
+    /// waiting as the back-off policy says until its total has passed; a
+    /// failure's `diag` then says how many attempts were made over how
+    /// long, and the last one's reason (QEMU's text when it refused).
     template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>,
               class = not_diag<CompletionToken>>
     auto async_connect(const Endpoint& endpoint, CompletionToken&& token = CompletionToken{});
     template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_connect(const Endpoint& endpoint, diagnostics& diag, CompletionToken&& token = CompletionToken{});
+    template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>,
+              class = not_diag<CompletionToken>>
+    auto async_connect(const Endpoint& endpoint, const backoff& retry, CompletionToken&& token = CompletionToken{});
     template <class Endpoint, class CompletionToken = asio::default_completion_token_t<executor_type>>
-    auto async_connect(const Endpoint& endpoint, const connect_retry& retry, CompletionToken&& token = CompletionToken{});
+    auto async_connect(const Endpoint& endpoint, const backoff& retry, diagnostics& diag,
+                       CompletionToken&& token = CompletionToken{});
 
     /// The stream is connected already: read the greeting and negotiate.
     template <class CompletionToken = asio::default_completion_token_t<executor_type>, class = not_diag<CompletionToken>>

@@ -2,6 +2,7 @@
 // client keeps. Every default is listed in docs/limits.md.
 #pragma once
 
+#include <qmp/client/backoff.hpp>
 #include <qmp/protocol/error.hpp>
 #include <qmp/protocol/event_queue.hpp>
 #include <qmp/protocol/framer.hpp>
@@ -14,17 +15,16 @@
 
 namespace qmp {
 
-struct client_options {
-    framer_limits limits;                                   ///< message size and depth caps
+/// A client's settings: the session's (message caps, oob, the in-band
+/// cap, the trace hook: session_options) and the waits and queue the
+/// client adds.
+struct client_options : session_options {
     /// Capacity of async_receive_event's queue (every other subscription
     /// names its own).
     std::size_t event_queue_capacity = event_queue::default_capacity;
-    bool enable_oob = true;                                 ///< enable `oob` when the server offers it
-    std::size_t max_inband_in_flight = 8;                   ///< with oob on: QEMU's request queue length
     std::chrono::milliseconds connect_timeout{10000};       ///< 0 = unbounded
     std::chrono::milliseconds greeting_timeout{10000};      ///< greeting + negotiation; 0 = unbounded
     std::chrono::milliseconds command_timeout{30000};       ///< default per command; 0 = unbounded
-    trace_hook trace;
 };
 
 /// Per-call settings of async_execute.
@@ -46,15 +46,6 @@ inline constexpr std::size_t max_fds_per_command = max_fds_per_request;
 /// Counters kept by a client (copied out: read them anywhere).
 struct client_stats : session_stats {
     std::uint64_t events_dropped = 0;  ///< dropped by async_receive_event's queue on overflow
-};
-
-/// For async_connect with retries: a QEMU that is starting refuses or
-/// closes early connections (docs/client.md); this keeps trying, with
-/// exponential backoff, until `total` has passed.
-struct connect_retry {
-    std::chrono::milliseconds total{10000};
-    std::chrono::milliseconds backoff_min{20};
-    std::chrono::milliseconds backoff_max{500};
 };
 
 }  // namespace qmp

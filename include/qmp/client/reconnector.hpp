@@ -9,6 +9,7 @@
 // its receive completes only when the connection closes.
 #pragma once
 
+#include <qmp/client/backoff.hpp>
 #include <qmp/client/basic_client.hpp>
 #include <qmp/client/subscription.hpp>
 
@@ -24,11 +25,12 @@
 namespace qmp {
 
 struct reconnect_options {
-    /// The wait after the first failed attempt, doubled up to backoff_max.
-    std::chrono::milliseconds backoff_min{50};
-    std::chrono::milliseconds backoff_max{5000};
-    /// A session that lasted at least this long resets the wait to
-    /// backoff_min (a QEMU that accepts and drops at once backs off).
+    /// Waits between attempts (its `total` is ignored: a reconnector tries
+    /// until stopped). Some jitter keeps a fleet of VMs whose QEMUs went
+    /// together (a host's restart) from coming back in lock step.
+    backoff retry{std::chrono::milliseconds(50), std::chrono::milliseconds(5000), 0.2, {}};
+    /// A session that lasted at least this long starts the waits anew (a
+    /// QEMU that accepts and drops at once backs off).
     std::chrono::milliseconds stable_after{10000};
 };
 
@@ -86,7 +88,7 @@ private:
                                                       asio::wait_traits<std::chrono::steady_clock>, executor_type>;
         state(Client& c, Endpoint e, reconnect_options o, std::function<void(const reconnect_status&)> f)
             : client(&c), endpoint(std::move(e)), opts(o), on_change(std::move(f)), timer(c.get_executor()),
-              wait(o.backoff_min) {
+              waits(without_total(o.retry)) {
             event_filter nothing;
             nothing.predicate = [](const event&) { return false; };
             watch = c.subscribe(std::move(nothing), 1);
@@ -108,8 +110,7 @@ private:
             watch.async_receive([self = this->shared_from_this()](std::error_code ec, event) {
                 if (self->stopped) return;
                 if (!ec) return self->watch_session();  // cannot happen: it matches nothing
-                if (std::chrono::steady_clock::now() - self->since >= self->opts.stable_after)
-                    self->wait = self->opts.backoff_min;
+                if (std::chrono::steady_clock::now() - self->since >= self->opts.stable_after) self->waits.reset();
                 self->tell(false, ec);
                 self->retry_later();
             });
@@ -121,9 +122,13 @@ private:
             retry_later();
         }
 
+        static backoff without_total(backoff b) {
+            b.total = {};
+            return b;
+        }
+
         void retry_later() {
-            timer.expires_after(wait);
-            wait = std::min(wait * 2, opts.backoff_max);
+            timer.expires_after(waits.next().value_or(opts.retry.max));
             timer.async_wait([self = this->shared_from_this()](std::error_code ec) {
                 if (ec || self->stopped) return;
                 self->connect();
@@ -140,7 +145,7 @@ private:
         std::function<void(const reconnect_status&)> on_change;
         timer_type timer;
         typename Client::subscription watch;
-        std::chrono::milliseconds wait;
+        backoff_series waits;
         std::chrono::steady_clock::time_point since{};
         std::uint64_t sessions = 0;
         std::uint64_t failures = 0;

@@ -100,10 +100,18 @@ public:
         connect(ep, ec, diag);
         if (ec) throw qmp_error(ec, std::move(diag));
     }
-    /// Keeps trying while QEMU starts (see connect_retry).
+    /// Keeps trying while QEMU starts, as `retry` says (see
+    /// basic_client::async_connect); a failure's `diag` tells the attempts.
     template <class Endpoint>
-    void connect(const Endpoint& ep, const connect_retry& retry, std::error_code& ec) {
-        std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, retry, std::move(h)); });
+    void connect(const Endpoint& ep, const backoff& retry, std::error_code& ec, diagnostics& diag) {
+        std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, retry, diag, std::move(h)); });
+    }
+    template <class Endpoint>
+    void connect(const Endpoint& ep, const backoff& retry) {
+        std::error_code ec;
+        diagnostics diag;
+        connect(ep, retry, ec, diag);
+        if (ec) throw qmp_error(ec, std::move(diag));
     }
 
     json execute(std::string_view name, json arguments, std::error_code& ec, diagnostics& diag,

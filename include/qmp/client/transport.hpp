@@ -29,6 +29,8 @@
 #include <type_traits>
 #include <utility>
 
+#include <fcntl.h>
+
 namespace qmp {
 
 namespace detail {
@@ -64,6 +66,12 @@ struct endpoint_of<S, std::void_t<typename S::protocol_type::endpoint>> {
     using type = typename S::protocol_type::endpoint;
 };
 
+/// Marks a descriptor close-on-exec (POSIX).
+inline void close_on_exec(int fd) noexcept {
+    const int flags = ::fcntl(fd, F_GETFD);
+    if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 /// Writes what `s` takes at once, without waiting and without a completion
 /// to run (plain sockets, put in non-blocking mode): a command that fits
 /// the socket's buffer costs its one system call. Returns the bytes
@@ -93,9 +101,18 @@ struct transport {
     /// Descriptors can travel with a command (SCM_RIGHTS).
     static constexpr bool can_pass_fds = detail::can_pass_fds<Stream>::value;
 
-    /// Connects the stream to `ep` (only when can_connect).
+    /// Connects the stream to `ep` (only when can_connect). A socket is
+    /// opened close-on-exec first: a program that starts others (a hook, a
+    /// helper) never hands them its QMP connections.
     template <class Endpoint, class Handler>
     static void async_connect(Stream& s, const Endpoint& ep, Handler&& h) {
+        if constexpr (detail::has_protocol<Stream>::value) {
+            if (!s.is_open()) {
+                std::error_code ec;
+                s.open(ep.protocol(), ec);  // on failure, async_connect reports it
+                if (!ec) detail::close_on_exec(s.native_handle());
+            }
+        }
         s.async_connect(ep, std::forward<Handler>(h));
     }
 

@@ -23,12 +23,20 @@ namespace qmp {
 /// Which events a subscription takes.
 struct event_filter {
     std::vector<std::string> names;  ///< empty: every event
-    /// Optional, applied after the names; called where the client runs.
+    /// Optional, applied after the names; called where the client runs,
+    /// inside the read of the connection. It must not throw: one that does
+    /// takes the event (nothing is lost, and nothing escapes into the
+    /// reader). Read data typed (event_as), never with throwing accessors.
     std::function<bool(const event&)> predicate;
 
-    bool matches(const event& ev) const {
+    bool matches(const event& ev) const noexcept {
         if (!names.empty() && std::find(names.begin(), names.end(), ev.name) == names.end()) return false;
-        return !predicate || predicate(ev);
+        if (!predicate) return true;
+        try {
+            return predicate(ev);
+        } catch (...) {
+            return true;
+        }
     }
 };
 

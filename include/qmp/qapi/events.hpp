@@ -77,6 +77,37 @@ struct job_status_change_event {
     }
 };
 
+/// DEVICE_DELETED: a device (and the block backend it owned) is gone.
+struct device_deleted_event {
+    static constexpr std::string_view name = "DEVICE_DELETED";
+    std::optional<std::string> device{};  ///< the device's id, when it had one
+    std::string path{};                   ///< its QOM path
+    static constexpr auto wire_members() {
+        using T = device_deleted_event;
+        return std::make_tuple(wire::optional("device", &T::device), wire::required("path", &T::path));
+    }
+};
+
+/// BLOCK_IO_ERROR: a guest request failed; with `action` "stop" the VM is
+/// paused (status io-error), and `nospace` says the storage was full.
+struct block_io_error_event {
+    static constexpr std::string_view name = "BLOCK_IO_ERROR";
+    std::optional<std::string> qom_path{};   ///< the device's QOM path (sent by 10.0, not by 7.2)
+    std::string device{};                    ///< "" for a device without a legacy drive name
+    std::optional<std::string> node_name{};  ///< the node the request failed on
+    std::string operation{};                 ///< "read" | "write"
+    std::string action{};                    ///< "ignore" | "report" | "stop"
+    std::optional<bool> nospace{};           ///< true: the storage ran out of space (ENOSPC)
+    std::string reason{};
+    static constexpr auto wire_members() {
+        using T = block_io_error_event;
+        return std::make_tuple(wire::optional("qom-path", &T::qom_path), wire::required("device", &T::device),
+                               wire::optional("node-name", &T::node_name), wire::required("operation", &T::operation),
+                               wire::required("action", &T::action), wire::optional("nospace", &T::nospace),
+                               wire::required("reason", &T::reason));
+    }
+};
+
 /// Converts `ev` to the typed event E when the names match. Returns
 /// std::nullopt when the name differs; on a name match with bad data, sets
 /// `ec` (missing_member / invalid_result) and returns std::nullopt.
@@ -105,7 +136,8 @@ std::optional<E> event_as(const event& ev, std::error_code& ec, diagnostics* dia
 
 /// Every event this library types, plus the untyped fallback.
 using block_event = std::variant<event, block_write_threshold_event, block_job_completed_event, block_job_ready_event,
-                                 block_job_cancelled_event, block_job_error_event, job_status_change_event>;
+                                 block_job_cancelled_event, block_job_error_event, job_status_change_event,
+                                 device_deleted_event, block_io_error_event>;
 
 namespace detail {
 template <std::size_t I = 1>

@@ -23,6 +23,10 @@ namespace tracker_actions {
 /// shares and margins, the current write_threshold for verification.
 struct query_graph {
     bool details = false;
+    /// A request waits for it (the application asked); otherwise the
+    /// tracker's own work wants it (an event, a loss, a reconnection), and
+    /// a driver may space such queries out.
+    bool requested = false;
 };
 
 /// Send block-set-write-threshold; hand the outcome to on_command_result().

@@ -16,7 +16,7 @@ enum class threshold_error {
     no_format_layer,    ///< the element has no format node to arm
     invalid_policy,     ///< a re-arm policy that cannot work (a step of 0)
     invalid_state,      ///< saved state that does not validate
-    unfinished,         ///< a blocking request ended without an outcome (a bug, reported, not hidden)
+    journal_failed,     ///< the state file cannot be read, locked or written (the reason names the file)
 };
 
 namespace detail {
@@ -32,7 +32,7 @@ public:
         case threshold_error::no_format_layer: return "the element has no format layer";
         case threshold_error::invalid_policy: return "the re-arm policy is invalid";
         case threshold_error::invalid_state: return "the saved threshold state is invalid";
-        case threshold_error::unfinished: return "the threshold request did not finish";
+        case threshold_error::journal_failed: return "the threshold state file cannot be read, locked or written";
         }
         return "unknown qmp.threshold error";
     }

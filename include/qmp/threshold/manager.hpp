@@ -12,6 +12,7 @@
 #pragma once
 
 #include <qmp/block/graph_query.hpp>
+#include <qmp/client/backoff.hpp>
 #include <qmp/client/clients.hpp>
 #include <qmp/qapi/block_query.hpp>
 #include <qmp/threshold/service.hpp>
@@ -31,27 +32,15 @@
 namespace qmp {
 
 struct threshold_manager_options {
-    disk_catalog catalog;
+    /// The service the manager runs: the tracker's options (catalog,
+    /// verification), the journal, the callbacks. `resync_on_connect`:
+    /// connect() and poll() resync when a session begins and return what
+    /// it finds (marked reported); off for a one-shot tool that arms and
+    /// leaves (the watcher, not it, should report those).
+    threshold_service_options service;
     client_options client;
-    /// See tracker_options::verify_uncrossed.
-    bool verify_uncrossed = true;
-    /// Resync when a session begins (what fired while nobody listened is
-    /// reported, and marked reported). Off for a one-shot tool that arms and
-    /// leaves: the watcher, not it, should report those.
-    bool resync_on_connect = true;
-    std::chrono::milliseconds reconnect_min{50};
-    std::chrono::milliseconds reconnect_max{2000};
-    /// Resyncs caused by lost events are at most this often: a sustained
-    /// flood of events costs one resync per interval, not one per marker.
-    std::chrono::milliseconds min_resync_interval{1000};
-    /// Persists the state; called before any threshold reaches QEMU and
-    /// before any firing is reported (see tracker_actions::save_state). An
-    /// error stops a request before QEMU hears of it.
-    std::function<std::error_code(const threshold_state&, diagnostics&)> journal;
-    /// Told when the connection is lost (with the reason) and when it is back.
-    std::function<void(bool connected, std::error_code why)> on_connection;
-    /// Told when an event the manager needs could not be read (a resync follows).
-    std::function<void(const std::string& event, const diagnostics& why)> on_decode_error;
+    /// Waits between reconnection attempts in poll() (its total is poll's timeout).
+    backoff reconnect{std::chrono::milliseconds(50), std::chrono::milliseconds(2000), 0.2, {}};
 };
 
 template <class Stream>
@@ -76,7 +65,7 @@ public:
         client_.connect(ep_);
         connected_ = true;
         service_.on_connected();
-        if (!opts_.resync_on_connect) {
+        if (!opts_.service.resync_on_connect) {
             client_.poll();
             return {};
         }
@@ -127,7 +116,7 @@ public:
             if (left.count() <= 0) return out;
             if (!connected_) {
                 if (!reconnect(deadline)) return out;
-                if (opts_.resync_on_connect) {
+                if (opts_.service.resync_on_connect) {
                     try {
                         append(out, resync());
                     } catch (const qmp_error&) {
@@ -154,43 +143,30 @@ public:
 
     bool connected() const noexcept { return connected_; }
     /// "Events lost" markers received (each overflow of the event queue);
-    /// they cost at most one resync per min_resync_interval.
+    /// each leads to a resync, and resyncs coalesce.
     std::uint64_t loss_markers() const noexcept { return service_.stats().loss_markers; }
     /// Why the connection was last lost (or could not be made again).
     std::error_code last_error() const noexcept { return last_error_; }
 
     const std::vector<armed_threshold>& armed() const noexcept { return service_.armed(); }
     const resolver& chains() const noexcept { return service_.chains(); }
-    index_registry& registry() noexcept { return service_.registry(); }
     const threshold_tracker& tracker() const noexcept { return service_.tracker(); }
+    const threshold_state& state() const noexcept { return service_.state(); }
     service_type& service() noexcept { return service_; }
+    /// The client the manager connects: its own (a QMP monitor serves one
+    /// client at a time; give the manager a monitor of its own, or run your
+    /// commands through this client between the manager's calls).
     client_type& client() noexcept { return client_; }
 
-    /// Everything needed to pick up after a restart (threshold_state as JSON).
-    json save_state() const { return service_.save_state(); }
-    /// Loads saved state (strictly validated); on error the state is
-    /// unchanged, the code is threshold_error::invalid_state and `diag`
-    /// names the member that is wrong.
-    std::error_code load_state(const json& j, diagnostics* diag = nullptr) { return service_.load_state(j, diag); }
-    /// The same from the file's text (also refuses repeated members and
-    /// text that is no JSON).
-    std::error_code load_state_text(std::string_view text, diagnostics* diag = nullptr) {
-        return service_.load_state_text(text, diag);
-    }
-    /// Replaces the state with one already validated (a file another
-    /// process changed); may be called from the journal.
+    /// Replaces the state before connect() (see threshold_service::load).
     void load(threshold_state s) { service_.load(std::move(s)); }
+    /// Loads the journal of the options (see threshold_service::load_journal).
+    std::error_code load_journal(diagnostics* diag = nullptr) { return service_.load_journal(diag); }
 
 private:
     threshold_service_options service_options() {
-        threshold_service_options s;
-        s.catalog = opts_.catalog;
-        s.verify_uncrossed = opts_.verify_uncrossed;
+        threshold_service_options s = opts_.service;
         s.resync_on_connect = false;  // connect() and poll() ask for it, and return what it finds
-        s.min_resync_interval = opts_.min_resync_interval;
-        s.event_capacity = opts_.client.event_queue_capacity;
-        s.journal = opts_.journal;
-        s.on_decode_error = opts_.on_decode_error;
         s.on_connection = [this](bool up, std::error_code why) {
             if (!up) lost_connection(why);
         };
@@ -228,26 +204,29 @@ private:
         connected_ = false;
         last_error_ = why;
         client_.async_client().close();
-        if (opts_.on_connection) opts_.on_connection(false, why);
+        if (opts_.service.on_connection) opts_.service.on_connection(false, why);
     }
 
     bool reconnect(std::chrono::steady_clock::time_point deadline) {
-        auto wait = opts_.reconnect_min;
+        backoff policy = opts_.reconnect;
+        policy.total = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (policy.total.count() <= 0) return false;
+        backoff_series waits(policy);
         for (;;) {
             std::error_code ec;
             client_.connect(ep_, ec);
             if (!ec) {
                 connected_ = true;
                 last_error_.clear();
-                if (opts_.on_connection) opts_.on_connection(true, {});
+                if (opts_.service.on_connection) opts_.service.on_connection(true, {});
                 service_.on_connected();
                 client_.poll();
                 return true;
             }
             last_error_ = ec;
-            if (std::chrono::steady_clock::now() + wait > deadline) return false;
-            std::this_thread::sleep_for(wait);
-            wait = std::min(wait * 2, opts_.reconnect_max);
+            auto wait = waits.next();
+            if (!wait) return false;
+            std::this_thread::sleep_for(*wait);
         }
     }
 

@@ -83,7 +83,7 @@ public:
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_arm(std::string_view target, threshold_spec spec, rearm_policy policy, std::uint64_t step,
                    CompletionToken&& token = CompletionToken{}) {
-        return initiate<detail::request_shape::events, void(std::error_code, std::vector<threshold_event>)>(
+        return initiate<std::vector<threshold_event>>(
             [target = std::string(target), spec, policy, step](threshold_tracker& t) {
                 return t.arm(target, spec, policy, step);
             },
@@ -97,7 +97,7 @@ public:
     /// Disarms what was armed on `target` (both layers). Completes with (error_code).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_disarm(std::string_view target, CompletionToken&& token = CompletionToken{}) {
-        return initiate<detail::request_shape::code, void(std::error_code)>(
+        return initiate<>(
             [target = std::string(target)](threshold_tracker& t) { return t.disarm(target); },
             std::forward<CompletionToken>(token));
     }
@@ -106,7 +106,7 @@ public:
     /// with the on_extend policy are re-armed. Completes with (error_code, events).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_extended(std::string_view target, std::uint64_t new_capacity, CompletionToken&& token = CompletionToken{}) {
-        return initiate<detail::request_shape::events, void(std::error_code, std::vector<threshold_event>)>(
+        return initiate<std::vector<threshold_event>>(
             [target = std::string(target), new_capacity](threshold_tracker& t) { return t.extended(target, new_capacity); },
             std::forward<CompletionToken>(token));
     }
@@ -115,7 +115,7 @@ public:
     /// (error_code, events): what fired unseen (recovered), what left the chain (gone).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_resync(CompletionToken&& token = CompletionToken{}) {
-        return initiate<detail::request_shape::events, void(std::error_code, std::vector<threshold_event>)>(
+        return initiate<std::vector<threshold_event>>(
             [](threshold_tracker& t) { return t.resync(); }, std::forward<CompletionToken>(token));
     }
 
@@ -123,7 +123,7 @@ public:
     /// thresholds and what is armed. Completes with (error_code, rows).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_report(CompletionToken&& token = CompletionToken{}) {
-        return initiate<detail::request_shape::rows, void(std::error_code, std::vector<threshold_report_row>)>(
+        return initiate<std::vector<threshold_report_row>>(
             [](threshold_tracker& t) { return t.report(); }, std::forward<CompletionToken>(token));
     }
 
@@ -139,13 +139,13 @@ public:
     auto async_receive(std::chrono::milliseconds timeout, CompletionToken&& token = CompletionToken{}) {
         return asio::async_initiate<CompletionToken, void(std::error_code, threshold_event)>(
             [im = im_, timeout](auto handler) {
-                using H = std::decay_t<decltype(handler)>;
-                auto op = std::make_unique<detail::threshold_receive<H, executor_type>>(std::move(handler),
-                                                                                      im->get_executor());
-                auto* raw = op.get();
-                asio::dispatch(im->get_executor(), [im, op = std::move(op), raw, timeout]() mutable {
-                    op->on_cancel([im, raw](asio::cancellation_type) { im->cancel_receive(raw); });
-                    im->receive(std::move(op), timeout);
+                detail::completion<std::error_code, threshold_event> op(std::move(handler), im->get_executor());
+                asio::dispatch(im->get_executor(), [im, op = std::move(op), timeout]() mutable {
+                    const std::uint64_t id = ++im->receive_ids;
+                    op.on_cancel([wim = std::weak_ptr<impl_type>(im), id](asio::cancellation_type) {
+                        if (auto s = wim.lock()) asio::dispatch(s->get_executor(), [s, id] { s->cancel_receive(id); });
+                    });
+                    im->receive(std::move(op), id, timeout);
                 });
             },
             token);
@@ -155,12 +155,7 @@ public:
         return async_receive(std::chrono::milliseconds(0), std::forward<CompletionToken>(token));
     }
     /// The next event if one is waiting (on the executor).
-    std::optional<threshold_event> try_receive() {
-        if (im_->events.empty()) return std::nullopt;
-        threshold_event ev = std::move(im_->events.front());
-        im_->events.pop_front();
-        return ev;
-    }
+    std::optional<threshold_event> try_receive() { return im_->try_receive(); }
     /// Events waiting to be received.
     std::size_t queued() const noexcept { return im_->events.size(); }
 
@@ -169,35 +164,31 @@ public:
     bool connected() const noexcept { return im_->connected; }
     /// Why the connection was last lost.
     std::error_code last_error() const noexcept { return im_->last_error; }
+    /// Why the journal's last failed save failed (empty when none did).
+    const diagnostics& last_save_failure() const noexcept { return im_->last_save_failure; }
     /// True while requests or the tracker's own work are in progress.
-    bool busy() const noexcept { return im_->tracker.busy() || !im_->requests.empty(); }
+    bool busy() const noexcept { return im_->tracker.busy() || !im_->requests.empty() || im_->saving; }
     const threshold_service_stats& stats() const noexcept { return im_->counters; }
     const threshold_tracker& tracker() const noexcept { return im_->tracker; }
     const threshold_state& state() const noexcept { return im_->tracker.state(); }
     const std::vector<armed_threshold>& armed() const noexcept { return im_->tracker.armed(); }
     const resolver& chains() const noexcept { return im_->tracker.chains(); }
-    index_registry& registry() noexcept { return im_->tracker.registry(); }
 
-    /// Everything needed to pick up after a restart (threshold_state as JSON).
-    json save_state() const { return json(im_->tracker.state()); }
-    /// Loads saved state (strictly validated) before on_connected(); on
-    /// error the state is unchanged, the code is threshold_error::invalid_state
-    /// and `diag` names the member that is wrong.
-    std::error_code load_state(const json& j, diagnostics* diag = nullptr) {
-        threshold_state s;
-        if (convert(j, s, diag)) return threshold_error::invalid_state;
-        im_->tracker.load(std::move(s));
-        return {};
-    }
-    /// The same from the file's text (also refuses repeated members).
-    std::error_code load_state_text(std::string_view text, diagnostics* diag = nullptr) {
-        threshold_state s;
-        if (convert_text(text, s, diag)) return threshold_error::invalid_state;
-        im_->tracker.load(std::move(s));
-        return {};
-    }
-    /// Replaces the state with one already validated.
+    /// Replaces the state before on_connected() (a state read elsewhere and
+    /// validated, e.g. by threshold_journal::load or convert_text); the
+    /// resync after connecting checks what it lists against QEMU. With a
+    /// journal in the options, load from the journal instead: load_journal().
     void load(threshold_state s) { im_->tracker.load(std::move(s)); }
+    /// Loads the options' journal (strictly; a bad file is
+    /// threshold_error::invalid_state or the system's error, the state is
+    /// unchanged and `diag` says why).
+    std::error_code load_journal(diagnostics* diag = nullptr) {
+        if (!im_->opts.journal) return {};
+        threshold_state s;
+        if (auto ec = im_->opts.journal->load(s, diag)) return ec;
+        im_->tracker.load(std::move(s));
+        return {};
+    }
 
     /// Ends the service: its subscription ends, pending operations complete
     /// with operation_aborted. The destructor does it too.
@@ -210,16 +201,14 @@ public:
     }
 
 private:
-    template <detail::request_shape Shape, class Signature, class Start, class CompletionToken>
+    template <class... Results, class Start, class CompletionToken>
     auto initiate(Start start, CompletionToken&& token) {
-        return asio::async_initiate<CompletionToken, Signature>(
+        return asio::async_initiate<CompletionToken, void(std::error_code, Results...)>(
             [im = im_, start = std::move(start)](auto handler) mutable {
-                using H = std::decay_t<decltype(handler)>;
-                std::unique_ptr<detail::threshold_request_base> op =
-                    std::make_unique<detail::threshold_request<H, executor_type, Shape>>(std::move(handler),
-                                                                                        im->get_executor());
+                detail::threshold_request_completion op{
+                    detail::completion<std::error_code, Results...>(std::move(handler), im->get_executor())};
                 asio::dispatch(im->get_executor(), [im, op = std::move(op), start = std::move(start)]() mutable {
-                    if (im->stopped) return op->complete(asio::error::operation_aborted, {}, {});
+                    if (im->stopped) return impl_type::complete(op, asio::error::operation_aborted, {}, {}, true);
                     const tracker_request id = start(im->tracker);
                     im->request(id, std::move(op));
                 });

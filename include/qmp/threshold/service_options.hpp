@@ -1,38 +1,54 @@
-// What a threshold service is told (catalog, journal, callbacks, limits)
-// and what it counts.
+// What a threshold service is told (the tracker's options, the journal,
+// callbacks, limits) and what it counts.
 #pragma once
 
-#include <qmp/block/resolver.hpp>
 #include <qmp/client/diagnostics.hpp>
 #include <qmp/protocol/event_queue.hpp>
+#include <qmp/threshold/journal.hpp>
+#include <qmp/threshold/tracker.hpp>
 #include <qmp/threshold/types.hpp>
+
+#include <asio/any_io_executor.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <system_error>
 
 namespace qmp {
 
 struct threshold_service_options {
-    disk_catalog catalog;
-    /// See tracker_options::verify_uncrossed.
-    bool verify_uncrossed = true;
+    tracker_options tracker;
     /// Resync on each on_connected(): what fired while nobody listened
     /// arrives as `recovered` events. Off for a tool that only arms.
     bool resync_on_connect = true;
-    /// Resyncs caused by lost events are at most this often: a flood costs
-    /// one resync per interval, not one per marker.
-    std::chrono::milliseconds min_resync_interval{1000};
+    /// Graph queries for the tracker's own work (whatever a peer's events
+    /// ask for: a resync after a loss, a job's end, an unknown node) start
+    /// at most this often; what asks in between is coalesced into the next
+    /// one. Failed queries back off from here up to 30 s. A request's
+    /// query (arm, extended, report, resync asked for) is never held back.
+    std::chrono::milliseconds min_refresh_interval{200};
     /// Capacity of the service's subscription (events it needs, held until
     /// it takes them); beyond it a loss marker leads to a resync.
     std::size_t event_capacity = event_queue::default_capacity;
-    /// Persists the state before any threshold reaches QEMU and before any
-    /// firing is reported (see tracker_actions::save_state). An error stops
-    /// a request before QEMU hears of it. Runs on the executor: keep it short
-    /// (one small file write).
-    std::function<std::error_code(const threshold_state&, diagnostics&)> journal;
+    /// The service stops taking events from its subscription while the
+    /// tracker has this much work waiting, or this many threshold events
+    /// wait to be received: memory stays bounded whatever a peer sends, and
+    /// what overflows the subscription is recovered by a resync.
+    std::size_t max_backlog = 256;
+    std::size_t max_queued_events = 4096;
+    /// Where the state goes: saved before any threshold reaches QEMU and
+    /// before any firing is reported (see tracker_actions::save_state),
+    /// merged with what other processes wrote to the same file. A failed
+    /// save stops a request before QEMU hears of it. Without one the state
+    /// lives in memory only.
+    std::shared_ptr<threshold_journal> journal;
+    /// Where the journal's file work (lock, write, fsync) runs, e.g. an
+    /// asio::thread_pool: a service on the thread of many VMs never waits
+    /// for a disk. Without one it runs on the service's executor.
+    asio::any_io_executor journal_executor;
     /// Told when the connection is lost (with the reason) and when
     /// on_connected() says it is back.
     std::function<void(bool connected, std::error_code why)> on_connection;
@@ -46,8 +62,12 @@ struct threshold_service_stats {
     std::uint64_t loss_markers = 0;      ///< "events lost" markers among them
     std::uint64_t reported = 0;          ///< threshold events handed out (requests and receivers)
     std::uint64_t graph_queries = 0;     ///< block graph snapshots taken
+    std::uint64_t graph_failures = 0;    ///< graph queries that failed
     std::uint64_t commands = 0;          ///< block-set-write-threshold sent
     std::uint64_t connections = 0;       ///< on_connected() calls
+    std::uint64_t saves = 0;             ///< journal saves
+    std::uint64_t save_failures = 0;     ///< journal saves that failed (the last one's reason: last_save_failure())
+    std::uint64_t taken_from_disk = 0;   ///< times another writer's changes to the journal were taken in
 };
 
 }  // namespace qmp

@@ -59,6 +59,7 @@ struct threshold_spec {
     }
     static std::string wire_check(const threshold_spec& s) {
         if (s.type == kind::ppm && s.value > 1000000u) return "value: " + std::to_string(s.value) + " ppm is above 100%";
+        if (s.type == kind::ppm && s.value == 0) return "value: a share of 0 computes to 0, which would disarm";
         if (s.type == kind::bytes && s.value == 0) return "value: a threshold of 0 bytes would disarm";
         if (s.capacity && *s.capacity == 0) return "capacity: 0";
         return {};

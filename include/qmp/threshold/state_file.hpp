@@ -8,8 +8,9 @@
 // POSIX only, like QMP's unix sockets.
 #pragma once
 
+#include <qmp/client/backoff.hpp>
 #include <qmp/protocol/error.hpp>
-#include <qmp/protocol/json_parse.hpp>
+#include <qmp/protocol/message.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -46,20 +47,22 @@ public:
         const std::string lp = path_ + ".lock";
         int fd = ::open(lp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) return fail_errno("cannot create the lock file " + lp, diag);
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        for (auto wait = std::chrono::milliseconds(1);; wait = std::min(wait * 2, std::chrono::milliseconds(50))) {
+        backoff_series waits(backoff{std::chrono::milliseconds(1), std::chrono::milliseconds(50), 0.0,
+                                     std::max(timeout, std::chrono::milliseconds(1))});
+        for (;;) {
             if (::flock(fd, LOCK_EX | LOCK_NB) == 0) break;
             if (errno != EWOULDBLOCK && errno != EINTR) {
                 std::error_code ec = fail_errno("cannot lock " + lp, diag);
                 ::close(fd);
                 return ec;
             }
-            if (std::chrono::steady_clock::now() >= deadline) {
+            auto wait = waits.next();
+            if (!wait) {
                 ::close(fd);
                 if (diag) *diag = {{}, "another process holds " + lp + " (waited " + std::to_string(timeout.count()) + " ms)"};
                 return std::make_error_code(std::errc::resource_unavailable_try_again);
             }
-            std::this_thread::sleep_for(wait);
+            std::this_thread::sleep_for(*wait);
         }
         lock_fd_ = fd;
         return {};
@@ -72,9 +75,8 @@ public:
         lock_fd_ = -1;
     }
 
-    /// Reads the file: `out` is empty when the file does not exist. Invalid
-    /// JSON is error::malformed_message with the byte in `diag`.
-    std::error_code read(std::optional<json>& out, diagnostics* diag = nullptr) const {
+    /// Reads the file's text: `out` is empty when the file does not exist.
+    std::error_code read_text(std::optional<std::string>& out, diagnostics* diag = nullptr) const {
         out.reset();
         int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -95,13 +97,7 @@ public:
             text.append(buf, static_cast<std::size_t>(n));
         }
         ::close(fd);
-        json j;
-        diagnostics d;
-        if (auto ec = parse_json(text, j, &d)) {
-            if (diag) *diag = {{}, path_ + " is not valid JSON: " + d.message};
-            return ec;
-        }
-        out = std::move(j);
+        out = std::move(text);
         return {};
     }
 

@@ -24,6 +24,7 @@
 #include <qmp/block/graph.hpp>
 #include <qmp/block/resolver.hpp>
 #include <qmp/protocol/error.hpp>
+#include <qmp/protocol/event_router.hpp>
 #include <qmp/qapi/events.hpp>
 #include <qmp/threshold/actions.hpp>
 #include <qmp/threshold/detail/tracker_work.hpp>
@@ -85,6 +86,7 @@ public:
     /// one than the state recorded means QEMU restarted and its thresholds
     /// are gone. A resync follows unless `resync` is false.
     void on_connected(std::optional<std::string> instance, bool resync = true) {
+        connected_ = true;
         graph_valid_ = false;
         if (instance && state_.instance && *instance != *state_.instance) restarted();
         if (instance && instance != state_.instance) {
@@ -94,22 +96,62 @@ public:
         if (resync) schedule_resync();
     }
 
-    /// Any event of the session: thresholds, block jobs; others are ignored.
+    // ---- which events matter, read typed (the one place that says so) ----------------
+
+    /// What an event is to a tracker.
+    enum class event_role {
+        none,           ///< nothing it acts on
+        threshold,      ///< BLOCK_WRITE_THRESHOLD (decoded by on_event)
+        chain_changed,  ///< a block job ended, a device went: the chain may have changed
+        unreadable,     ///< one it needs whose data does not decode: said, then a resync
+    };
+
+    /// Reads `ev` typed and says what it is to a tracker. Never throws: a
+    /// member of the wrong type is `unreadable`, with the reason in `why`.
+    static event_role role_of(const event& ev, diagnostics* why = nullptr) {
+        if (ev.name == block_write_threshold_event::name) return event_role::threshold;
+        if (ev.name == block_job_completed_event::name || ev.name == block_job_cancelled_event::name ||
+            ev.name == device_deleted_event::name)
+            return event_role::chain_changed;  // whatever the data says
+        if (ev.name == job_status_change_event::name) {
+            std::error_code ec;
+            auto t = event_as<job_status_change_event>(ev, ec, why);
+            if (!t) return event_role::unreadable;
+            return t->status == "concluded" ? event_role::chain_changed : event_role::none;  // the other states are noise
+        }
+        return event_role::none;
+    }
+
+    /// The subscription a tracker's owner needs: the events role_of()
+    /// does not call `none` (the unreadable ones included, so that they
+    /// lead to a resync instead of vanishing).
+    static event_filter interest() {
+        event_filter f;
+        f.names = {std::string(block_write_threshold_event::name), std::string(block_job_completed_event::name),
+                   std::string(block_job_cancelled_event::name), std::string(job_status_change_event::name),
+                   std::string(device_deleted_event::name)};
+        f.predicate = [](const event& ev) { return role_of(ev) != event_role::none; };
+        return f;
+    }
+
+    /// Any event of the session; those role_of() calls `none` are ignored.
     void on_event(const event& ev) {
         if (ev.lost) return on_events_lost(ev.lost);
-        if (ev.name == block_write_threshold_event::name) {
+        diagnostics why;
+        switch (role_of(ev, &why)) {
+        case event_role::none: return;
+        case event_role::chain_changed: return on_chain_may_have_changed();
+        case event_role::threshold: {
             std::error_code ec;
-            diagnostics diag;
-            if (auto t = event_as<block_write_threshold_event>(ev, ec, &diag)) return on_threshold_event(*t, ev.time);
-            // A threshold event we cannot read is a lost one: said, then a resync.
-            ++stats_.malformed_events;
-            out_.push_back(tracker_actions::decode_error{ev.name, std::move(diag)});
-            return schedule_resync();
+            if (auto t = event_as<block_write_threshold_event>(ev, ec, &why)) return on_threshold_event(*t, ev.time);
+            break;
         }
-        if (ev.name == block_job_completed_event::name || ev.name == block_job_cancelled_event::name ||
-            ev.name == "DEVICE_DELETED" ||
-            (ev.name == job_status_change_event::name && ev.data.is_object() && ev.data.value("status", "") == "concluded"))
-            on_chain_may_have_changed();
+        case event_role::unreadable: break;
+        }
+        // An event we needed and cannot read may hide a firing: said, then a resync.
+        ++stats_.malformed_events;
+        out_.push_back(tracker_actions::decode_error{ev.name, std::move(why)});
+        schedule_resync();
     }
 
     void on_threshold_event(const block_write_threshold_event& ev, timestamp ts) {
@@ -151,10 +193,29 @@ public:
         pump();
     }
 
+    /// The session ended: a resync of the tracker's own that cannot run
+    /// now waits for on_connected(), which schedules one anyway.
+    void on_disconnected() {
+        connected_ = false;
+        graph_valid_ = false;
+    }
+
     void on_graph_failed(std::error_code ec, diagnostics diag = {}) {
         if (phase_ != phase::graph) return;
         phase_ = phase::idle;
+        detail::tracker_work& w = queue_.front();
+        if (w.kind == detail::work_kind::live_event) {
+            // No event is lost for want of a graph: it is decided on the
+            // one at hand (a node that is not in it is reported unresolved).
+            w.retried_graph = true;
+            return decide_head();
+        }
+        const bool own_resync = w.kind == detail::work_kind::resync && !w.request;
         finish_head(ec, std::move(diag));
+        // A resync of its own (after a loss, a reconnection) is owed until
+        // one ran: it is tried again while connected (the owner spaces
+        // graph queries out).
+        if (own_resync && connected_) schedule_resync();
     }
 
     void on_command_result(std::uint64_t command, std::error_code ec, const diagnostics& diag = {}) {
@@ -207,14 +268,23 @@ public:
         state_ = std::move(s);
         dirty_ = false;
     }
+    /// Takes in what another writer of the state's file changed: `theirs`
+    /// is the file now, `base` what this tracker's state was when it last
+    /// agreed with the file (merge_states: each side keeps what it changed).
+    void take_from_disk(const threshold_state& base, const threshold_state& theirs) {
+        if (theirs == base) return;
+        state_ = merge_states(base, state_, theirs);
+    }
     const std::vector<armed_threshold>& armed() const noexcept { return state_.armed; }
     const resolver& chains() const noexcept { return resolver_; }
-    index_registry& registry() noexcept { return state_.registry; }
+    /// Pieces of work waiting (requests, events, resyncs): what an owner
+    /// watches to stop taking events while the tracker is behind.
+    std::size_t backlog() const noexcept { return queue_.size(); }
 
     struct counters {
         std::uint64_t resyncs = 0;           ///< resyncs run
         std::uint64_t graph_queries = 0;     ///< query_graph actions emitted
-        std::uint64_t malformed_events = 0;  ///< threshold events that could not be read (each led to a resync)
+        std::uint64_t malformed_events = 0;  ///< needed events that could not be read (each led to a resync)
         std::uint64_t restarts = 0;          ///< QEMU restarts noticed (another instance)
         std::uint64_t rearmed_unexplained = 0;  ///< gone from QEMU with no write past them: re-armed
     };
@@ -229,6 +299,7 @@ private:
     void schedule_resync();
     void restarted();
     void pump();
+    detail::graph_need need_of(const detail::tracker_work& w) const;
     bool graph_ready(const detail::tracker_work& w) const;
     void decide_head();
     void emit_decisions();
@@ -265,6 +336,7 @@ private:
     std::map<std::string, std::uint64_t> current_;  // node -> write_threshold (graphs with details)
     bool graph_valid_ = false;
     bool graph_details_ = false;
+    bool connected_ = false;
     std::uint64_t graph_epoch_ = 0;
     std::deque<detail::tracker_work> queue_;
     std::deque<tracker_action> out_;

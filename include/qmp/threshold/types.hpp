@@ -130,7 +130,9 @@ struct threshold_event {
     std::uint64_t threshold = 0;
     std::uint64_t amount_exceeded = 0;  ///< recovered: at least this much (from the high-water mark), or 0 if unknown
     timestamp time;                     ///< QEMU's (live only)
-    bool armed_by_manager = false;      ///< armed through this tracker (else someone else's threshold)
+    /// The tracker's state lists the threshold: armed through it, or through
+    /// another writer of its journal. Else it is someone else's.
+    bool tracked = false;
     bool recovered() const { return how == origin::recovered; }
 };
 
@@ -175,6 +177,12 @@ struct threshold_state {
                                wire::optional("instance", &T::instance), wire::required("registry", &T::registry),
                                wire::required("armed", &T::armed));
     }
+    friend bool operator==(const threshold_state& a, const threshold_state& b) {
+        return a.format == b.format && a.version == b.version && a.instance == b.instance &&
+               a.registry == b.registry && a.armed == b.armed;
+    }
+    friend bool operator!=(const threshold_state& a, const threshold_state& b) { return !(a == b); }
+
     static std::string wire_check(const threshold_state& s) {
         if (s.format != format_name) return "format: '" + s.format + "' is not " + std::string(format_name);
         if (s.version != current_version)

@@ -42,7 +42,7 @@ public:
     client_impl(client_options opts, StreamArgs&&... args)
         : sp_(std::make_shared<Stream>(std::forward<StreamArgs>(args)...)),
           options(std::move(opts)),
-          sess(session_options{options.limits, options.enable_oob, options.max_inband_in_flight, options.trace}),
+          sess(static_cast<const session_options&>(options)),
           everything(router.add({}, options.event_queue_capacity)),
           deadline_timer_(sp_->get_executor()),
           watchdog_(sp_->get_executor()) {}

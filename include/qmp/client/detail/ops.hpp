@@ -1,12 +1,11 @@
 // The client's pending operations: a command waiting for its reply, a
-// receive waiting for an event, a connect waiting for negotiation. Each
-// holds the completion handler, type-erased behind a small base so the
-// client keeps one table and one deadline timer for all of them (no timer,
-// hence no timer system call, per command). A handler runs on its own
-// associated executor: dispatched when the operation completes later, posted
-// when it completes inside its initiation.
+// receive waiting for an event, a connect waiting for negotiation, behind
+// one small base so the client keeps one table and one deadline timer for
+// all of them (no timer, hence no timer system call, per command). Their
+// handlers are kept by the helpers of completion.hpp.
 #pragma once
 
+#include <qmp/client/detail/completion.hpp>
 #include <qmp/client/diagnostics.hpp>
 #include <qmp/protocol/command.hpp>
 #include <qmp/protocol/error.hpp>
@@ -49,42 +48,6 @@ public:
     std::uint64_t id = 0;  // execute: the session's request id; receive: the subscription
     deadline_map::iterator deadline{};
     bool has_deadline = false;
-};
-
-/// A handler with its work guard; runs it on its associated executor.
-template <class Handler, class Executor>
-class handler_holder {
-public:
-    handler_holder(Handler h, const Executor& fallback)
-        : h_(std::move(h)), work_(asio::make_work_guard(asio::get_associated_executor(h_, fallback))) {}
-
-    Handler& get() noexcept { return h_; }
-
-    /// Installs `on_cancel` in the handler's cancellation slot, if it has one.
-    template <class F>
-    void on_cancel(F&& f) {
-        auto slot = asio::get_associated_cancellation_slot(h_);
-        if (slot.is_connected()) slot.assign(std::forward<F>(f));
-    }
-
-    template <class... Args>
-    void run(bool post, Args&&... args) {
-        auto slot = asio::get_associated_cancellation_slot(h_);
-        if (slot.is_connected()) slot.clear();
-        auto ex = work_.get_executor();
-        work_.reset();
-        auto f = [h = std::move(h_), t = std::make_tuple(std::forward<Args>(args)...)]() mutable {
-            std::apply([&](auto&&... a) { std::move(h)(std::move(a)...); }, std::move(t));
-        };
-        if (post)
-            asio::post(ex, std::move(f));
-        else
-            asio::dispatch(ex, std::move(f));
-    }
-
-private:
-    Handler h_;
-    asio::executor_work_guard<asio::associated_executor_t<Handler, Executor>> work_;
 };
 
 /// A command: its reply is converted to R while the reply's text exists.
@@ -139,20 +102,19 @@ public:
     virtual void set(event ev) = 0;
 };
 
-template <class Handler, class Executor>
 class receive_op final : public receive_op_base {
 public:
-    receive_op(Handler h, const Executor& ex) : h_(std::move(h), ex) {}
+    explicit receive_op(completion<std::error_code, event> h) : h_(std::move(h)) {}
     template <class F>
     void on_cancel(F&& f) {
         h_.on_cancel(std::forward<F>(f));
     }
     void set(event ev) override { ev_ = std::move(ev); }
     void fail(std::error_code ec) override { ec_ = ec; }
-    void complete(bool post) override { h_.run(post, ec_, std::move(ev_)); }
+    void complete(bool post) override { h_(post, ec_, std::move(ev_)); }
 
 private:
-    handler_holder<Handler, Executor> h_;
+    completion<std::error_code, event> h_;
     std::error_code ec_;
     event ev_;
 };
@@ -164,11 +126,10 @@ public:
     virtual void set(std::error_code ec, const diagnostics& diag) = 0;
 };
 
-template <class Handler, class Executor>
 class connect_op final : public connect_op_base {
 public:
-    connect_op(Handler h, const Executor& ex, diagnostics* diag) : h_(std::move(h), ex), diag_(diag) {
-        if (!diag_) diag_ = get_associated_diagnostics(h_.get());
+    connect_op(completion<std::error_code> h, diagnostics* diag) : h_(std::move(h)), diag_(diag) {
+        if (!diag_) diag_ = h_.diag();
     }
     template <class F>
     void on_cancel(F&& f) {
@@ -179,10 +140,10 @@ public:
         if (diag_) *diag_ = diag;
     }
     void fail(std::error_code ec) override { set(ec, {}); }
-    void complete(bool post) override { h_.run(post, ec_); }
+    void complete(bool post) override { h_(post, ec_); }
 
 private:
-    handler_holder<Handler, Executor> h_;
+    completion<std::error_code> h_;
     diagnostics* diag_;
     std::error_code ec_;
 };

@@ -11,6 +11,8 @@
 #include <asio/steady_timer.hpp>
 
 #include <cerrno>
+#include <optional>
+#include <string>
 
 namespace qmp {
 namespace detail {
@@ -62,9 +64,9 @@ struct initiate_receive {
 
     template <class Handler>
     void operator()(Handler&& handler, std::chrono::milliseconds timeout) const {
-        using op_type = receive_op<std::decay_t<Handler>, typename Impl::executor_type>;
-        auto op = std::make_unique<op_type>(std::forward<Handler>(handler), im->get_executor());
-        op_type* raw = op.get();
+        auto op = std::make_unique<receive_op>(
+            completion<std::error_code, event>(std::forward<Handler>(handler), im->get_executor()));
+        receive_op* raw = op.get();
         raw->on_cancel([wim = std::weak_ptr<Impl>(im), sub = sub, raw](asio::cancellation_type) {
             if (auto s = wim.lock()) asio::dispatch(s->get_executor(), [s, sub, raw] { s->cancel_receive(sub, raw); });
         });
@@ -81,8 +83,8 @@ struct initiate_connect {
     // `endpoint` is null for a handshake on a connected stream.
     template <class Handler, class Endpoint>
     void operator()(Handler&& handler, const Endpoint* endpoint, diagnostics* diag) const {
-        using op_type = connect_op<std::decay_t<Handler>, typename Impl::executor_type>;
-        auto op = std::make_unique<op_type>(std::forward<Handler>(handler), im->get_executor(), diag);
+        auto op = std::make_unique<connect_op>(completion<std::error_code>(std::forward<Handler>(handler), im->get_executor()),
+                                               diag);
         op->on_cancel([wim = std::weak_ptr<Impl>(im)](asio::cancellation_type) {
             if (auto s = wim.lock())
                 asio::dispatch(s->get_executor(), [s] {
@@ -107,29 +109,38 @@ struct initiate_connect {
     }
 };
 
-// Connect attempts until one works or the time is up (a QEMU that is
-// starting refuses, or closes before the greeting, early connections).
+// Connect attempts until one works or the back-off policy gives up (a QEMU
+// that is starting refuses, or closes before the greeting, early
+// connections). A failure says how many attempts were made, over how long.
 template <class Impl, class Endpoint>
 struct connect_retry_op {
     std::shared_ptr<Impl> im;
     Endpoint endpoint;
-    connect_retry retry;
-    clock::time_point deadline;
-    std::chrono::milliseconds wait;
+    backoff_series waits;
     diagnostics* diag;
+    std::unique_ptr<diagnostics> own{};  // each attempt's reason, when the caller gave no place for it
     std::unique_ptr<asio::steady_timer> timer{};
     struct again {};
 
     template <class Self>
     void operator()(Self& self, again = {}) {
+        if (!diag) diag = (own = std::make_unique<diagnostics>()).get();
         initiate_connect<Impl>{im}(std::move(self), &endpoint, diag);
     }
     template <class Self>
     void operator()(Self& self, std::error_code ec) {
-        if (!ec || !retriable(ec) || im->user_closed || clock::now() + wait >= deadline) return self.complete(ec);
+        if (!ec) return self.complete(ec);
+        std::optional<std::chrono::milliseconds> wait;
+        if (retriable(ec) && !im->user_closed) wait = waits.next();
+        if (!wait) {
+            const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - waits.started());
+            const std::string last = diag->message.empty() ? ec.message() : ec.message() + ": " + diag->message;
+            diag->message = std::to_string(waits.failures() + (retriable(ec) && !im->user_closed ? 0 : 1)) +
+                            " attempt(s) over " + std::to_string(spent.count()) + " ms; the last: " + last;
+            return self.complete(ec);
+        }
         if (!timer) timer = std::make_unique<asio::steady_timer>(im->get_executor());
-        timer->expires_after(wait);
-        wait = std::min(wait * 2, retry.backoff_max);
+        timer->expires_after(*wait);
         timer->async_wait([s = std::move(self)](std::error_code) mutable { s(again{}); });
     }
     // What a starting QEMU does to early connections: refuses them, has no
@@ -141,6 +152,19 @@ struct connect_retry_op {
             return true;
         const bool system = ec.category() == asio::error::get_system_category() || ec.category() == std::system_category();
         return system && (ec.value() == ECONNREFUSED || ec.value() == ENOENT || ec.value() == EAGAIN);
+    }
+};
+
+template <class Impl>
+struct initiate_connect_retry {
+    std::shared_ptr<Impl> im;
+
+    template <class Handler, class Endpoint>
+    void operator()(Handler&& handler, const Endpoint& endpoint, const backoff& retry, diagnostics* diag) const {
+        if (!diag) diag = get_associated_diagnostics(handler);
+        // (asio moves the handler in: async_compose takes the token by reference.)
+        asio::async_compose<std::decay_t<Handler>, void(std::error_code)>(
+            connect_retry_op<Impl, Endpoint>{im, endpoint, backoff_series(retry), diag}, handler, im->get_executor());
     }
 };
 
@@ -165,14 +189,22 @@ auto basic_client<S>::async_connect(const Endpoint& endpoint, diagnostics& diag,
 }
 
 template <class S>
-template <class Endpoint, class CompletionToken>
-auto basic_client<S>::async_connect(const Endpoint& endpoint, const connect_retry& retry, CompletionToken&& token) {
+template <class Endpoint, class CompletionToken, class>
+auto basic_client<S>::async_connect(const Endpoint& endpoint, const backoff& retry, CompletionToken&& token) {
     static_assert(transport<S>::can_connect,
                   "this stream cannot be connected by the client: connect it yourself, then async_handshake");
-    return asio::async_compose<CompletionToken, void(std::error_code)>(
-        detail::connect_retry_op<impl_type, Endpoint>{im_, endpoint, retry, detail::clock::now() + retry.total,
-                                                      retry.backoff_min, nullptr},
-        token, im_->get_executor());
+    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+        detail::initiate_connect_retry<impl_type>{im_}, token, endpoint, retry, nullptr);
+}
+
+template <class S>
+template <class Endpoint, class CompletionToken>
+auto basic_client<S>::async_connect(const Endpoint& endpoint, const backoff& retry, diagnostics& diag,
+                                    CompletionToken&& token) {
+    static_assert(transport<S>::can_connect,
+                  "this stream cannot be connected by the client: connect it yourself, then async_handshake");
+    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+        detail::initiate_connect_retry<impl_type>{im_}, token, endpoint, retry, &diag);
 }
 
 template <class S>

@@ -16,9 +16,9 @@ enum class work_kind { arm, disarm, extended, resync, report, live_event, chain_
 
 /// What a piece of work needs of the graph before it can decide.
 enum class graph_need {
-    any,           ///< a valid graph (taken before the chain may have changed)
-    fresh,         ///< one queried after the work was queued (current high-water marks)
-    fresh_details, ///< the same, with per-node details (sizes, write_threshold)
+    any,            ///< a valid graph (taken before the chain may have changed)
+    fresh,          ///< one queried after the work was queued (current high-water marks)
+    fresh_details,  ///< the same, with per-node details (sizes, write_threshold)
 };
 
 struct tracker_work {

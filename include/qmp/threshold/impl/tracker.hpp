@@ -64,37 +64,39 @@ inline void threshold_tracker::restarted() {
     dirty_ = true;
 }
 
-inline bool threshold_tracker::graph_ready(const detail::tracker_work& w) const {
+// What each kind of work needs of the graph: the one place that says so.
+inline detail::graph_need threshold_tracker::need_of(const detail::tracker_work& w) const {
     using K = detail::work_kind;
-    bool fresh = false, details = false;
+    using N = detail::graph_need;
     switch (w.kind) {
     case K::arm: {
-        fresh = true;
+        // A share or margin computes against a size; the format layer's node needs the details' driver.
         const bool share = w.spec.type != threshold_spec::kind::bytes && !w.spec.capacity;
-        details = share || w.spec.on == layer::format;
-        break;
+        return share || w.spec.on == layer::format ? N::fresh_details : N::fresh;
     }
-    case K::disarm: break;
-    case K::extended: fresh = details = true; break;
-    case K::resync: fresh = true; details = opts_.verify_uncrossed; break;
-    case K::report: fresh = details = true; break;
-    case K::live_event: fresh = w.retried_graph; break;
-    case K::chain_check: fresh = true; break;
+    case K::disarm: return N::any;  // the target is resolved on the graph at hand
+    case K::extended: return N::fresh_details;
+    case K::resync: return opts_.verify_uncrossed ? N::fresh_details : N::fresh;
+    case K::report: return N::fresh_details;
+    case K::live_event: return w.retried_graph ? N::fresh : N::any;
+    case K::chain_check: return N::fresh;
     }
+    return N::fresh;
+}
+
+inline bool threshold_tracker::graph_ready(const detail::tracker_work& w) const {
+    using N = detail::graph_need;
+    const N need = need_of(w);
     if (!graph_valid_) return false;
-    if (fresh && graph_epoch_ <= w.epoch) return false;
-    return !details || graph_details_;
+    if (need != N::any && graph_epoch_ <= w.epoch) return false;
+    return need != N::fresh_details || graph_details_;
 }
 
 inline void threshold_tracker::pump() {
     while (phase_ == phase::idle && !queue_.empty()) {
         detail::tracker_work& w = queue_.front();
         if (!graph_ready(w)) {
-            bool details = w.kind == detail::work_kind::extended || w.kind == detail::work_kind::report ||
-                           (w.kind == detail::work_kind::resync && opts_.verify_uncrossed) ||
-                           (w.kind == detail::work_kind::arm &&
-                            ((w.spec.type != threshold_spec::kind::bytes && !w.spec.capacity) || w.spec.on == layer::format));
-            out_.push_back(tracker_actions::query_graph{details});
+            out_.push_back(tracker_actions::query_graph{need_of(w) == detail::graph_need::fresh_details, w.request != 0});
             query_in_out_ = true;
             ++stats_.graph_queries;
             phase_ = phase::graph;
@@ -293,7 +295,7 @@ inline threshold_event threshold_tracker::make_event(threshold_event::origin how
     e.node_layer = a.node_layer;
     e.threshold = a.threshold;
     e.amount_exceeded = exceeded;
-    e.armed_by_manager = true;
+    e.tracked = true;
     std::error_code ec;
     if (auto loc = resolver_.locate(a.node, ec)) e.active = loc->where.active;
     return e;

@@ -12,6 +12,9 @@ namespace qmp {
 inline void threshold_tracker::decide_arm(detail::tracker_work& w) {
     auto el = resolve(w.target_text);
     if (!el) return;
+    if (el->element.index == 0)
+        return fail_head(block_error::registry_full,
+                         w.target_text + ": the element has no index (every index was handed out), so it cannot be armed");
     armed_threshold a;
     a.where = target{el->disk, el->element.index};
     a.spec = w.spec;
@@ -218,7 +221,7 @@ inline bool threshold_tracker::decide_live(detail::tracker_work& w) {
     e.threshold = ev.write_threshold;
     e.amount_exceeded = ev.amount_exceeded;
     e.time = w.time;
-    if (loc) {
+    if (loc && loc->where.element.index != 0) {  // an element without an index has no name to report
         e.resolved = true;
         e.where = loc->where.canonical();
         e.active = loc->where.active;
