@@ -184,7 +184,7 @@ TEST_CASE("qmp-thin-agent: kill -9 and restart loses nothing, a stopped VM delay
     }
 }
 
-TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing; a hook grows it; metrics; SIGTERM" *
+TEST_CASE("qmp-thin-agent: two VMs on thin storage keep writing, a hook grows it, metrics, SIGTERM" *
           doctest::test_suite("qemu")) {
     for (const auto& b : qemu_builds()) {
         CAPTURE(b.label);
