@@ -9,6 +9,7 @@
 // (BLOCK_WRITE_THRESHOLD, JOB_STATUS_CHANGE, DEVICE_DELETED,
 // BLOCK_JOB_COMPLETED, BLOCK_JOB_CANCELLED) whose data is the bytes, or 5:
 // the bytes are sent as they are.
+#include "../support/recorded.hpp"
 #include "../support/scripted_monitor.hpp"
 
 #include <qmp/client/basic_client.hpp>
@@ -18,34 +19,13 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 namespace {
 
-std::string recorded(const std::string& name) {
-    std::ifstream f(std::string(QMP_TEST_DATA_DIR) + "/qemu-10.0/" + name + ".json");
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
-// QEMU 10.0's recorded replies: a VM with virtio-disk0 (vda-2 over vda-1
-// over vda-0) and virtio-disk1.
+// QEMU 10.0's recorded replies.
 std::optional<std::string> answer(const std::string& cmd, const qmp::json& args) {
-    static const std::string graph = recorded("x-debug-query-block-graph"), stats = recorded("query-blockstats"),
-                             node_stats = recorded("query-blockstats-nodes"), commands = recorded("query-commands"),
-                             details = recorded("query-named-block-nodes-flat");
-    if (cmd == "query-commands") return commands;
-    if (cmd == "x-debug-query-block-graph") return graph;
-    if (cmd == "query-blockstats") {
-        const auto q = args.is_object() ? args.find("query-nodes") : args.end();
-        return args.is_object() && q != args.end() && *q == true ? node_stats : stats;
-    }
-    if (cmd == "query-named-block-nodes") return details;
-    if (cmd == "block-set-write-threshold") return std::string("{}");
-    return std::nullopt;
+    return qmp_test::recorded_reply(cmd, args);
 }
 
 using client_type = qmp::basic_client<qmp_test::test_stream>;

@@ -1,6 +1,7 @@
 // The blocking manager in a flood of events: its queue overflows again and
 // again, and resyncs (graph queries) stay at most one per min_refresh_interval.
 #include "../support/fake_server.hpp"
+#include "../support/recorded.hpp"
 
 #include <qmp/threshold/manager.hpp>
 
@@ -25,27 +26,12 @@ struct flood_result {
 // QEMU 10.0's recorded replies floods it with events for `flood`.
 flood_result resyncs_in_flood(std::chrono::milliseconds min_interval, std::chrono::milliseconds flood) {
     fake_server srv;
-    auto recorded = [](const std::string& name) {
-        return qmp::json::parse(
-            qmp_support::read_file(std::string(QMP_TEST_DATA_DIR) + "/qemu-10.0/" + name + ".json"));
-    };
     std::atomic<int> graph_queries{0};
     auto answer = [&](const qmp::json& req) {
         const std::string cmd = req.at("execute");
-        qmp::json ret = qmp::json::object();
-        if (cmd == "x-debug-query-block-graph") {
-            ++graph_queries;
-            ret = recorded(cmd);
-        } else if (cmd == "query-blockstats") {
-            ret = recorded(req.contains("arguments") && req["arguments"].value("query-nodes", false)
-                               ? "query-blockstats-nodes"
-                               : "query-blockstats");
-        } else if (cmd == "query-named-block-nodes") {
-            ret = recorded("query-named-block-nodes-flat");
-        } else if (cmd == "query-commands") {
-            ret = recorded(cmd);
-        }
-        srv.reply(req, ret);
+        if (cmd == "x-debug-query-block-graph") ++graph_queries;
+        auto ret = qmp_test::recorded_reply(cmd, req.value("arguments", qmp::json()));
+        srv.reply(req, ret ? qmp::json::parse(*ret) : qmp::json::object());
     };
     std::atomic<bool> done{false};
     std::atomic<bool> armed{false};

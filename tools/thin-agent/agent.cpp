@@ -2,6 +2,7 @@
 #include "agent.hpp"
 #include "vm.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -9,6 +10,7 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +52,18 @@ agent::~agent() {
 }
 
 void agent::start() {
+    // Metrics clients never take the descriptors the VMs, the journals
+    // and the hooks need: at most half of what the limit leaves after 32
+    // for the agent's own use and 3 per VM (its socket, a state file's
+    // lock and temporary file).
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+        const std::size_t reserve = 32 + 3 * (opts_.vms.size() + opts_.file_vms.size());
+        const std::size_t room = files.rlim_cur > reserve ? (files.rlim_cur - reserve) / 2 : 0;
+        metrics_cap_ = std::max<std::size_t>(1, std::min(opts_.metrics_clients, room));
+    } else {
+        metrics_cap_ = opts_.metrics_clients;
+    }
     if (!opts_.metrics_host.empty()) serve_metrics();  // first: an address that cannot be bound stops the start
     for (const auto& [n, s] : opts_.vms) add_vm(n, s);
     for (const auto& [n, s] : opts_.file_vms) add_vm(n, s);

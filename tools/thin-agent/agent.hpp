@@ -108,6 +108,7 @@ private:
     asio::steady_timer accept_retry_;
     asio::steady_timer stop_timer_;
     std::size_t metrics_clients_ = 0;
+    std::size_t metrics_cap_ = 16;  // metrics clients served at once (start() fits it under the descriptor limit)
     bool accepting_ = false;
     bool stopping_ = false;
     bool stopped_ = false;

@@ -78,10 +78,12 @@ std::string agent::metrics_text() const {
 // ---- the endpoint ----------------------------------------------------------------------
 //
 // A client that does not finish its request within the request timeout is
-// dropped; at most metrics_clients are served at once (the others wait in
-// the listen backlog, holding no descriptor of ours); an accept that fails
-// (EMFILE, ...) is tried again a second later. None of it can keep an
-// extension from starting: hooks are spawned without new descriptors.
+// dropped; at most a few are served at once, fewer than the descriptor
+// limit leaves (agent::start; the others wait in the listen backlog,
+// holding no descriptor of ours); an accept that fails (EMFILE, ...) is
+// tried again a second later. None of it can keep an extension from
+// starting: hooks are spawned without new descriptors, and the VMs and
+// journals keep theirs.
 
 void agent::serve_metrics() {
     const asio::ip::tcp::endpoint ep(asio::ip::make_address(opts_.metrics_host), opts_.metrics_port);
@@ -99,7 +101,7 @@ void agent::serve_metrics() {
 }
 
 void agent::accept_metrics() {
-    if (!acceptor_ || !acceptor_->is_open() || accepting_ || metrics_clients_ >= opts_.metrics_clients) return;
+    if (!acceptor_ || !acceptor_->is_open() || accepting_ || metrics_clients_ >= metrics_cap_) return;
     accepting_ = true;
     acceptor_->async_accept([this](std::error_code ec, asio::ip::tcp::socket s) {
         accepting_ = false;

@@ -28,7 +28,7 @@ struct options {
     std::chrono::milliseconds stop_timeout{30000};   // SIGTERM waits this long for running hooks
     std::chrono::milliseconds hook_retry_min{1000};
     std::chrono::milliseconds hook_retry_max{60000};
-    std::size_t metrics_clients = 16;                // metrics connections served at once
+    std::size_t metrics_clients = 16;                // metrics connections served at once, at most
     std::chrono::milliseconds metrics_request_timeout{5000};
 };
 

@@ -44,9 +44,17 @@ struct vm : std::enable_shared_from_this<vm> {
     // Reports and job checks are coalesced: one runs at a time, and what
     // asks meanwhile shares the next one.
     bool reporting = false;
-    std::vector<std::function<void()>> after_report, after_next_report;
+    std::vector<std::function<void(bool)>> after_report, after_next_report;
+    // Targets whose hook succeeded but whose re-arming did not (the
+    // connection went): re-armed on the next connection, the hook not run again.
+    std::set<std::string> rearm_pending;
     bool checking_jobs = false, check_jobs_again = false;
     bool resyncing = false;
+    // Job checks and resyncs a peer's events ask for start at most this
+    // often: a flood of job news or pauses costs a graph query per interval.
+    static constexpr std::chrono::milliseconds job_check_interval{200}, look_again_interval{1000};
+    std::chrono::steady_clock::time_point last_job_check{}, last_look{};
+    asio::steady_timer job_timer, look_timer;
     bool paused_nospace = false;
     bool grown_since_resume = false;  // an extension succeeded since the last `cont`
     bool up = false;
@@ -62,7 +70,25 @@ struct vm : std::enable_shared_from_this<vm> {
                       : std::make_shared<qmp::threshold_journal>(ag.opts().state_dir + "/" + name + ".json")),
           service(client, service_options()),
           rec(client, asio::local::stream_protocol::endpoint(socket), qmp::reconnect_options{},
-              [this](const qmp::reconnect_status& s) { on_link(s); }) {}
+              [this](const qmp::reconnect_status& s) { on_link(s); }),
+          job_timer(ag.io()),
+          look_timer(ag.io()) {}
+
+    // Runs `f` now, or once `interval` has passed since `last` (on `timer`).
+    void spaced(asio::steady_timer& timer, std::chrono::steady_clock::time_point& last, std::chrono::milliseconds interval,
+                std::function<void()> f) {
+        const auto now = std::chrono::steady_clock::now();
+        if (last == std::chrono::steady_clock::time_point{} || now >= last + interval) {
+            last = now;
+            return f();
+        }
+        timer.expires_at(last + interval);
+        timer.async_wait([this, self = shared_from_this(), &last, f = std::move(f)](std::error_code ec) {
+            if (ec || stopped) return;
+            last = std::chrono::steady_clock::now();
+            f();
+        });
+    }
 
     qmp::threshold_service_options service_options() {
         qmp::threshold_service_options o;
@@ -106,6 +132,8 @@ struct vm : std::enable_shared_from_this<vm> {
 
     void stop() {
         stopped = true;
+        job_timer.cancel();
+        look_timer.cancel();
         for (auto& t : retries) t->cancel();
         retries.clear();
         io_errors.reset();
@@ -136,7 +164,8 @@ struct vm : std::enable_shared_from_this<vm> {
     // Arms the active layer of every (wanted) disk that has nothing armed,
     // and finishes extensions a stop or a crash interrupted.
     void arm_all() {
-        refresh([this, self = shared_from_this()] {
+        refresh([this, self = shared_from_this()](bool ok) {
+            if (!ok) return;  // the next connection tries again
             finish_interrupted();
             for (const auto& [target, row] : rows) {
                 if (!row.active || !wanted(row.disk) || row.armed) continue;
@@ -145,7 +174,7 @@ struct vm : std::enable_shared_from_this<vm> {
                                   [this, self = shared_from_this(), t](std::error_code ec, std::vector<qmp::threshold_event> now) {
                                       if (stopped) return;
                                       if (ec) return say({{"what", "error"}, {"target", t}, {"error", ec.message()}});
-                                      refresh([this, self = shared_from_this(), t, now] {
+                                      refresh([this, self = shared_from_this(), t, now](bool) {
                                           auto it = rows.find(t);
                                           qmp::json line{{"what", "armed"}, {"target", t}};
                                           if (it != rows.end() && it->second.armed) {
@@ -168,6 +197,11 @@ struct vm : std::enable_shared_from_this<vm> {
             if (t.state != qmp::armed_threshold::status::fired || t.policy != qmp::rearm_policy::on_extend) continue;
             const std::string target = t.where.indexed();
             if (extending.count(target) || a.opts().extend_cmd.empty() || a.stopping()) continue;
+            if (rearm_pending.count(target)) {
+                extending.insert(target);
+                rearm(target);
+                continue;
+            }
             qmp::threshold_event e;
             e.how = qmp::threshold_event::origin::recovered;
             e.where = t.where;
@@ -181,9 +215,10 @@ struct vm : std::enable_shared_from_this<vm> {
         }
     }
 
-    // A fresh report, then `then`. One report runs at a time; who asks
+    // A fresh report, then `then(true)`; `then(false)` when it failed (the
+    // rows are as they were). One report runs at a time; who asks
     // meanwhile shares the next one (it must see what happened since).
-    void refresh(std::function<void()> then) {
+    void refresh(std::function<void(bool)> then) {
         if (reporting) return after_next_report.push_back(std::move(then));
         reporting = true;
         after_report.push_back(std::move(then));
@@ -197,8 +232,8 @@ struct vm : std::enable_shared_from_this<vm> {
             } else {
                 rows.clear();
                 for (auto& row : r) rows[qmp::target{row.disk, row.element.index}.indexed()] = std::move(row);
-                for (auto& f : waiting) f();
             }
+            for (auto& f : waiting) f(!ec);
             if (!after_next_report.empty()) {
                 auto next = std::move(after_next_report);
                 after_next_report.clear();
@@ -273,6 +308,10 @@ struct vm : std::enable_shared_from_this<vm> {
             return;
         }
         checking_jobs = true;
+        spaced(job_timer, last_job_check, job_check_interval, [this, self = shared_from_this()] { query_jobs(); });
+    }
+
+    void query_jobs() {
         auto diag = std::make_shared<qmp::diagnostics>();
         qmp::async_query_block_graph(client, {}, &drivers, *diag, [this, self = shared_from_this(), diag](std::error_code ec, qmp::block_graph g) {
             if (stopped) return;
@@ -289,7 +328,8 @@ struct vm : std::enable_shared_from_this<vm> {
                 }
             };
             if (nodes.empty()) return done();
-            refresh([this, self, nodes, done] {
+            refresh([this, self, nodes, done](bool ok) {
+                if (!ok) return done();
                 for (const auto& [node, job] : nodes) {
                     std::error_code ec2;
                     auto loc = service.chains().locate(node, ec2);
@@ -317,10 +357,12 @@ struct vm : std::enable_shared_from_this<vm> {
     void look_again() {
         if (resyncing) return;
         resyncing = true;
-        service.async_resync([this, self = shared_from_this()](std::error_code ec, std::vector<qmp::threshold_event> found) {
-            resyncing = false;
-            if (ec || stopped) return;
-            for (const auto& e : found) on_threshold(e);
+        spaced(look_timer, last_look, look_again_interval, [this, self = shared_from_this()] {
+            service.async_resync([this, self](std::error_code ec, std::vector<qmp::threshold_event> found) {
+                resyncing = false;
+                if (ec || stopped) return;
+                for (const auto& e : found) on_threshold(e);
+            });
         });
     }
 
@@ -382,21 +424,7 @@ struct vm : std::enable_shared_from_this<vm> {
                 if (status != 0) return hook_failed(t, e, status, timed_out);
                 ++counters.extensions_ok;
                 hook_waits.erase(t);
-                // The storage grew: read its new size, re-arm with the same spec.
-                refresh([this, self, t] {
-                    auto it = rows.find(t);
-                    const std::uint64_t cap = it != rows.end() && it->second.capacity ? *it->second.capacity : 0;
-                    service.async_extended(t, cap, [this, self, t, cap](std::error_code ec, std::vector<qmp::threshold_event> now) {
-                        end_extension(t);
-                        if (stopped) return;
-                        if (ec) return say({{"what", "error"}, {"target", t}, {"error", "re-arm: " + ec.message()}});
-                        say({{"what", "extended"}, {"target", t}, {"capacity", cap}});
-                        grown_since_resume = true;
-                        resume_if_paused();
-                        resume_jobs();
-                        for (const auto& e2 : now) on_threshold(e2);
-                    });
-                });
+                rearm(t);
             });
         };
         // A live event says where the write went (threshold + exceeded); the
@@ -404,9 +432,33 @@ struct vm : std::enable_shared_from_this<vm> {
         // which its own extensions keep current: the hook starts at once.
         // Otherwise (first sight, recovered, immediate) read first.
         if (e.how == qmp::threshold_event::origin::live && rows.count(t))
-            start();
-        else
-            refresh(std::move(start));
+            return start();
+        refresh([this, self = shared_from_this(), t, start](bool ok) {
+            if (ok) return start();
+            end_extension(t);  // the state says it fired: the next connection runs it
+        });
+    }
+
+    // The storage grew: read its new size, re-arm with the same spec. What
+    // cannot be done now (the connection went) is done on the next one.
+    void rearm(const std::string& t) {
+        rearm_pending.insert(t);
+        refresh([this, self = shared_from_this(), t](bool ok) {
+            if (!ok) return end_extension(t);
+            auto it = rows.find(t);
+            const std::uint64_t cap = it != rows.end() && it->second.capacity ? *it->second.capacity : 0;
+            service.async_extended(t, cap, [this, self, t, cap](std::error_code ec, std::vector<qmp::threshold_event> now) {
+                if (!ec) rearm_pending.erase(t);
+                end_extension(t);
+                if (stopped) return;
+                if (ec) return say({{"what", "error"}, {"target", t}, {"error", "re-arm: " + ec.message()}});
+                say({{"what", "extended"}, {"target", t}, {"capacity", cap}});
+                grown_since_resume = true;
+                resume_if_paused();
+                resume_jobs();
+                for (const auto& e2 : now) on_threshold(e2);
+            });
+        });
     }
 
     // A failed (or killed) hook runs again after a wait that grows, until
