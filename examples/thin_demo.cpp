@@ -177,7 +177,14 @@ struct demo {
     }
 
     void on_job(const qmp::event& ev) {
-        const std::string id = ev.data.value("device", "");
+        // Read typed: a member of the wrong type is said, never thrown.
+        std::error_code ec;
+        qmp::diagnostics why;
+        std::string id;
+        if (auto e = qmp::event_as<qmp::block_job_error_event>(ev, ec, &why)) id = e->device;
+        else if (auto r = qmp::event_as<qmp::block_job_ready_event>(ev, ec, &why)) id = r->device;
+        else if (auto c = qmp::event_as<qmp::block_job_completed_event>(ev, ec, &why)) id = c->device;
+        if (ec) return say("  an unreadable " + ev.name + ": " + why.message);
         if (ev.name == "BLOCK_JOB_ERROR") {
             // on-error=stop: a full volume paused the job (each failed
             // request says so; one resume is enough). Its threshold event may

@@ -3,6 +3,7 @@
 // writers of one state file, a read-only folder, invalid state files, floods.
 #include "../support/cut_proxy.hpp"
 #include "../support/fake_server.hpp"
+#include "../support/recorded.hpp"
 #include "../support/thin_vm.hpp"
 #include "../support/tool_paths.hpp"
 
@@ -193,3 +194,57 @@ TEST_CASE("qmpctl: a QEMU killed while qmpctl waits for it is a failure, never a
 
 #endif
 
+
+#ifdef QMP_BIN_DIR
+
+TEST_CASE("qmpctl: a threshold event watch cannot read is said and leads to a resync, never to silence" *
+          doctest::test_suite("fake")) {
+    // A monitor answering from QEMU 10.0's recorded replies; once qmpctl
+    // watches, a BLOCK_WRITE_THRESHOLD whose numbers no 64-bit integer holds.
+    fake_server srv;
+    std::atomic<int> graph_queries{0};
+    std::atomic<bool> done{false};
+    auto script = std::async(std::launch::async, [&] {
+        try {
+            srv.handshake();
+            bool sent = false;
+            while (!done) {
+                auto m = srv.try_read_message(50);
+                if (!m) {
+                    if (graph_queries >= 1 && !sent) {
+                        srv.send(R"({"event": "BLOCK_WRITE_THRESHOLD", "data": {"node-name": "vda-2-file", )"
+                                 R"("amount-exceeded": 18446744073709551616, "write-threshold": -1}, )"
+                                 R"("timestamp": {"seconds": 1, "microseconds": 2}})" "\r\n");
+                        sent = true;
+                    }
+                    continue;
+                }
+                const std::string cmd = m->at("execute");
+                if (cmd == "x-debug-query-block-graph") ++graph_queries;
+                auto ret = qmp_test::recorded_reply(cmd, m->value("arguments", qmp::json()));
+                srv.reply(*m, ret ? qmp::json::parse(*ret) : qmp::json::object());
+            }
+        } catch (const std::exception&) {  // qmpctl went
+        }
+    });
+    std::string out;
+    const int rc = run({qmpctl(), "-s", srv.path(), "threshold", "watch", "--count", "1", "--timeout", "3"}, &out);
+    done = true;
+    script.get();
+    INFO(out);
+    CHECK(rc == 3);  // the count was not reached: no event was invented ...
+    CHECK(out.find("an unreadable BLOCK_WRITE_THRESHOLD") != std::string::npos);  // ... the bad one was said ...
+    CHECK(out.find("resyncing") != std::string::npos);
+    CHECK(graph_queries >= 2);  // ... and a resync looked at QEMU again
+}
+
+TEST_CASE("qmpctl: a --state that names a folder says why it cannot be read" * doctest::test_suite("fake")) {
+    temp_dir dir;
+    std::string out;
+    // Refused before it connects (the socket need not exist).
+    CHECK(run({qmpctl(), "-s", dir.file("none.qmp"), "--state", dir.path().string(), "threshold", "report"}, &out) == 6);
+    CHECK(out.find("Is a directory") != std::string::npos);
+    CHECK(out.find(dir.path().string()) != std::string::npos);
+}
+
+#endif
