@@ -195,9 +195,7 @@ public:
     /// Call it where the executor runs, or while it does not run (as for
     /// any asio object).
     void stop() {
-        if (!im_) return;
-        auto im = std::move(im_);
-        im->stop();
+        if (im_) im_->stop();  // the accessors stay valid: they read the state as it was
     }
 
 private:
