@@ -4,7 +4,9 @@
 #include "../support/fake_server.hpp"
 #include "../support/test_stream.hpp"
 
+#include <qmp/block/graph_query.hpp>
 #include <qmp/client/clients.hpp>
+#include <qmp/qapi/block_query.hpp>
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -147,6 +149,57 @@ TEST_CASE("tokens: use_future, user commands and result types, conversion errors
     s.answer_next(R"({"needed": 5})");
     s.ctx.poll();
     CHECK(got == qmp::error::invalid_result);  // wrong type, not missing
+}
+
+TEST_CASE("tokens: every operation QEMU can refuse takes a diagnostics& for QEMU's text" * doctest::test_suite("client")) {
+    memory_session s;
+    auto refuse_next = [&] {
+        auto reqs = s.requests();
+        REQUIRE(reqs.size() == 1);
+        s.qemu->feed(R"({"error": {"class": "GenericError", "desc": "Device 'x' not found"}, "id": )" +
+                     reqs[0]["id"].dump() + "}\r\n");
+    };
+    qmp::diagnostics typed, named, graph;
+    std::error_code e1, e2, e3;
+    s.client.async_execute(qmp::block_set_write_threshold{"x", 1}, typed, [&](std::error_code ec, qmp::empty_result) { e1 = ec; });
+    s.ctx.poll();
+    refuse_next();
+    s.ctx.poll();
+    CHECK(e1 == qmp::server_error::generic_error);
+    CHECK(typed.error_class == "GenericError");
+    CHECK(typed.message == "Device 'x' not found");
+    s.client.async_execute("block-set-write-threshold", {{"node-name", "x"}, {"write-threshold", 1}}, named,
+                           [&](std::error_code ec, qmp::json) { e2 = ec; });
+    s.ctx.poll();
+    refuse_next();
+    s.ctx.poll();
+    CHECK(e2 == qmp::server_error::generic_error);
+    CHECK(named.message == "Device 'x' not found");
+    // The block graph query: with a diagnostics&, or without one (its own
+    // then, or the handler's through bind_diagnostics).
+    qmp::graph_query_options no_probe;
+    no_probe.offers = qmp::block_query_offers{};
+    qmp::async_query_block_graph(s.client, no_probe, nullptr, graph, [&](std::error_code ec, qmp::block_graph) { e3 = ec; });
+    s.ctx.poll();
+    refuse_next();
+    s.ctx.poll();
+    CHECK(e3 == qmp::server_error::generic_error);
+    CHECK(graph.message == "x-debug-query-block-graph: Device 'x' not found");
+    qmp::diagnostics bound;
+    e3.clear();
+    qmp::async_query_block_graph(s.client, no_probe, nullptr,
+                                 qmp::bind_diagnostics(bound, [&](std::error_code ec, qmp::block_graph) { e3 = ec; }));
+    s.ctx.poll();
+    refuse_next();
+    s.ctx.poll();
+    CHECK(e3 == qmp::server_error::generic_error);
+    CHECK(bound.message == "x-debug-query-block-graph: Device 'x' not found");
+    e3.clear();
+    qmp::async_query_block_graph(s.client, no_probe, nullptr, [&](std::error_code ec, qmp::block_graph) { e3 = ec; });
+    s.ctx.poll();
+    refuse_next();
+    s.ctx.poll();
+    CHECK(e3 == qmp::server_error::generic_error);
 }
 
 TEST_CASE("tokens: per-operation cancellation and timeouts, late replies consumed" * doctest::test_suite("client")) {

@@ -177,9 +177,12 @@ struct graph_query_op {
     graph_query_options opts;
     driver_cache* cache;
     diagnostics* diag;
+    std::unique_ptr<diagnostics> own_diag;  // diag, when the caller gave no place for it
     std::unique_ptr<graph_replies> replies = std::make_unique<graph_replies>();
     block_query_offers offers{};
-    int step = 0;
+    // Which query-blockstats a reply answers: the per-device one comes
+    // first, the per-node one only for nodes of no device.
+    enum class stats_query { per_device, per_node } stats = stats_query::per_device;
     std::uint64_t connection = 0;
 
     struct probed {};
@@ -229,10 +232,7 @@ struct graph_query_op {
 
     template <class Self>
     void operator()(Self& self, probed) {
-        if (offers.graph_command) {
-            step = 1;
-            return client->async_execute(x_debug_query_block_graph{}, bind(std::move(self)));
-        }
+        if (offers.graph_command) return client->async_execute(x_debug_query_block_graph{}, bind(std::move(self)));
         stats_queries(self);
     }
 
@@ -256,22 +256,22 @@ struct graph_query_op {
     // (a storage daemon's exports, a mirror's target).
     template <class Self>
     void stats_queries(Self& self) {
-        step = 3;
+        stats = stats_query::per_device;
         client->async_execute(query_blockstats{}, bind(std::move(self)));
     }
 
     template <class Self>
-    void operator()(Self& self, std::error_code ec, std::vector<block_stats> stats) {
+    void operator()(Self& self, std::error_code ec, std::vector<block_stats> reply) {
         if (ec) return fail(self, ec, "query-blockstats");
-        if (step == 3) {
-            replies->backend_stats = std::move(stats);
+        if (stats == stats_query::per_device) {
+            replies->backend_stats = std::move(reply);
             if (auto bad = check_graph_replies(*replies, diag)) return self.complete(bad, block_graph{});
             if (offers.query_nodes && !devices_cover(*replies)) {
-                step = 2;
+                stats = stats_query::per_node;
                 return client->async_execute(query_blockstats{true}, bind(std::move(self)));
             }
         } else {
-            replies->node_stats = std::move(stats);
+            replies->node_stats = std::move(reply);
         }
         if (!opts.details) {
             block_graph g = build_block_graph(*replies, cache ? &cache->drivers : nullptr);
@@ -287,7 +287,6 @@ struct graph_query_op {
 
     template <class Self>
     void details_query(Self& self) {
-        step = 4;
         query_named_block_nodes q;
         if (offers.flat) q.flat = true;
         client->async_execute(q, bind(std::move(self)));
@@ -323,15 +322,40 @@ struct graph_query_op {
 
 }  // namespace detail
 
+namespace detail {
+template <class Client>
+struct initiate_graph_query {
+    Client* client;
+    template <class Handler>
+    void operator()(Handler&& handler, graph_query_options opts, driver_cache* cache, diagnostics* diag) const {
+        // Where the failing query and QEMU's text go: the caller's, the
+        // handler's (bind_diagnostics, with_diagnostics), or the op's own.
+        std::unique_ptr<diagnostics> own;
+        if (!diag) diag = get_associated_diagnostics(handler);
+        if (!diag) diag = (own = std::make_unique<diagnostics>()).get();
+        asio::async_compose<std::decay_t<Handler>, void(std::error_code, block_graph)>(
+            graph_query_op<Client>{client, opts, cache, diag, std::move(own)}, handler, client->get_executor());
+    }
+};
+}  // namespace detail
+
 /// Builds a block_graph from the live QEMU behind `client`, which must
 /// outlive the operation, as must `cache` (may be null: then drivers come
 /// only from details or blockstats, and filters are recognised by shape)
-/// and `diag` (which query failed, and QEMU's text).
+/// and `diag` (which query failed, and QEMU's text). Completes with
+/// (error_code, block_graph).
 template <class Client, class CompletionToken = asio::default_completion_token_t<typename Client::executor_type>>
 auto async_query_block_graph(Client& client, graph_query_options opts, driver_cache* cache, diagnostics& diag,
                              CompletionToken&& token = CompletionToken{}) {
-    return asio::async_compose<CompletionToken, void(std::error_code, block_graph)>(
-        detail::graph_query_op<Client>{&client, opts, cache, &diag}, token, client.get_executor());
+    return asio::async_initiate<CompletionToken, void(std::error_code, block_graph)>(
+        detail::initiate_graph_query<Client>{&client}, token, opts, cache, &diag);
+}
+template <class Client, class CompletionToken = asio::default_completion_token_t<typename Client::executor_type>,
+          class = std::enable_if_t<!std::is_same_v<std::decay_t<CompletionToken>, diagnostics>>>
+auto async_query_block_graph(Client& client, graph_query_options opts = {}, driver_cache* cache = nullptr,
+                             CompletionToken&& token = CompletionToken{}) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, block_graph)>(
+        detail::initiate_graph_query<Client>{&client}, token, opts, cache, static_cast<diagnostics*>(nullptr));
 }
 
 /// Blocking form over a sync client.

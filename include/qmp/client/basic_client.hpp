@@ -130,15 +130,23 @@ public:
 
     /// Runs `name` with `arguments` (null or an object); completes with the
     /// `return` value, or with QEMU's error class as a server_error code.
+    /// With `diag`: QEMU's class and desc when it refuses (also reached
+    /// through bind_diagnostics or with_diagnostics).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_execute(std::string_view name, json arguments, const exec_options& opts,
                        CompletionToken&& token = CompletionToken{}) {
         return async_execute(dynamic_command<json>{std::string(name), std::move(arguments)}, opts,
                              std::forward<CompletionToken>(token));
     }
-    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>, class = not_diag<CompletionToken>>
     auto async_execute(std::string_view name, json arguments = nullptr, CompletionToken&& token = CompletionToken{}) {
         return async_execute(name, std::move(arguments), exec_options{}, std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_execute(std::string_view name, json arguments, diagnostics& diag,
+                       CompletionToken&& token = CompletionToken{}) {
+        return async_execute(dynamic_command<json>{std::string(name), std::move(arguments)}, exec_options{}, diag,
+                             std::forward<CompletionToken>(token));
     }
 
     /// Runs a typed command (protocol/command.hpp); completes with its
@@ -148,8 +156,16 @@ public:
     auto async_execute(Command cmd, const exec_options& opts, CompletionToken&& token = CompletionToken{});
     template <class Command, class CompletionToken = asio::default_completion_token_t<executor_type>,
               class = std::enable_if_t<is_command<Command>::value>>
+    auto async_execute(Command cmd, const exec_options& opts, diagnostics& diag, CompletionToken&& token = CompletionToken{});
+    template <class Command, class CompletionToken = asio::default_completion_token_t<executor_type>,
+              class = std::enable_if_t<is_command<Command>::value && !std::is_same_v<std::decay_t<CompletionToken>, diagnostics>>>
     auto async_execute(Command cmd, CompletionToken&& token = CompletionToken{}) {
         return async_execute(std::move(cmd), exec_options{}, std::forward<CompletionToken>(token));
+    }
+    template <class Command, class CompletionToken = asio::default_completion_token_t<executor_type>,
+              class = std::enable_if_t<is_command<Command>::value>>
+    auto async_execute(Command cmd, diagnostics& diag, CompletionToken&& token = CompletionToken{}) {
+        return async_execute(std::move(cmd), exec_options{}, diag, std::forward<CompletionToken>(token));
     }
 
     // ---- events ----------------------------------------------------------------

@@ -1,8 +1,9 @@
 // How QEMU's error class and desc reach the caller of an asynchronous
 // operation, whatever the completion token:
 //
-// - every operation has an overload taking `diagnostics&`, filled before
-//   the completion runs (it must outlive the operation);
+// - every operation QEMU can refuse (connect, handshake, execute, the
+//   block graph query) has an overload taking `diagnostics&`, filled
+//   before the completion runs (it must outlive the operation);
 // - `bind_diagnostics(diag, handler)` attaches the same to any handler;
 // - `with_diagnostics(token)` (asio::use_awaitable, asio::use_future, ...)
 //   turns a failure into a qmp_error exception whose what() holds QEMU's

@@ -22,28 +22,28 @@ struct initiate_execute {
     std::shared_ptr<Impl> im;
 
     template <class Handler, class Command>
-    void operator()(Handler&& handler, Command cmd, exec_options opts) const {
+    void operator()(Handler&& handler, Command cmd, exec_options opts, diagnostics* diag) const {
         using R = typename Command::result_type;
         using op_type = execute_op<std::decay_t<Handler>, typename Impl::executor_type, R>;
-        auto op = std::make_unique<op_type>(std::forward<Handler>(handler), im->get_executor(), nullptr);
+        auto op = std::make_unique<op_type>(std::forward<Handler>(handler), im->get_executor(), diag);
         json args;
-        diagnostics diag;
+        diagnostics why;  // a command that cannot be sent
         std::string name(cmd.name);
-        std::error_code ec = arguments_of(cmd, args, &diag);
+        std::error_code ec = arguments_of(cmd, args, &why);
         std::string text;
         if (!ec && !args.is_null()) {
             try {
                 text = args.dump();
             } catch (const std::exception& e) {
                 ec = error::invalid_argument;
-                diag = {{}, e.what()};
+                why = {{}, e.what()};
             }
         }
         // The caller may close its descriptors once this returns.
         owned_fds fds;
         if (!ec && !opts.fds.empty()) ec = fds.assign(opts.fds);
         if (ec) {
-            op->refuse(ec, diag);
+            op->refuse(ec, why);
             return op->complete(true);
         }
         opts.fds.clear();
@@ -227,7 +227,14 @@ template <class S>
 template <class Command, class CompletionToken, class>
 auto basic_client<S>::async_execute(Command cmd, const exec_options& opts, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code, typename Command::result_type)>(
-        detail::initiate_execute<impl_type>{im_}, token, std::move(cmd), opts);
+        detail::initiate_execute<impl_type>{im_}, token, std::move(cmd), opts, static_cast<diagnostics*>(nullptr));
+}
+
+template <class S>
+template <class Command, class CompletionToken, class>
+auto basic_client<S>::async_execute(Command cmd, const exec_options& opts, diagnostics& diag, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, typename Command::result_type)>(
+        detail::initiate_execute<impl_type>{im_}, token, std::move(cmd), opts, &diag);
 }
 
 template <class S>
