@@ -4,16 +4,16 @@
 
 #include <qmp/version.hpp>
 #include <qmp/protocol/command.hpp>
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/event_queue.hpp>
 #include <qmp/protocol/event_router.hpp>
 #include <qmp/protocol/framer.hpp>
 #include <qmp/protocol/handshake.hpp>
-#include <qmp/protocol/json_parse.hpp>
-#include <qmp/protocol/json_reader.hpp>
+#include <qmp/json/parse.hpp>
+#include <qmp/json/reader.hpp>
 #include <qmp/protocol/message.hpp>
 #include <qmp/protocol/session.hpp>
-#include <qmp/protocol/wire.hpp>
+#include <qmp/json/wire.hpp>
 #include <qmp/client/basic_client.hpp>
 #include <qmp/client/clients.hpp>
 #include <qmp/client/diagnostics.hpp>

@@ -3,8 +3,8 @@
 // which the reader accepts as text and reports as out of range); what
 // parse_json builds must equal nlohmann's tree; compact_json must keep the
 // value; unescaping must give what nlohmann gives.
-#include <qmp/protocol/json_parse.hpp>
-#include <qmp/protocol/json_reader.hpp>
+#include <qmp/json/parse.hpp>
+#include <qmp/json/reader.hpp>
 
 #include <cstdint>
 #include <cstdlib>

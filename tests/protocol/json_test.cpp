@@ -1,8 +1,8 @@
 // The JSON reader, exact numbers in the tree, and typed conversions that
 // check range, sign and integrality and name the member that failed.
 #include <qmp/protocol/command.hpp>
-#include <qmp/protocol/json_parse.hpp>
-#include <qmp/protocol/json_reader.hpp>
+#include <qmp/json/parse.hpp>
+#include <qmp/json/reader.hpp>
 #include <qmp/qapi.hpp>
 
 #include <doctest/doctest.h>
@@ -188,4 +188,35 @@ TEST_CASE("compact_json: every token as written, whitespace gone" * doctest::tes
     REQUIRE(!qmp::compact_json(" 5 ", out));
     CHECK(out == "5");
     CHECK(qmp::compact_json("[1,]", out) == qmp::error::malformed_message);
+}
+
+TEST_CASE("json: one conversion path: a tree converts by the rules of its text, and a repeated member is refused" *
+          doctest::test_suite("protocol")) {
+    struct pair_t {
+        std::string name;
+        std::uint64_t size = 0;
+        static constexpr auto wire_members() {
+            return std::make_tuple(qmp::wire::required("name", &pair_t::name), qmp::wire::required("size", &pair_t::size));
+        }
+    };
+    for (const char* text : {R"({"name": "a", "size": 1.0})", R"({"name": "a", "size": -1})", R"({"name": 5, "size": 1})",
+                             R"({"size": 1})", R"({"name": "a", "size": 18446744073709551615})"}) {
+        CAPTURE(text);
+        pair_t from_text, from_tree;
+        qmp::diagnostics a, b;
+        const std::error_code ea = qmp::convert_text(text, from_text, &a);
+        const std::error_code eb = qmp::convert(qmp::json::parse(text), from_tree, &b);
+        CHECK(ea == eb);
+        CHECK(a.message == b.message);
+        CHECK(from_text.size == from_tree.size);
+    }
+    pair_t p;
+    qmp::diagnostics why;
+    CHECK(qmp::convert_text(R"({"name": "a", "size": 1, "name": "b"})", p, &why) == qmp::error::invalid_result);
+    CHECK(why.message == "name: appears twice");
+    CHECK(p.name.empty());  // unchanged on failure
+    // ADL for the library's types: j.get<T>() throws what convert reports.
+    CHECK_THROWS_AS(qmp::json::parse(R"({"qemu": {"major": 1.5, "minor": 0, "micro": 0}})").get<qmp::version_info>(),
+                    qmp::conversion_error);
+    CHECK(qmp::json::parse(R"({"qemu": {"major": 10, "minor": 0, "micro": 2}})").get<qmp::version_info>().qemu.major == 10);
 }

@@ -138,7 +138,5 @@ private:
     std::uint32_t next_ = 1;
 };
 
-inline void to_json(json& j, const index_registry& r) { detail::io<index_registry>::write(j, r); }
-inline void from_json(const json& j, index_registry& r) { detail::io<index_registry>::read(j, r); }
 
 }  // namespace qmp

@@ -9,8 +9,8 @@
 #pragma once
 
 #include <qmp/block/error.hpp>
-#include <qmp/protocol/error.hpp>
-#include <qmp/protocol/wire.hpp>
+#include <qmp/error.hpp>
+#include <qmp/json/wire.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -111,10 +111,6 @@ struct io<target> {
     static void read(json_reader& r, target& v) {
         if (r.current() != json_token::string) fail_type("a string", token_name(r.current()));
         v = from_text(r.string_value());
-    }
-    static void read(const json& j, target& v) {
-        if (!j.is_string()) fail_type("a string", dom_name(j));
-        v = from_text(j.get_ref<const std::string&>());
     }
     static void write(json& j, const target& v) { j = v.indexed(); }
 };

@@ -22,7 +22,7 @@
 #include <qmp/client/options.hpp>
 #include <qmp/client/transport.hpp>
 #include <qmp/protocol/command.hpp>
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/event_router.hpp>
 #include <qmp/protocol/message.hpp>
 

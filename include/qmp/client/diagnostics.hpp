@@ -13,7 +13,7 @@
 // way asio finds a handler's executor.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 
 #include <asio/associator.hpp>
 #include <asio/async_result.hpp>

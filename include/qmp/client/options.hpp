@@ -3,7 +3,7 @@
 #pragma once
 
 #include <qmp/client/backoff.hpp>
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/event_queue.hpp>
 #include <qmp/protocol/framer.hpp>
 #include <qmp/protocol/session_types.hpp>

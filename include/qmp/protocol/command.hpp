@@ -6,9 +6,9 @@
 // this sits below the client.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/message.hpp>
-#include <qmp/protocol/wire.hpp>
+#include <qmp/json/wire.hpp>
 
 #include <string>
 #include <string_view>
@@ -57,7 +57,6 @@ struct io<empty_result> {
     static void read(json_reader& r, empty_result&) {
         if (!r.skip_value()) throw conversion_error(r.error(), {}, r.error_message());
     }
-    static void read(const json&, empty_result&) {}
 };
 
 template <>
@@ -67,7 +66,6 @@ struct io<json_text> {
         if (!r.skip_value()) throw conversion_error(r.error(), {}, r.error_message());
         v.text.assign(r.text().substr(b, r.end_offset() - b));
     }
-    static void read(const json& j, json_text& v) { v.text = j.dump(); }
 };
 
 template <class C>

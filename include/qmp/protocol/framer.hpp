@@ -3,7 +3,7 @@
 // over many lines) frames the same way as the default one-line-CRLF output.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 
 #include <cstddef>
 #include <string>

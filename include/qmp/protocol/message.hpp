@@ -5,10 +5,10 @@
 // text. Never throws: anything that is not valid QMP comes back as a code.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
-#include <qmp/protocol/json_parse.hpp>
-#include <qmp/protocol/json_reader.hpp>
-#include <qmp/protocol/wire.hpp>
+#include <qmp/error.hpp>
+#include <qmp/json/parse.hpp>
+#include <qmp/json/reader.hpp>
+#include <qmp/json/wire.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -10,7 +10,7 @@
 // call back into the session from inside a callback (collect, then act).
 #pragma once
 
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/framer.hpp>
 #include <qmp/protocol/handshake.hpp>
 #include <qmp/protocol/message.hpp>

@@ -2,7 +2,7 @@
 // driver: the vocabulary of protocol/session.hpp.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/framer.hpp>
 #include <qmp/protocol/message.hpp>
 

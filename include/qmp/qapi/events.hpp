@@ -116,18 +116,13 @@ std::optional<E> event_as(const event& ev, std::error_code& ec, diagnostics* dia
     ec.clear();
     if (ev.name != E::name) return std::nullopt;
     E out{};
-    if (!ev.undecoded.empty()) {
-        ec = error::unrepresentable_number;
-        if (diag) {
-            diag->error_class.clear();
-            diag->message = std::string(E::name) + ": its data holds a number no 64-bit integer or double holds: " +
-                            detail::dom_builder::abbreviate(ev.undecoded);
-        }
-        return std::nullopt;
-    }
-    static const json empty = json::object();
-    const json& data = ev.data.is_null() ? empty : ev.data;
-    if ((ec = convert(data, out, diag))) {
+    // The data's own text when the tree could not hold it (a number beyond
+    // 64 bits: refused clearly); the tree's text otherwise, exact.
+    if (ev.undecoded.empty())
+        ec = convert(ev.data.is_null() ? json::object() : ev.data, out, diag);
+    else
+        ec = convert_text(ev.undecoded, out, diag);
+    if (ec) {
         if (diag) diag->message = std::string(E::name) + ": " + diag->message;
         return std::nullopt;
     }

@@ -3,7 +3,7 @@
 // the order the driver must carry them out.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/threshold/types.hpp>
 
 #include <cstdint>

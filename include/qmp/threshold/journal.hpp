@@ -19,8 +19,8 @@
 // Not thread-safe: one owner calls it (or its jobs' finish_save()).
 #pragma once
 
-#include <qmp/protocol/error.hpp>
-#include <qmp/protocol/wire.hpp>
+#include <qmp/error.hpp>
+#include <qmp/json/wire.hpp>
 #include <qmp/threshold/error.hpp>
 #include <qmp/threshold/state_file.hpp>
 #include <qmp/threshold/types.hpp>

@@ -6,9 +6,9 @@
 #pragma once
 
 #include <qmp/block/chain.hpp>
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/threshold/error.hpp>
-#include <qmp/protocol/wire.hpp>
+#include <qmp/json/wire.hpp>
 
 #include <array>
 #include <cstdint>

@@ -9,7 +9,7 @@
 #pragma once
 
 #include <qmp/client/backoff.hpp>
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/message.hpp>
 
 #include <algorithm>

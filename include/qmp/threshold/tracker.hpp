@@ -23,7 +23,7 @@
 
 #include <qmp/block/graph.hpp>
 #include <qmp/block/resolver.hpp>
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/event_router.hpp>
 #include <qmp/qapi/events.hpp>
 #include <qmp/threshold/actions.hpp>

@@ -8,7 +8,7 @@
 #include <qmp/block/index_registry.hpp>
 #include <qmp/block/target.hpp>
 #include <qmp/protocol/message.hpp>
-#include <qmp/protocol/wire.hpp>
+#include <qmp/json/wire.hpp>
 #include <qmp/threshold/spec.hpp>
 
 #include <array>

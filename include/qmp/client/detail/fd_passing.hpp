@@ -4,7 +4,7 @@
 // writes the first part of a message with the descriptors attached.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 
 #include <asio/local/stream_protocol.hpp>
 

@@ -8,7 +8,7 @@
 #include <qmp/client/detail/completion.hpp>
 #include <qmp/client/diagnostics.hpp>
 #include <qmp/protocol/command.hpp>
-#include <qmp/protocol/error.hpp>
+#include <qmp/error.hpp>
 #include <qmp/protocol/message.hpp>
 
 #include <asio/associated_cancellation_slot.hpp>

@@ -1,8 +1,8 @@
-// Typed conversions, part 2 of 3 (see protocol/wire.hpp): optionals,
+// Typed conversions, part 2 of 3 (see json/wire.hpp): optionals,
 // shared pointers, vectors, enumerations and string-keyed maps.
 #pragma once
 
-#include <qmp/protocol/detail/wire_core.hpp>
+#include <qmp/json/detail/wire_core.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -24,21 +24,15 @@ namespace detail {
 
 // ---- containers -------------------------------------------------------------
 
-inline bool is_null(const json_reader& r) { return r.current() == json_token::null; }
-inline bool is_null(const json& j) { return j.is_null(); }
-
-// Optional and recursive members read the same from text (a json_reader)
-// and from the tree (a const json): Src is either.
 template <class T>
 struct io<std::optional<T>> {
-    template <class Src>
-    static void read(Src& src, std::optional<T>& v) {
-        if (is_null(src)) {
+    static void read(json_reader& r, std::optional<T>& v) {
+        if (r.current() == json_token::null) {
             v.reset();
             return;
         }
         v.emplace();
-        io<T>::read(src, *v);
+        io<T>::read(r, *v);
     }
     static void write(json& j, const std::optional<T>& v) {
         if (v)
@@ -51,14 +45,13 @@ struct io<std::optional<T>> {
 /// A recursive member (`backing-image`): null when absent.
 template <class T>
 struct io<std::shared_ptr<T>> {
-    template <class Src>
-    static void read(Src& src, std::shared_ptr<T>& v) {
-        if (is_null(src)) {
+    static void read(json_reader& r, std::shared_ptr<T>& v) {
+        if (r.current() == json_token::null) {
             v.reset();
             return;
         }
         auto p = std::make_shared<T>();
-        io<T>::read(src, *p);
+        io<T>::read(r, *p);
         v = std::move(p);
     }
     static void write(json& j, const std::shared_ptr<T>& v) {
@@ -84,21 +77,6 @@ struct io<std::vector<T>> {
             } catch (const conversion_error& e) {
                 throw e.within("[" + std::to_string(i) + "]");
             }
-        }
-    }
-    static void read(const json& j, std::vector<T>& v) {
-        if (!j.is_array()) fail_type("an array", dom_name(j));
-        v.clear();
-        v.reserve(j.size());
-        std::size_t i = 0;
-        for (const auto& e : j) {
-            v.emplace_back();
-            try {
-                io<T>::read(e, v.back());
-            } catch (const conversion_error& x) {
-                throw x.within("[" + std::to_string(i) + "]");
-            }
-            ++i;
         }
     }
     static void write(json& j, const std::vector<T>& v) {
@@ -128,10 +106,6 @@ struct io<E, std::enable_if_t<std::is_enum_v<E> && has_wire_enum<E>::value>> {
         if (r.current() != json_token::string) fail_type("a string", token_name(r.current()));
         v = from_name(r.string_value());
     }
-    static void read(const json& j, E& v) {
-        if (!j.is_string()) fail_type("a string", dom_name(j));
-        v = from_name(j.get_ref<const std::string&>());
-    }
     static void write(json& j, E v) {
         for (const auto& [e, name] : wire_enum<E>::values)
             if (e == v) {
@@ -160,17 +134,6 @@ struct io<std::map<std::string, T>> {
                 io<T>::read(r, v[key]);
             } catch (const conversion_error& e) {
                 throw e.within(key);
-            }
-        }
-    }
-    static void read(const json& j, std::map<std::string, T>& v) {
-        if (!j.is_object()) fail_type("an object", dom_name(j));
-        v.clear();
-        for (auto it = j.begin(); it != j.end(); ++it) {
-            try {
-                io<T>::read(*it, v[it.key()]);
-            } catch (const conversion_error& e) {
-                throw e.within(it.key());
             }
         }
     }

@@ -1,10 +1,10 @@
-// Typed conversions, part 1 of 3 (see protocol/wire.hpp): the error they
+// Typed conversions, part 1 of 3 (see json/wire.hpp): the error they
 // throw, how a struct names its wire members, and scalars.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
-#include <qmp/protocol/json_parse.hpp>
-#include <qmp/protocol/json_reader.hpp>
+#include <qmp/error.hpp>
+#include <qmp/json/parse.hpp>
+#include <qmp/json/reader.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -135,20 +135,6 @@ inline const char* token_name(json_token t) {
     }
 }
 
-inline const char* dom_name(const json& j) {
-    switch (j.type()) {
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::null: return "null";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned: return "an integer";
-    case json::value_t::number_float: return "a fraction";
-    default: return "an unsupported value";
-    }
-}
-
 template <class I>
 std::string integer_type_name() {
     return std::string(std::is_signed_v<I> ? "a signed " : "an unsigned ") + std::to_string(sizeof(I) * 8) +
@@ -188,10 +174,6 @@ struct io<bool> {
         if (r.current() != json_token::boolean) fail_type("a boolean", token_name(r.current()));
         v = r.boolean_value();
     }
-    static void read(const json& j, bool& v) {
-        if (!j.is_boolean()) fail_type("a boolean", dom_name(j));
-        v = j.get<bool>();
-    }
     static void write(json& j, bool v) { j = v; }
 };
 
@@ -211,24 +193,8 @@ struct io<I, std::enable_if_t<std::is_integral_v<I> && !std::is_same_v<I, bool>>
             throw conversion_error(error::invalid_result, {},
                                    std::string(r.raw()) + " is not an integer; expected " + integer_type_name<I>());
         case json_number_kind::out_of_range:
-            throw conversion_error(error::invalid_result, {},
+            throw conversion_error(error::unrepresentable_number, {},
                                    dom_builder::abbreviate(r.raw()) + " does not fit " + integer_type_name<I>());
-        }
-    }
-    static void read(const json& j, I& v) {
-        if (j.is_number_unsigned()) {
-            const auto u = j.get<std::uint64_t>();
-            v = checked_integer<I>(false, u, std::to_string(u));
-        } else if (j.is_number_integer()) {
-            const auto s = j.get<std::int64_t>();
-            const std::uint64_t mag = s < 0 ? (s == INT64_MIN ? std::uint64_t(INT64_MAX) + 1 : std::uint64_t(-s))
-                                            : std::uint64_t(s);
-            v = checked_integer<I>(s < 0, mag, std::to_string(s));
-        } else if (j.is_number_float()) {
-            throw conversion_error(error::invalid_result, {},
-                                   j.dump() + " is not an integer; expected " + integer_type_name<I>());
-        } else {
-            fail_type(integer_type_name<I>().c_str(), dom_name(j));
         }
     }
     static void write(json& j, I v) { j = v; }
@@ -239,12 +205,9 @@ struct io<double> {
     static void read(json_reader& r, double& v) {
         if (r.current() != json_token::number) fail_type("a number", token_name(r.current()));
         if (r.number_kind() == json_number_kind::out_of_range)
-            throw conversion_error(error::invalid_result, {}, dom_builder::abbreviate(r.raw()) + " does not fit a double");
+            throw conversion_error(error::unrepresentable_number, {},
+                                   dom_builder::abbreviate(r.raw()) + " does not fit a double");
         v = r.double_value();
-    }
-    static void read(const json& j, double& v) {
-        if (!j.is_number()) fail_type("a number", dom_name(j));
-        v = j.get<double>();
     }
     static void write(json& j, double v) { j = v; }
 };
@@ -254,10 +217,6 @@ struct io<std::string> {
     static void read(json_reader& r, std::string& v) {
         if (r.current() != json_token::string) fail_type("a string", token_name(r.current()));
         r.string_value(v);
-    }
-    static void read(const json& j, std::string& v) {
-        if (!j.is_string()) fail_type("a string", dom_name(j));
-        v = j.get_ref<const std::string&>();
     }
     static void write(json& j, const std::string& v) { j = v; }
 };
@@ -269,7 +228,6 @@ struct io<json> {
         dom_builder b(r);
         if (!b.value(v)) throw conversion_error(b.error(), {}, b.why());
     }
-    static void read(const json& j, json& v) { v = j; }
     static void write(json& j, const json& v) { j = v; }
 };
 

@@ -4,8 +4,8 @@
 // 1e999 is one clear error rather than a parser failure.
 #pragma once
 
-#include <qmp/protocol/error.hpp>
-#include <qmp/protocol/json_reader.hpp>
+#include <qmp/error.hpp>
+#include <qmp/json/reader.hpp>
 
 #include <nlohmann/json.hpp>
 

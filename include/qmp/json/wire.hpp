@@ -11,14 +11,16 @@
 //         }
 //     };
 //
-// and gets reading from JSON text (no tree is built), reading from the DOM,
-// and writing to the DOM (command arguments), plus ADL to_json/from_json.
-// Every conversion checks types, and for integers range, sign and
-// integrality; a failure names the member (`[3].image.virtual-size`).
+// and gets one conversion path: reading from JSON text (no tree is built;
+// a value already in a tree is read from the tree's text, so the rules are
+// the same whatever the input), and writing to the tree (command
+// arguments), plus ADL to_json/from_json. Every conversion checks types,
+// and for integers range, sign and integrality; a failure names the member
+// (`[3].image.virtual-size`); a member repeated in an object is refused.
 // Unknown members are ignored; std::optional members may be absent or null.
 #pragma once
 
-#include <qmp/protocol/detail/wire_containers.hpp>
+#include <qmp/json/detail/wire_containers.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -114,6 +116,7 @@ struct io<T, std::enable_if_t<is_described<T>::value>> {
                 matched = true;
                 auto& m = v.*(f.member);
                 if (f.inner.empty()) {
+                    if (seen & (std::uint64_t(1) << i)) throw conversion_error(error::invalid_result, std::string(key), "appears twice");
                     seen |= std::uint64_t(1) << i;
                     read_member(r, f, m);
                 } else {
@@ -133,37 +136,6 @@ struct io<T, std::enable_if_t<is_described<T>::value>> {
             std::string why = T::wire_check(v);
             if (!why.empty()) throw conversion_error(error::invalid_result, {}, why);
         }
-    }
-
-    static void read(const json& j, T& v) {
-        if (!j.is_object()) fail_type("an object", dom_name(j));
-        for_each_field(fields, [&](const auto& f, std::size_t) {
-            auto& m = v.*(f.member);
-            using M = std::remove_reference_t<decltype(m)>;
-            auto it = j.find(std::string(f.name));
-            if (!f.inner.empty()) {
-                if (it == j.end() || !it->is_object()) return;
-                auto in = it->find(std::string(f.inner));
-                if (in == it->end() || in->is_null()) return;
-                try {
-                    io<M>::read(*in, m);
-                } catch (const conversion_error& e) {
-                    throw e.within(f.inner).within(f.name);
-                }
-                return;
-            }
-            if (it == j.end() || it->is_null()) {
-                if (f.how == wire::presence::required) fail_missing(f.name);
-                m = M{};
-                return;
-            }
-            try {
-                io<M>::read(*it, m);
-            } catch (const conversion_error& e) {
-                throw e.within(f.name);
-            }
-        });
-        check(v);
     }
 
     static void write(json& j, const T& v) {
@@ -195,9 +167,6 @@ struct io<T, std::enable_if_t<!is_described<T>::value && has_adl_from_json<T>::v
     static void read(json_reader& r, T& v) {
         json j;
         io<json>::read(r, j);
-        read(j, v);
-    }
-    static void read(const json& j, T& v) {
         try {
             from_json(j, v);
         } catch (const conversion_error&) {
@@ -218,29 +187,37 @@ inline void fill_diag(diagnostics* diag, const std::string& text) {
 
 }  // namespace detail
 
-/// Typed conversion of a DOM value; errors come back as codes
-/// (missing_member, invalid_result) with the member named in `diag`, and
-/// `out` unchanged.
+/// Typed conversion straight from JSON text (no tree is built for
+/// described types): every member checked for type, and integers for
+/// range, sign and integrality; a member repeated in an object refused.
+/// Errors come back as codes (missing_member, invalid_result,
+/// malformed_message, ...) with the member's path in `diag`, and `out`
+/// unchanged.
+template <class R>
+std::error_code convert_text(std::string_view text, R& out, diagnostics* diag = nullptr);
+
+/// The same for a value already in a tree (the tree's text is read, so the
+/// rules are the text's; a tree holds every number it has exactly).
 template <class R>
 std::error_code convert(const json& j, R& out, diagnostics* diag = nullptr) {
-    try {
-        R tmp{};
-        detail::io<R>::read(j, tmp);
-        out = std::move(tmp);
+    if constexpr (std::is_same_v<R, json>) {
+        (void)diag;
+        out = j;
         return {};
-    } catch (const conversion_error& e) {
-        detail::fill_diag(diag, e.what());
-        return e.code();
-    } catch (const std::exception& e) {
-        detail::fill_diag(diag, e.what());
-        return make_error_code(error::invalid_result);
+    } else {
+        std::string text;
+        try {
+            text = j.dump();
+        } catch (const json::exception& e) {  // a string that is not UTF-8
+            detail::fill_diag(diag, e.what());
+            return make_error_code(error::invalid_result);
+        }
+        return convert_text(text, out, diag);
     }
 }
 
-/// Typed conversion straight from JSON text (no tree is built for
-/// described types); `out` is unchanged on failure.
 template <class R>
-std::error_code convert_text(std::string_view text, R& out, diagnostics* diag = nullptr) {
+std::error_code convert_text(std::string_view text, R& out, diagnostics* diag) {
     try {
         json_reader r(text);
         if (r.next() == json_token::error) throw conversion_error(r.error(), {}, r.error_message());
@@ -260,10 +237,12 @@ std::error_code convert_text(std::string_view text, R& out, diagnostics* diag = 
     }
 }
 
-/// ADL hooks for described types: `json j = cmd;`, `j.get<T>()`.
+/// ADL hooks for described types: `json j = cmd;`, `j.get<T>()` (which
+/// throws conversion_error, as nlohmann's own conversions throw).
 template <class T, std::enable_if_t<detail::is_described<T>::value, int> = 0>
 void from_json(const json& j, T& v) {
-    detail::io<T>::read(j, v);
+    diagnostics d;
+    if (auto ec = convert(j, v, &d)) throw conversion_error(ec, {}, d.message);
 }
 template <class T, std::enable_if_t<detail::is_described<T>::value, int> = 0>
 void to_json(json& j, const T& v) {

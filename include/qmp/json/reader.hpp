@@ -6,8 +6,8 @@
 // a float beyond a double's range is reported, never rounded.
 #pragma once
 
-#include <qmp/protocol/detail/json_text.hpp>
-#include <qmp/protocol/error.hpp>
+#include <qmp/json/detail/text.hpp>
+#include <qmp/error.hpp>
 
 #include <charconv>
 #include <cstddef>
