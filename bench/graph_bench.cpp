@@ -6,8 +6,10 @@
 //   qmp-bench-graph [--rounds N] [--replies-only]
 //                                      snapshot costs, both QEMUs, then the
 //                                      parses (only these: --replies-only)
-//   qmp-bench-graph --parse FILE       parse one cached reply (run as a child
-//                                      process so its peak memory is its own)
+//   qmp-bench-graph --parse FILE PARSER  one parser (this library's typed
+//                                      reading, tree or tokens; nlohmann's SAX
+//                                      or DOM) over one cached reply, run as a
+//                                      child process so its peak memory is its own
 //   qmp-bench-graph --replay FILE      the whole client with that reply: a
 //                                      forked monitor sends it, the client
 //                                      reads and types it (peak RSS its own)
@@ -151,31 +153,71 @@ std::vector<std::string> cached_replies(const qmp_support::qemu_build& b, qmp_su
     return {flat, deep};
 }
 
-int parse_one(const std::string& path) {
+// nlohmann's own SAX parser with a handler that only counts (and keeps a
+// number's text where it has no exact type: what exact numbers would need).
+struct counting_sax : qmp::json::json_sax_t {
+    std::size_t events = 0, inexact = 0;
+    bool null() override { return ++events; }
+    bool boolean(bool) override { return ++events; }
+    bool number_integer(number_integer_t) override { return ++events; }
+    bool number_unsigned(number_unsigned_t) override { return ++events; }
+    bool number_float(number_float_t, const string_t& s) override {
+        inexact += s.size();
+        return ++events;
+    }
+    bool string(string_t&) override { return ++events; }
+    bool binary(binary_t&) override { return ++events; }
+    bool start_object(std::size_t) override { return ++events; }
+    bool key(string_t&) override { return ++events; }
+    bool end_object() override { return ++events; }
+    bool start_array(std::size_t) override { return ++events; }
+    bool end_array() override { return ++events; }
+    bool parse_error(std::size_t, const std::string&, const qmp::json::exception&) override { return false; }
+};
+
+// One parser over one cached reply (a child process, so that its peak
+// memory is its own): prints the milliseconds and the peak RSS it added (KiB).
+//   typed        this library: the reply's text straight into the typed result
+//   tree         this library's parse_json: a JSON tree with every number exact
+//   tokens       this library's pull reader over every token (nothing built)
+//   sax          nlohmann's SAX parser, a handler that only counts (nothing built)
+//   dom          nlohmann's json::parse
+//   dom-typed    nlohmann's json::parse, then the tree into the typed result
+int parse_one(const std::string& path, const std::string& which) {
     std::ifstream in(path, std::ios::binary);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::string msg = "{\"return\": " + text + ", \"id\": \"qmp#1\"}";
-    text.clear();
-    text.shrink_to_fit();
-    long base = peak_rss_kb();
-    auto t0 = clock_type::now();
-    qmp::message m;
-    if (qmp::classify(msg, m)) throw std::runtime_error("classify failed");
-    double classify_ms = ms_since(t0);
-    t0 = clock_type::now();
-    std::vector<qmp::block_device_info> nodes;
-    if (auto ec = qmp::convert_text(m.value, nodes)) throw std::runtime_error("convert failed: " + ec.message());
-    double convert_ms = ms_since(t0);
-    long typed_rss = peak_rss_kb();
-    t0 = clock_type::now();
-    qmp::json tree;
-    if (auto ec = qmp::parse_json(m.value, tree)) throw std::runtime_error("parse failed: " + ec.message());
-    double tree_ms = ms_since(t0);
-    std::cout << std::fixed << std::setprecision(1) << "  " << std::filesystem::path(path).filename().string() << ": "
-              << msg.size() / 1e6 << " MB, " << nodes.size() << " nodes; classify " << classify_ms
-              << " ms, typed from text " << convert_ms << " ms (peak RSS +" << (typed_rss - base) / 1024
-              << " MiB), JSON tree " << tree_ms << " ms (peak RSS +" << (peak_rss_kb() - base) / 1024
-              << " MiB) over the " << msg.size() / 1048576 << " MiB text\n";
+    const long base = peak_rss_kb();
+    const auto t0 = clock_type::now();
+    std::size_t count = 0;
+    if (which == "typed") {
+        std::vector<qmp::block_device_info> nodes;
+        if (auto ec = qmp::convert_text(text, nodes)) throw std::runtime_error("convert failed: " + ec.message());
+        count = nodes.size();
+    } else if (which == "tree") {
+        qmp::json tree;
+        if (auto ec = qmp::parse_json(text, tree)) throw std::runtime_error("parse failed: " + ec.message());
+        count = tree.size();
+    } else if (which == "tokens") {
+        qmp::json_reader r(text);
+        r.next();
+        if (!r.skip_value()) throw std::runtime_error("read failed");
+        count = 1;
+    } else if (which == "sax") {
+        counting_sax sax;
+        if (!qmp::json::sax_parse(text, &sax)) throw std::runtime_error("sax_parse failed");
+        count = sax.events;
+    } else if (which == "dom" || which == "dom-typed") {
+        qmp::json tree = qmp::json::parse(text);
+        count = tree.size();
+        if (which == "dom-typed") {
+            std::vector<qmp::block_device_info> nodes;
+            if (auto ec = qmp::convert(tree, nodes)) throw std::runtime_error("convert failed: " + ec.message());
+        }
+    } else {
+        throw std::runtime_error("no parser " + which);
+    }
+    const double ms = ms_since(t0);
+    std::cout << std::fixed << std::setprecision(2) << ms << " " << peak_rss_kb() - base << " " << count << "\n";
     return 0;
 }
 
@@ -274,14 +316,15 @@ int main(int argc, char** argv) {
     try {
         for (int i = 1; i < argc; ++i) {
             std::string a = argv[i];
-            if (a == "--parse" && i + 1 < argc) return parse_one(argv[++i]);
+            if (a == "--parse" && i + 2 < argc) return parse_one(argv[i + 1], argv[i + 2]);
             if ((a == "--replay" || a == "--replay-tree") && i + 1 < argc) return replay_one(argv[++i], a == "--replay-tree");
             if (a == "--rounds" && i + 1 < argc)
                 rounds = std::max(1, std::atoi(argv[++i]));
             else if (a == "--replies-only")
                 replies_only = true;
             else {
-                std::cerr << "usage: qmp-bench-graph [--rounds N] [--replies-only] | --parse FILE | --replay FILE | --replay-tree FILE\n";
+                std::cerr << "usage: qmp-bench-graph [--rounds N] [--replies-only] | --parse FILE PARSER | --replay FILE | "
+                             "--replay-tree FILE\n";
                 return 2;
             }
         }
@@ -290,12 +333,28 @@ int main(int argc, char** argv) {
         for (const auto& b : builds)
             for (auto layout : layouts)
                 if (!replies_only) bench_snapshots(b, rounds, layout);
-        std::cout << "parsing query-named-block-nodes replies of the 128-deep chain (QEMU 7.2):\n" << std::flush;
+        std::cout << "parsing query-named-block-nodes replies of the 128-deep chain (QEMU 7.2), median of "
+                  << std::min(rounds, 5) << " runs, each parser in a fresh process: ms, peak RSS it added (MiB)\n"
+                  << std::flush;
         for (auto layout : layouts)
             for (const auto& f : cached_replies(builds[0], layout)) {
-                std::string out;
-                qmp_support::run({argv[0], "--parse", f}, &out);
-                std::cout << out << std::flush;
+                std::cout << "  " << std::filesystem::path(f).filename().string() << " (" << std::fixed
+                          << std::setprecision(1) << std::filesystem::file_size(f) / 1e6 << " MB):";
+                for (const char* parser : {"typed", "tree", "tokens", "sax", "dom", "dom-typed"}) {
+                    std::vector<double> ms, added;
+                    for (int r = 0; r < std::min(rounds, 5); ++r) {
+                        std::string out;
+                        qmp_support::run({argv[0], "--parse", f, parser}, &out);
+                        std::istringstream in(out);
+                        double t = 0, kb = 0;
+                        if (!(in >> t >> kb)) throw std::runtime_error("parse failed: " + out);
+                        ms.push_back(t);
+                        added.push_back(kb);
+                    }
+                    std::cout << " " << parser << " " << std::setprecision(1) << median(ms) << " ms/" << median(added) / 1024
+                              << " MiB;";
+                }
+                std::cout << "\n" << std::flush;
             }
         std::cout << "the same replies through the client, from a monitor that sends them at once (median of "
                   << std::min(rounds, 5) << " runs; each run a fresh process):\n"
