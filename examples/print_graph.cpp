@@ -17,7 +17,7 @@
 namespace {
 
 void print_node(const qmp::block_graph& g, std::size_t i, const std::string& role, int depth) {
-    const auto& n = g.nodes[i];
+    const auto& n = g.nodes()[i];
     std::cout << std::string(2 + depth * 2, ' ') << role << ": " << (n.name.empty() ? "(unnamed)" : n.name) << " ["
               << n.driver.value_or("?") << (g.is_filter(i) ? ", filter" : "") << "]";
     if (n.wr_highest_offset) std::cout << " highest write " << *n.wr_highest_offset;
@@ -30,16 +30,16 @@ void print_node(const qmp::block_graph& g, std::size_t i, const std::string& rol
 
 void print_graph(const qmp::block_graph& g) {
     std::cout << "source: "
-              << (g.source == qmp::graph_source::debug_graph ? "x-debug-query-block-graph" : "query-blockstats") << ", "
-              << g.nodes.size() << " nodes, " << g.edges.size() << " edges\n";
-    for (const auto& b : g.backends) {
+              << (g.source() == qmp::graph_source::debug_graph ? "x-debug-query-block-graph" : "query-blockstats") << ", "
+              << g.nodes().size() << " nodes, " << g.edges().size() << " edges\n";
+    for (const auto& b : g.backends()) {
         std::cout << "backend device '" << b.device << "' qdev '" << b.qdev << "' root " << b.root_node << "\n";
         if (auto i = g.index_of(b.root_node)) print_node(g, *i, "root", 0);
     }
-    for (std::size_t i = 0; i < g.nodes.size(); ++i)
-        if (g.nodes[i].kind == qmp::node_kind::job) {
-            std::cout << "job " << g.nodes[i].name << " uses:";
-            for (const auto* e : g.children(i)) std::cout << " " << g.nodes[e->child].name << " (" << e->name << ")";
+    for (std::size_t i = 0; i < g.nodes().size(); ++i)
+        if (g.nodes()[i].kind == qmp::node_kind::job) {
+            std::cout << "job " << g.nodes()[i].name << " uses:";
+            for (const auto* e : g.children(i)) std::cout << " " << g.nodes()[e->child].name << " (" << e->name << ")";
             std::cout << "\n";
         }
 }

@@ -21,8 +21,8 @@ namespace {
 using qmp_test::walk;
 
 bool has_edge(const qmp::block_graph& g, const std::string& parent, const std::string& child, qmp::edge_role role) {
-    for (const auto& e : g.edges)
-        if (g.nodes[e.parent].name == parent && g.nodes[e.child].name == child && e.role == role) return true;
+    for (const auto& e : g.edges())
+        if (g.nodes()[e.parent].name == parent && g.nodes()[e.child].name == child && e.role == role) return true;
     return false;
 }
 
@@ -33,7 +33,7 @@ std::size_t idx(const qmp::block_graph& g, const std::string& name) {
 }
 
 const qmp::graph_backend* backend_with_root(const qmp::block_graph& g, const std::string& root) {
-    for (const auto& b : g.backends)
+    for (const auto& b : g.backends())
         if (b.root_node == root) return &b;
     return nullptr;
 }
@@ -71,17 +71,17 @@ TEST_CASE("graph: a 3-deep chain in the storage daemon" * doctest::test_suite("q
         qmp::sync_client cl;
         cl.connect(q.qmp_endpoint());
         auto g = qmp::query_block_graph(cl);
-        CHECK(g.source == qmp::graph_source::debug_graph);
-        CHECK(!g.has_details);
+        CHECK(g.source() == qmp::graph_source::debug_graph);
+        CHECK(!g.has_details());
         for (int i = 0; i < 3; ++i) {
             std::string n = "vda-" + std::to_string(i);
             CHECK(has_edge(g, n + "-fmt", n + "-file", qmp::edge_role::file));
             if (i > 0) CHECK(has_edge(g, n + "-fmt", "vda-" + std::to_string(i - 1) + "-fmt", qmp::edge_role::backing));
             CHECK(!g.is_filter(idx(g, n + "-fmt")));
-            CHECK(g.nodes[idx(g, n + "-file")].driver == std::optional<std::string>("file"));  // from blockstats
-            CHECK(g.nodes[idx(g, n + "-fmt")].wr_highest_offset == std::optional<std::uint64_t>(0));
+            CHECK(g.nodes()[idx(g, n + "-file")].driver == std::optional<std::string>("file"));  // from blockstats
+            CHECK(g.nodes()[idx(g, n + "-fmt")].wr_highest_offset == std::optional<std::uint64_t>(0));
         }
-        CHECK(g.edges.size() == 6);  // 3 file + 2 backing + the export's root
+        CHECK(g.edges().size() == 6);  // 3 file + 2 backing + the export's root
         auto* be = backend_with_root(g, "vda-2-fmt");
         REQUIRE(be);
         CHECK(be->device.empty());
@@ -90,13 +90,13 @@ TEST_CASE("graph: a 3-deep chain in the storage daemon" * doctest::test_suite("q
         // The high-water mark moves with writes, on both layers.
         REQUIRE(q.nbd_write(0, 1 << 20) == 0);
         g = qmp::query_block_graph(cl);
-        CHECK(g.nodes[idx(g, "vda-2-fmt")].wr_highest_offset == std::optional<std::uint64_t>(1 << 20));
-        CHECK(*g.nodes[idx(g, "vda-2-file")].wr_highest_offset > 1u << 20);
+        CHECK(g.nodes()[idx(g, "vda-2-fmt")].wr_highest_offset == std::optional<std::uint64_t>(1 << 20));
+        CHECK(*g.nodes()[idx(g, "vda-2-file")].wr_highest_offset > 1u << 20);
 
         // Details on request.
         g = qmp::query_block_graph(cl, qmp::graph_query_options{true});
-        CHECK(g.has_details);
-        const auto& top = g.nodes[idx(g, "vda-2-fmt")];
+        CHECK(g.has_details());
+        const auto& top = g.nodes()[idx(g, "vda-2-fmt")];
         REQUIRE(top.details);
         CHECK(top.driver == std::optional<std::string>("qcow2"));
         CHECK(top.details->filename == files[2]);
@@ -113,13 +113,13 @@ TEST_CASE("graph: a 64-deep chain" * doctest::test_suite("qemu")) {
         vm v(b, system_with(chain_blockdevs(files, "vda"), {"-device", "virtio-blk-pci,drive=vda-63-fmt,id=virtio-disk0"}));
         qmp::driver_cache cache;
         auto g = qmp::query_block_graph(v.cl, {}, &cache);
-        CHECK(g.nodes.size() == 129);  // 128 nodes and the backend
+        CHECK(g.nodes().size() == 129);  // 128 nodes and the backend
         // Every node is settled without drivers: storage and overlays by
         // shape, the base (only a `file` child) by the device's
         // query-blockstats, which shows no filter there.
         CHECK(cache.refreshes == 0);
-        for (std::size_t i = 0; i < g.nodes.size(); ++i) CHECK(g.filter_known(i).has_value());
-        CHECK(g.nodes[idx(g, "vda-0-fmt")].filter_seen == std::optional<bool>(false));
+        for (std::size_t i = 0; i < g.nodes().size(); ++i) CHECK(g.filter_known(i).has_value());
+        CHECK(g.nodes()[idx(g, "vda-0-fmt")].filter_seen == std::optional<bool>(false));
         auto chain = walk(g, idx(g, "vda-63-fmt"));
         REQUIRE(chain.size() == 64);
         CHECK(chain.front() == "vda-63-fmt");
@@ -137,21 +137,21 @@ TEST_CASE("graph: a 64-deep chain" * doctest::test_suite("qemu")) {
         int compared = 0;
         for (const auto& s : per_node) {
             if (!s.node_name || !g.index_of(*s.node_name)) continue;
-            CHECK(g.nodes[idx(g, *s.node_name)].wr_highest_offset ==
+            CHECK(g.nodes()[idx(g, *s.node_name)].wr_highest_offset ==
                   std::optional<std::uint64_t>(static_cast<std::uint64_t>(s.stats.wr_highest_offset)));
             ++compared;
         }
         CHECK(compared == 128);
-        CHECK(g.nodes[idx(g, "vda-63-fmt")].wr_highest_offset == std::optional<std::uint64_t>(65536));
-        CHECK(*g.nodes[idx(g, "vda-63-file")].wr_highest_offset > 65536u);
-        CHECK(g.nodes[idx(g, "vda-63-file")].driver == std::optional<std::string>("file"));
+        CHECK(g.nodes()[idx(g, "vda-63-fmt")].wr_highest_offset == std::optional<std::uint64_t>(65536));
+        CHECK(*g.nodes()[idx(g, "vda-63-file")].wr_highest_offset > 65536u);
+        CHECK(g.nodes()[idx(g, "vda-63-file")].driver == std::optional<std::string>("file"));
         // Details on request teach the cache the drivers; later snapshots show them.
         g = qmp::query_block_graph(v.cl, qmp::graph_query_options{true}, &cache);
         CHECK(cache.refreshes == 1);
         g = qmp::query_block_graph(v.cl, {}, &cache);
         CHECK(cache.refreshes == 1);
-        CHECK(!g.has_details);
-        CHECK(g.nodes[idx(g, "vda-30-fmt")].driver == std::optional<std::string>("qcow2"));
+        CHECK(!g.has_details());
+        CHECK(g.nodes()[idx(g, "vda-30-fmt")].driver == std::optional<std::string>("qcow2"));
     }
 }
 
@@ -179,7 +179,7 @@ TEST_CASE("graph: a throttle filter on top, a raw image without format layer, tw
             CHECK(!g.is_filter(idx(g, "vdb-file")));
             CHECK(walk(g, idx(g, "vda-throttle")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
             CHECK(walk(g, idx(g, "vdb-file")) == std::vector<std::string>{"vdb-file"});
-            CHECK(g.backends.size() == 2);
+            CHECK(g.backends().size() == 2);
             auto* b0 = backend_with_root(g, "vda-throttle");
             auto* b1 = backend_with_root(g, "vdb-file");
             REQUIRE(b0);
@@ -188,7 +188,7 @@ TEST_CASE("graph: a throttle filter on top, a raw image without format layer, tw
             CHECK(b1->qdev == "/machine/peripheral/virtio-disk1/virtio-backend");
             // query-blockstats shows the throttle node's child as its `parent`
             // and its `backing`: a filter, no driver needed.
-            CHECK(g.nodes[idx(g, "vda-throttle")].filter_seen == std::optional<bool>(true));
+            CHECK(g.nodes()[idx(g, "vda-throttle")].filter_seen == std::optional<bool>(true));
             CHECK(g.filter_known(idx(g, "vda-throttle")) == std::optional<bool>(true));
             if (with_cache) CHECK(cache.refreshes == 0);
         }
@@ -214,9 +214,9 @@ TEST_CASE("graph: drivers are asked for only where shape and blockstats leave a 
             cl.connect(q.qmp_endpoint());
             qmp::driver_cache cache;
             auto g = qmp::query_block_graph(cl, {}, &cache);
-            CHECK(!g.nodes[idx(g, "vda-0-fmt")].filter_seen);
+            CHECK(!g.nodes()[idx(g, "vda-0-fmt")].filter_seen);
             CHECK(cache.refreshes == 1);
-            CHECK(g.nodes[idx(g, "vda-0-fmt")].driver == std::optional<std::string>("qcow2"));
+            CHECK(g.nodes()[idx(g, "vda-0-fmt")].driver == std::optional<std::string>("qcow2"));
             CHECK(walk(g, idx(g, "vda-1-fmt")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
             g = qmp::query_block_graph(cl, {}, &cache);
             CHECK(cache.refreshes == 1);
@@ -232,8 +232,8 @@ TEST_CASE("graph: drivers are asked for only where shape and blockstats leave a 
             vm v(b, system_with(bd, {"-device", "virtio-blk-pci,drive=vda-1-fmt,id=virtio-disk0"}));
             qmp::driver_cache cache;
             auto g = qmp::query_block_graph(v.cl, {}, &cache);
-            CHECK(g.nodes[idx(g, "vda-0-file")].filter_seen == std::optional<bool>(true));
-            CHECK(g.nodes[idx(g, "vda-0-fmt")].filter_seen == std::optional<bool>(false));
+            CHECK(g.nodes()[idx(g, "vda-0-file")].filter_seen == std::optional<bool>(true));
+            CHECK(g.nodes()[idx(g, "vda-0-fmt")].filter_seen == std::optional<bool>(false));
             CHECK(cache.refreshes == 1);
             CHECK(!g.is_filter(idx(g, "vda-0-fmt")));
             CHECK(g.is_filter(idx(g, "vda-0-file")));
@@ -251,9 +251,9 @@ TEST_CASE("graph: a legacy -drive with generated node names" * doctest::test_sui
                                  "virtio-blk-pci,drive=drive0,id=virtio-disk0"}));
         qmp::driver_cache cache;
         auto g = qmp::query_block_graph(v.cl, {}, &cache);
-        REQUIRE(g.backends.size() == 1);
-        CHECK(g.backends[0].device == "drive0");
-        const std::string root = g.backends[0].root_node;
+        REQUIRE(g.backends().size() == 1);
+        CHECK(g.backends()[0].device == "drive0");
+        const std::string root = g.backends()[0].root_node;
         CHECK(root.rfind("#block", 0) == 0);
         auto chain = walk(g, idx(g, root));
         REQUIRE(chain.size() == 2);
@@ -262,7 +262,7 @@ TEST_CASE("graph: a legacy -drive with generated node names" * doctest::test_sui
         CHECK(g.filter_known(idx(g, chain[1])) == std::optional<bool>(false));
         auto file = g.child(idx(g, chain[1]), qmp::edge_role::file);
         REQUIRE(file);
-        CHECK(g.nodes[*file].driver == std::optional<std::string>("file"));
+        CHECK(g.nodes()[*file].driver == std::optional<std::string>("file"));
     }
 }
 
@@ -297,8 +297,8 @@ TEST_CASE("graph: job filters while a block-commit and a blockdev-mirror run" * 
             CHECK(g.is_filter(idx(g, "commit-filter")));
             CHECK(walk(g, idx(g, "vda-2-fmt")) == std::vector<std::string>{"vda-2-fmt", "vda-1-fmt", "vda-0-fmt"});
             bool job = false;
-            for (std::size_t i = 0; i < g.nodes.size(); ++i)
-                if (g.nodes[i].kind == qmp::node_kind::job && g.nodes[i].name == "commit0") {
+            for (std::size_t i = 0; i < g.nodes().size(); ++i)
+                if (g.nodes()[i].kind == qmp::node_kind::job && g.nodes()[i].name == "commit0") {
                     job = true;
                     CHECK(!g.children(i).empty());
                     for (auto* e : g.children(i)) CHECK(e->role == qmp::edge_role::job);
@@ -332,8 +332,8 @@ TEST_CASE("graph: job filters while a block-commit and a blockdev-mirror run" * 
             CHECK(g.is_filter(idx(g, "mirror-filter")));
             CHECK(walk(g, idx(g, "mirror-filter")).front() == "vda-2-fmt");
             bool job_uses_target = false;
-            for (const auto& e : g.edges)
-                if (g.nodes[e.parent].name == "mirror0" && g.nodes[e.child].name == "copy-fmt") job_uses_target = true;
+            for (const auto& e : g.edges())
+                if (g.nodes()[e.parent].name == "mirror0" && g.nodes()[e.child].name == "copy-fmt") job_uses_target = true;
             CHECK(job_uses_target);
         }
         v.cl.execute(qmp::block_job_cancel{"mirror0", true});
@@ -354,13 +354,13 @@ TEST_CASE("graph: the blockstats fallback when the graph command is unavailable"
                                "stats": {"rd_bytes": 0, "wr_bytes": 0, "rd_operations": 0, "wr_operations": 0, "wr_highest_offset": 0}}}}])")
                           .get<std::vector<qmp::block_stats>>();
     auto g = qmp::build_block_graph(r);
-    CHECK(g.source == qmp::graph_source::blockstats);
+    CHECK(g.source() == qmp::graph_source::blockstats);
     CHECK(has_edge(g, "vda-1-fmt", "vda-1-file", qmp::edge_role::file));
     CHECK(has_edge(g, "vda-1-fmt", "vda-0-fmt", qmp::edge_role::backing));
     CHECK(has_edge(g, "vda-0-fmt", "vda-0-file", qmp::edge_role::file));
-    CHECK(g.nodes[idx(g, "vda-1-file")].wr_highest_offset == std::optional<std::uint64_t>(327680));
-    REQUIRE(g.backends.size() == 1);
-    CHECK(g.backends[0].root_node == "vda-1-fmt");
+    CHECK(g.nodes()[idx(g, "vda-1-file")].wr_highest_offset == std::optional<std::uint64_t>(327680));
+    REQUIRE(g.backends().size() == 1);
+    CHECK(g.backends()[0].root_node == "vda-1-fmt");
     CHECK(walk(g, idx(g, "vda-1-fmt")) == std::vector<std::string>{"vda-1-fmt", "vda-0-fmt"});
 }
 
@@ -399,7 +399,7 @@ TEST_CASE("graph: filter_known trusts blockstats' \"no filter\" only where the s
     SUBCASE("before 5.2: no backing under the filter") {
         r.backend_stats = stats(R"("node-name": "thr", )" + z + R"(, "parent": )" + top);
         auto g = qmp::build_block_graph(r);
-        CHECK(g.nodes[idx(g, "thr")].filter_seen == std::optional<bool>(false));
+        CHECK(g.nodes()[idx(g, "thr")].filter_seen == std::optional<bool>(false));
         CHECK(!g.filter_known(idx(g, "thr")));
         CHECK(g.is_filter(idx(g, "thr")));  // the shape's guess
         qmp::driver_cache cache;
@@ -433,11 +433,11 @@ TEST_CASE("graph: a device with an id and no drive name is one backend (the grap
                                        zero + R"(}, {"device": "", "qdev": "vda", "node-name": "vda-fmt", "stats": )" + zero + "}]")
                           .get<std::vector<qmp::block_stats>>();
     auto g = qmp::build_block_graph(r);
-    REQUIRE(g.backends.size() == 2);
-    CHECK(g.backends[0].qdev == "/machine/peripheral-anon/device[0]");
-    CHECK(g.backends[1].qdev == "vda");
-    CHECK(g.backends[1].device.empty());
-    CHECK(g.backends[1].root_node == "vda-fmt");
+    REQUIRE(g.backends().size() == 2);
+    CHECK(g.backends()[0].qdev == "/machine/peripheral-anon/device[0]");
+    CHECK(g.backends()[1].qdev == "vda");
+    CHECK(g.backends()[1].device.empty());
+    CHECK(g.backends()[1].root_node == "vda-fmt");
 }
 
 TEST_CASE("graph: without the graph command and without flat, real QEMU gives the same chains (relative backing names)" *
@@ -459,7 +459,7 @@ TEST_CASE("graph: without the graph command and without flat, real QEMU gives th
         CHECK(probed.offers->graph_command);
         CHECK(probed.offers->flat);
         CHECK(probed.offers->query_nodes);
-        CHECK(g_now.source == qmp::graph_source::debug_graph);
+        CHECK(g_now.source() == qmp::graph_source::debug_graph);
 
         qmp::graph_query_options old = now;
         old.offers = qmp::block_query_offers{};
@@ -467,7 +467,7 @@ TEST_CASE("graph: without the graph command and without flat, real QEMU gives th
         old.offers->flat = false;
         qmp::driver_cache cache;
         auto g_old = qmp::query_block_graph(v.cl, old, &cache);
-        CHECK(g_old.source == qmp::graph_source::blockstats);
+        CHECK(g_old.source() == qmp::graph_source::blockstats);
         CHECK(cache.probes == 0);
 
         qmp::index_registry reg_now, reg_old;

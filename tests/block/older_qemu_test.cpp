@@ -146,7 +146,7 @@ TEST_CASE("older QEMUs: the chains from the blockstats fallback, without flat, f
         qmp::graph_query_options opts;
         opts.details = true;
         auto g = qmp::query_block_graph(cl, opts, &drivers);
-        CHECK(g.source == qmp::graph_source::blockstats);
+        CHECK(g.source() == qmp::graph_source::blockstats);
         REQUIRE(drivers.offers);
         CHECK(!drivers.offers->flat);
         CHECK(drivers.probes == 1);
@@ -201,7 +201,7 @@ TEST_CASE("older QEMUs: the chains from the blockstats fallback, without flat, f
         CHECK(drivers.refreshes == 1);
         CHECK(again.find(s.base)->driver == std::optional<std::string>("luks"));
         auto details = qmp::query_block_graph(cl, opts, &drivers);
-        CHECK(details.has_details);
+        CHECK(details.has_details());
         CHECK(drivers.refreshes == 2);
         cl.close();
         q.finish();
@@ -225,7 +225,7 @@ TEST_CASE("older QEMUs: one that names no nodes gets one clear error, not an emp
     CHECK(ec == qmp::block_error::unnamed_nodes);
     CHECK(diag.message.find("no node-name") != std::string::npos);
     CHECK(diag.message.find("drive-virtio-disk0") != std::string::npos);
-    CHECK(g.nodes.empty());
+    CHECK(g.nodes().empty());
     CHECK_THROWS_AS(qmp::query_block_graph(cl, {}, &drivers), qmp::qmp_error);
     cl.close();
 }

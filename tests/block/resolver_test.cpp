@@ -290,8 +290,9 @@ TEST_CASE("resolver: three disks: libvirt names under a throttle, generated name
         qmp::resolver amb(dup);
         qmp::block_graph g = qmp::query_block_graph(cl);
         // Two backends answering to one name: make the second backend's qdev equal.
-        for (auto& bk : g.backends)
-            if (bk.root_node == "vda-throttle") g.backends[bk.root_node == g.backends[0].root_node ? 1 : 0].qdev = bk.qdev;
+        auto& backends = qmp::detail::graph_builder(g).backends();
+        for (auto& bk : backends)
+            if (bk.root_node == "vda-throttle") backends[bk.root_node == backends[0].root_node ? 1 : 0].qdev = bk.qdev;
         qmp::index_registry reg3;
         amb.update(g, reg3);
         CHECK(!amb.find_disk("virtio-disk0", ec));

@@ -85,11 +85,11 @@ TEST_CASE("recorded: typed results and graphs from QEMU 7.2 and 10.0 replies" * 
             CAPTURE(details);
             if (details) r.details = flat;
             auto g = qmp::build_block_graph(r);
-            CHECK(g.source == qmp::graph_source::debug_graph);
-            CHECK(g.has_details == details);
-            REQUIRE(g.backends.size() == 2);
-            CHECK(g.backends[0].root_node == "vda-throttle");
-            CHECK(g.backends[1].root_node == "vdb-file");
+            CHECK(g.source() == qmp::graph_source::debug_graph);
+            CHECK(g.has_details() == details);
+            REQUIRE(g.backends().size() == 2);
+            CHECK(g.backends()[0].root_node == "vda-throttle");
+            CHECK(g.backends()[1].root_node == "vdb-file");
             auto t = g.index_of("vda-throttle");
             REQUIRE(t);
             CHECK(g.is_filter(*t));
@@ -105,9 +105,9 @@ TEST_CASE("recorded: typed results and graphs from QEMU 7.2 and 10.0 replies" * 
         qmp::graph_replies fb;
         fb.backend_stats = r.backend_stats;
         auto g = qmp::build_block_graph(fb);
-        CHECK(g.source == qmp::graph_source::blockstats);
-        REQUIRE(g.backends.size() == 2);
-        auto root = g.index_of(g.backends[0].root_node);
+        CHECK(g.source() == qmp::graph_source::blockstats);
+        REQUIRE(g.backends().size() == 2);
+        auto root = g.index_of(g.backends()[0].root_node);
         REQUIRE(root);
         CHECK(walk(g, *root) == std::vector<std::string>{"vda-2-fmt", "vda-1-fmt", "vda-0-fmt"});
     }
@@ -139,7 +139,7 @@ TEST_CASE("recorded: newer members are used, unknown ones ignored, missing ones 
     REQUIRE(o);
     auto f = g.child(*o, qmp::edge_role::file);
     REQUIRE(f);
-    CHECK(g.nodes[*f].name == "orphan-file");
+    CHECK(g.nodes()[*f].name == "orphan-file");
 
     j[0].erase("drv");
     std::vector<qmp::block_device_info> out;

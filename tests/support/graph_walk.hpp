@@ -13,7 +13,7 @@ inline std::vector<std::string> walk(const qmp::block_graph& g, std::size_t star
     std::vector<std::string> out;
     std::optional<std::size_t> cur = g.skip_filters(start);
     while (cur) {
-        out.push_back(g.nodes[*cur].name);
+        out.push_back(g.nodes()[*cur].name);
         auto next = g.child(*cur, qmp::edge_role::backing);
         if (!next) break;
         cur = g.skip_filters(*next);

@@ -317,9 +317,9 @@ struct vm : std::enable_shared_from_this<vm> {
             if (stopped) return;
             std::vector<std::pair<std::string, std::string>> nodes;  // node, job
             if (!ec)
-                for (const auto& e : g.edges)
-                    if (g.nodes[e.parent].kind == qmp::node_kind::job && (e.name == "base" || e.name == "target"))
-                        nodes.emplace_back(g.nodes[e.child].name, g.nodes[e.parent].name);
+                for (const auto& e : g.edges())
+                    if (g.nodes()[e.parent].kind == qmp::node_kind::job && (e.name == "base" || e.name == "target"))
+                        nodes.emplace_back(g.nodes()[e.child].name, g.nodes()[e.parent].name);
             auto done = [this, self] {
                 checking_jobs = false;
                 if (check_jobs_again && !stopped) {

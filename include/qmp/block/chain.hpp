@@ -78,7 +78,7 @@ namespace detail {
 
 inline chain_element make_element(const block_graph& g, std::size_t i) {
     chain_element el;
-    const graph_node& n = g.nodes[i];
+    const graph_node& n = g.nodes()[i];
     auto file = g.child(i, edge_role::file);
     std::optional<std::size_t> storage;
     if (file) {
@@ -87,7 +87,7 @@ inline chain_element make_element(const block_graph& g, std::size_t i) {
     } else {
         storage = i;
     }
-    const graph_node& s = g.nodes[*storage];
+    const graph_node& s = g.nodes()[*storage];
     el.storage_node = s.name;
     el.driver = n.driver;
     el.storage_driver = s.driver;
@@ -100,12 +100,12 @@ inline chain_element make_element(const block_graph& g, std::size_t i) {
     // The filename: the protocol node below the storage node (a raw window
     // over a file, a filter between: down their `file` children).
     std::size_t leaf = *storage;
-    for (std::size_t guard = 0; guard < g.nodes.size(); ++guard) {
+    for (std::size_t guard = 0; guard < g.nodes().size(); ++guard) {
         auto below = g.child(leaf, edge_role::file);
         if (!below) break;
         leaf = *below;
     }
-    if (g.nodes[leaf].details) el.filename = g.nodes[leaf].details->filename;
+    if (g.nodes()[leaf].details) el.filename = g.nodes()[leaf].details->filename;
     if (s.details) {
         if (!el.filename) el.filename = s.details->filename;
         el.capacity = static_cast<std::uint64_t>(s.details->virtual_size);
@@ -137,7 +137,7 @@ inline std::vector<chain_element> walk_chain(const block_graph& g, std::size_t s
 // Nodes a job uses as its `target` (its own backend there is no disk).
 inline std::set<std::size_t> job_targets(const block_graph& g) {
     std::set<std::size_t> t;
-    for (const auto& e : g.edges)
+    for (const auto& e : g.edges())
         if (e.role == edge_role::job && e.name == "target") t.insert(e.child);
     return t;
 }
@@ -151,7 +151,7 @@ template <class NameOf>
 std::vector<disk_chain> disks_of(const block_graph& g, NameOf&& name_of) {
     std::vector<disk_chain> disks;
     const auto targets = detail::job_targets(g);
-    for (const auto& b : g.backends) {
+    for (const auto& b : g.backends()) {
         auto root = g.index_of(b.root_node);
         if (!root) continue;
         if (b.device.empty() && b.qdev.empty()) {
@@ -159,7 +159,7 @@ std::vector<disk_chain> disks_of(const block_graph& g, NameOf&& name_of) {
             // An unnamed backend (an NBD export, say) on a device's root is
             // another way into the same disk, not a disk of its own.
             bool shadow = false;
-            for (const auto& other : g.backends)
+            for (const auto& other : g.backends())
                 shadow = shadow || ((!other.device.empty() || !other.qdev.empty()) && other.root_node == b.root_node);
             if (shadow) continue;
         }
@@ -175,8 +175,8 @@ std::vector<disk_chain> disks_of(const block_graph& g, NameOf&& name_of) {
             if (!next) next = g.child(*cur, edge_role::backing);
             cur = next;
         }
-        for (std::size_t j = 0; j < g.nodes.size() && d.mirror.empty(); ++j) {
-            if (g.nodes[j].kind != node_kind::job) continue;
+        for (std::size_t j = 0; j < g.nodes().size() && d.mirror.empty(); ++j) {
+            if (g.nodes()[j].kind != node_kind::job) continue;
             bool touches = false;
             std::optional<std::size_t> target;
             for (const auto* e : g.children(j)) {

@@ -10,6 +10,8 @@
 #include <qmp/qapi/block_query.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,43 +109,45 @@ struct graph_replies {
     std::optional<std::vector<block_device_info>> details;  ///< query-named-block-nodes {"flat": true}
 };
 
+namespace detail {
+class graph_builder;
+}
+
+/// A snapshot of the block layer: nodes, edges with their roles, backends.
+/// Read-only once built: it keeps its name index and each node's edges
+/// itself, so a lookup by name is one search in an ordered index (no string
+/// built for it) and a node's children and parents are its own lists:
+/// building and walking a snapshot grow linearly with its size.
 class block_graph {
 public:
-    std::vector<graph_node> nodes;
-    std::vector<graph_edge> edges;
-    std::vector<graph_backend> backends;
-    graph_source source = graph_source::debug_graph;
-    bool has_details = false;
+    const std::vector<graph_node>& nodes() const noexcept { return nodes_; }
+    const graph_node& node(std::size_t i) const { return nodes_.at(i); }
+    const std::vector<graph_edge>& edges() const noexcept { return edges_; }
+    const std::vector<graph_backend>& backends() const noexcept { return backends_; }
+    graph_source source() const noexcept { return source_; }
+    /// Per-node details (query-named-block-nodes) were asked for and merged.
+    bool has_details() const noexcept { return has_details_; }
 
     /// The driver node named `name`, or nullptr.
     const graph_node* find(std::string_view name) const {
-        auto it = by_name_.find(std::string(name));
-        return it == by_name_.end() ? nullptr : &nodes[it->second];
+        auto i = index_of(name);
+        return i ? &nodes_[*i] : nullptr;
     }
     std::optional<std::size_t> index_of(std::string_view name) const {
-        auto it = by_name_.find(std::string(name));
+        auto it = by_name_.find(name);
         if (it == by_name_.end()) return std::nullopt;
         return it->second;
     }
 
     /// The child of node `i` in `role` (the first one), or nullopt.
     std::optional<std::size_t> child(std::size_t i, edge_role role) const {
-        for (const auto& e : edges)
-            if (e.parent == i && e.role == role) return e.child;
+        for (std::size_t e : out_.at(i))
+            if (edges_[e].role == role) return edges_[e].child;
         return std::nullopt;
     }
-    std::vector<const graph_edge*> children(std::size_t i) const {
-        std::vector<const graph_edge*> out;
-        for (const auto& e : edges)
-            if (e.parent == i) out.push_back(&e);
-        return out;
-    }
-    std::vector<const graph_edge*> parents(std::size_t i) const {
-        std::vector<const graph_edge*> out;
-        for (const auto& e : edges)
-            if (e.child == i) out.push_back(&e);
-        return out;
-    }
+    /// The edges from node `i` to its children, and from its parents to it.
+    std::vector<const graph_edge*> children(std::size_t i) const { return edges_of(out_.at(i)); }
+    std::vector<const graph_edge*> parents(std::size_t i) const { return edges_of(in_.at(i)); }
 
     /// True when node `i` only passes requests on: filter_known(i) where
     /// that decides; otherwise a guess from the shape: a node whose only
@@ -161,7 +165,7 @@ public:
     /// only where the shape agrees (a QEMU before 5.2 reports no `backing`
     /// under a filter). nullopt: only the driver can tell.
     std::optional<bool> filter_known(std::size_t i) const {
-        const graph_node& n = nodes[i];
+        const graph_node& n = nodes_.at(i);
         if (n.kind != node_kind::driver) return false;
         if (n.driver) return is_filter_driver(*n.driver);
         const node_shape s = shape_of(i);
@@ -175,7 +179,7 @@ public:
 
     /// Follows filters down from node `i` to the first non-filter node.
     std::size_t skip_filters(std::size_t i) const {
-        for (std::size_t guard = 0; guard < nodes.size() && is_filter(i); ++guard) {
+        for (std::size_t guard = 0; guard < nodes_.size() && is_filter(i); ++guard) {
             auto c = child(i, edge_role::file);
             if (!c) c = child(i, edge_role::backing);
             if (!c) break;
@@ -184,14 +188,9 @@ public:
         return i;
     }
 
-    /// Rebuilds the name index (after editing nodes by hand).
-    void reindex() {
-        by_name_.clear();
-        for (std::size_t i = 0; i < nodes.size(); ++i)
-            if (nodes[i].kind == node_kind::driver && !nodes[i].name.empty()) by_name_.emplace(nodes[i].name, i);
-    }
-
 private:
+    friend class detail::graph_builder;
+
     struct node_shape {
         bool file = false, backing = false, data_file = false, other = false;
         bool file_child_has_children = false;
@@ -204,12 +203,11 @@ private:
     node_shape shape_of(std::size_t i) const {
         node_shape s;
         std::optional<std::size_t> file_child;
-        for (const auto& e : edges) {
-            if (e.parent != i) continue;
-            switch (e.role) {
+        for (std::size_t e : out_[i]) {
+            switch (edges_[e].role) {
             case edge_role::file:
                 s.file = true;
-                file_child = e.child;
+                file_child = edges_[e].child;
                 break;
             case edge_role::backing: s.backing = true; break;
             case edge_role::data_file: s.data_file = true; break;
@@ -217,24 +215,74 @@ private:
             }
         }
         if (file_child)
-            for (const auto& e : edges)
-                if (e.parent == *file_child && e.role != edge_role::job) s.file_child_has_children = true;
+            for (std::size_t e : out_[*file_child])
+                if (edges_[e].role != edge_role::job) s.file_child_has_children = true;
         return s;
     }
+    std::vector<const graph_edge*> edges_of(const std::vector<std::size_t>& list) const {
+        std::vector<const graph_edge*> out;
+        out.reserve(list.size());
+        for (std::size_t e : list) out.push_back(&edges_[e]);
+        return out;
+    }
 
-    std::unordered_map<std::string, std::size_t> by_name_;
+    std::vector<graph_node> nodes_;
+    std::vector<graph_edge> edges_;
+    std::vector<graph_backend> backends_;
+    std::vector<std::vector<std::size_t>> out_, in_;  // per node: its edges to children, from parents
+    std::map<std::string, std::size_t, std::less<>> by_name_;  // driver nodes with a name
+    graph_source source_ = graph_source::debug_graph;
+    bool has_details_ = false;
 };
 
 namespace detail {
 
-inline std::size_t add_node(block_graph& g, std::string name, node_kind kind, std::uint64_t id) {
-    graph_node n;
-    n.name = std::move(name);
-    n.kind = kind;
-    n.id = id;
-    g.nodes.push_back(std::move(n));
-    return g.nodes.size() - 1;
-}
+// What builds a block_graph: adds nodes and edges keeping its index and
+// adjacency, and fills in what the replies say of each node.
+class graph_builder {
+public:
+    explicit graph_builder(block_graph& g) : g_(g) {}
+
+    std::size_t add_node(std::string name, node_kind kind, std::uint64_t id) {
+        graph_node n;
+        n.name = std::move(name);
+        n.kind = kind;
+        n.id = id;
+        const std::size_t i = g_.nodes_.size();
+        if (kind == node_kind::driver && !n.name.empty()) g_.by_name_.emplace(n.name, i);
+        g_.nodes_.push_back(std::move(n));
+        g_.out_.emplace_back();
+        g_.in_.emplace_back();
+        return i;
+    }
+    /// The named driver node, added when the graph has none of that name.
+    std::size_t node_named(const std::string& name) {
+        if (!name.empty())
+            if (auto i = g_.index_of(name)) return *i;
+        return add_node(name, node_kind::driver, 0);
+    }
+    /// An edge, once: the same parent, child and name again adds nothing.
+    void add_edge(std::size_t parent, std::size_t child, std::string name, edge_role role) {
+        for (std::size_t e : g_.out_[parent])
+            if (g_.edges_[e].child == child && g_.edges_[e].name == name) return;
+        g_.out_[parent].push_back(g_.edges_.size());
+        g_.in_[child].push_back(g_.edges_.size());
+        g_.edges_.push_back({parent, child, std::move(name), role});
+    }
+    graph_node& node(std::size_t i) { return g_.nodes_[i]; }
+    std::vector<graph_backend>& backends() { return g_.backends_; }
+    void source(graph_source s) { g_.source_ = s; }
+    void has_details(bool d) { g_.has_details_ = d; }
+    /// Forgets every node's details (a snapshot asked without them).
+    void drop_details() {
+        g_.has_details_ = false;
+        for (auto& n : g_.nodes_) n.details.reset();
+    }
+    const block_graph& graph() const { return g_; }
+
+private:
+    block_graph& g_;
+};
 
 // QEMU (5.2 on) reports a filter's filtered child as its `backing` too: a
 // throttle node shows the same node under `parent` and `backing`.
@@ -245,20 +293,12 @@ inline bool shows_filter(const block_stats& s) {
 
 // Fallback: one chain per device from query-blockstats (`backing` and
 // `parent` recursion). Nodes of no device are not visible this way.
-inline std::size_t add_stats_chain(block_graph& g, const block_stats& s) {
-    std::string name = s.node_name.value_or(std::string());
-    std::size_t idx;
-    if (auto existing = g.index_of(name); existing && !name.empty()) {
-        idx = *existing;
-    } else {
-        idx = add_node(g, name, node_kind::driver, 0);
-        if (!name.empty()) g.reindex();
-    }
-    g.nodes[idx].wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
-    if (s.driver) g.nodes[idx].driver = s.driver;
-    if (s.parent) g.edges.push_back({idx, add_stats_chain(g, *s.parent), "file", edge_role::file});
-    if (s.backing && !shows_filter(s))
-        g.edges.push_back({idx, add_stats_chain(g, *s.backing), "backing", edge_role::backing});
+inline std::size_t add_stats_chain(graph_builder& b, const block_stats& s) {
+    const std::size_t idx = b.node_named(s.node_name.value_or(std::string()));
+    b.node(idx).wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
+    if (s.driver) b.node(idx).driver = s.driver;
+    if (s.parent) b.add_edge(idx, add_stats_chain(b, *s.parent), "file", edge_role::file);
+    if (s.backing && !shows_filter(s)) b.add_edge(idx, add_stats_chain(b, *s.backing), "backing", edge_role::backing);
     return idx;
 }
 
@@ -266,16 +306,16 @@ inline std::size_t add_stats_chain(block_graph& g, const block_stats& s) {
 // whether it is a filter (graph_node::filter_seen), its high-water mark
 // (the node's own, also at the top, where the other counters are the
 // device's), the storage driver.
-inline void note_device_tree(block_graph& g, const block_stats& s) {
+inline void note_device_tree(graph_builder& b, const block_stats& s) {
     if (s.node_name && !s.node_name->empty())
-        if (auto i = g.index_of(*s.node_name)) {
-            graph_node& n = g.nodes[*i];
+        if (auto i = b.graph().index_of(*s.node_name)) {
+            graph_node& n = b.node(*i);
             n.filter_seen = shows_filter(s) || (n.filter_seen && *n.filter_seen);
             n.wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
             if (s.driver) n.driver = s.driver;
         }
-    if (s.parent) note_device_tree(g, *s.parent);
-    if (s.backing) note_device_tree(g, *s.backing);
+    if (s.parent) note_device_tree(b, *s.parent);
+    if (s.backing) note_device_tree(b, *s.backing);
 }
 
 }  // namespace detail
@@ -283,59 +323,60 @@ inline void note_device_tree(block_graph& g, const block_stats& s) {
 /// Builds the graph from whatever replies are present. With `graph` the
 /// structure is complete; without it, it comes from `backend_stats`.
 /// `known_drivers` (node name -> driver) fills drivers the replies lack.
+/// Linear in the replies' size (lookups by name are logarithmic).
 inline block_graph build_block_graph(const graph_replies& r,
                                      const std::unordered_map<std::string, std::string>* known_drivers = nullptr) {
     block_graph g;
+    detail::graph_builder b(g);
     if (r.graph) {
-        g.source = graph_source::debug_graph;
+        b.source(graph_source::debug_graph);
         std::unordered_map<std::uint64_t, std::size_t> by_id;
         for (const auto& n : r.graph->nodes) {
             node_kind k = n.type == "block-backend" ? node_kind::backend
                           : n.type == "block-job"   ? node_kind::job
                                                     : node_kind::driver;
-            by_id[n.id] = detail::add_node(g, n.name, k, n.id);
+            by_id[n.id] = b.add_node(n.name, k, n.id);
         }
         for (const auto& e : r.graph->edges) {
             auto p = by_id.find(e.parent);
             auto c = by_id.find(e.child);
             if (p == by_id.end() || c == by_id.end()) continue;  // inconsistent reply: skip the edge
-            g.edges.push_back({p->second, c->second, e.name, role_from_name(e.name, g.nodes[p->second].kind)});
+            b.add_edge(p->second, c->second, e.name, role_from_name(e.name, g.node(p->second).kind));
         }
-        g.reindex();
     } else {
-        g.source = graph_source::blockstats;
+        b.source(graph_source::blockstats);
         if (r.backend_stats)
-            for (const auto& s : *r.backend_stats) detail::add_stats_chain(g, s);
-        g.reindex();
+            for (const auto& s : *r.backend_stats) detail::add_stats_chain(b, s);
     }
 
     if (r.backend_stats)
-        for (const auto& s : *r.backend_stats) detail::note_device_tree(g, s);
+        for (const auto& s : *r.backend_stats) detail::note_device_tree(b, s);
     if (r.node_stats)
         for (const auto& s : *r.node_stats) {
             if (!s.node_name) continue;
             auto i = g.index_of(*s.node_name);
             if (!i) continue;
-            g.nodes[*i].wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
-            if (s.driver) g.nodes[*i].driver = s.driver;
+            b.node(*i).wr_highest_offset = static_cast<std::uint64_t>(s.stats.wr_highest_offset);
+            if (s.driver) b.node(*i).driver = s.driver;
         }
 
     // Backends: device name, qdev and root node from query-blockstats; in
     // the graph-command case, backends without a device (NBD exports of a
     // storage daemon) come from the graph's root edges.
+    auto& backends = b.backends();
     if (r.backend_stats)
         for (const auto& s : *r.backend_stats) {
-            graph_backend b;
-            b.device = s.device.value_or(std::string());
-            b.qdev = s.qdev.value_or(std::string());
-            b.root_node = s.node_name.value_or(std::string());
-            g.backends.push_back(std::move(b));
+            graph_backend bk;
+            bk.device = s.device.value_or(std::string());
+            bk.qdev = s.qdev.value_or(std::string());
+            bk.root_node = s.node_name.value_or(std::string());
+            backends.push_back(std::move(bk));
         }
     if (r.graph) {
-        for (const auto& e : g.edges) {
+        for (const auto& e : g.edges()) {
             if (e.role != edge_role::root) continue;
-            const std::string& root = g.nodes[e.child].name;
-            const std::string& bname = g.nodes[e.parent].name;
+            const std::string& root = g.node(e.child).name;
+            const std::string& bname = g.node(e.parent).name;
             const bool is_qdev = bname.rfind("/machine/", 0) == 0;
             // query-blockstats names the root below implicit job filters; the
             // graph names the real one (a running mirror's filter included).
@@ -343,28 +384,28 @@ inline block_graph build_block_graph(const graph_replies& r,
             // none by its device's id (`-device ide-hd,id=vda`: qdev "vda")
             // or canonical path.
             graph_backend* same = nullptr;
-            for (auto& b : g.backends)
-                if ((!bname.empty() && (b.device == bname || (b.device.empty() && b.qdev == bname))) ||
-                    (bname.empty() && b.root_node == root))
-                    same = &b;
+            for (auto& bk : backends)
+                if ((!bname.empty() && (bk.device == bname || (bk.device.empty() && bk.qdev == bname))) ||
+                    (bname.empty() && bk.root_node == root))
+                    same = &bk;
             if (same) {
                 same->root_node = root;
                 continue;
             }
-            graph_backend b;
-            (is_qdev ? b.qdev : b.device) = bname;
-            b.root_node = root;
-            g.backends.push_back(std::move(b));
+            graph_backend bk;
+            (is_qdev ? bk.qdev : bk.device) = bname;
+            bk.root_node = root;
+            backends.push_back(std::move(bk));
         }
     }
 
     if (r.details) {
-        g.has_details = true;
+        b.has_details(true);
         for (const auto& d : *r.details) {
             if (!d.node_name) continue;
             auto i = g.index_of(*d.node_name);
             if (!i) continue;
-            graph_node& n = g.nodes[*i];
+            graph_node& n = b.node(*i);
             n.driver = d.drv;
             n.read_only = d.ro;
             node_details nd;
@@ -379,34 +420,25 @@ inline block_graph build_block_graph(const graph_replies& r,
     // QEMU 10.1+ lists each node's children in query-named-block-nodes: where
     // the structure came from the blockstats fallback, it adds the edges of
     // nodes no device shows.
-    if (r.details && g.source == graph_source::blockstats) {
+    if (r.details && g.source() == graph_source::blockstats) {
         for (const auto& d : *r.details) {
             if (!d.node_name || !d.children) continue;
-            auto p = g.index_of(*d.node_name);
-            if (!p) {
-                p = detail::add_node(g, *d.node_name, node_kind::driver, 0);
-                g.nodes[*p].driver = d.drv;
-                g.reindex();
-            }
+            const bool known = g.index_of(*d.node_name).has_value();
+            const std::size_t p = b.node_named(*d.node_name);
+            if (!known) b.node(p).driver = d.drv;
             for (const auto& c : *d.children) {
                 if (c.node_name.empty()) continue;
-                auto ci = g.index_of(c.node_name);
-                if (!ci) {
-                    ci = detail::add_node(g, c.node_name, node_kind::driver, 0);
-                    g.reindex();
-                }
-                bool present = false;
-                for (const auto& e : g.edges) present = present || (e.parent == *p && e.child == *ci && e.name == c.child);
-                if (!present) g.edges.push_back({*p, *ci, c.child, role_from_name(c.child, node_kind::driver)});
+                b.add_edge(p, b.node_named(c.node_name), c.child, role_from_name(c.child, node_kind::driver));
             }
         }
     }
     if (known_drivers)
-        for (auto& n : g.nodes)
-            if (n.kind == node_kind::driver && !n.driver) {
-                auto it = known_drivers->find(n.name);
-                if (it != known_drivers->end()) n.driver = it->second;
-            }
+        for (std::size_t i = 0; i < g.nodes().size(); ++i) {
+            graph_node& n = b.node(i);
+            if (n.kind != node_kind::driver || n.driver) continue;
+            auto it = known_drivers->find(n.name);
+            if (it != known_drivers->end()) n.driver = it->second;
+        }
     return g;
 }
 

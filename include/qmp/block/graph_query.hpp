@@ -100,8 +100,8 @@ struct driver_cache {
     /// True when some driver node of `g` is a filter or not by its driver
     /// only (block_graph::filter_known), and that driver is not known.
     bool misses(const block_graph& g) const {
-        for (std::size_t i = 0; i < g.nodes.size(); ++i) {
-            const auto& n = g.nodes[i];
+        for (std::size_t i = 0; i < g.nodes().size(); ++i) {
+            const auto& n = g.nodes()[i];
             if (n.kind == node_kind::driver && !n.driver && !n.name.empty() && !drivers.count(n.name) &&
                 !g.filter_known(i))
                 return true;
@@ -306,10 +306,7 @@ struct graph_query_op {
         replies->details = std::move(details);
         if (cache) cache->learn(*replies->details);
         block_graph g = build_block_graph(*replies, cache ? &cache->drivers : nullptr);
-        if (!opts.details) {
-            g.has_details = false;
-            for (auto& n : g.nodes) n.details.reset();
-        }
+        if (!opts.details) detail::graph_builder(g).drop_details();
         self.complete(ec, std::move(g));
     }
 

@@ -1,5 +1,5 @@
 // basic_client: one QMP session over any asio AsyncReadStream +
-// AsyncWriteStream, a thin driver of the sans-io session
+// AsyncWriteStream, a thin runner of the sans-io session
 // (protocol/session.hpp). It connects the stream where the stream can be
 // connected (client/transport.hpp) or takes one connected already,
 // negotiates, runs many commands at once matched by id, and hands events to
@@ -95,7 +95,7 @@ public:
 
     executor_type get_executor() const { return im_->get_executor(); }
     Stream& stream() noexcept { return im_->stream(); }
-    const client_options& options() const noexcept { return im_->options; }
+    const client_options& options() const noexcept { return im_->options(); }
 
     // ---- sessions --------------------------------------------------------------
 
@@ -197,14 +197,14 @@ public:
 
     // ---- state (read on the executor) ----------------------------------------------
 
-    bool is_open() const noexcept { return im_ && im_->state == detail::link_state::ready; }
-    greeting server_greeting() const { return im_->sess.server_greeting(); }
-    bool oob_enabled() const noexcept { return im_->sess.oob_enabled(); }
+    bool is_open() const noexcept { return im_ && im_->ready(); }
+    greeting server_greeting() const { return im_->server_greeting(); }
+    bool oob_enabled() const noexcept { return im_->oob_enabled(); }
     client_stats stats() const { return im_->stats(); }
-    std::size_t queued_events() const { return im_->queued_events(im_->everything); }
+    std::size_t queued_events() const { return im_->queued_events(im_->everything()); }
     std::size_t pending_commands() const { return im_->pending_commands(); }
     /// Why the last session ended (empty while connected or never connected).
-    std::error_code close_reason() const noexcept { return im_->close_reason; }
+    std::error_code close_reason() const noexcept { return im_->close_reason(); }
     /// Which QEMU process this session talks to, where the transport can
     /// tell (a unix socket on Linux: "PID:START-TIME"); a restarted QEMU on
     /// the same socket path has another one. nullopt elsewhere.
@@ -215,7 +215,7 @@ private:
     // its operations in place (client_impl::run_here).
     template <class>
     friend class basic_sync_client;
-    void run_here(bool on) noexcept { im_->run_here = on; }
+    void run_here(bool on) noexcept { im_->run_here(on); }
 
     std::shared_ptr<impl_type> im_;
 };

@@ -39,11 +39,11 @@ public:
 
     /// Events held, and events dropped so far (read on the client's executor).
     std::size_t queued() const {
-        auto* q = im_ ? im_->router.queue(id_) : nullptr;
+        auto* q = im_ ? im_->queue(id_) : nullptr;
         return q ? q->size() : 0;
     }
     std::uint64_t dropped() const {
-        auto* q = im_ ? im_->router.queue(id_) : nullptr;
+        auto* q = im_ ? im_->queue(id_) : nullptr;
         return q ? q->dropped() : 0;
     }
     explicit operator bool() const noexcept { return static_cast<bool>(im_); }

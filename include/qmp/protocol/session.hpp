@@ -8,6 +8,14 @@
 // What it produces goes to a session_handler during the call that caused
 // it. A reply's text is valid only during on_reply. The handler must not
 // call back into the session from inside a callback (collect, then act).
+//
+// The library's one sans-io object that pushes instead of being pulled
+// (threshold_tracker hands out actions through next_action()), on purpose:
+// a reply is converted to its typed result while its text is still in the
+// read buffer (on_reply's view), with no copy and no action object per
+// message; pulling would have to keep every reply's text until the runner
+// asks for it. The round-trip benchmarks hold the library to the raw socket,
+// and that is where this choice pays.
 #pragma once
 
 #include <qmp/error.hpp>
@@ -65,7 +73,7 @@ public:
 
     /// Queues command `name` with `arguments` (null, or an object) and
     /// returns its id (> 0), or 0 with `ec` (and `diag`) when the session
-    /// cannot take it. `fd_count` descriptors go with it (the driver keeps
+    /// cannot take it. `fd_count` descriptors go with it (its runner keeps
     /// them and sends them with the chunk whose fd_owner is this id).
     std::uint64_t submit(std::string_view name, const json& arguments, const request_options& o, std::error_code& ec,
                          diagnostics& diag) {

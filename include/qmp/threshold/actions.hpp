@@ -1,6 +1,6 @@
-// What a threshold_tracker asks its driver to do: the tracker is sans-io,
+// What a threshold_tracker asks its runner to do: the tracker is sans-io,
 // so every query, command, save and report leaves it as one of these, in
-// the order the driver must carry them out.
+// the order the runner must carry them out.
 #pragma once
 
 #include <qmp/error.hpp>
@@ -25,7 +25,7 @@ struct query_graph {
     bool details = false;
     /// A request waits for it (the application asked); otherwise the
     /// tracker's own work wants it (an event, a loss, a reconnection), and
-    /// a driver may space such queries out.
+    /// a runner may space such queries out.
     bool requested = false;
 };
 
@@ -44,7 +44,7 @@ struct save_state {};
 /// Hand this event to the application. `request` is the request whose
 /// decision caused it (an arm below the allocation, a resync asked for), or
 /// 0 for the tracker's own work (a live event, a resync after a loss or a
-/// reconnection): a driver gives the former to the request's caller and the
+/// reconnection): a runner gives the former to the request's caller and the
 /// latter to whoever receives events.
 struct report {
     threshold_event event;

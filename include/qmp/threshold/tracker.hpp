@@ -1,7 +1,7 @@
 // The threshold tracker: every decision about write thresholds, and no I/O.
 // Graph snapshots, events, loss markers, connections and requests go in;
 // tracker_actions come out (query the graph, send a threshold, save the
-// state, report an event, finish a request), in the order a driver must
+// state, report an event, finish a request), in the order its runner must
 // carry them out. The asynchronous service and the blocking manager are
 // drivers of it; its tests feed it recorded replies, byte for byte.
 //
@@ -181,13 +181,13 @@ public:
         if (state_.registry != before) dirty_ = true;  // new numbers are kept
         marks_.clear();
         current_.clear();
-        for (const auto& n : g.nodes) {
+        for (const auto& n : g.nodes()) {
             if (n.kind != node_kind::driver || n.name.empty()) continue;
             if (n.wr_highest_offset) marks_[n.name] = *n.wr_highest_offset;
             if (n.details) current_[n.name] = n.details->write_threshold;
         }
         graph_valid_ = true;
-        graph_details_ = g.has_details;
+        graph_details_ = g.has_details();
         ++graph_epoch_;
         if (phase_ == phase::graph) phase_ = phase::idle;
         pump();
@@ -343,7 +343,7 @@ private:
     phase phase_ = phase::idle;
     bool dirty_ = false;
     bool deferred_ = false;      // the head asked for a fresher graph before it can decide
-    bool query_in_out_ = false;  // a query_graph waits in out_, not yet handed to the driver
+    bool query_in_out_ = false;  // a query_graph waits in out_, not yet handed to the runner
     std::vector<armed_threshold> before_;  // the entries before the head's decisions (undone if unsaved)
     std::vector<threshold_event> pending_reports_;
     std::vector<detail::sent_command> pending_sends_;

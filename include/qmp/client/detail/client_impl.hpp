@@ -1,4 +1,4 @@
-// The state behind a basic_client: a thin asio driver of the sans-io
+// The state behind a basic_client: a thin asio runner of the sans-io
 // session. It reads into the session, writes what the session queues,
 // keeps the pending operations (one table, one deadline timer), routes
 // events to subscriptions, and completes handlers after each session call
@@ -41,9 +41,9 @@ public:
     template <class... StreamArgs>
     client_impl(client_options opts, StreamArgs&&... args)
         : sp_(std::make_shared<Stream>(std::forward<StreamArgs>(args)...)),
-          options(std::move(opts)),
-          sess(static_cast<const session_options&>(options)),
-          everything(router.add({}, options.event_queue_capacity)),
+          options_(std::move(opts)),
+          sess_(static_cast<const session_options&>(options_)),
+          everything_(router_.add({}, options_.event_queue_capacity)),
           deadline_timer_(sp_->get_executor()),
           watchdog_(sp_->get_executor()) {}
 
@@ -55,20 +55,30 @@ public:
     /// posted.
     template <class F>
     void enter(F&& f) {
-        if (run_here)
+        if (run_here_)
             std::forward<F>(f)();
         else
             asio::dispatch(get_executor(), std::forward<F>(f));
     }
-    bool run_here = false;
+    /// A blocking facade that runs the context on the calling thread and
+    /// lets no one else run it says so while it does.
+    void run_here(bool on) noexcept { run_here_ = on; }
 
-private:
-    // The stream lives apart: a transport that must renew it for another
-    // connection (TLS: a fresh SSL object) replaces it, and the operations
-    // still running on the old one keep that alive (held()).
-    std::shared_ptr<Stream> sp_;
+    // ---- what the client's front and its operations read ---------------------
 
-public:
+    const client_options& options() const noexcept { return options_; }
+    bool ready() const noexcept { return state_ == link_state::ready; }
+    greeting server_greeting() const { return sess_.server_greeting(); }
+    bool oob_enabled() const noexcept { return sess_.oob_enabled(); }
+    /// Why the last session ended (empty while connected or never connected).
+    std::error_code close_reason() const noexcept { return close_reason_; }
+    /// close() was called since the last connect began.
+    bool user_closed() const noexcept { return user_closed_; }
+    /// async_receive_event's subscription.
+    event_router::subscription_id everything() const noexcept { return everything_; }
+    /// A subscription's queue (nullptr once it ended).
+    event_queue* queue(event_router::subscription_id sub) { return router_.queue(sub); }
+
     Stream& stream() noexcept { return *sp_; }
     /// What an operation on the stream captures to keep it alive (nothing
     /// for streams that are never renewed).
@@ -78,19 +88,11 @@ public:
         else
             return nullptr;
     }
-    client_options options;
-    session sess;
-    event_router router;
-    const event_router::subscription_id everything;  // async_receive_event's subscription
-    link_state state = link_state::idle;
-    std::error_code close_reason;
-    bool user_closed = false;  // close() was called since the last connect began
-
     /// The session's counters, and the losses of async_receive_event's queue.
     client_stats stats() {
         client_stats s;
-        static_cast<session_stats&>(s) = sess.stats();
-        if (event_queue* q = router.queue(everything)) s.events_dropped = q->dropped();
+        static_cast<session_stats&>(s) = sess_.stats();
+        if (event_queue* q = router_.queue(everything_)) s.events_dropped = q->dropped();
         return s;
     }
 
@@ -99,12 +101,12 @@ public:
     /// Begins a session on a connected stream; `op` completes when ready or failed.
     void begin_session(std::unique_ptr<connect_op_base> op) {
         connect_op_ = std::move(op);
-        user_closed = false;
-        sess.start();
-        state = link_state::negotiating;
-        close_reason.clear();
+        user_closed_ = false;
+        sess_.start();
+        state_ = link_state::negotiating;
+        close_reason_.clear();
         ++generation_;
-        arm_watchdog(options.greeting_timeout, error::greeting_timeout);
+        arm_watchdog(options_.greeting_timeout, error::greeting_timeout);
         trace(trace_kind::state, "negotiating");
         start_read();
         flush();
@@ -113,24 +115,24 @@ public:
     /// A connect attempt starts: the old stream goes, a watchdog bounds it.
     void begin_connect(std::unique_ptr<connect_op_base> op) {
         connect_op_ = std::move(op);
-        user_closed = false;
+        user_closed_ = false;
         tr::close(*sp_);
         if constexpr (transport_renews<Stream>::value) sp_ = tr::renew(*sp_);
-        state = link_state::connecting;
-        close_reason.clear();
+        state_ = link_state::connecting;
+        close_reason_.clear();
         ++generation_;
-        arm_watchdog(options.connect_timeout, error::connect_timeout);
+        arm_watchdog(options_.connect_timeout, error::connect_timeout);
         trace(trace_kind::state, "connecting");
     }
 
     /// The transport connection attempt ended.
     void connected(std::uint64_t gen, std::error_code ec) {
-        if (gen != generation_ || state != link_state::connecting) return;
+        if (gen != generation_ || state_ != link_state::connecting) return;
         if (ec) return end_connect(ec, {});
         begin_session(std::move(connect_op_));
     }
 
-    bool busy_connecting() const { return state == link_state::connecting || state == link_state::negotiating; }
+    bool busy_connecting() const { return state_ == link_state::connecting || state_ == link_state::negotiating; }
 
     // ---- commands --------------------------------------------------------------
 
@@ -145,25 +147,27 @@ public:
             request_options ro;
             ro.oob = o.oob;
             ro.fd_count = fds.size();
-            op->id = sess.submit_text(name, args, ro, ec, diag);
+            op->id = sess_.submit_text(name, args, ro, ec, diag);
         }
         if (ec) {
             static_cast<execute_op_base&>(*op).set(ec, {}, diag);
             return op->complete(true);
         }
         if (!fds.empty()) fds_.emplace(op->id, std::move(fds));
-        add_deadline(*op, o.timeout.count() < 0 ? options.command_timeout : o.timeout);
+        add_deadline(*op, o.timeout.count() < 0 ? options_.command_timeout : o.timeout);
         execs_.emplace(op->id, std::move(op));
         flush();
     }
 
     /// The caller cancelled the command `target` (if it is still pending).
     void cancel_execute_op(const op_base* target) {
+        // `target` may be gone already (completed before the cancellation
+        // ran): it is compared, never read. Only cancellations pay this scan.
         auto it = execs_.begin();
         while (it != execs_.end() && it->second.get() != target) ++it;
         if (it == execs_.end()) return;
         const std::uint64_t id = it->first;
-        sess.abandon(id);
+        sess_.abandon(id);
         fds_.erase(id);
         auto op = std::move(it->second);
         execs_.erase(it);
@@ -177,14 +181,14 @@ public:
     /// `op` takes the next event of subscription `sub` now, or waits.
     void receive(std::unique_ptr<receive_op_base> op, event_router::subscription_id sub, std::chrono::milliseconds timeout) {
         op->id = sub;
-        event_queue* q = router.queue(sub);
+        event_queue* q = router_.queue(sub);
         if (q && !q->empty()) {
             op->set(q->pop());
             return op->complete(true);
         }
-        if (!q || state == link_state::closed || state == link_state::idle) {
+        if (!q || state_ == link_state::closed || state_ == link_state::idle) {
             op->fail(!q ? make_error_code(error::invalid_argument)
-                        : close_reason ? close_reason : make_error_code(error::not_connected));
+                        : close_reason_ ? close_reason_ : make_error_code(error::not_connected));
             return op->complete(true);
         }
         add_deadline(*op, timeout);
@@ -204,10 +208,10 @@ public:
             }
     }
 
-    event_router::subscription_id subscribe(event_filter f, std::size_t capacity) { return router.add(std::move(f), capacity); }
+    event_router::subscription_id subscribe(event_filter f, std::size_t capacity) { return router_.add(std::move(f), capacity); }
 
     void unsubscribe(event_router::subscription_id sub) {
-        router.remove(sub);
+        router_.remove(sub);
         auto it = waiters_.find(sub);
         if (it == waiters_.end()) return;
         auto ws = std::move(it->second);
@@ -220,7 +224,7 @@ public:
     }
 
     std::size_t queued_events(event_router::subscription_id sub) {
-        event_queue* q = router.queue(sub);
+        event_queue* q = router_.queue(sub);
         return q ? q->size() : 0;
     }
     std::size_t pending_commands() const { return execs_.size(); }
@@ -229,19 +233,32 @@ public:
 
     /// Ends the session; every operation completes now with `ec`.
     void close(std::error_code ec) {
-        user_closed = true;
-        if (state == link_state::connecting) return end_connect(ec, {});
-        if (state == link_state::negotiating || state == link_state::ready) sess.close(ec, {}, *this);
+        user_closed_ = true;
+        if (state_ == link_state::connecting) return end_connect(ec, {});
+        if (state_ == link_state::negotiating || state_ == link_state::ready) sess_.close(ec, {}, *this);
         dispatch_ready();
     }
 
     void trace(trace_kind k, std::string_view text) {
-        if (options.trace) options.trace(k, text);
+        if (options_.trace) options_.trace(k, text);
     }
 
     std::uint64_t generation() const noexcept { return generation_; }
 
 private:
+    // The stream lives apart: a transport that must renew it for another
+    // connection (TLS: a fresh SSL object) replaces it, and the operations
+    // still running on the old one keep that alive (held()).
+    std::shared_ptr<Stream> sp_;
+    client_options options_;
+    session sess_;
+    event_router router_;
+    const event_router::subscription_id everything_;  // async_receive_event's subscription
+    link_state state_ = link_state::idle;
+    std::error_code close_reason_;
+    bool user_closed_ = false;
+    bool run_here_ = false;
+
     // ---- what the session says -------------------------------------------------
 
     void on_reply(std::uint64_t id, std::error_code ec, std::string_view value, const diagnostics& diag) override {
@@ -256,12 +273,12 @@ private:
     }
 
     void on_event(event&& ev) override {
-        router.push(std::move(ev));
+        router_.push(std::move(ev));
         wake_waiters();
     }
 
     void on_ready() override {
-        state = link_state::ready;
+        state_ = link_state::ready;
         watchdog_.cancel();
         if (connect_op_) {
             connect_op_->set({}, {});
@@ -270,7 +287,7 @@ private:
     }
 
     void on_closed(std::error_code reason, const diagnostics& diag) override {
-        if (options.trace) trace(trace_kind::state, "closed: " + reason.message());
+        if (options_.trace) trace(trace_kind::state, "closed: " + reason.message());
         link_down(reason, diag);
         fds_.clear();
         // Queued events stay receivable; waiters exist only where none are.
@@ -293,8 +310,8 @@ private:
     // the stream is closed, no timer runs, and a connect in progress
     // completes with `ec` and `diag`.
     void link_down(std::error_code ec, const diagnostics& diag) {
-        state = link_state::closed;
-        close_reason = ec;
+        state_ = link_state::closed;
+        close_reason_ = ec;
         ++generation_;
         tr::close(*sp_);
         watchdog_.cancel();
@@ -308,7 +325,7 @@ private:
     // Subscriptions with queued events give them to their waiters.
     void wake_waiters() {
         for (auto it = waiters_.begin(); it != waiters_.end();) {
-            event_queue* q = router.queue(it->first);
+            event_queue* q = router_.queue(it->first);
             auto& ws = it->second;
             while (q && !q->empty() && !ws.empty()) {
                 auto op = std::move(ws.front());
@@ -374,7 +391,7 @@ private:
             if (target->what == op_base::kind::execute) {
                 auto it = execs_.find(target->id);
                 if (it == execs_.end()) continue;
-                sess.abandon(target->id);  // a late reply is consumed
+                sess_.abandon(target->id);  // a late reply is consumed
                 fds_.erase(target->id);
                 auto op = std::move(it->second);
                 execs_.erase(it);
@@ -403,9 +420,9 @@ private:
         watchdog_.expires_after(timeout);
         watchdog_.async_wait([self = this->shared_from_this(), gen = generation_, what](std::error_code ec) {
             if (ec || gen != self->generation_) return;
-            if (self->state == link_state::connecting) return self->end_connect(what, {});
-            if (self->state == link_state::negotiating) {
-                self->sess.close(what, {}, *self);
+            if (self->state_ == link_state::connecting) return self->end_connect(what, {});
+            if (self->state_ == link_state::negotiating) {
+                self->sess_.close(what, {}, *self);
                 self->dispatch_ready();
             }
         });

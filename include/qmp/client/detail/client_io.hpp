@@ -22,9 +22,9 @@ void client_impl<Stream>::on_read(std::uint64_t gen, std::error_code ec, std::si
     if (gen != generation_) return;
     ++turn_;
     if (ec)
-        sess.on_transport_error(peer_gone(ec) ? make_error_code(error::connection_closed) : ec, *this);
+        sess_.on_transport_error(peer_gone(ec) ? make_error_code(error::connection_closed) : ec, *this);
     else
-        sess.on_bytes(rbuf_.get(), n, *this);
+        sess_.on_bytes(rbuf_.get(), n, *this);
     flush();
     const bool go_on = gen == generation_;
     dispatch_ready();
@@ -40,7 +40,7 @@ bool client_impl<Stream>::peer_gone(std::error_code ec) {
 
 template <class Stream>
 void client_impl<Stream>::flush() {
-    if (writing_ || !sess.want_write() || (state != link_state::negotiating && state != link_state::ready)) return;
+    if (writing_ || !sess_.want_write() || (state_ != link_state::negotiating && state_ != link_state::ready)) return;
     if (written_turn_ == turn_) {
         // Written once this turn already: what else the caller issues now
         // joins this chunk and leaves in one write, after the turn.
@@ -56,7 +56,7 @@ void client_impl<Stream>::flush() {
         return;
     }
     writing_ = true;
-    const auto c = sess.next_write();
+    const auto c = sess_.next_write();
     if (c.fd_owner) {
         auto it = fds_.find(c.fd_owner);
         if (it != fds_.end()) {
@@ -88,12 +88,12 @@ void client_impl<Stream>::on_written(std::uint64_t gen, std::error_code ec, bool
     if (gen != generation_) return;
     writing_ = false;
     if (ec) {
-        sess.on_transport_error(peer_gone(ec) ? make_error_code(error::connection_closed) : ec, *this);
+        sess_.on_transport_error(peer_gone(ec) ? make_error_code(error::connection_closed) : ec, *this);
         return dispatch_ready();
     }
     if (!nudge) {
-        sess.written();
-        if (!sess.want_write() && transport_nudges<Stream>(sess.server_greeting())) return write_nudge(gen);
+        sess_.written();
+        if (!sess_.want_write() && transport_nudges<Stream>(sess_.server_greeting())) return write_nudge(gen);
     }
     flush();
 }

@@ -94,7 +94,7 @@ struct initiate_connect {
         std::optional<Endpoint> ep;
         if (endpoint) ep = *endpoint;
         asio::dispatch(im->get_executor(), [im = im, op = std::move(op), ep = std::move(ep)]() mutable {
-            if (im->busy_connecting() || im->state == link_state::ready) {
+            if (im->busy_connecting() || im->ready()) {
                 op->set(error::already_connected, {});
                 return op->complete(true);
             }
@@ -131,11 +131,11 @@ struct connect_retry_op {
     void operator()(Self& self, std::error_code ec) {
         if (!ec) return self.complete(ec);
         std::optional<std::chrono::milliseconds> wait;
-        if (retriable(ec) && !im->user_closed) wait = waits.next();
+        if (retriable(ec) && !im->user_closed()) wait = waits.next();
         if (!wait) {
             const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - waits.started());
             const std::string last = diag->message.empty() ? ec.message() : ec.message() + ": " + diag->message;
-            diag->message = std::to_string(waits.failures() + (retriable(ec) && !im->user_closed ? 0 : 1)) +
+            diag->message = std::to_string(waits.failures() + (retriable(ec) && !im->user_closed() ? 0 : 1)) +
                             " attempt(s) over " + std::to_string(spent.count()) + " ms; the last: " + last;
             return self.complete(ec);
         }
@@ -241,7 +241,7 @@ template <class S>
 template <class CompletionToken>
 auto basic_client<S>::async_receive_event(std::chrono::milliseconds timeout, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code, event)>(
-        detail::initiate_receive<impl_type>{im_, im_->everything}, token, timeout);
+        detail::initiate_receive<impl_type>{im_, im_->everything()}, token, timeout);
 }
 
 }  // namespace qmp
