@@ -9,6 +9,7 @@
 //   qmp-threshold-once [--qemu-bindir DIR]     (default: /usr/bin)
 #include <support/qemu.hpp>
 
+#include <qmp/qapi.hpp>
 #include <qmp/qmp.hpp>
 
 #include <iostream>
@@ -44,13 +45,18 @@ int main(int argc, char** argv) {
 
         for (;;) {
             qmp::event ev = client.receive_event(10s);  // throws qmp_error on timeout
-            if (ev.name != "BLOCK_WRITE_THRESHOLD") continue;
-            std::cout << "event: " << ev.name << " " << ev.data.dump() << " at " << ev.time.seconds << "."
+            std::error_code ec;
+            qmp::diagnostics why;
+            // Read typed: a member of the wrong type is an error, never an exception in a handler.
+            auto fired = qmp::event_as<qmp::block_write_threshold_event>(ev, ec, &why);
+            if (ec) throw std::runtime_error(why.message);
+            if (!fired) continue;  // another event
+            std::cout << "event: " << ev.name << " node " << fired->node_name << " threshold " << fired->write_threshold
+                      << " exceeded by " << fired->amount_exceeded << " at " << ev.time.seconds << "."
                       << ev.time.microseconds << "\n";
-            auto after = client.execute("query-named-block-nodes", {{"flat", true}});
-            for (const auto& n : after)
-                if (n["node-name"] == "disk-0-file")
-                    std::cout << "after the event QEMU reports write_threshold " << n["write_threshold"]
+            for (const auto& n : client.execute(qmp::query_named_block_nodes{true}))
+                if (n.node_name == std::optional<std::string>("disk-0-file"))
+                    std::cout << "after the event QEMU reports write_threshold " << n.write_threshold
                               << " (one shot: it must be re-armed)\n";
             break;
         }

@@ -58,6 +58,47 @@ struct my_stream {
     }
 };
 
+// A wrapper around a socket that counts its reads (next_layer(): the
+// client connects and closes it through the socket), and one that says its
+// writes reach the socket unchanged (immediate writes and descriptors too).
+template <class Next>
+struct counting {
+    Next next;
+    std::size_t reads = 0;
+    using executor_type = typename Next::executor_type;
+    template <class... A>
+    explicit counting(A&&... a) : next(std::forward<A>(a)...) {}
+    executor_type get_executor() { return next.get_executor(); }
+    Next& next_layer() { return next; }
+    template <class B, class H>
+    auto async_read_some(const B& b, H&& h) {
+        ++reads;
+        return next.async_read_some(b, std::forward<H>(h));
+    }
+    template <class B, class H>
+    auto async_write_some(const B& b, H&& h) {
+        return next.async_write_some(b, std::forward<H>(h));
+    }
+};
+template <class Next>
+struct passing : counting<Next> {
+    using counting<Next>::counting;
+};
+
+}  // namespace
+
+template <class Next>
+struct qmp::transport<passing<Next>> : qmp::forwarding_transport<passing<Next>, true> {};
+
+namespace {
+
+using unix_socket = asio::local::stream_protocol::socket;
+static_assert(qmp::transport<counting<unix_socket>>::can_connect, "a wrapper connects through its next layer");
+static_assert(!qmp::transport<counting<unix_socket>>::can_pass_fds, "a wrapper passes no descriptors unless it says so");
+static_assert(qmp::transport<passing<unix_socket>>::can_pass_fds, "one that writes through passes descriptors");
+static_assert(std::is_same_v<qmp::transport<counting<unix_socket>>::endpoint_type, asio::local::stream_protocol::endpoint>,
+              "a wrapper connects to its next layer's endpoints");
+
 const std::string greeting =
     R"({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}})"
     "\r\n";
@@ -266,6 +307,73 @@ TEST_CASE("tokens: subscriptions: each its own events, queue and loss markers" *
     jobs.reset();
     s.ctx.poll();
     CHECK(ended == asio::error::operation_aborted);
+}
+
+TEST_CASE("tokens: stream wrappers: connect, close and the peer through the next layer, immediate writes when declared" *
+          doctest::test_suite("client")) {
+    qmp_test::fake_server srv;
+    auto script = std::async(std::launch::async, [&] {
+        srv.handshake();
+        srv.reply(srv.read_message(), "through the wrapper");
+        srv.handshake();  // the second client
+        srv.reply(srv.read_message(), "again");
+    });
+    asio::io_context ctx;
+    {
+        qmp::basic_client<counting<unix_socket>> client(ctx);
+        std::string got;
+        client.async_connect(srv.endpoint(), [&](std::error_code ec) {
+            REQUIRE(!ec);
+            client.async_execute("x", nullptr, [&](std::error_code, qmp::json j) {
+                got = j;
+                client.close();
+            });
+        });
+        ctx.run_for(5s);
+        CHECK(got == "through the wrapper");
+        CHECK(client.stream().reads >= 2);        // the greeting, the replies: through the wrapper
+        CHECK(!client.stream().next.is_open());   // closed through the next layer
+        CHECK(client.peer_instance() == std::nullopt);  // closed: nobody there
+    }
+    ctx.restart();
+    qmp::basic_client<passing<unix_socket>> client(ctx);
+    std::optional<std::string> peer;
+    std::string got;
+    client.async_connect(srv.endpoint(), [&](std::error_code ec) {
+        REQUIRE(!ec);
+        peer = client.peer_instance();
+        client.async_execute("y", nullptr, [&](std::error_code, qmp::json j) { got = j; });
+    });
+    ctx.run_for(5s);
+    CHECK(got == "again");
+    REQUIRE(peer);  // the peer's process, through the socket underneath
+    CHECK(peer->rfind(std::to_string(::getpid()) + ":", 0) == 0);
+    script.get();
+}
+
+TEST_CASE("tokens: the blocking client takes a socket connected by its owner" * doctest::test_suite("client")) {
+    qmp_test::fake_server srv;
+    auto script = std::async(std::launch::async, [&] {
+        srv.handshake();
+        srv.reply(srv.read_message(), "handed over");
+    });
+    asio::io_context mine;
+    unix_socket s(mine);  // another context's socket
+    s.connect(srv.endpoint());
+    qmp::sync_client cl;
+    cl.handshake(std::move(s));
+    CHECK(cl.execute("z") == "handed over");
+    CHECK(cl.is_open());
+    script.get();
+    // A handshake while a session runs is refused (the new socket is not
+    // taken), and the session goes on.
+    unix_socket other(mine);
+    other.connect(srv.endpoint());  // the listen backlog takes it
+    std::error_code ec;
+    qmp::diagnostics d;
+    cl.handshake(std::move(other), ec, d);
+    CHECK(ec == qmp::error::already_connected);
+    CHECK(cl.is_open());
 }
 
 TEST_CASE("tokens: a user's 20-line stream works, and so does the in-memory one when QEMU goes away" *

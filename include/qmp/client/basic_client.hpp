@@ -48,6 +48,8 @@ class basic_client {
     template <class T>
     using not_diag = std::enable_if_t<!std::is_same_v<std::decay_t<T>, diagnostics> &&
                                       !std::is_same_v<std::decay_t<T>, backoff>>;
+    template <class T>
+    using not_stream = std::enable_if_t<!std::is_same_v<std::decay_t<T>, Stream>>;
 
 public:
     using stream_type = Stream;
@@ -121,10 +123,25 @@ public:
                        CompletionToken&& token = CompletionToken{});
 
     /// The stream is connected already: read the greeting and negotiate.
-    template <class CompletionToken = asio::default_completion_token_t<executor_type>, class = not_diag<CompletionToken>>
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>,
+              class = not_diag<CompletionToken>, class = not_stream<CompletionToken>>
     auto async_handshake(CompletionToken&& token = CompletionToken{});
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_handshake(diagnostics& diag, CompletionToken&& token = CompletionToken{});
+    /// Takes `connected` (a stream its owner connected) as the client's
+    /// stream, then reads the greeting and negotiates. A client between
+    /// sessions may take a new stream this way. already_connected while a
+    /// session runs.
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_handshake(Stream&& connected, diagnostics& diag, CompletionToken&& token = CompletionToken{}) {
+        adopt(std::move(connected));
+        return async_handshake(diag, std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>, class = not_diag<CompletionToken>>
+    auto async_handshake(Stream&& connected, CompletionToken&& token = CompletionToken{}) {
+        adopt(std::move(connected));
+        return async_handshake(std::forward<CompletionToken>(token));
+    }
 
     // ---- commands --------------------------------------------------------------
 
@@ -211,6 +228,12 @@ public:
     std::optional<std::string> peer_instance() { return transport<Stream>::peer_instance(im_->stream()); }
 
 private:
+    // The new stream goes in where the client runs, unless a session does.
+    void adopt(Stream&& connected) {
+        auto s = std::make_shared<Stream>(std::move(connected));
+        im_->enter([im = im_, s] { im->adopt(std::move(s)); });
+    }
+
     // A blocking facade that runs the context on the calling thread starts
     // its operations in place (client_impl::run_here).
     template <class>

@@ -114,6 +114,35 @@ public:
         if (ec) throw qmp_error(ec, std::move(diag));
     }
 
+    /// Takes a stream that is connected already, reads the greeting and
+    /// negotiates. A socket of the same protocol on any executor will do
+    /// (a connected asio::local::stream_protocol::socket, say): the client
+    /// takes over its descriptor on its own context.
+    template <class Connected>
+    void handshake(Connected&& connected, std::error_code& ec, diagnostics& diag) {
+        using stream_type = typename async_client_type::stream_type;
+        std::optional<stream_type> s;
+        if constexpr (std::is_constructible_v<stream_type, Connected&&>) {
+            s.emplace(std::forward<Connected>(connected));
+        } else {
+            s.emplace(ctx_);
+            auto protocol = connected.local_endpoint(ec).protocol();
+            if (!ec) {
+                const auto fd = connected.release(ec);
+                if (!ec) s->assign(protocol, fd, ec);
+            }
+            if (ec) return;
+        }
+        std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_handshake(std::move(*s), diag, std::move(h)); });
+    }
+    template <class Connected>
+    void handshake(Connected&& connected) {
+        std::error_code ec;
+        diagnostics diag;
+        handshake(std::forward<Connected>(connected), ec, diag);
+        if (ec) throw qmp_error(ec, std::move(diag));
+    }
+
     json execute(std::string_view name, json arguments, std::error_code& ec, diagnostics& diag,
                  exec_options opts = {}) {
         return execute(dynamic_command<json>{std::string(name), std::move(arguments)}, ec, diag, std::move(opts));

@@ -1,18 +1,32 @@
 // What the client needs of a stream beyond AsyncReadStream and
-// AsyncWriteStream, each optional and found at compile time:
+// AsyncWriteStream, each optional, in transport<Stream>:
 //
 // - connecting: a stream with async_connect (sockets) can be connected by
 //   the client (async_connect); any other one is connected by its owner and
 //   handed over (async_handshake);
 // - closing: close(ec), or the lowest layer's; a stream with neither is
 //   left to its owner (the client just stops using it);
-// - descriptor passing: unix stream sockets;
+// - writing at once: write_now() writes what the stream takes without
+//   waiting or a completion to run (plain sockets: one system call per
+//   command); 0 means "go the asynchronous way", always correct;
+// - descriptor passing: unix stream sockets (send_with_fds, and
+//   async_wait_writable when the socket is full);
 // - telling which process is at the other end: unix stream sockets;
 // - renewing: a stream that cannot be connected twice (TLS: its SSL object
 //   remembers the last session) is replaced by a fresh one before each
 //   connect; the old one lives until the operations on it are done.
 //
-// Specialise qmp::transport<Stream> to teach the client another stream
+// The primary template finds these at compile time for sockets and for
+// plain AsyncStreams. A wrapper around another stream (it has
+// next_layer()) gets connect, close, is_open and the peer's identity from
+// its next layer by default (forwarding_transport); one whose writes reach
+// the next layer unchanged says so to get immediate writes and descriptor
+// passing too:
+//
+//   template <class Next>
+//   struct qmp::transport<my_wrapper<Next>> : qmp::forwarding_transport<my_wrapper<Next>, true> {};
+//
+// Specialise qmp::transport<Stream> to teach the client any other stream
 // (client/tls.hpp does it for asio::ssl::stream).
 #pragma once
 
@@ -28,6 +42,7 @@
 #include <system_error>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include <fcntl.h>
 
@@ -56,6 +71,15 @@ template <class S>
 struct can_write_now<S, std::void_t<decltype(std::declval<S&>().non_blocking(true, std::declval<std::error_code&>())),
                                     decltype(std::declval<S&>().write_some(asio::const_buffer(), std::declval<std::error_code&>()))>>
     : std::true_type {};
+
+template <class S, class = void>
+struct has_next_layer : std::false_type {};
+template <class S>
+struct has_next_layer<S, std::void_t<decltype(std::declval<S&>().next_layer())>> : std::true_type {};
+
+/// A stream that wraps another (next_layer()) and is no socket itself.
+template <class S>
+struct is_wrapper : std::bool_constant<has_next_layer<S>::value && !has_protocol<S>::value> {};
 
 template <class S, class = void>
 struct endpoint_of {
@@ -95,7 +119,109 @@ std::size_t try_write_now(Stream& s, const char* data, std::size_t size) {
 }  // namespace detail
 
 template <class Stream, class = void>
-struct transport {
+struct transport;
+
+namespace detail {
+
+
+template <class Stream, class = void>
+struct transport_renews : std::false_type {};
+template <class Stream>
+struct transport_renews<Stream, std::enable_if_t<transport<Stream>::renews>> : std::true_type {};
+
+template <class Stream, class = void>
+struct transport_has_peer_gone : std::false_type {};
+template <class Stream>
+struct transport_has_peer_gone<Stream, std::void_t<decltype(transport<Stream>::peer_gone(std::error_code()))>>
+    : std::true_type {};
+
+template <class Stream, class = void>
+struct transport_has_nudge : std::false_type {};
+template <class Stream>
+struct transport_has_nudge<Stream, std::void_t<decltype(transport<Stream>::nudge(std::declval<const greeting&>()))>>
+    : std::true_type {};
+
+/// Whether the peer that sent `g` needs a space after each write to read
+/// all of it (transport<S>::nudge; none by default).
+template <class Stream>
+bool transport_nudges(const greeting& g) {
+    if constexpr (transport_has_nudge<Stream>::value)
+        return transport<Stream>::nudge(g);
+    else
+        return ((void)g, false);
+}
+
+/// The transport's immediate write where it has one (0: none).
+template <class S, class = void>
+struct transport_has_write_now : std::false_type {};
+template <class S>
+struct transport_has_write_now<S, std::void_t<decltype(transport<S>::write_now(std::declval<S&>(), nullptr, 0))>>
+    : std::true_type {};
+template <class Stream>
+std::size_t transport_write_now(Stream& s, const char* data, std::size_t size) {
+    if constexpr (transport_has_write_now<Stream>::value)
+        return transport<Stream>::write_now(s, data, size);
+    else
+        return ((void)s, (void)data, (void)size, 0);
+}
+
+/// The transport's own word on whether an error means the peer went away.
+template <class Stream>
+bool transport_peer_gone(const std::error_code& ec) {
+    if constexpr (transport_has_peer_gone<Stream>::value)
+        return transport<Stream>::peer_gone(ec);
+    else
+        return ((void)ec, false);
+}
+
+}  // namespace detail
+
+/// What a stream wrapper's transport can derive from: connect, close,
+/// is_open and the peer's identity go to s.next_layer(); so do immediate
+/// writes and descriptors when `PassesWritesThrough` (the wrapper writes
+/// the client's bytes to its next layer as they are: a wrapper that only
+/// watches, or times, its reads). The primary template uses it with
+/// `false` for any wrapper not specialised otherwise.
+template <class Wrapper, bool PassesWritesThrough = false>
+struct forwarding_transport {
+    using next_type = std::remove_reference_t<decltype(std::declval<Wrapper&>().next_layer())>;
+    using next = transport<next_type>;
+    using endpoint_type = typename next::endpoint_type;
+
+    static constexpr bool can_connect = next::can_connect;
+    static constexpr bool can_pass_fds = PassesWritesThrough && next::can_pass_fds;
+    static constexpr bool renews = false;
+
+    template <class Endpoint, class Handler>
+    static void async_connect(Wrapper& s, const Endpoint& ep, Handler&& h) {
+        next::async_connect(s.next_layer(), ep, std::forward<Handler>(h));
+    }
+    static void close(Wrapper& s) { next::close(s.next_layer()); }
+    static bool is_open(Wrapper& s) { return next::is_open(s.next_layer()); }
+    static std::optional<std::string> peer_instance(Wrapper& s) { return next::peer_instance(s.next_layer()); }
+    static bool peer_gone(const std::error_code& ec) noexcept { return detail::transport_peer_gone<next_type>(ec); }
+
+    static std::size_t write_now(Wrapper& s, const char* data, std::size_t size) {
+        if constexpr (PassesWritesThrough)
+            return detail::transport_write_now(s.next_layer(), data, size);
+        else
+            return ((void)s, (void)data, (void)size, 0);
+    }
+    static std::size_t send_with_fds(Wrapper& s, const char* data, std::size_t size, const std::vector<int>& fds,
+                                     std::error_code& ec) {
+        return next::send_with_fds(s.next_layer(), data, size, fds, ec);
+    }
+    template <class Handler>
+    static void async_wait_writable(Wrapper& s, Handler&& h) {
+        next::async_wait_writable(s.next_layer(), std::forward<Handler>(h));
+    }
+};
+
+namespace detail {
+
+/// A stream that is not a wrapper: what it offers, found at compile time.
+template <class Stream>
+struct stream_transport {
     /// The client can connect it to an endpoint (async_connect).
     static constexpr bool can_connect = detail::has_protocol<Stream>::value;
     /// Descriptors can travel with a command (SCM_RIGHTS).
@@ -148,46 +274,40 @@ struct transport {
     /// Streams are reused as they are for the next connection. A transport
     /// that sets this true has `static std::shared_ptr<Stream> renew(Stream&)`.
     static constexpr bool renews = false;
+
+    /// Writes what the stream takes at once (see detail::try_write_now).
+    static std::size_t write_now(Stream& s, const char* data, std::size_t size) {
+        return detail::try_write_now(s, data, size);
+    }
+
+    /// One non-blocking send with descriptors (only when can_pass_fds).
+    static std::size_t send_with_fds(Stream& s, const char* data, std::size_t size, const std::vector<int>& fds,
+                                     std::error_code& ec) {
+        if constexpr (can_pass_fds) {
+            return detail::send_with_fds(s, data, size, fds, ec);
+        } else {
+            (void)s, (void)data, (void)size, (void)fds;
+            ec = asio::error::operation_not_supported;
+            return 0;
+        }
+    }
+    /// Waits until the socket takes more (only when can_pass_fds).
+    template <class Handler>
+    static void async_wait_writable(Stream& s, Handler&& h) {
+        if constexpr (can_pass_fds)
+            s.async_wait(Stream::wait_write, std::forward<Handler>(h));
+        else
+            (void)s, (void)h;
+    }
 };
 
-namespace detail {
-
-template <class Stream, class = void>
-struct transport_renews : std::false_type {};
-template <class Stream>
-struct transport_renews<Stream, std::enable_if_t<transport<Stream>::renews>> : std::true_type {};
-
-template <class Stream, class = void>
-struct transport_has_peer_gone : std::false_type {};
-template <class Stream>
-struct transport_has_peer_gone<Stream, std::void_t<decltype(transport<Stream>::peer_gone(std::error_code()))>>
-    : std::true_type {};
-
-template <class Stream, class = void>
-struct transport_has_nudge : std::false_type {};
-template <class Stream>
-struct transport_has_nudge<Stream, std::void_t<decltype(transport<Stream>::nudge(std::declval<const greeting&>()))>>
-    : std::true_type {};
-
-/// Whether the peer that sent `g` needs a space after each write to read
-/// all of it (transport<S>::nudge; none by default).
-template <class Stream>
-bool transport_nudges(const greeting& g) {
-    if constexpr (transport_has_nudge<Stream>::value)
-        return transport<Stream>::nudge(g);
-    else
-        return ((void)g, false);
-}
-
-/// The transport's own word on whether an error means the peer went away.
-template <class Stream>
-bool transport_peer_gone(const std::error_code& ec) {
-    if constexpr (transport_has_peer_gone<Stream>::value)
-        return transport<Stream>::peer_gone(ec);
-    else
-        return ((void)ec, false);
-}
-
 }  // namespace detail
+
+/// By default: a wrapper around another stream forwards (connect, close,
+/// the peer's identity through next_layer(); its reads and writes its own),
+/// any other stream offers what it has. Specialise it for more.
+template <class Stream, class>
+struct transport : std::conditional_t<detail::is_wrapper<Stream>::value, forwarding_transport<Stream, false>,
+                                      detail::stream_transport<Stream>> {};
 
 }  // namespace qmp

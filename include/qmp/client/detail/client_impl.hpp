@@ -134,6 +134,14 @@ public:
 
     bool busy_connecting() const { return state_ == link_state::connecting || state_ == link_state::negotiating; }
 
+    /// A stream its owner connected, for the next handshake; ignored while
+    /// a session runs (the handshake then fails with already_connected).
+    void adopt(std::shared_ptr<Stream> s) {
+        if (busy_connecting() || state_ == link_state::ready) return;
+        tr::close(*sp_);
+        sp_ = std::move(s);
+    }
+
     // ---- commands --------------------------------------------------------------
 
     /// Queues a command for `op`, or completes it (posted) when refused.

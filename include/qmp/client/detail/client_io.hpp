@@ -74,7 +74,7 @@ void client_impl<Stream>::write_from(std::string_view bytes, std::size_t offset,
     // no extra turn of the event loop per command. The rest, or an error,
     // goes the asynchronous way.
     written_turn_ = turn_;
-    offset += try_write_now(*sp_, bytes.data() + offset, bytes.size() - offset);
+    offset += transport_write_now(*sp_, bytes.data() + offset, bytes.size() - offset);
     if (offset == bytes.size()) return on_written(gen, {});
     asio::async_write(*sp_, asio::buffer(bytes.data() + offset, bytes.size() - offset),
                       [self = this->shared_from_this(), gen, keep = held()](std::error_code ec, std::size_t) {
@@ -115,10 +115,10 @@ template <class Stream>
 void client_impl<Stream>::write_with_fds(std::string_view bytes, owned_fds fds, std::uint64_t gen) {
     if constexpr (tr::can_pass_fds) {
         std::error_code ec;
-        std::size_t n = send_with_fds(*sp_, bytes.data(), bytes.size(), fds.get(), ec);
+        std::size_t n = tr::send_with_fds(*sp_, bytes.data(), bytes.size(), fds.get(), ec);
         if (ec == asio::error::would_block) {
             auto held = std::make_shared<owned_fds>(std::move(fds));
-            sp_->async_wait(Stream::wait_write, [self = this->shared_from_this(), bytes, held, gen](std::error_code wec) {
+            tr::async_wait_writable(*sp_, [self = this->shared_from_this(), bytes, held, gen](std::error_code wec) {
                 if (gen != self->generation_) return;
                 if (wec) return self->on_written(gen, wec);
                 self->write_with_fds(bytes, std::move(*held), gen);

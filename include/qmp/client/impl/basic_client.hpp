@@ -76,6 +76,9 @@ struct initiate_receive {
     }
 };
 
+// What a handshake on a connected stream passes for the endpoint.
+struct no_endpoint {};
+
 template <class Impl>
 struct initiate_connect {
     std::shared_ptr<Impl> im;
@@ -99,7 +102,7 @@ struct initiate_connect {
                 return op->complete(true);
             }
             if (!ep) return im->begin_session(std::move(op));
-            if constexpr (transport<typename Impl::stream_type>::can_connect) {
+            if constexpr (transport<typename Impl::stream_type>::can_connect && !std::is_same_v<Endpoint, no_endpoint>) {
                 im->begin_connect(std::move(op));
                 transport<typename Impl::stream_type>::async_connect(
                     im->stream(), *ep,
@@ -208,19 +211,19 @@ auto basic_client<S>::async_connect(const Endpoint& endpoint, const backoff& ret
 }
 
 template <class S>
-template <class CompletionToken, class>
+template <class CompletionToken, class, class>
 auto basic_client<S>::async_handshake(CompletionToken&& token) {
-    const int* no_endpoint = nullptr;
+    const detail::no_endpoint* none = nullptr;
     return asio::async_initiate<CompletionToken, void(std::error_code)>(detail::initiate_connect<impl_type>{im_},
-                                                                        token, no_endpoint, nullptr);
+                                                                        token, none, nullptr);
 }
 
 template <class S>
 template <class CompletionToken>
 auto basic_client<S>::async_handshake(diagnostics& diag, CompletionToken&& token) {
-    const int* no_endpoint = nullptr;
+    const detail::no_endpoint* none = nullptr;
     return asio::async_initiate<CompletionToken, void(std::error_code)>(detail::initiate_connect<impl_type>{im_},
-                                                                        token, no_endpoint, &diag);
+                                                                        token, none, &diag);
 }
 
 template <class S>
