@@ -12,6 +12,7 @@
 // Prints, every --sample seconds: the agent's resident memory (VmRSS) and
 // its peak (VmHWM), the events sent, and the graph queries the agent made of
 // the flooding monitor in that interval (per second).
+#include <support/hostile_events.hpp>
 #include <support/qemu.hpp>
 
 #include <qmp/protocol/framer.hpp>
@@ -107,17 +108,8 @@ struct flood_monitor {
                     if (cmd == "x-debug-query-block-graph") ++graph_queries;
                     alive = put(R"({"return": )" + ret + R"(, "id": )" + req["id"].dump() + "}\r\n");
                 }
-                std::string burst;
-                const std::string ts = R"(, "timestamp": {"seconds": 1, "microseconds": 2}})" "\r\n";
-                for (int i = 0; i < 20; ++i, ++n) {
-                    burst += R"({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": 1})" + ts;
-                    burst += R"({"event": "JOB_STATUS_CHANGE", "data": {"id": "j)" + std::to_string(n) + R"(", "status": "running"})" + ts;
-                    burst += R"({"event": "BLOCK_WRITE_THRESHOLD", "data": {"node-name": "nobody-)" + std::to_string(n) +
-                             R"(", "amount-exceeded": 1, "write-threshold": 2})" + ts;
-                    burst += R"({"event": "BLOCK_IO_ERROR", "data": {"device": "", "operation": "write", "action": "stop", "nospace": true, "reason": "x"})" + ts;
-                    burst += R"({"event": "BLOCK_IO_ERROR", "data": {"device": 7})" + ts;
-                }
-                if (put(burst)) events += 100;
+                const std::string burst = qmp_support::hostile_burst(n, 20);
+                if (put(burst)) events += 20 * qmp_support::hostile_events_per_round;
                 else alive = false;
             }
             ::close(fd);

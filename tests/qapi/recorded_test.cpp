@@ -6,22 +6,19 @@
 #include <qmp/qapi.hpp>
 
 #include "../support/graph_walk.hpp"
+#include "../support/recorded.hpp"
 
 #include <doctest/doctest.h>
 
-#include <fstream>
-#include <sstream>
 
 namespace {
 
 using qmp_test::walk;
 
-qmp::json recorded_reply(const std::string& version, const std::string& name) {
-    std::ifstream in(std::string(QMP_TEST_DATA_DIR) + "/qemu-" + version + "/" + name + ".json");
-    REQUIRE_MESSAGE(in, "missing test data " << version << "/" << name);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return qmp::json::parse(ss.str());
+qmp::json recorded_json(const std::string& version, const std::string& name) {
+    const std::string& text = qmp_test::recorded_text(version, name);
+    REQUIRE_MESSAGE(!text.empty(), "missing test data " << version << "/" << name);
+    return qmp::json::parse(text);
 }
 
 template <class T>
@@ -39,23 +36,23 @@ T typed(const qmp::json& j) {
 TEST_CASE("recorded: typed results and graphs from QEMU 7.2 and 10.0 replies" * doctest::test_suite("qapi")) {
     for (std::string v : {"7.2", "10.0"}) {
         CAPTURE(v);
-        auto ver = typed<qmp::version_info>(recorded_reply(v, "query-version"));
+        auto ver = typed<qmp::version_info>(recorded_json(v, "query-version"));
         CHECK(std::to_string(ver.qemu.major) + "." + std::to_string(ver.qemu.minor) == v);
 
         // What the graph queries may use: from the command list (what the
         // library asks), and the same from the schema.
-        auto offers = qmp::offers_from_commands(typed<std::vector<qmp::command_info>>(recorded_reply(v, "query-commands")));
+        auto offers = qmp::offers_from_commands(typed<std::vector<qmp::command_info>>(recorded_json(v, "query-commands")));
         CHECK(offers.graph_command);
         CHECK(offers.named_block_nodes);
         CHECK(offers.flat);
         CHECK(offers.query_nodes);
-        auto by_schema = qmp::offers_from_schema(qmp::schema_probe(recorded_reply(v, "query-qmp-schema")));
+        auto by_schema = qmp::offers_from_schema(qmp::schema_probe(recorded_json(v, "query-qmp-schema")));
         CHECK(by_schema.graph_command == offers.graph_command);
         CHECK(by_schema.named_block_nodes == offers.named_block_nodes);
         CHECK(by_schema.flat == offers.flat);
         CHECK(by_schema.query_nodes == offers.query_nodes);
 
-        auto flat = typed<std::vector<qmp::block_device_info>>(recorded_reply(v, "query-named-block-nodes-flat"));
+        auto flat = typed<std::vector<qmp::block_device_info>>(recorded_json(v, "query-named-block-nodes-flat"));
         CHECK(flat.size() == 8);
         for (const auto& n : flat) {
             REQUIRE(n.node_name);
@@ -63,7 +60,7 @@ TEST_CASE("recorded: typed results and graphs from QEMU 7.2 and 10.0 replies" * 
             CHECK(!n.image.backing_image);
             CHECK(n.write_threshold == (*n.node_name == "vda-2-file" ? 1048576 : 0));
         }
-        auto nested = typed<std::vector<qmp::block_device_info>>(recorded_reply(v, "query-named-block-nodes"));
+        auto nested = typed<std::vector<qmp::block_device_info>>(recorded_json(v, "query-named-block-nodes"));
         for (const auto& n : nested)
             if (*n.node_name == "vda-2-fmt") {
                 REQUIRE(n.image.backing_image);
@@ -71,16 +68,16 @@ TEST_CASE("recorded: typed results and graphs from QEMU 7.2 and 10.0 replies" * 
                 CHECK(n.image.backing_image->backing_image->filename == "/images/vda-0.qcow2");
             }
 
-        auto blocks = typed<std::vector<qmp::block_info>>(recorded_reply(v, "query-block"));
+        auto blocks = typed<std::vector<qmp::block_info>>(recorded_json(v, "query-block"));
         REQUIRE(blocks.size() == 2);
         CHECK(blocks[0].qdev == std::optional<std::string>("/machine/peripheral/virtio-disk0/virtio-backend"));
         REQUIRE(blocks[0].inserted);
         CHECK(blocks[0].inserted->drv == "throttle");
 
         qmp::graph_replies r;
-        r.graph = typed<qmp::x_dbg_block_graph>(recorded_reply(v, "x-debug-query-block-graph"));
-        r.node_stats = typed<std::vector<qmp::block_stats>>(recorded_reply(v, "query-blockstats-nodes"));
-        r.backend_stats = typed<std::vector<qmp::block_stats>>(recorded_reply(v, "query-blockstats"));
+        r.graph = typed<qmp::x_dbg_block_graph>(recorded_json(v, "x-debug-query-block-graph"));
+        r.node_stats = typed<std::vector<qmp::block_stats>>(recorded_json(v, "query-blockstats-nodes"));
+        r.backend_stats = typed<std::vector<qmp::block_stats>>(recorded_json(v, "query-blockstats"));
         for (bool details : {false, true}) {
             CAPTURE(details);
             if (details) r.details = flat;
@@ -114,7 +111,7 @@ TEST_CASE("recorded: typed results and graphs from QEMU 7.2 and 10.0 replies" * 
 }
 
 TEST_CASE("recorded: newer members are used, unknown ones ignored, missing ones named" * doctest::test_suite("qapi")) {
-    auto j = recorded_reply("10.0", "query-named-block-nodes-flat");
+    auto j = recorded_json("10.0", "query-named-block-nodes-flat");
     // What QEMU 10.1 adds: `children`; and something no QEMU has yet.
     for (auto& n : j) {
         n["children"] = qmp::json::array({{{"child", "file"}, {"node-name", "x"}}});
@@ -126,8 +123,8 @@ TEST_CASE("recorded: newer members are used, unknown ones ignored, missing ones 
 
     // In the blockstats fallback, `children` adds nodes no device shows.
     qmp::graph_replies r;
-    r.backend_stats = typed<std::vector<qmp::block_stats>>(recorded_reply("10.0", "query-blockstats"));
-    auto extra = recorded_reply("10.0", "query-named-block-nodes-flat");
+    r.backend_stats = typed<std::vector<qmp::block_stats>>(recorded_json("10.0", "query-blockstats"));
+    auto extra = recorded_json("10.0", "query-named-block-nodes-flat");
     qmp::json orphan = extra[0];
     orphan["node-name"] = "orphan-fmt";
     orphan["drv"] = "qcow2";
@@ -147,7 +144,7 @@ TEST_CASE("recorded: newer members are used, unknown ones ignored, missing ones 
     CHECK(qmp::convert(j, out, &d) == qmp::error::missing_member);
     CHECK(d.message.find("drv") != std::string::npos);
 
-    auto gj = recorded_reply("7.2", "x-debug-query-block-graph");
+    auto gj = recorded_json("7.2", "x-debug-query-block-graph");
     gj["edges"][0]["child"] = "not a number";
     qmp::x_dbg_block_graph graph;
     CHECK(qmp::convert(gj, graph, &d) == qmp::error::invalid_result);

@@ -113,6 +113,13 @@ struct fleet {
         err = work.file("agent.err");
     }
     std::string socket(int i) const { return vms[static_cast<std::size_t>(i)]->q->qmp_path(); }
+    /// Waits until the agent said it armed VM `i`.
+    bool armed(int i) const {
+        return wait_for([&] { return !lines(out, "armed", "vm" + std::to_string(i)).empty(); });
+    }
+    /// Writes 12 MiB through VM `i`'s export: past a threshold armed 6 MiB
+    /// below the end of its 16 MiB window.
+    int cross(int i) const { return vms[static_cast<std::size_t>(i)]->q->nbd_write(0, 12u << 20); }
     std::vector<std::string> hook_calls(const std::string& vm) const {
         std::vector<std::string> calls;
         std::ifstream f(work.file("hook.log"));

@@ -10,6 +10,8 @@
 #include "../support/recorded.hpp"
 #include "../support/thin_agent.hpp"
 
+#include <support/hostile_events.hpp>
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -132,8 +134,8 @@ TEST_CASE("qmp-thin-agent: hooks get only stdin, stdout and stderr, and a hook t
                             f.out, f.err);
         INFO(read_file(f.err));
         INFO(read_file(f.out));
-        REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm0").size() == 1; }));
-        REQUIRE(f.vms[0]->q->nbd_write(0, 12u << 20) == 0);
+        REQUIRE(f.armed(0));
+        REQUIRE(f.cross(0) == 0);
         REQUIRE(wait_for([&] { return lines(f.out, "extend-timeout", "vm0").size() == 1; }));
         REQUIRE(wait_for([&] { return lines(f.out, "extended", "vm0").size() == 1; }));
         const auto timeout = lines(f.out, "extend-timeout", "vm0").at(0);
@@ -174,8 +176,8 @@ TEST_CASE("qmp-thin-agent: SIGTERM waits for a hung hook only --stop-timeout, an
         pid_t agent = start();
         INFO(read_file(f.err));
         INFO(read_file(f.out));
-        REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm0").size() == 1; }));
-        REQUIRE(f.vms[0]->q->nbd_write(0, 12u << 20) == 0);
+        REQUIRE(f.armed(0));
+        REQUIRE(f.cross(0) == 0);
         REQUIRE(wait_for([&] { return read_file(marks.file("calls")).size() > 0; }));
         const auto t0 = std::chrono::steady_clock::now();
         ::kill(agent, SIGTERM);
@@ -215,8 +217,8 @@ TEST_CASE("qmp-thin-agent: after kill -9, a hook left running holds neither the 
     pid_t agent = start();
     INFO(read_file(f.err));
     INFO(read_file(f.out));
-    REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm0").size() == 1; }));
-    REQUIRE(f.vms[0]->q->nbd_write(0, 12u << 20) == 0);
+    REQUIRE(f.armed(0));
+    REQUIRE(f.cross(0) == 0);
     REQUIRE(wait_for([&] { return read_file(marks.file("calls")).size() > 0; }));
     ::kill(agent, SIGKILL);
     wait_exit(agent);
@@ -256,16 +258,7 @@ TEST_CASE("qmp-thin-agent: a peer's event flood costs bounded memory and graph q
                     // What a hostile or broken peer sends, over and over: job
                     // news of the wrong type, job starts, firings of nodes
                     // nobody knows, pauses, I/O errors with data of the wrong type.
-                    std::string burst;
-                    for (int i = 0; i < 50; ++i, ++n) {
-                        const std::string ts = R"(, "timestamp": {"seconds": 1, "microseconds": 2}})" "\r\n";
-                        burst += R"({"event": "JOB_STATUS_CHANGE", "data": {"id": "j", "status": 1})" + ts;
-                        burst += R"({"event": "JOB_STATUS_CHANGE", "data": {"id": "j)" + std::to_string(n) + R"(", "status": "running"})" + ts;
-                        burst += R"({"event": "BLOCK_WRITE_THRESHOLD", "data": {"node-name": "nobody-)" + std::to_string(n) +
-                                 R"(", "amount-exceeded": 1, "write-threshold": 2})" + ts;
-                        burst += R"({"event": "BLOCK_IO_ERROR", "data": {"device": "", "operation": "write", "action": "stop", "nospace": true, "reason": "x"})" + ts;
-                        burst += R"({"event": "BLOCK_IO_ERROR", "data": {"device": 7})" + ts;
-                    }
+                    const std::string burst = hostile_burst(n, 50);
                     bad.send(burst);
                 }
                 while (auto m = bad.try_read_message(flooding ? 0 : 20)) answer(*m);
@@ -277,7 +270,7 @@ TEST_CASE("qmp-thin-agent: a peer's event flood costs bounded memory and graph q
                          "--extend-cmd", "sh " + f.hook, "--state-dir", f.work.path().string()},
                         f.out, f.err);
     INFO(read_file(f.err));
-    REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm0").size() == 1; }));
+    REQUIRE(f.armed(0));
     REQUIRE(wait_for([&] { return lines(f.out, "connected", "bad").size() == 1; }));
     flooding = true;
     std::this_thread::sleep_for(3s);
@@ -285,7 +278,7 @@ TEST_CASE("qmp-thin-agent: a peer's event flood costs bounded memory and graph q
     const int queries_early = graph_queries;
     const auto t_early = std::chrono::steady_clock::now();
     // The healthy VM is served all along: its threshold fires and it is extended.
-    REQUIRE(f.vms[0]->q->nbd_write(0, 12u << 20) == 0);
+    REQUIRE(f.cross(0) == 0);
     CHECK(wait_for([&] { return lines(f.out, "extended", "vm0").size() == 1; }, 20s));
     std::this_thread::sleep_for(12s);
     const long rss_late = proc_kb(agent, "VmRSS");
@@ -320,7 +313,7 @@ TEST_CASE("qmp-thin-agent: idle metrics clients are dropped and capped under the
                         f.out, f.err);
     INFO(read_file(f.err));
     INFO(read_file(f.out));
-    REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm0").size() == 1; }));
+    REQUIRE(f.armed(0));
     // 200 clients connect and never send a request.
     asio::io_context io;
     std::vector<asio::ip::tcp::socket> idle;
@@ -331,7 +324,7 @@ TEST_CASE("qmp-thin-agent: idle metrics clients are dropped and capped under the
     std::this_thread::sleep_for(500ms);
     CHECK(open_fds(agent) < 100);  // the rest wait in the listen backlog, not in the agent
     // An extension is not kept from starting.
-    REQUIRE(f.vms[0]->q->nbd_write(0, 12u << 20) == 0);
+    REQUIRE(f.cross(0) == 0);
     CHECK(wait_for([&] { return lines(f.out, "extended", "vm0").size() == 1; }, 20s));
     // Each idle client is dropped after 5 s; all are within the minute.
     int closed = 0;
@@ -353,6 +346,34 @@ TEST_CASE("qmp-thin-agent: idle metrics clients are dropped and capped under the
     CHECK(wait_exit(agent) == 0);
 }
 
+TEST_CASE("qmp-thin-agent: the metrics endpoint survives running out of descriptors" * doctest::test_suite("qemu")) {
+    const auto builds = qemu_builds();
+    const auto& b = builds.back();
+    fleet f(b, 1);
+    const unsigned short port = free_port();
+    pid_t agent = spawn({thin_agent(), "--vm", "vm0=" + f.socket(0), "--spec", "end-6M", "--extend-cmd", "sh " + f.hook,
+                         "--metrics", "127.0.0.1:" + std::to_string(port)},
+                        f.out, f.err);
+    INFO(read_file(f.err));
+    INFO(read_file(f.out));
+    REQUIRE(f.armed(0));
+    // The agent's soft limit drops to what it has open: its next accept fails (EMFILE).
+    const std::string pid = std::to_string(agent);
+    REQUIRE(run({"prlimit", "--pid", pid, "--nofile=" + std::to_string(open_fds(agent)) + ":"}) == 0);
+    asio::io_context io;
+    asio::ip::tcp::socket waiting(io);
+    waiting.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    REQUIRE(wait_for([&] { return !lines(f.out, "error").empty(); }, 10s));
+    CHECK(lines(f.out, "error").back()["error"].get<std::string>().find("metrics: accept:") == 0);
+    CHECK(running(agent));
+    // Descriptors come back: the endpoint serves again, by itself.
+    REQUIRE(run({"prlimit", "--pid", pid, "--nofile=1024:"}) == 0);
+    CHECK(wait_for([&] { return http_get(port, "/metrics").find("qmp_thin_connected{vm=\"vm0\"} 1") != std::string::npos; },
+                   10s));
+    ::kill(agent, SIGTERM);
+    CHECK(wait_exit(agent) == 0);
+}
+
 TEST_CASE("qmp-thin-agent: on SIGHUP a VMs file that is gone or garbled keeps the VMs watched, and says so" *
           doctest::test_suite("qemu")) {
     const auto builds = qemu_builds();
@@ -364,7 +385,7 @@ TEST_CASE("qmp-thin-agent: on SIGHUP a VMs file that is gone or garbled keeps th
                         f.out, f.err);
     INFO(read_file(f.err));
     INFO(read_file(f.out));
-    REQUIRE(wait_for([&] { return lines(f.out, "armed", "vm0").size() == 1; }));
+    REQUIRE(f.armed(0));
     // A line that is not NAME=SOCKET, binary bytes, the file deleted, the file empty.
     for (const std::string& garbled : {std::string("vm0 = what\n"), std::string("\x01\x02\x03"), std::string("gone"), std::string("")}) {
         if (garbled == "gone")
@@ -378,7 +399,7 @@ TEST_CASE("qmp-thin-agent: on SIGHUP a VMs file that is gone or garbled keeps th
     }
     CHECK(lines(f.out, "removed").empty());
     // Still watched: a firing is extended.
-    REQUIRE(f.vms[0]->q->nbd_write(0, 12u << 20) == 0);
+    REQUIRE(f.cross(0) == 0);
     CHECK(wait_for([&] { return lines(f.out, "extended", "vm0").size() == 1; }, 20s));
     ::kill(agent, SIGTERM);
     CHECK(wait_exit(agent) == 0);

@@ -202,16 +202,8 @@ struct vm : std::enable_shared_from_this<vm> {
                 rearm(target);
                 continue;
             }
-            qmp::threshold_event e;
-            e.how = qmp::threshold_event::origin::recovered;
-            e.where = t.where;
-            e.resolved = true;
-            e.node = t.node;
-            e.node_layer = t.node_layer;
-            e.threshold = t.threshold;
-            e.tracked = true;
             say({{"what", "resuming"}, {"target", target}, {"node", t.node}});
-            extend(target, e);
+            extend(target, qmp::event_of(t, qmp::threshold_event::origin::recovered));
         }
     }
 

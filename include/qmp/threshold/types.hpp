@@ -136,6 +136,21 @@ struct threshold_event {
     bool recovered() const { return how == origin::recovered; }
 };
 
+/// The event of armed threshold `a` (resolved, tracked), as the tracker
+/// reports it: `exceeded` is by how much, when known.
+inline threshold_event event_of(const armed_threshold& a, threshold_event::origin how, std::uint64_t exceeded = 0) {
+    threshold_event e;
+    e.how = how;
+    e.where = a.where;
+    e.resolved = true;
+    e.node = a.node;
+    e.node_layer = a.node_layer;
+    e.threshold = a.threshold;
+    e.amount_exceeded = exceeded;
+    e.tracked = true;
+    return e;
+}
+
 inline const char* to_string(threshold_event::origin o) {
     switch (o) {
     case threshold_event::origin::live: return "live";

@@ -287,15 +287,7 @@ inline void threshold_tracker::arm_entry(armed_threshold& a, std::optional<std::
 
 inline threshold_event threshold_tracker::make_event(threshold_event::origin how, const armed_threshold& a,
                                                      std::uint64_t exceeded) const {
-    threshold_event e;
-    e.how = how;
-    e.where = a.where;
-    e.resolved = true;
-    e.node = a.node;
-    e.node_layer = a.node_layer;
-    e.threshold = a.threshold;
-    e.amount_exceeded = exceeded;
-    e.tracked = true;
+    threshold_event e = event_of(a, how, exceeded);
     std::error_code ec;
     if (auto loc = resolver_.locate(a.node, ec)) e.active = loc->where.active;
     return e;
