@@ -16,6 +16,8 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
+#include <fstream>
 #include <future>
 #include <sstream>
 
@@ -45,6 +47,32 @@ int open_fds(pid_t pid) {
     }
     return n;
 }
+
+// Adds settings to a sanitizer's options for the processes a test starts,
+// and puts the old value back at the end (this process read its own at
+// start). Harmless in builds without that sanitizer.
+class child_sanitizer_options {
+public:
+    child_sanitizer_options(const char* var, const std::string& extra) : var_(var) {
+        const char* v = std::getenv(var);
+        had_ = v != nullptr;
+        if (had_) old_ = v;
+        ::setenv(var, (had_ && !old_.empty() ? old_ + ":" + extra : extra).c_str(), 1);
+    }
+    ~child_sanitizer_options() {
+        if (had_)
+            ::setenv(var_, old_.c_str(), 1);
+        else
+            ::unsetenv(var_);
+    }
+    child_sanitizer_options(const child_sanitizer_options&) = delete;
+    child_sanitizer_options& operator=(const child_sanitizer_options&) = delete;
+
+private:
+    const char* var_;
+    bool had_ = false;
+    std::string old_;
+};
 
 bool running(pid_t pid) {
     int status = 0;
@@ -238,6 +266,9 @@ TEST_CASE("qmp-thin-agent: a peer's event flood costs bounded memory and graph q
     const auto& b = builds.back();
     fleet f(b, 1);
     fake_server bad;
+    // AddressSanitizer holds freed memory back (256 MB by default) to catch
+    // late uses: without that hold the agent's RSS is its own again.
+    child_sanitizer_options no_quarantine("ASAN_OPTIONS", "quarantine_size_mb=0");
     std::atomic<bool> flooding{false}, done{false};
     std::atomic<int> graph_queries{0};
     auto peer = std::async(std::launch::async, [&] {
@@ -346,6 +377,11 @@ TEST_CASE("qmp-thin-agent: idle metrics clients are dropped and capped under the
     CHECK(wait_exit(agent) == 0);
 }
 
+// Not in builds with UBSan's vptr check: that check probes memory through a
+// pipe and, with no descriptor left, reports every polymorphic call as an
+// invalid object (suppressions do not reach it); the default and release
+// builds run this test.
+#ifndef QMP_TEST_VPTR_CHECKED
 TEST_CASE("qmp-thin-agent: the metrics endpoint survives running out of descriptors" * doctest::test_suite("qemu")) {
     const auto builds = qemu_builds();
     const auto& b = builds.back();
@@ -373,6 +409,8 @@ TEST_CASE("qmp-thin-agent: the metrics endpoint survives running out of descript
     ::kill(agent, SIGTERM);
     CHECK(wait_exit(agent) == 0);
 }
+
+#endif
 
 TEST_CASE("qmp-thin-agent: on SIGHUP a VMs file that is gone or garbled keeps the VMs watched, and says so" *
           doctest::test_suite("qemu")) {
