@@ -22,6 +22,8 @@
 // new) and system calls per round trip (the program runs itself under
 // `strace -f -c` twice, for two counts, and divides the difference, so
 // start-up and connection cost nothing).
+#include "raw_client.hpp"
+
 #include <support/qemu.hpp>
 
 #include <qmp/qmp.hpp>
@@ -70,68 +72,9 @@ double seconds_since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-// ---- the limit: a blocking client on the raw socket, no JSON parser ----------
+// ---- the limit: a blocking client on the raw socket, no JSON parser (raw_client.hpp)
 
-class raw_client {
-public:
-    raw_client(const std::string& path, bool oob) {
-        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        std::strncpy(a.sun_path, path.c_str(), sizeof(a.sun_path) - 1);
-        if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
-            throw std::runtime_error("raw client: cannot connect to " + path);
-        read_lines(1);  // greeting
-        const char* caps = oob ? "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}\r\n"
-                               : "{\"execute\":\"qmp_capabilities\"}\r\n";
-        write_all(caps, std::strlen(caps));
-        read_lines(1);
-    }
-    ~raw_client() { ::close(fd_); }
-    raw_client(const raw_client&) = delete;
-    raw_client& operator=(const raw_client&) = delete;
-
-    void write_all(const char* p, std::size_t n) {
-        while (n) {
-            ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL);
-            if (w <= 0) throw std::runtime_error("raw client: write failed");
-            p += w;
-            n -= static_cast<std::size_t>(w);
-        }
-    }
-    // QEMU ends every message with "\r\n" and escapes control characters
-    // inside strings, so counting '\n' counts messages.
-    void read_lines(int n) {
-        while (n > 0) {
-            ssize_t r = ::recv(fd_, buf_, sizeof(buf_), 0);
-            if (r <= 0) throw std::runtime_error("raw client: connection closed");
-            n -= static_cast<int>(std::count(buf_, buf_ + r, '\n'));
-        }
-    }
-    // The same, handing each whole line to `on_line(line, t)` with `t` the
-    // time its last bytes were received.
-    template <class OnLine, class Clock>
-    void read_lines(int n, OnLine&& on_line, Clock&& clock) {
-        while (n > 0) {
-            ssize_t r = ::recv(fd_, buf_, sizeof(buf_), 0);
-            if (r <= 0) throw std::runtime_error("raw client: connection closed");
-            const auto at = clock();
-            pending_.append(buf_, static_cast<std::size_t>(r));
-            std::size_t start = 0, nl;
-            while ((nl = pending_.find('\n', start)) != std::string::npos) {
-                on_line(std::string_view(pending_).substr(start, nl - start), at);
-                start = nl + 1;
-                --n;
-            }
-            pending_.erase(0, start);
-        }
-    }
-
-private:
-    int fd_ = -1;
-    char buf_[65536];
-    std::string pending_;
-};
+using qmp_bench::raw_client;
 
 // The shortest form, byte for byte as long as the library's (whose ids are
 // the smallest free numbers, one digit here): QEMU's monitor reads one byte

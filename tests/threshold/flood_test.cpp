@@ -64,7 +64,6 @@ flood_result resyncs_in_flood(std::chrono::milliseconds min_interval, std::chron
     o.service.tracker.catalog.entries["vda"] = "virtio-disk0";
     o.service.event_capacity = 8;  // overflows all the time
     o.service.min_refresh_interval = min_interval;
-    o.service.tracker.verify_uncrossed = false;
     qmp::threshold_manager m(asio::local::stream_protocol::endpoint(srv.path()), o);
     m.connect();
     m.arm("vda", qmp::threshold_spec::bytes(1u << 30));

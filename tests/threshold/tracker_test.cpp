@@ -142,7 +142,105 @@ TEST_CASE("tracker: a restarted QEMU is re-armed, not reported as fired" * docte
     CHECK(c.t.stats().rearmed_unexplained == 1);
 }
 
-TEST_CASE("tracker: an intent cut off before its reply is adopted, or sent again" * doctest::test_suite("threshold")) {
+TEST_CASE("tracker: a resync decides from the journal and the marks, only an audit reads write_threshold" *
+          doctest::test_suite("threshold")) {
+    connected c;
+    c.t.arm("vda", qmp::threshold_spec::bytes(8 * MiB));
+    c.t.arm("vda[2]", qmp::threshold_spec::bytes(4 * MiB));
+    c.d.run(c.t);
+    // The same QEMU again (a reconnection, an agent restarted): the journal
+    // vouches for what it armed; the marks say nothing fired.
+    c.d.log.clear();
+    c.t.on_disconnected();
+    c.t.on_connected(std::string("pid:1"));
+    c.d.run(c.t);
+    CHECK(c.d.log == std::vector<std::string>{"graph"});
+    CHECK(!c.t.audit_owed());
+    // A loss marker: the same cheap resync, and what fired meanwhile is found by its mark.
+    c.q.marks["vda-1-file"] = 9 * MiB;
+    c.d.log.clear();
+    c.t.on_events_lost(3);
+    c.d.run(c.t);
+    REQUIRE(c.d.events.size() == 1);
+    CHECK(c.d.events[0].how == qmp::threshold_event::origin::recovered);
+    CHECK(c.d.count("graph+details") == 0);
+    // What a resync cannot see: someone else cleared the other threshold.
+    c.q.thresholds["vda-0-file"] = 0;
+    c.d.log.clear();
+    c.t.resync();
+    c.d.run(c.t);
+    CHECK(c.d.count("set") == 0);
+    CHECK(c.t.stats().rearmed_unexplained == 0);
+    // An audit reads it back and re-arms it (no write went past it: no report).
+    c.d.events.clear();
+    c.d.log.clear();
+    c.t.audit();
+    c.d.run(c.t);
+    CHECK(c.d.count("graph+details") == 1);
+    CHECK(c.d.count("set vda-0-file 4194304") == 1);
+    CHECK(c.d.events.empty());
+    CHECK(c.t.stats().rearmed_unexplained == 1);
+    CHECK(c.t.stats().audits == 1);
+    // Someone else re-armed it elsewhere: an audit follows QEMU.
+    c.q.thresholds["vda-0-file"] = 5 * MiB;
+    c.t.audit();
+    c.d.run(c.t);
+    for (const auto& a : c.t.armed())
+        if (a.node == "vda-0-file") CHECK(a.threshold == 5 * MiB);
+}
+
+TEST_CASE("tracker: a QEMU the journal cannot vouch for is audited once, and only with something armed" *
+          doctest::test_suite("threshold")) {
+    // The transport cannot tell instances apart (TCP): every connection audits.
+    connected c(two_deep(), named(), std::nullopt);
+    CHECK(c.t.stats().audits == 0);  // nothing armed: nothing to audit
+    c.t.arm("vda", qmp::threshold_spec::bytes(8 * MiB));
+    c.d.run(c.t);
+    c.d.log.clear();
+    c.t.on_connected(std::nullopt);
+    CHECK(c.t.audit_owed());
+    c.d.run(c.t);
+    CHECK(c.d.log == std::vector<std::string>{"graph+details"});
+    CHECK(!c.t.audit_owed());
+    // A state that recorded no instance (written elsewhere), then a QEMU that tells one: audited once.
+    qmp::threshold_state s = c.t.state();
+    s.instance.reset();
+    connected c2(two_deep(), named(), std::string("pid:7"));
+    c2.t.load(s);
+    c2.d.log.clear();
+    c2.t.on_connected(std::string("pid:7"));
+    c2.d.run(c2.t);
+    CHECK(c2.d.log.front() == "graph+details");
+    c2.d.log.clear();
+    c2.t.on_connected(std::string("pid:7"));
+    c2.d.run(c2.t);
+    CHECK(c2.d.log == std::vector<std::string>{"graph"});
+    // Another instance: QEMU restarted, everything is re-armed without reading anything back.
+    c2.d.log.clear();
+    c2.q.thresholds.clear();
+    c2.t.on_connected(std::string("pid:8"));
+    c2.d.run(c2.t);
+    CHECK(c2.d.count("graph+details") == 0);
+    CHECK(c2.q.thresholds["vda-1-file"] == 8 * MiB);
+}
+
+TEST_CASE("tracker: audits coalesce with waiting resyncs, at most one queued" * doctest::test_suite("threshold")) {
+    connected c;
+    c.t.arm("vda", qmp::threshold_spec::bytes(8 * MiB));
+    c.d.run(c.t);
+    c.d.log.clear();
+    c.t.on_events_lost(1);
+    c.t.audit_due();
+    c.t.audit_due();
+    c.t.on_events_lost(1);
+    c.d.run(c.t);
+    CHECK(c.d.count("graph") <= 2);  // both kinds
+    CHECK(c.d.count("graph+details") == 1);
+    CHECK(c.t.stats().audits == 1);
+}
+
+TEST_CASE("tracker: an intent cut off before its reply is sent again by a resync, adopted by an audit" *
+          doctest::test_suite("threshold")) {
     connected c;
     c.d.connection_cut_after_set = true;  // QEMU armed it; we never heard
     c.t.arm("vda", qmp::threshold_spec::bytes(MiB));
@@ -155,8 +253,23 @@ TEST_CASE("tracker: an intent cut off before its reply is adopted, or sent again
     c.d.log.clear();
     c.t.on_connected(std::string("pid:1"));
     c.d.run(c.t);
-    CHECK(c.d.count("set") == 0);  // QEMU has exactly that value: adopted
+    // The journal cannot tell whether it reached QEMU: setting it again is harmless.
+    CHECK(c.d.count("set vda-1-file 1048576") == 1);
     CHECK(c.t.armed()[0].state == qmp::armed_threshold::status::armed);
+    CHECK(c.t.stats().audits == 0);
+    // An audit reads QEMU's value instead: exactly the intent, adopted without a command.
+    connected ca;
+    ca.d.connection_cut_after_set = true;
+    ca.t.arm("vda", qmp::threshold_spec::bytes(MiB));
+    ca.d.run(ca.t);
+    ca.d.connection_cut_after_set = false;
+    ca.d.log.clear();
+    ca.t.on_connected(std::string("pid:1"), false);
+    ca.t.audit();
+    ca.d.run(ca.t);
+    CHECK(ca.d.count("set") == 0);
+    CHECK(ca.t.armed()[0].state == qmp::armed_threshold::status::armed);
+    CHECK(ca.t.stats().audits == 1);
     // The other case: it never reached QEMU.
     connected c2;
     c2.d.connection_cut_after_set = true;

@@ -69,7 +69,7 @@ public:
             client_.poll();
             return {};
         }
-        return resync();
+        return resync_after_connect();
     }
 
     /// Arms `target_text` (`vda`, `vda[N]`). Returns the events this causes
@@ -99,6 +99,10 @@ public:
     std::vector<threshold_event> resync() {
         return call<std::vector<threshold_event>>([&](auto h) { service_.async_resync(std::move(h)); });
     }
+    /// resync(), reading every write_threshold back too (threshold_tracker::audit).
+    std::vector<threshold_event> audit() {
+        return call<std::vector<threshold_event>>([&](auto h) { service_.async_audit(std::move(h)); });
+    }
     /// Every disk and chain element with capacity, allocation, current
     /// thresholds per layer and what the manager armed there.
     std::vector<threshold_report_row> report() {
@@ -118,7 +122,7 @@ public:
                 if (!reconnect(deadline)) return out;
                 if (opts_.service.resync_on_connect) {
                     try {
-                        append(out, resync());
+                        append(out, resync_after_connect());
                     } catch (const qmp_error&) {
                         continue;  // lost again: the next round reconnects
                     }
@@ -164,6 +168,11 @@ public:
     std::error_code load_journal(diagnostics* diag = nullptr) { return service_.load_journal(diag); }
 
 private:
+    // Cheap when the journal vouches for this QEMU, an audit when it cannot.
+    std::vector<threshold_event> resync_after_connect() {
+        return service_.tracker().audit_owed() ? audit() : resync();
+    }
+
     threshold_service_options service_options() {
         threshold_service_options s = opts_.service;
         s.resync_on_connect = false;  // connect() and poll() ask for it, and return what it finds

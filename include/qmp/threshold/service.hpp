@@ -111,12 +111,22 @@ public:
             std::forward<CompletionToken>(token));
     }
 
-    /// Checks every armed element against QEMU now. Completes with
-    /// (error_code, events): what fired unseen (recovered), what left the chain (gone).
+    /// Checks every armed element against QEMU now, from the journal and
+    /// the high-water marks (cheap; see threshold_tracker::resync).
+    /// Completes with (error_code, events): what fired unseen (recovered),
+    /// what left the chain (gone).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_resync(CompletionToken&& token = CompletionToken{}) {
         return initiate<std::vector<threshold_event>>(
             [](threshold_tracker& t) { return t.resync(); }, std::forward<CompletionToken>(token));
+    }
+
+    /// A resync that also reads every write_threshold back from QEMU
+    /// (threshold_tracker::audit: expensive on deep chains). Completes as async_resync.
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_audit(CompletionToken&& token = CompletionToken{}) {
+        return initiate<std::vector<threshold_event>>(
+            [](threshold_tracker& t) { return t.audit(); }, std::forward<CompletionToken>(token));
     }
 
     /// Every chain element with capacity (and its source), allocation,

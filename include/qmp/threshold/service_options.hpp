@@ -24,6 +24,11 @@ struct threshold_service_options {
     /// Resync on each on_connected(): what fired while nobody listened
     /// arrives as `recovered` events. Off for a tool that only arms.
     bool resync_on_connect = true;
+    /// An audit of the service's own (write_threshold read back, see
+    /// threshold_tracker::audit) this often while connected; 0: never (the
+    /// default: an audit stalls QEMU's main loop for as long as QEMU takes
+    /// to describe every node). At most one is queued at a time.
+    std::chrono::milliseconds audit_interval{0};
     /// Graph queries for the tracker's own work (whatever a peer's events
     /// ask for: a resync after a loss, a job's end, an unknown node) start
     /// at most this often; what asks in between is coalesced into the next

@@ -43,10 +43,6 @@ namespace qmp {
 
 struct tracker_options {
     disk_catalog catalog;
-    /// Resync reads write_threshold (a graph with details) for armed
-    /// elements whose high-water mark does not settle the question: it
-    /// catches firings by discards and thresholds changed by others.
-    bool verify_uncrossed = true;
 };
 
 class threshold_tracker {
@@ -74,8 +70,22 @@ public:
         w.capacity = new_capacity;
         return enqueue(std::move(w));
     }
-    /// Checks every armed element against QEMU now (reports recovered and gone).
+    /// Checks every armed element against QEMU now, from the journal and
+    /// the high-water marks (query-blockstats; cheap): reports what fired
+    /// (recovered) and what left the chain (gone), re-sends intents whose
+    /// outcome was lost. It cannot see a threshold someone else changed or
+    /// cleared: that takes an audit.
     tracker_request resync() { return enqueue(make(detail::work_kind::resync, {})); }
+    /// A resync that also reads every node's write_threshold back from QEMU
+    /// (query-named-block-nodes: QEMU builds it in its main loop, 650 ms on
+    /// a 128-deep chain with relative backing names, stalling the guest's
+    /// devices meanwhile): follows a threshold another writer changed, and
+    /// re-arms one that was cleared with no write past it.
+    tracker_request audit() {
+        detail::tracker_work w = make(detail::work_kind::resync, {});
+        w.audit = true;
+        return enqueue(std::move(w));
+    }
     /// Every chain element with capacity, allocation, thresholds and what is armed.
     tracker_request report() { return enqueue(make(detail::work_kind::report, {})); }
 
@@ -84,16 +94,35 @@ public:
     /// A session began. `instance` identifies the QEMU process when the
     /// transport can tell (see basic_client::peer_instance); a different
     /// one than the state recorded means QEMU restarted and its thresholds
-    /// are gone. A resync follows unless `resync` is false.
+    /// are gone (they are re-armed). A resync follows unless `resync` is
+    /// false: a cheap one when the state vouches for this QEMU (the same
+    /// instance it recorded), an audit when it cannot (an instance the
+    /// transport cannot tell, or a state that recorded none) and something
+    /// is armed.
     void on_connected(std::optional<std::string> instance, bool resync = true) {
         connected_ = true;
         graph_valid_ = false;
-        if (instance && state_.instance && *instance != *state_.instance) restarted();
+        // The same instance: the journal vouches; another: QEMU restarted,
+        // everything is re-armed, nothing of ours is left to check.
+        const bool vouched = instance && state_.instance;
+        if (vouched && *instance != *state_.instance) restarted();
         if (instance && instance != state_.instance) {
             state_.instance = std::move(instance);
             dirty_ = true;
         }
-        if (resync) schedule_resync();
+        audit_owed_ = !vouched && holds_any();
+        if (resync) schedule_resync(audit_owed_);
+    }
+
+    /// The last on_connected() could not vouch for this QEMU (see there)
+    /// and no audit has run since: an owner that resyncs by request after
+    /// connecting asks for audit() instead.
+    bool audit_owed() const noexcept { return audit_owed_; }
+
+    /// The owner's audit interval passed: one audit of the tracker's own
+    /// (coalesced with any waiting; at most one queued at a time).
+    void audit_due() {
+        if (connected_) schedule_resync(true);
     }
 
     // ---- which events matter, read typed (the one place that says so) ----------------
@@ -282,7 +311,8 @@ public:
     std::size_t backlog() const noexcept { return queue_.size(); }
 
     struct counters {
-        std::uint64_t resyncs = 0;           ///< resyncs run
+        std::uint64_t resyncs = 0;           ///< resyncs run (audits included)
+        std::uint64_t audits = 0;            ///< of which audits (write_threshold read back)
         std::uint64_t graph_queries = 0;     ///< query_graph actions emitted
         std::uint64_t malformed_events = 0;  ///< needed events that could not be read (each led to a resync)
         std::uint64_t restarts = 0;          ///< QEMU restarts noticed (another instance)
@@ -296,7 +326,8 @@ private:
     detail::tracker_work make(detail::work_kind k, std::string_view target) const;
     std::uint64_t epoch_now() const;
     tracker_request enqueue(detail::tracker_work w);
-    void schedule_resync();
+    void schedule_resync(bool audit = false);
+    bool holds_any() const;
     void restarted();
     void pump();
     detail::graph_need need_of(const detail::tracker_work& w) const;
@@ -311,7 +342,7 @@ private:
     void decide_arm(detail::tracker_work& w);
     void decide_disarm(detail::tracker_work& w);
     void decide_extended(detail::tracker_work& w);
-    void decide_resync();
+    void decide_resync(bool audit);
     void decide_report();
     bool decide_live(detail::tracker_work& w);
     void check_chain();
@@ -337,6 +368,7 @@ private:
     bool graph_valid_ = false;
     bool graph_details_ = false;
     bool connected_ = false;
+    bool audit_owed_ = false;
     std::uint64_t graph_epoch_ = 0;
     std::deque<detail::tracker_work> queue_;
     std::deque<tracker_action> out_;

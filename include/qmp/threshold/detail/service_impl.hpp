@@ -53,6 +53,7 @@ public:
           tracker(opts.tracker),
           query_timer(c.get_executor()),
           receive_timer(c.get_executor()),
+          audit_timer(c.get_executor()),
           query_waits(backoff{opts.min_refresh_interval, std::chrono::seconds(30), 0.0, {}}) {
         sub = c.subscribe(threshold_tracker::interest(), opts.event_capacity);
     }
@@ -67,8 +68,21 @@ public:
         ++counters.connections;
         tracker.on_connected(client->peer_instance(), opts.resync_on_connect);
         if (opts.on_connection) opts.on_connection(true, {});
+        schedule_audit();
         take_more();
         drive();
+    }
+
+    // The periodic audit, when asked for: counted from each connection.
+    void schedule_audit() {
+        if (opts.audit_interval.count() <= 0 || stopped) return;
+        audit_timer.expires_after(opts.audit_interval);
+        audit_timer.async_wait([self = this->shared_from_this(), connection = counters.connections](std::error_code ec) {
+            if (ec || self->stopped || !self->connected || connection != self->counters.connections) return;
+            self->tracker.audit_due();
+            self->drive();
+            self->schedule_audit();
+        });
     }
 
     void link_lost(std::error_code ec) {
@@ -334,6 +348,7 @@ public:
         sub.reset();
         query_timer.cancel();
         receive_timer.cancel();
+        audit_timer.cancel();
         auto reqs = std::move(requests);
         requests.clear();
         for (auto& [id, p] : reqs) complete(p.op, asio::error::operation_aborted, {}, {}, true);
@@ -355,6 +370,7 @@ public:
     typename Client::subscription sub;
     timer_type query_timer;
     timer_type receive_timer;
+    timer_type audit_timer;
     backoff_series query_waits;
     std::chrono::milliseconds query_gap{opts.min_refresh_interval};
     clock::time_point last_query{};

@@ -18,7 +18,7 @@ enum class work_kind { arm, disarm, extended, resync, report, live_event, chain_
 enum class graph_need {
     any,            ///< a valid graph (taken before the chain may have changed)
     fresh,          ///< one queried after the work was queued (current high-water marks)
-    fresh_details,  ///< the same, with per-node details (sizes, write_threshold)
+    fresh_details,  ///< the same, with per-node details read now (sizes, write_threshold)
 };
 
 struct tracker_work {
@@ -33,6 +33,7 @@ struct tracker_work {
     timestamp time;
     std::uint64_t epoch = 0;  ///< the graph epoch when queued
     bool retried_graph = false;  ///< live_event: the graph was refreshed once for an unknown node
+    bool audit = false;          ///< resync: read write_threshold back too
 };
 
 /// A block-set-write-threshold the tracker is waiting for.

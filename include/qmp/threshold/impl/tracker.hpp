@@ -38,16 +38,31 @@ inline tracker_request threshold_tracker::enqueue(detail::tracker_work w) {
     return id;
 }
 
-// Resyncs coalesce: one waiting is enough, whoever asked; and a running one
-// whose graph query has not been handed out yet covers what happened so far.
-inline void threshold_tracker::schedule_resync() {
+// Resyncs coalesce: one waiting is enough, whoever asked (an audit asked
+// for makes it an audit); and a running one whose graph query has not been
+// handed out yet covers what happened so far.
+inline void threshold_tracker::schedule_resync(bool audit) {
     graph_valid_ = false;
-    if (phase_ == phase::graph && query_in_out_ && queue_.front().kind == detail::work_kind::resync) return;
-    for (std::size_t i = (phase_ == phase::idle ? 0 : 1); i < queue_.size(); ++i)
-        if (queue_[i].kind == detail::work_kind::resync) return;
+    if (phase_ == phase::graph && query_in_out_ && queue_.front().kind == detail::work_kind::resync &&
+        (queue_.front().audit || !audit))
+        return;
+    for (std::size_t i = (phase_ == phase::idle ? 0 : 1); i < queue_.size(); ++i) {
+        auto& q = queue_[i];
+        if (q.kind != detail::work_kind::resync || (audit && !q.audit && q.request)) continue;
+        q.audit = q.audit || audit;  // one of its own becomes an audit
+        return;
+    }
     detail::tracker_work w = make(detail::work_kind::resync, {});
+    w.audit = audit;
     queue_.push_back(std::move(w));
     pump();
+}
+
+// Something QEMU should hold for us (an audit has something to check).
+inline bool threshold_tracker::holds_any() const {
+    for (const auto& a : state_.armed)
+        if (a.state != armed_threshold::status::gone && a.state != armed_threshold::status::fired) return true;
+    return false;
 }
 
 // QEMU restarted: every threshold it held is gone; the next resync re-arms.
@@ -76,7 +91,7 @@ inline detail::graph_need threshold_tracker::need_of(const detail::tracker_work&
     }
     case K::disarm: return N::any;  // the target is resolved on the graph at hand
     case K::extended: return N::fresh_details;
-    case K::resync: return opts_.verify_uncrossed ? N::fresh_details : N::fresh;
+    case K::resync: return w.audit ? N::fresh_details : N::fresh;
     case K::report: return N::fresh_details;
     case K::live_event: return w.retried_graph ? N::fresh : N::any;
     case K::chain_check: return N::fresh;
@@ -118,7 +133,7 @@ inline void threshold_tracker::decide_head() {
     case K::arm: decide_arm(w); break;
     case K::disarm: decide_disarm(w); break;
     case K::extended: decide_extended(w); break;
-    case K::resync: decide_resync(); break;
+    case K::resync: decide_resync(w.audit); break;
     case K::report: decide_report(); break;
     case K::live_event: deferred_ = !decide_live(w); break;
     case K::chain_check: check_chain(); break;

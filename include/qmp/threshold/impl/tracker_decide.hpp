@@ -91,10 +91,15 @@ inline void threshold_tracker::decide_extended(detail::tracker_work& w) {
     }
 }
 
-// What QEMU holds for each armed element now, decided from the high-water
-// mark where it can be (cheap), from write_threshold where it cannot.
-inline void threshold_tracker::decide_resync() {
+// What QEMU holds for each armed element now, decided from the journal and
+// the high-water marks; an audit reads write_threshold too, for what the
+// marks cannot tell (a threshold changed or cleared by someone else).
+inline void threshold_tracker::decide_resync(bool audit) {
     ++stats_.resyncs;
+    if (audit) {
+        ++stats_.audits;
+        audit_owed_ = false;
+    }
     using S = armed_threshold::status;
     auto& list = state_.armed;
     // Gone entries were reported when they went; they are not kept forever.
@@ -103,6 +108,7 @@ inline void threshold_tracker::decide_resync() {
                list.end());
     if (list.size() != before) dirty_ = true;
     check_chain();
+    // Thresholds read now (an audit's graph, or any fresh one with details).
     const bool verified = graph_details_;
     for (std::size_t i = 0; i < list.size(); ++i) {
         armed_threshold& a = list[i];
