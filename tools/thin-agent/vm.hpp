@@ -94,6 +94,7 @@ struct vm : std::enable_shared_from_this<vm> {
         qmp::threshold_service_options o;
         o.journal = journal;
         o.journal_executor = a.journal_pool().get_executor();
+        o.audit_interval = a.opts().audit_interval;
         o.on_decode_error = [this](const std::string& ev, const qmp::diagnostics& why) {
             say({{"what", "error"}, {"error", "an unreadable " + ev + ": " + why.message}});
         };

@@ -170,6 +170,7 @@ public:
 private:
     // Cheap when the journal vouches for this QEMU, an audit when it cannot.
     std::vector<threshold_event> resync_after_connect() {
+        client_.poll();  // the service takes on_connected() in
         return service_.tracker().audit_owed() ? audit() : resync();
     }
 

@@ -68,6 +68,9 @@ struct threshold_service_stats {
     std::uint64_t reported = 0;          ///< threshold events handed out (requests and receivers)
     std::uint64_t graph_queries = 0;     ///< block graph snapshots taken
     std::uint64_t graph_failures = 0;    ///< graph queries that failed
+    /// query-named-block-nodes answered, the one query that stalls QEMU on deep
+    /// chains: audits, sizes an arm needs, drivers of nodes first seen.
+    std::uint64_t details_queries = 0;
     std::uint64_t commands = 0;          ///< block-set-write-threshold sent
     std::uint64_t connections = 0;       ///< on_connected() calls
     std::uint64_t saves = 0;             ///< journal saves

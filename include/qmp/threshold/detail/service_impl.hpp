@@ -250,6 +250,7 @@ public:
         async_query_block_graph(*client, o, &drivers, *d,
                                 [self = this->shared_from_this(), d](std::error_code ec, block_graph g) {
                                     if (self->stopped) return;
+                                    self->counters.details_queries = self->drivers.refreshes;
                                     if (ec) {
                                         ++self->counters.graph_failures;
                                         self->query_gap = self->query_waits.next().value_or(std::chrono::seconds(30));
