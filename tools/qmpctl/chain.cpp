@@ -1,6 +1,10 @@
 // qmpctl chain and qmpctl resolve: read-only views of the chains. They read
 // the state file for the numbers; they write it only to keep numbers they
 // handed out, and a folder they cannot write costs a warning, not a failure.
+// They answer from QEMU's cheap queries (structure, write high-water marks)
+// unless --details asks for filenames, sizes and thresholds, which only
+// query-named-block-nodes carries: a second or more on a deep chain whose
+// images name their backing files relatively.
 #include "commands.hpp"
 
 #include <iostream>
@@ -16,7 +20,7 @@ bool load_resolver(Client& client, const cli& c, qmp::resolver& res) {
     std::error_code ec;
     qmp::diagnostics diag;
     qmp::graph_query_options opts;
-    opts.details = true;
+    opts.details = c.details;
     qmp::driver_cache drivers;
     auto g = qmp::query_block_graph(client, opts, &drivers, ec, diag);
     if (ec) {

@@ -12,14 +12,15 @@ const char* usage_text =
     "usage: qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]\n"
     "       qmpctl -s SOCKET exec COMMAND [ARGUMENTS-JSON] (--pass-fd FILE | --pass-fd-ro FILE)...\n"
     "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n"
-    "       qmpctl ... [--state FILE] [--disk NAME=ID]... chain [DISK] [--json]\n"
-    "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--json]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... chain [DISK] [--details] [--json]\n"
+    "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--details] [--json]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold set TARGET VALUE [--layer storage|format]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold clear TARGET\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold watch [--count N] [--timeout SECONDS]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold report [--json]\n"
     "VALUE: bytes with an optional binary suffix (512M, 2G), N%, Nppm, or end-SIZE (capacity minus SIZE)\n"
     "--timeout bounds the whole subcommand; for events and threshold watch it is how long to watch.\n"
+    "--details: filenames, sizes and thresholds too (QEMU describes every node: slow on deep chains).\n"
     "TLS with -t: --tls-ca FILE (turns TLS on), --tls-cert FILE --tls-key FILE (a client certificate),\n"
     "             --tls-name NAME (the name QEMU's certificate must carry; default: HOST)\n"
     "exit codes: 0 ok, 2 usage, 3 connection/protocol/timeout, 4 QMP error, 5 target or spec, 6 state file\n";
@@ -69,6 +70,8 @@ cli parse_args(int argc, char** argv) {
             c.node = value();
         } else if (a == "--json") {
             c.json_output = true;
+        } else if (a == "--details") {
+            c.details = true;
         } else if (a == "--layer") {
             c.layer = value();
             if (c.layer != "storage" && c.layer != "format") throw usage_error{"--layer is storage or format"};

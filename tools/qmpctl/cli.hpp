@@ -48,6 +48,7 @@ struct cli {
     std::string state_file;
     std::string node;
     bool json_output = false;
+    bool details = false;  // chain, resolve: filenames and sizes (QEMU's expensive node query)
     std::string layer = "storage";
     qmp::disk_catalog catalog;
     std::vector<std::pair<std::string, bool>> pass_fds;  // file, read-only

@@ -141,6 +141,10 @@ struct vm : std::enable_shared_from_this<vm> {
         jobs.reset();
         service.stop();
         rec.stop();
+        // What waits for a report holds the VM: dropped, or the VM would hold itself.
+        auto waiting = std::move(after_report), next = std::move(after_next_report);
+        after_report.clear();
+        after_next_report.clear();
     }
 
     /// No extension is under way (a stop may go on).
