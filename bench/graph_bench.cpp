@@ -135,7 +135,7 @@ void bench_snapshots(const qmp_support::qemu_build& b, int rounds, qmp_support::
               << " ms\n";
     std::cout << "  graph snapshot, detailed path: "
               << time_median(std::max(3, rounds / 5),
-                             [&] { qmp::query_block_graph(vm.cl(), qmp::graph_query_options{true}, &cache); })
+                             [&] { qmp::query_block_graph(vm.cl(), qmp::graph_query_options{qmp::details_need::fresh}, &cache); })
               << " ms\n";
 }
 

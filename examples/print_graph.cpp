@@ -21,7 +21,7 @@ void print_node(const qmp::block_graph& g, std::size_t i, const std::string& rol
     std::cout << std::string(2 + depth * 2, ' ') << role << ": " << (n.name.empty() ? "(unnamed)" : n.name) << " ["
               << n.driver.value_or("?") << (g.is_filter(i) ? ", filter" : "") << "]";
     if (n.wr_highest_offset) std::cout << " highest write " << *n.wr_highest_offset;
-    if (n.details) std::cout << " size " << n.details->virtual_size << " threshold " << n.details->write_threshold << " "
+    if (n.details) std::cout << " size " << n.details->virtual_size << " threshold " << n.details->write_threshold.value_or(0) << " "
                              << n.details->filename;
     std::cout << "\n";
     for (const auto* e : g.children(i))
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
         client.connect(asio::local::stream_protocol::endpoint(socket));
         qmp::driver_cache drivers;  // keep one per QEMU: drivers are learned once
         qmp::graph_query_options opts;
-        opts.details = details;
+        opts.details = details ? qmp::details_need::fresh : qmp::details_need::none;
         print_graph(qmp::query_block_graph(client, opts, &drivers));
         return 0;
     } catch (const std::exception& e) {

@@ -94,7 +94,7 @@ TEST_CASE("graph: a 3-deep chain in the storage daemon" * doctest::test_suite("q
         CHECK(*g.nodes()[idx(g, "vda-2-file")].wr_highest_offset > 1u << 20);
 
         // Details on request.
-        g = qmp::query_block_graph(cl, qmp::graph_query_options{true});
+        g = qmp::query_block_graph(cl, qmp::graph_query_options{qmp::details_need::fresh});
         CHECK(g.has_details());
         const auto& top = g.nodes()[idx(g, "vda-2-fmt")];
         REQUIRE(top.details);
@@ -146,7 +146,7 @@ TEST_CASE("graph: a 64-deep chain" * doctest::test_suite("qemu")) {
         CHECK(*g.nodes()[idx(g, "vda-63-file")].wr_highest_offset > 65536u);
         CHECK(g.nodes()[idx(g, "vda-63-file")].driver == std::optional<std::string>("file"));
         // Details on request teach the cache the drivers; later snapshots show them.
-        g = qmp::query_block_graph(v.cl, qmp::graph_query_options{true}, &cache);
+        g = qmp::query_block_graph(v.cl, qmp::graph_query_options{qmp::details_need::fresh}, &cache);
         CHECK(cache.refreshes == 1);
         g = qmp::query_block_graph(v.cl, {}, &cache);
         CHECK(cache.refreshes == 1);
@@ -451,7 +451,7 @@ TEST_CASE("graph: without the graph command and without flat, real QEMU gives th
         auto files = make_chain(b, dir, "vda", 3, "64M", chain_layout::relative);
         vm v(b, system_with(chain_blockdevs(files, "vda"), {"-device", "virtio-blk-pci,drive=vda-2-fmt,id=virtio-disk0"}));
         qmp::graph_query_options now;
-        now.details = true;
+        now.details = qmp::details_need::fresh;
         qmp::driver_cache probed;
         auto g_now = qmp::query_block_graph(v.cl, now, &probed);
         REQUIRE(probed.offers);

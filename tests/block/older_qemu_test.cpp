@@ -144,7 +144,7 @@ TEST_CASE("older QEMUs: the chains from the blockstats fallback, without flat, f
         cl.connect(q.server.endpoint());
         qmp::driver_cache drivers;
         qmp::graph_query_options opts;
-        opts.details = true;
+        opts.details = qmp::details_need::fresh;
         auto g = qmp::query_block_graph(cl, opts, &drivers);
         CHECK(g.source() == qmp::graph_source::blockstats);
         REQUIRE(drivers.offers);

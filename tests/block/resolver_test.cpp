@@ -139,7 +139,7 @@ struct live {
         refresh();
     }
     void refresh(bool details = false) {
-        res.update(qmp::query_block_graph(cl, qmp::graph_query_options{details}, &drivers), reg);
+        res.update(qmp::query_block_graph(cl, qmp::graph_query_options{details ? qmp::details_need::fresh : qmp::details_need::none}, &drivers), reg);
     }
     std::uint32_t index_of(const std::string& target_text) {
         std::error_code ec;

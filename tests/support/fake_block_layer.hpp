@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <unordered_map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -30,7 +31,8 @@ struct fake_block_layer {
     std::string storage_driver = "host_device";       // "file" to model storage that grows
     std::uint64_t storage_size = 64u << 20;
 
-    qmp::block_graph graph(bool details) const {
+    /// A snapshot; without details, `kept` (as a driver_cache keeps them) fills in what it has.
+    qmp::block_graph graph(bool details, const std::unordered_map<std::string, qmp::node_details>* kept = nullptr) const {
         qmp::graph_replies r;
         r.graph.emplace();
         r.node_stats.emplace();
@@ -82,7 +84,7 @@ struct fake_block_layer {
             b.node_name = top;
             r.backend_stats->push_back(b);
         }
-        return qmp::build_block_graph(r);
+        return qmp::build_block_graph(r, nullptr, kept);
     }
 
     /// A write through the node: raises its mark; returns the event QEMU
@@ -103,7 +105,7 @@ struct fake_block_layer {
 struct scripted_driver {
     explicit scripted_driver(fake_block_layer& q) : qemu(q) {}
     fake_block_layer& qemu;
-    std::vector<std::string> log;  // "graph", "graph+details", "set NODE VALUE", "save", "report ...", "done N"
+    std::vector<std::string> log;  // "graph", "graph+known", "graph+details", "set NODE VALUE", "save", "report ...", "done N"
     std::vector<qmp::threshold_event> events;
     std::vector<qmp::tracker_request> event_requests;  // per event: the request that caused it, or 0
     std::vector<qmp::tracker_actions::request_done> done;
@@ -111,6 +113,7 @@ struct scripted_driver {
     std::error_code fail_saves;         // when set, every save fails
     std::error_code fail_set;           // when set, every set_threshold fails
     bool connection_cut_after_set = false;  // the set reaches QEMU, its reply never comes
+    std::unordered_map<std::string, qmp::node_details> kept;  // details as a driver_cache keeps them
 
     int count(const std::string& prefix) const {
         int n = 0;
@@ -124,8 +127,22 @@ struct scripted_driver {
                 [&](auto& act) {
                     using A = std::decay_t<decltype(act)>;
                     if constexpr (std::is_same_v<A, qmp::tracker_actions::query_graph>) {
-                        log.push_back(act.details ? "graph+details" : "graph");
-                        t.on_graph(qemu.graph(act.details));
+                        log.push_back(act.details == qmp::details_need::fresh   ? "graph+details"
+                                      : act.details == qmp::details_need::known ? "graph+known"
+                                                                                : "graph");
+                        // As graph_query with a driver_cache: kept details serve `known`
+                        // when they cover every node; otherwise QEMU is asked, and they are kept.
+                        auto g = qemu.graph(act.details == qmp::details_need::fresh, &kept);
+                        if (act.details == qmp::details_need::known && !g.details_known()) g = qemu.graph(true);
+                        if (g.has_details()) {
+                            kept.clear();
+                            for (const auto& n : g.nodes())
+                                if (n.details) {
+                                    kept[n.name] = *n.details;
+                                    kept[n.name].write_threshold.reset();
+                                }
+                        }
+                        t.on_graph(g);
                     } else if constexpr (std::is_same_v<A, qmp::tracker_actions::set_threshold>) {
                         log.push_back("set " + act.node + " " + std::to_string(act.value));
                         if (fail_set) return t.on_command_result(act.command, fail_set, {"GenericError", "refused"});

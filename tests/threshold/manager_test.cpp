@@ -105,7 +105,14 @@ TEST_CASE("threshold: percent, ppm and margin give the exact bytes QEMU then rep
         CHECK(!rows[0].armed);
         REQUIRE(rows[1].armed);
         CHECK(rows[1].armed->spec.str() == "end-" + std::to_string(5u << 20));
-        CHECK(rows[1].element.storage_threshold == std::optional<std::uint64_t>((64u << 20) - (5u << 20)));
+        CHECK(rows[1].armed->threshold == (64u << 20) - (5u << 20));
+        CHECK(vm.threshold_of(cl, rows[1].armed->node) == (64u << 20) - (5u << 20));
+        // A report reads no threshold from QEMU (what is armed says it); one with fresh sizes does.
+        CHECK(!rows[1].element.storage_threshold);
+        auto fresh = m.client().run<std::error_code, std::vector<qmp::threshold_report_row>>(
+            [&](auto h) { m.service().async_report(true, std::move(h)); });
+        REQUIRE(!std::get<0>(fresh));
+        CHECK(std::get<1>(fresh)[1].element.storage_threshold == std::optional<std::uint64_t>((64u << 20) - (5u << 20)));
     }
 }
 

@@ -321,7 +321,7 @@ TEST_CASE("tracker: a graph whose query went out before a request began does not
     auto a = c.t.next_action();  // the resync's query goes out ...
     REQUIRE(a);
     REQUIRE(std::holds_alternative<qmp::tracker_actions::query_graph>(*a));
-    const auto early = c.q.graph(std::get<qmp::tracker_actions::query_graph>(*a).details);  // ... QEMU answers it ...
+    const auto early = c.q.graph(std::get<qmp::tracker_actions::query_graph>(*a).details != qmp::details_need::none);  // ... QEMU answers it ...
     c.q.marks["vda-1-file"] = 3 * MiB;  // ... then a job fills the volume and stops
     c.t.arm("vda", qmp::threshold_spec::bytes(MiB));
     c.t.on_graph(early);  // the early answer arrives after the arm began
@@ -417,6 +417,19 @@ TEST_CASE("tracker: re-arm policies: step at once, on_extend when told" * doctes
     e.d.run(e.t);
     CHECK(e.q.thresholds["vda-1-file"] == 127 * MiB);
     CHECK(e.d.done.back().ec == std::error_code());
+    // The caller's word stands where kept sizes would be older (here the
+    // fake QEMU still says 64 MiB): a new arm and a report use it...
+    e.t.arm("vda", qmp::threshold_spec::margin(2 * MiB), qmp::rearm_policy::on_extend);
+    e.t.report();
+    e.d.run(e.t);
+    CHECK(e.q.thresholds["vda-1-file"] == 126 * MiB);
+    CHECK(e.d.done.back().rows[0].capacity == std::optional<std::uint64_t>(128 * MiB));
+    // ... until QEMU's sizes are read again.
+    e.t.report(true);
+    e.d.run(e.t);
+    CHECK(e.d.log.back().rfind("done", 0) == 0);
+    CHECK(e.d.count("graph+details") >= 1);
+    CHECK(e.d.done.back().rows[0].capacity == std::optional<std::uint64_t>(64 * MiB));
 }
 
 TEST_CASE("tracker: capacity is the storage's fixed size, else the virtual size" * doctest::test_suite("threshold")) {

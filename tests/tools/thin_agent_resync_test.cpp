@@ -33,8 +33,9 @@ TEST_CASE("qmp-thin-agent: a threshold already crossed when armed is extended on
         CAPTURE(b.label);
         fleet f(b, 1);
         REQUIRE(f.cross(0) == 0);  // 12 MiB written before anything is armed 6 MiB below the end of 16
+        const unsigned short port = free_port();
         pid_t agent = spawn({thin_agent(), "--vm", "vm0=" + f.socket(0), "--spec", "end-6M", "--extend-cmd", "sh " + f.hook,
-                             "--state-dir", f.work.path().string()},
+                             "--state-dir", f.work.path().string(), "--metrics", "127.0.0.1:" + std::to_string(port)},
                             f.out, f.err);
         INFO(read_file(f.err));
         INFO(read_file(f.out));
@@ -45,6 +46,9 @@ TEST_CASE("qmp-thin-agent: a threshold already crossed when armed is extended on
         std::this_thread::sleep_for(std::chrono::seconds(2));
         CHECK(f.hook_calls("vm0").size() == 1);  // once, not again on a later resync
         CHECK(lines(f.out, "threshold", "vm0").size() == 1);
+        // QEMU described every node twice: when the agent first saw the
+        // chain, and to read the size the hook grew; never for the firing.
+        CHECK(http_get(port, "/metrics").find("qmp_thin_details_queries_total{vm=\"vm0\"} 2") != std::string::npos);
         ::kill(agent, SIGTERM);
         CHECK(wait_exit(agent) == 0);
     }

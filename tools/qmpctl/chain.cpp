@@ -20,7 +20,7 @@ bool load_resolver(Client& client, const cli& c, qmp::resolver& res) {
     std::error_code ec;
     qmp::diagnostics diag;
     qmp::graph_query_options opts;
-    opts.details = c.details;
+    opts.details = c.details ? qmp::details_need::fresh : qmp::details_need::none;
     qmp::driver_cache drivers;
     auto g = qmp::query_block_graph(client, opts, &drivers, ec, diag);
     if (ec) {

@@ -67,9 +67,26 @@ std::string agent::metrics_text() const {
         family(c.name, "counter", c.help);
         for (const auto& [n, v] : vms_) m << c.name << "{vm=\"" << esc(n) << "\"} " << v->counters.*c.field << "\n";
     }
-    family("qmp_thin_loss_markers_total", "counter", "Event-loss markers the threshold service received.");
-    for (const auto& [n, v] : vms_)
-        m << "qmp_thin_loss_markers_total{vm=\"" << esc(n) << "\"} " << v->service.stats().loss_markers << "\n";
+    struct service_counter {
+        const char* name;
+        const char* help;
+        std::function<std::uint64_t(const vm&)> get;
+    };
+    const service_counter from_service[] = {
+        {"qmp_thin_loss_markers_total", "Event-loss markers the threshold service received.",
+         [](const vm& v) { return v.service.stats().loss_markers; }},
+        {"qmp_thin_resyncs_total", "Resyncs run (journal and write counters; audits included).",
+         [](const vm& v) { return v.service.tracker().stats().resyncs; }},
+        {"qmp_thin_audits_total", "Audits run (every armed threshold read back from QEMU).",
+         [](const vm& v) { return v.service.tracker().stats().audits; }},
+        {"qmp_thin_details_queries_total",
+         "query-named-block-nodes answered: the query that holds QEMU's main loop longest on deep chains.",
+         [](const vm& v) { return v.service.stats().details_queries; }},
+    };
+    for (const auto& c : from_service) {
+        family(c.name, "counter", c.help);
+        for (const auto& [n, v] : vms_) m << c.name << "{vm=\"" << esc(n) << "\"} " << c.get(*v) << "\n";
+    }
     family("qmp_thin_connected", "gauge", "1 while the VM's monitor is connected.");
     for (const auto& [n, v] : vms_) m << "qmp_thin_connected{vm=\"" << esc(n) << "\"} " << (v->up ? 1 : 0) << "\n";
     return m.str();

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <utility>
 #include <string>
 
 namespace thin_agent {
@@ -44,6 +45,7 @@ struct vm : std::enable_shared_from_this<vm> {
     // Reports and job checks are coalesced: one runs at a time, and what
     // asks meanwhile shares the next one.
     bool reporting = false;
+    bool next_report_fresh = false;  // something waiting wants sizes read now
     std::vector<std::function<void(bool)>> after_report, after_next_report;
     // Targets whose hook succeeded but whose re-arming did not (the
     // connection went): re-armed on the next connection, the hook not run again.
@@ -215,11 +217,17 @@ struct vm : std::enable_shared_from_this<vm> {
     // A fresh report, then `then(true)`; `then(false)` when it failed (the
     // rows are as they were). One report runs at a time; who asks
     // meanwhile shares the next one (it must see what happened since).
-    void refresh(std::function<void(bool)> then) {
-        if (reporting) return after_next_report.push_back(std::move(then));
+    // `fresh_sizes`: QEMU describes every node again (a hook just grew
+    // storage); otherwise sizes and filenames are the ones kept from the
+    // last time (QEMU's expensive query only for elements not seen before).
+    void refresh(std::function<void(bool)> then, bool fresh_sizes = false) {
+        if (reporting) {
+            next_report_fresh = next_report_fresh || fresh_sizes;
+            return after_next_report.push_back(std::move(then));
+        }
         reporting = true;
         after_report.push_back(std::move(then));
-        service.async_report([this, self = shared_from_this()](std::error_code ec, std::vector<qmp::threshold_report_row> r) {
+        service.async_report(fresh_sizes, [this, self = shared_from_this()](std::error_code ec, std::vector<qmp::threshold_report_row> r) {
             reporting = false;
             if (stopped) return;
             auto waiting = std::move(after_report);
@@ -234,7 +242,8 @@ struct vm : std::enable_shared_from_this<vm> {
             if (!after_next_report.empty()) {
                 auto next = std::move(after_next_report);
                 after_next_report.clear();
-                for (auto& f : next) refresh(std::move(f));
+                const bool fresh = std::exchange(next_report_fresh, false);
+                for (auto& f : next) refresh(std::move(f), fresh);
             }
         });
     }
@@ -455,7 +464,7 @@ struct vm : std::enable_shared_from_this<vm> {
                 resume_jobs();
                 for (const auto& e2 : now) on_threshold(e2);
             });
-        });
+        }, true);
     }
 
     // A failed (or killed) hook runs again after a wait that grows, until

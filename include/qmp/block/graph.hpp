@@ -60,12 +60,22 @@ inline bool is_filter_driver(std::string_view drv) {
 }
 
 /// Per-node details from query-named-block-nodes: fetched only on request.
+/// What query-named-block-nodes says of a node. Kept across snapshots by a
+/// driver_cache while the node exists (a node's filename does not change);
+/// write_threshold is a live value: present only in a snapshot that read it.
 struct node_details {
     std::string filename;
     std::string format;
     std::int64_t virtual_size = 0;
     std::optional<std::int64_t> actual_size;
-    std::uint64_t write_threshold = 0;
+    std::optional<std::uint64_t> write_threshold;
+};
+
+/// How much of the per-node details a snapshot needs.
+enum class details_need {
+    none,   ///< structure and high-water marks only (no query-named-block-nodes)
+    known,  ///< details of every node, kept ones where a cache has them (the query only for nodes it lacks)
+    fresh,  ///< details read now (write_threshold included): the query, always
 };
 
 struct graph_node {
@@ -125,8 +135,17 @@ public:
     const std::vector<graph_edge>& edges() const noexcept { return edges_; }
     const std::vector<graph_backend>& backends() const noexcept { return backends_; }
     graph_source source() const noexcept { return source_; }
-    /// Per-node details (query-named-block-nodes) were asked for and merged.
+    /// Per-node details were read from QEMU for this snapshot
+    /// (query-named-block-nodes): write_threshold is current.
     bool has_details() const noexcept { return has_details_; }
+    /// Every named driver node has details, read now or kept from an
+    /// earlier snapshot (sizes and filenames; write_threshold only if read now).
+    bool details_known() const noexcept {
+        if (has_details_) return true;
+        for (const auto& n : nodes_)
+            if (n.kind == node_kind::driver && !n.name.empty() && !n.details) return false;
+        return true;
+    }
 
     /// The driver node named `name`, or nullptr.
     const graph_node* find(std::string_view name) const {
@@ -273,11 +292,6 @@ public:
     std::vector<graph_backend>& backends() { return g_.backends_; }
     void source(graph_source s) { g_.source_ = s; }
     void has_details(bool d) { g_.has_details_ = d; }
-    /// Forgets every node's details (a snapshot asked without them).
-    void drop_details() {
-        g_.has_details_ = false;
-        for (auto& n : g_.nodes_) n.details.reset();
-    }
     const block_graph& graph() const { return g_; }
 
 private:
@@ -322,10 +336,13 @@ inline void note_device_tree(graph_builder& b, const block_stats& s) {
 
 /// Builds the graph from whatever replies are present. With `graph` the
 /// structure is complete; without it, it comes from `backend_stats`.
-/// `known_drivers` (node name -> driver) fills drivers the replies lack.
+/// `known_drivers` (node name -> driver) fills drivers the replies lack;
+/// `known_details` (node name -> details kept from an earlier snapshot)
+/// fills details where the replies have none.
 /// Linear in the replies' size (lookups by name are logarithmic).
 inline block_graph build_block_graph(const graph_replies& r,
-                                     const std::unordered_map<std::string, std::string>* known_drivers = nullptr) {
+                                     const std::unordered_map<std::string, std::string>* known_drivers = nullptr,
+                                     const std::unordered_map<std::string, node_details>* known_details = nullptr) {
     block_graph g;
     detail::graph_builder b(g);
     if (r.graph) {
@@ -438,6 +455,13 @@ inline block_graph build_block_graph(const graph_replies& r,
             if (n.kind != node_kind::driver || n.driver) continue;
             auto it = known_drivers->find(n.name);
             if (it != known_drivers->end()) n.driver = it->second;
+        }
+    if (known_details && !r.details)
+        for (std::size_t i = 0; i < g.nodes().size(); ++i) {
+            graph_node& n = b.node(i);
+            if (n.kind != node_kind::driver || n.details) continue;
+            auto it = known_details->find(n.name);
+            if (it != known_details->end()) n.details = it->second;
         }
     return g;
 }

@@ -87,11 +87,19 @@ inline block_query_offers offers_from_commands(const std::vector<command_info>& 
     return o;
 }
 
-/// Node name -> driver, learned from query-named-block-nodes and kept
-/// across snapshots, and what the QEMU offers (probed once per connection).
-/// Share one per QEMU; not thread-safe.
+/// What query-named-block-nodes said of each node, kept across snapshots
+/// while the node exists: its driver, and its details (filename, sizes;
+/// write_threshold is never kept, it is live). And what the QEMU offers
+/// (probed once per connection). Share one per QEMU; not thread-safe.
+///
+/// A node is known by its name: a node deleted and created again under
+/// the same name between two snapshots keeps the old details (QEMU gives
+/// no cheap way to tell), and sizes are as of the last read: a caller that
+/// grew a node's storage asks for fresh details (details_need::fresh), or
+/// forget()s the node.
 struct driver_cache {
     std::unordered_map<std::string, std::string> drivers;
+    std::unordered_map<std::string, node_details> details;
     std::uint64_t refreshes = 0;  ///< how often the expensive query ran
     std::optional<block_query_offers> offers;  ///< as probed on connection `offers_connection`
     std::uint64_t offers_connection = 0;       ///< the client's stats().connections then
@@ -108,17 +116,44 @@ struct driver_cache {
         }
         return false;
     }
-    void learn(const std::vector<block_device_info>& details) {
+    /// True when some named driver node of `g` has no details here.
+    bool lacks_details(const block_graph& g) const {
+        for (const auto& n : g.nodes())
+            if (n.kind == node_kind::driver && !n.name.empty() && !details.count(n.name)) return true;
+        return false;
+    }
+    /// Takes in a full query-named-block-nodes reply (what it does not list is gone).
+    void learn(const block_graph& g) {
         ++refreshes;
         drivers.clear();  // names of deleted nodes may be reused later
-        for (const auto& d : details)
-            if (d.node_name) drivers[*d.node_name] = d.drv;
+        details.clear();
+        for (const auto& n : g.nodes()) {
+            if (n.kind != node_kind::driver || n.name.empty()) continue;
+            if (n.driver) drivers[n.name] = *n.driver;
+            if (n.details) {
+                node_details d = *n.details;
+                d.write_threshold.reset();
+                details.emplace(n.name, std::move(d));
+            }
+        }
     }
+    /// Drops what is kept of nodes `g` no longer has.
+    void keep_only(const block_graph& g) {
+        for (auto* m : {&details}) {
+            for (auto it = m->begin(); it != m->end();)
+                it = g.find(it->first) ? std::next(it) : m->erase(it);
+        }
+    }
+    /// Forgets `node`'s details (its storage grew): the next snapshot that
+    /// needs details reads them.
+    void forget(const std::string& node) { details.erase(node); }
 };
 
 struct graph_query_options {
-    /// Also fetch per-node details (filename, sizes, write_threshold, driver).
-    bool details = false;
+    /// Per-node details (filename, sizes, write_threshold, driver): none,
+    /// known (kept ones from the driver_cache where it has them; the query
+    /// only when a node lacks them, and without a cache always), or fresh.
+    details_need details = details_need::none;
     /// Use these instead of asking the QEMU (e.g. to keep off the unstable
     /// x-debug-query-block-graph: graph_command = false).
     std::optional<block_query_offers> offers{};
@@ -273,10 +308,15 @@ struct graph_query_op {
         } else {
             replies->node_stats = std::move(reply);
         }
-        if (!opts.details) {
-            block_graph g = build_block_graph(*replies, cache ? &cache->drivers : nullptr);
-            // Drivers it has not seen send it to the details query (the graph is built again with them).
-            if (!(cache && offers.named_block_nodes && cache->misses(g))) return self.complete(ec, std::move(g));
+        if (opts.details != details_need::fresh && cache) {
+            block_graph g = build_block_graph(*replies, &cache->drivers, &cache->details);
+            cache->keep_only(g);
+            // Drivers it has not seen, or details it lacks when they are
+            // needed, send it to the details query (the graph is built again with them).
+            const bool wanting = opts.details == details_need::known && cache->lacks_details(g);
+            if (!(offers.named_block_nodes && (cache->misses(g) || wanting))) return self.complete(ec, std::move(g));
+        } else if (opts.details == details_need::none) {
+            return self.complete(ec, build_block_graph(*replies));
         }
         if (!offers.named_block_nodes) {
             diag->message = "QEMU has no query-named-block-nodes: no node details (sizes, filenames, thresholds)";
@@ -304,9 +344,8 @@ struct graph_query_op {
         }
         if (ec) return fail(self, ec, "query-named-block-nodes");
         replies->details = std::move(details);
-        if (cache) cache->learn(*replies->details);
         block_graph g = build_block_graph(*replies, cache ? &cache->drivers : nullptr);
-        if (!opts.details) detail::graph_builder(g).drop_details();
+        if (cache) cache->learn(g);
         self.complete(ec, std::move(g));
     }
 

@@ -3,6 +3,7 @@
 // the order the runner must carry them out.
 #pragma once
 
+#include <qmp/block/graph.hpp>
 #include <qmp/error.hpp>
 #include <qmp/threshold/types.hpp>
 
@@ -19,10 +20,11 @@ using tracker_request = std::uint64_t;
 namespace tracker_actions {
 
 /// Query the block graph and hand it to on_graph() (or on_graph_failed()).
-/// `details`: per-node details too (query-named-block-nodes): sizes for
-/// shares and margins, the current write_threshold for verification.
+/// `details`: per-node details too: `known` for sizes (shares, margins,
+/// reports; kept ones serve), `fresh` for the current write_threshold (an
+/// audit) or sizes that just changed; see graph_query_options.
 struct query_graph {
-    bool details = false;
+    details_need details = details_need::none;
     /// A request waits for it (the application asked); otherwise the
     /// tracker's own work wants it (an event, a loss, a reconnection), and
     /// a runner may space such queries out.

@@ -129,12 +129,18 @@ public:
             [](threshold_tracker& t) { return t.audit(); }, std::forward<CompletionToken>(token));
     }
 
-    /// Every chain element with capacity (and its source), allocation,
-    /// thresholds and what is armed. Completes with (error_code, rows).
+    /// Every chain element with capacity (and its source), allocation and
+    /// what is armed (see threshold_tracker::report: sizes kept from the
+    /// last read, QEMU's thresholds not read). Completes with (error_code, rows).
     template <class CompletionToken = asio::default_completion_token_t<executor_type>>
     auto async_report(CompletionToken&& token = CompletionToken{}) {
+        return async_report(false, std::forward<CompletionToken>(token));
+    }
+    /// The same; `fresh_sizes`: every node's sizes read now (see threshold_tracker::report).
+    template <class CompletionToken>
+    auto async_report(bool fresh_sizes, CompletionToken&& token) {
         return initiate<std::vector<threshold_report_row>>(
-            [](threshold_tracker& t) { return t.report(); }, std::forward<CompletionToken>(token));
+            [fresh_sizes](threshold_tracker& t) { return t.report(fresh_sizes); }, std::forward<CompletionToken>(token));
     }
 
     // ---- threshold events ----------------------------------------------------------

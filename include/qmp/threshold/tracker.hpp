@@ -86,8 +86,16 @@ public:
         w.audit = true;
         return enqueue(std::move(w));
     }
-    /// Every chain element with capacity, allocation, thresholds and what is armed.
-    tracker_request report() { return enqueue(make(detail::work_kind::report, {})); }
+    /// Every chain element with capacity, allocation and what is armed.
+    /// Sizes and filenames are kept from the last time QEMU described a
+    /// node (they cost QEMU's expensive query only for elements not seen
+    /// before), and thresholds as QEMU holds them are not read;
+    /// `fresh_sizes` reads every node's details now (after growing storage).
+    tracker_request report(bool fresh_sizes = false) {
+        detail::tracker_work w = make(detail::work_kind::report, {});
+        w.fresh_sizes = fresh_sizes;
+        return enqueue(std::move(w));
+    }
 
     // ---- what happened --------------------------------------------------------------
 
@@ -213,10 +221,14 @@ public:
         for (const auto& n : g.nodes()) {
             if (n.kind != node_kind::driver || n.name.empty()) continue;
             if (n.wr_highest_offset) marks_[n.name] = *n.wr_highest_offset;
-            if (n.details) current_[n.name] = n.details->write_threshold;
+            if (n.details && n.details->write_threshold) current_[n.name] = *n.details->write_threshold;
         }
         graph_valid_ = true;
         graph_details_ = g.has_details();
+        graph_known_ = g.details_known();
+        // Sizes read now supersede what callers stated; a node that went takes its own along.
+        for (auto it = stated_capacity_.begin(); it != stated_capacity_.end();)
+            it = graph_details_ || !g.find(it->first) ? stated_capacity_.erase(it) : std::next(it);
         ++graph_epoch_;
         if (phase_ == phase::graph) phase_ = phase::idle;
         pump();
@@ -350,6 +362,7 @@ private:
     std::optional<resolved_element> resolve(const std::string& text);
     std::pair<std::optional<std::uint64_t>, capacity_source> capacity_for(const chain_element& el,
                                                                           const threshold_spec& spec) const;
+    std::optional<std::uint64_t> storage_capacity(const chain_element& el) const;
     std::optional<std::uint64_t> bound_for(const chain_element& el, const threshold_spec& spec) const;
     void arm_entry(armed_threshold& a, std::optional<std::uint64_t> mark);
     void send(const std::string& node, std::uint64_t value, bool disarm);
@@ -365,8 +378,11 @@ private:
     threshold_state state_;
     std::map<std::string, std::uint64_t> marks_;    // node -> wr_highest_offset
     std::map<std::string, std::uint64_t> current_;  // node -> write_threshold (graphs with details)
+    // storage node -> the size extended() was told, until QEMU's sizes are read again
+    std::map<std::string, std::uint64_t> stated_capacity_;
     bool graph_valid_ = false;
-    bool graph_details_ = false;
+    bool graph_details_ = false;  // details read now (write_threshold current)
+    bool graph_known_ = false;    // every node's details known (read now or kept)
     bool connected_ = false;
     bool audit_owed_ = false;
     std::uint64_t graph_epoch_ = 0;

@@ -241,7 +241,7 @@ public:
         query(act.details);
     }
 
-    void query(bool details) {
+    void query(details_need details) {
         last_query = clock::now();
         ++counters.graph_queries;
         auto d = std::make_shared<diagnostics>();

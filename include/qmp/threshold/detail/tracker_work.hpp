@@ -18,6 +18,7 @@ enum class work_kind { arm, disarm, extended, resync, report, live_event, chain_
 enum class graph_need {
     any,            ///< a valid graph (taken before the chain may have changed)
     fresh,          ///< one queried after the work was queued (current high-water marks)
+    fresh_known,    ///< the same, with every node's details (sizes; kept ones serve)
     fresh_details,  ///< the same, with per-node details read now (sizes, write_threshold)
 };
 
@@ -34,6 +35,7 @@ struct tracker_work {
     std::uint64_t epoch = 0;  ///< the graph epoch when queued
     bool retried_graph = false;  ///< live_event: the graph was refreshed once for an unknown node
     bool audit = false;          ///< resync: read write_threshold back too
+    bool fresh_sizes = false;    ///< report: sizes read now (storage just grew)
 };
 
 /// A block-set-write-threshold the tracker is waiting for.

@@ -87,12 +87,12 @@ inline detail::graph_need threshold_tracker::need_of(const detail::tracker_work&
     case K::arm: {
         // A share or margin computes against a size; the format layer's node needs the details' driver.
         const bool share = w.spec.type != threshold_spec::kind::bytes && !w.spec.capacity;
-        return share || w.spec.on == layer::format ? N::fresh_details : N::fresh;
+        return share || w.spec.on == layer::format ? N::fresh_known : N::fresh;
     }
     case K::disarm: return N::any;  // the target is resolved on the graph at hand
-    case K::extended: return N::fresh_details;
+    case K::extended: return N::fresh_known;  // the caller says the new size
     case K::resync: return w.audit ? N::fresh_details : N::fresh;
-    case K::report: return N::fresh_details;
+    case K::report: return w.fresh_sizes ? N::fresh_details : N::fresh_known;
     case K::live_event: return w.retried_graph ? N::fresh : N::any;
     case K::chain_check: return N::fresh;
     }
@@ -104,14 +104,19 @@ inline bool threshold_tracker::graph_ready(const detail::tracker_work& w) const 
     const N need = need_of(w);
     if (!graph_valid_) return false;
     if (need != N::any && graph_epoch_ <= w.epoch) return false;
-    return need != N::fresh_details || graph_details_;
+    if (need == N::fresh_details) return graph_details_;
+    return need != N::fresh_known || graph_known_;
 }
 
 inline void threshold_tracker::pump() {
     while (phase_ == phase::idle && !queue_.empty()) {
         detail::tracker_work& w = queue_.front();
         if (!graph_ready(w)) {
-            out_.push_back(tracker_actions::query_graph{need_of(w) == detail::graph_need::fresh_details, w.request != 0});
+            const detail::graph_need need = need_of(w);
+            const details_need details = need == detail::graph_need::fresh_details ? details_need::fresh
+                                         : need == detail::graph_need::fresh_known ? details_need::known
+                                                                                    : details_need::none;
+            out_.push_back(tracker_actions::query_graph{details, w.request != 0});
             query_in_out_ = true;
             ++stats_.graph_queries;
             phase_ = phase::graph;
@@ -267,8 +272,14 @@ inline std::pair<std::optional<std::uint64_t>, capacity_source> threshold_tracke
     if (spec.on == layer::format) return {el.virtual_size, capacity_source::virtual_size};
     const std::string drv = el.storage_driver.value_or("");
     const bool grows = drv == "file" || drv == "nfs" || drv == "gluster" || drv == "ssh";
-    if (!grows && el.capacity) return {el.capacity, capacity_source::storage};
+    if (auto cap = storage_capacity(el); !grows && cap) return {cap, capacity_source::storage};
     return {el.virtual_size, el.virtual_size ? capacity_source::virtual_size : capacity_source::none};
+}
+
+// The storage's size: what extended() was last told, else QEMU's (as last read).
+inline std::optional<std::uint64_t> threshold_tracker::storage_capacity(const chain_element& el) const {
+    auto it = stated_capacity_.find(el.storage_node);
+    return it != stated_capacity_.end() ? std::optional<std::uint64_t>(it->second) : el.capacity;
 }
 
 // The capacity a spec computes against. A byte offset on storage that grows

@@ -69,6 +69,8 @@ inline void threshold_tracker::decide_disarm(detail::tracker_work& w) {
 inline void threshold_tracker::decide_extended(detail::tracker_work& w) {
     auto el = resolve(w.target_text);
     if (!el) return;
+    // The caller's word for the new size stands until QEMU's sizes are read again.
+    if (!el->element.storage_node.empty()) stated_capacity_[el->element.storage_node] = w.capacity;
     for (auto& a : state_.armed) {
         if (a.where.disk != el->disk || a.where.index != el->element.index) continue;
         if (a.spec.capacity) {
@@ -189,6 +191,7 @@ inline void threshold_tracker::decide_report() {
                 threshold_report_row r;
                 r.disk = d.name;
                 r.element = el;
+                r.element.capacity = storage_capacity(el);
                 r.active = &el == &d.elements.front();
                 threshold_spec spec = threshold_spec::margin(1);
                 for (const auto& a : state_.armed)
