@@ -2,7 +2,8 @@
 // both chain layouts (absolute backing names, and relative ones as vdsm
 // writes them): a reconnection and a restart on the same QEMU cost no
 // query-named-block-nodes; what only an audit can notice (a threshold
-// cleared in QEMU behind the tracker's back) is noticed by an audit only.
+// cleared in QEMU behind the tracker's back) is noticed by an audit only;
+// sizes are asked of QEMU once per element first seen, not per arm or report.
 #include "../support/thin_vm.hpp"
 
 #include <qmp/qapi.hpp>
@@ -120,4 +121,45 @@ TEST_CASE("resync: a state that recorded no QEMU instance is audited on connecti
     m.client().close();
     m.connect();
     CHECK(m.tracker().stats().audits == 1);  // the instance is known now
+}
+
+TEST_CASE("resync: node details are read once per element first seen, not per arm, report or firing" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds())
+        for (auto layout : {chain_layout::absolute, chain_layout::relative}) {
+            CAPTURE(b.label);
+            CAPTURE(to_string(layout));
+            chain_vm vm(b, layout);
+            INFO(vm.q->log());
+            qmp::threshold_manager_options o;
+            o.service.tracker.catalog.entries["vda"] = "virtio-disk0";
+            qmp::threshold_manager m(vm.q->qmp_endpoint(), o);
+            m.connect();
+            auto details = [&] { return m.service().stats().details_queries; };
+            // A margin needs the size: the first arm reads every node's details once.
+            m.arm("vda[1]", qmp::threshold_spec::margin(16u << 20));
+            CHECK(details() == 1);
+            m.arm("vda[2]", qmp::threshold_spec::margin(16u << 20));
+            m.arm("vda[3]", qmp::threshold_spec::percent(50));
+            auto rows = m.report();
+            REQUIRE(rows.size() == 4);
+            CHECK(rows[3].element.filename.has_value());  // kept, not read again
+            CHECK(rows[0].capacity == std::optional<std::uint64_t>(64u << 20));
+            CHECK(m.resync().empty());
+            CHECK(details() == 1);
+            // A snapshot adds an element: the next arm that needs sizes reads them once.
+            const std::string ov = vm.dir.file("ov.qcow2");
+            run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", ov, "64M"});
+            {
+                qmp::sync_client side;
+                side.connect(asio::local::stream_protocol::endpoint(vm.second));
+                side.execute("blockdev-add", qmp::json{{"driver", "file"}, {"node-name", "ov-file"}, {"filename", ov}});
+                side.execute("blockdev-add", qmp::json{{"driver", "qcow2"}, {"node-name", "ov"}, {"file", "ov-file"}, {"backing", nullptr}});
+                side.execute("blockdev-snapshot", qmp::json{{"node", "vda-3-fmt"}, {"overlay", "ov"}});
+            }
+            m.arm("vda", qmp::threshold_spec::margin(8u << 20));
+            CHECK(details() == 2);
+            CHECK(m.report().size() == 5);
+            CHECK(details() == 2);
+        }
 }
