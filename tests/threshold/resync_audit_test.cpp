@@ -17,10 +17,11 @@ namespace {
 
 // A paused VM whose virtio-blk disk is a 4-deep qcow2 chain, with a second monitor.
 struct chain_vm {
+    const qemu_build* build;
     temp_dir dir;
     std::string second;
     std::unique_ptr<qemu_instance> q;
-    chain_vm(const qemu_build& b, chain_layout layout) {
+    chain_vm(const qemu_build& b, chain_layout layout) : build(&b) {
         auto files = make_chain(b, dir, "vda", 4, "64M", layout);
         qemu_config cfg;
         cfg.kind = qemu_kind::system;
@@ -47,10 +48,10 @@ struct chain_vm {
     }
 };
 
-}  // namespace
-
-TEST_CASE("resync: reconnecting and restarting on the same QEMU read counters only, and an audit finds a cleared threshold" *
-          doctest::test_suite("qemu")) {
+// Runs `f` on a fresh chain VM for each QEMU and each chain layout, with
+// manager options that name its disk `vda`.
+template <class F>
+void each_chain(F f) {
     for (const auto& b : qemu_builds())
         for (auto layout : {chain_layout::absolute, chain_layout::relative}) {
             CAPTURE(b.label);
@@ -59,6 +60,15 @@ TEST_CASE("resync: reconnecting and restarting on the same QEMU read counters on
             INFO(vm.q->log());
             qmp::threshold_manager_options o;
             o.service.tracker.catalog.entries["vda"] = "virtio-disk0";
+            f(vm, o);
+        }
+}
+
+}  // namespace
+
+TEST_CASE("resync: reconnecting and restarting on the same QEMU read counters only, and an audit finds a cleared threshold" *
+          doctest::test_suite("qemu")) {
+    each_chain([](chain_vm& vm, const qmp::threshold_manager_options& o) {
             qmp::threshold_manager m(vm.q->qmp_endpoint(), o);
             m.connect();
             m.arm("vda[1]", qmp::threshold_spec::bytes(32u << 20).with_capacity(64u << 20));
@@ -93,7 +103,7 @@ TEST_CASE("resync: reconnecting and restarting on the same QEMU read counters on
             CHECK(vm.threshold_of(top) == 32u << 20);
             CHECK(m.tracker().stats().audits == 1);
             CHECK(m.tracker().stats().rearmed_unexplained == 1);
-        }
+    });
 }
 
 TEST_CASE("resync: a state that recorded no QEMU instance is audited on connecting, once" * doctest::test_suite("qemu")) {
@@ -125,14 +135,7 @@ TEST_CASE("resync: a state that recorded no QEMU instance is audited on connecti
 
 TEST_CASE("resync: node details are read once per element first seen, not per arm, report or firing" *
           doctest::test_suite("qemu")) {
-    for (const auto& b : qemu_builds())
-        for (auto layout : {chain_layout::absolute, chain_layout::relative}) {
-            CAPTURE(b.label);
-            CAPTURE(to_string(layout));
-            chain_vm vm(b, layout);
-            INFO(vm.q->log());
-            qmp::threshold_manager_options o;
-            o.service.tracker.catalog.entries["vda"] = "virtio-disk0";
+    each_chain([](chain_vm& vm, const qmp::threshold_manager_options& o) {
             qmp::threshold_manager m(vm.q->qmp_endpoint(), o);
             m.connect();
             auto details = [&] { return m.service().stats().details_queries; };
@@ -149,7 +152,7 @@ TEST_CASE("resync: node details are read once per element first seen, not per ar
             CHECK(details() == 1);
             // A snapshot adds an element: the next arm that needs sizes reads them once.
             const std::string ov = vm.dir.file("ov.qcow2");
-            run_checked({b.tool("qemu-img"), "create", "-q", "-f", "qcow2", ov, "64M"});
+            run_checked({vm.build->tool("qemu-img"), "create", "-q", "-f", "qcow2", ov, "64M"});
             {
                 qmp::sync_client side;
                 side.connect(asio::local::stream_protocol::endpoint(vm.second));
@@ -161,5 +164,5 @@ TEST_CASE("resync: node details are read once per element first seen, not per ar
             CHECK(details() == 2);
             CHECK(m.report().size() == 5);
             CHECK(details() == 2);
-        }
+    });
 }
