@@ -111,6 +111,7 @@ TEST_CASE("qmp-thin-agent: a bad command line or VMs file is one line and exit 2
         {{"--vm", "a=/x", "--state-dir", plain}, "is not a folder"},
         {{"--vm", "a=/x", "--hook-timeout", "0"}, "--hook-timeout wants seconds"},
         {{"--vm", "a=/x", "--audit-interval", "soon"}, "--audit-interval wants seconds"},
+        {{"--vm", "a=/x", "--sample-interval", "-1"}, "--sample-interval wants seconds"},
         {{"--vm", "a=/x", "--log", "xml"}, "--log is json or text"},
         {{"--vm", "a=/x", "--bogus", "1"}, "unknown option"},
         {{"--vm", "a=/x", "stray"}, "unexpected argument"},

@@ -1,7 +1,8 @@
 // qmp-thin-agent and what the threshold layer cannot see by itself: a
 // threshold already crossed when armed (QEMU would never fire it) is
 // extended once, and a threshold cleared in QEMU behind the agent's back
-// is armed again by the periodic audit, on QEMU 7.2 and 10.0.
+// is armed again by the periodic audit, on QEMU 7.2 and 10.0; and the
+// metrics an operator alerts on, with the alert rules docs/agent.md gives.
 #include "../support/thin_agent.hpp"
 
 #include <qmp/qapi.hpp>
@@ -9,6 +10,8 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <fstream>
+#include <sstream>
 
 #ifdef QMP_BIN_DIR
 
@@ -25,6 +28,89 @@ std::uint64_t threshold_in_qemu(const std::string& monitor, const std::string& n
         if (d.node_name == node) return static_cast<std::uint64_t>(d.write_threshold);
     return UINT64_MAX;
 }
+
+// The value of the sample `name{labels}` in a metrics text, if any.
+std::optional<double> sample_of(const std::string& text, const std::string& series) {
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+    return std::nullopt;
+}
+
+#ifdef QMP_PROMTOOL
+// promtool's verdict on a file; the empty string when it passes.
+std::string promtool(const std::string& what, const std::string& file) {
+    std::string verdict;
+    const bool ok = run({"sh", "-c", std::string("'") + QMP_PROMTOOL + "' check " + what + " < '" + file + "'"}, &verdict) == 0;
+    return ok ? std::string() : verdict + " ";
+}
+TEST_CASE("qmp-thin-agent: headroom, write rate, time to full and extension phases on /metrics" * doctest::test_suite("qemu")) {
+    const auto builds = qemu_builds();
+    const auto& b = builds.back();
+    fleet f(b, 1);
+    const unsigned short port = free_port();
+    pid_t agent = spawn({thin_agent(), "--vm", "vm0=" + f.socket(0), "--spec", "end-6M", "--extend-cmd", "sh " + f.hook,
+                         "--sample-interval", "1", "--metrics", "127.0.0.1:" + std::to_string(port)},
+                        f.out, f.err);
+    INFO(read_file(f.err));
+    INFO(read_file(f.out));
+    REQUIRE(f.armed(0));
+    const std::string t = lines(f.out, "armed", "vm0").front()["target"];
+    const std::string series = "{vm=\"vm0\",target=\"" + t + "\"}";
+    // 4 MiB written, below the threshold: the write rate shows, and the time to full with it.
+    REQUIRE(f.vms[0]->q->nbd_write(0, 4u << 20) == 0);
+    std::string text;
+    REQUIRE(wait_for([&] {
+        text = http_get(port, "/metrics");
+        auto rate = sample_of(text, "qmp_thin_write_rate_bytes_per_second" + series);
+        return rate && *rate > 0 && sample_of(text, "qmp_thin_time_to_full_seconds" + series);
+    }, std::chrono::seconds(15)));
+    const auto cap = sample_of(text, "qmp_thin_capacity_bytes" + series), alloc = sample_of(text, "qmp_thin_allocation_bytes" + series),
+               room = sample_of(text, "qmp_thin_headroom_bytes" + series), rate = sample_of(text, "qmp_thin_write_rate_bytes_per_second" + series),
+               full = sample_of(text, "qmp_thin_time_to_full_seconds" + series);
+    REQUIRE((cap && alloc && room && rate && full));
+    CHECK(*alloc >= 4u << 20);
+    CHECK(*room == *cap - *alloc);
+    CHECK(*full == doctest::Approx(*room / *rate));
+    CHECK(sample_of(text, "qmp_thin_paused{vm=\"vm0\"}") == 0.0);
+    // An extension: one observation in each phase's histogram.
+    REQUIRE(f.cross(0) == 0);
+    REQUIRE(wait_for([&] { return lines(f.out, "extended", "vm0").size() == 1; }));
+    text = http_get(port, "/metrics");
+    for (const char* phase : {"qmp_thin_extension_to_hook_start_seconds", "qmp_thin_extension_hook_seconds",
+                              "qmp_thin_extension_to_rearmed_seconds"}) {
+        CAPTURE(phase);
+        CHECK(sample_of(text, std::string(phase) + "_count{vm=\"vm0\"}") == 1.0);
+        CHECK(sample_of(text, std::string(phase) + "_bucket{vm=\"vm0\",le=\"+Inf\"}") == 1.0);
+    }
+#ifdef QMP_PROMTOOL
+    const std::string file = f.work.file("metrics.txt");
+    std::ofstream(file) << text.substr(text.find("\r\n\r\n") + 4);
+    CHECK_MESSAGE(promtool("metrics", file).empty(), promtool("metrics", file));
+#endif
+    ::kill(agent, SIGTERM);
+    CHECK(wait_exit(agent) == 0);
+}
+
+#ifdef QMP_PROMTOOL
+TEST_CASE("qmp-thin-agent: the alert rules docs/agent.md gives pass promtool check rules" * doctest::test_suite("tools")) {
+    const std::string doc = read_file(std::string(QMP_TEST_DATA_DIR) + "/../../docs/agent.md");
+    const auto from = doc.find("```yaml\ngroups:");
+    REQUIRE(from != std::string::npos);
+    const auto body = from + 8;
+    const std::string rules = doc.substr(body, doc.find("```", body) - body);
+    CHECK(rules.find("qmp_thin_time_to_full_seconds") != std::string::npos);
+    CHECK(rules.find("qmp_thin_paused") != std::string::npos);
+    temp_dir dir;
+    const std::string file = dir.file("rules.yml");
+    std::ofstream(file) << rules;
+    std::string verdict;
+    CHECK_MESSAGE(run({QMP_PROMTOOL, "check", "rules", file}, &verdict) == 0, verdict);
+}
+#endif
+
+#endif
 
 }  // namespace
 
@@ -81,5 +167,70 @@ TEST_CASE("qmp-thin-agent: --audit-interval arms again a threshold cleared behin
         CHECK(wait_exit(agent) == 0);
     }
 }
+
+TEST_CASE("qmp-thin-agent: headroom, write rate, time to full and extension phases on /metrics" * doctest::test_suite("qemu")) {
+    const auto builds = qemu_builds();
+    const auto& b = builds.back();
+    fleet f(b, 1);
+    const unsigned short port = free_port();
+    pid_t agent = spawn({thin_agent(), "--vm", "vm0=" + f.socket(0), "--spec", "end-6M", "--extend-cmd", "sh " + f.hook,
+                         "--sample-interval", "1", "--metrics", "127.0.0.1:" + std::to_string(port)},
+                        f.out, f.err);
+    INFO(read_file(f.err));
+    INFO(read_file(f.out));
+    REQUIRE(f.armed(0));
+    const std::string t = lines(f.out, "armed", "vm0").front()["target"];
+    const std::string series = "{vm=\"vm0\",target=\"" + t + "\"}";
+    // 4 MiB written, below the threshold: the write rate shows, and the time to full with it.
+    REQUIRE(f.vms[0]->q->nbd_write(0, 4u << 20) == 0);
+    std::string text;
+    REQUIRE(wait_for([&] {
+        text = http_get(port, "/metrics");
+        auto rate = sample_of(text, "qmp_thin_write_rate_bytes_per_second" + series);
+        return rate && *rate > 0 && sample_of(text, "qmp_thin_time_to_full_seconds" + series);
+    }, std::chrono::seconds(15)));
+    const auto cap = sample_of(text, "qmp_thin_capacity_bytes" + series), alloc = sample_of(text, "qmp_thin_allocation_bytes" + series),
+               room = sample_of(text, "qmp_thin_headroom_bytes" + series), rate = sample_of(text, "qmp_thin_write_rate_bytes_per_second" + series),
+               full = sample_of(text, "qmp_thin_time_to_full_seconds" + series);
+    REQUIRE((cap && alloc && room && rate && full));
+    CHECK(*alloc >= 4u << 20);
+    CHECK(*room == *cap - *alloc);
+    CHECK(*full == doctest::Approx(*room / *rate));
+    CHECK(sample_of(text, "qmp_thin_paused{vm=\"vm0\"}") == 0.0);
+    // An extension: one observation in each phase's histogram.
+    REQUIRE(f.cross(0) == 0);
+    REQUIRE(wait_for([&] { return lines(f.out, "extended", "vm0").size() == 1; }));
+    text = http_get(port, "/metrics");
+    for (const char* phase : {"qmp_thin_extension_to_hook_start_seconds", "qmp_thin_extension_hook_seconds",
+                              "qmp_thin_extension_to_rearmed_seconds"}) {
+        CAPTURE(phase);
+        CHECK(sample_of(text, std::string(phase) + "_count{vm=\"vm0\"}") == 1.0);
+        CHECK(sample_of(text, std::string(phase) + "_bucket{vm=\"vm0\",le=\"+Inf\"}") == 1.0);
+    }
+#ifdef QMP_PROMTOOL
+    const std::string file = f.work.file("metrics.txt");
+    std::ofstream(file) << text.substr(text.find("\r\n\r\n") + 4);
+    CHECK_MESSAGE(promtool("metrics", file).empty(), promtool("metrics", file));
+#endif
+    ::kill(agent, SIGTERM);
+    CHECK(wait_exit(agent) == 0);
+}
+
+#ifdef QMP_PROMTOOL
+TEST_CASE("qmp-thin-agent: the alert rules docs/agent.md gives pass promtool check rules" * doctest::test_suite("tools")) {
+    const std::string doc = read_file(std::string(QMP_TEST_DATA_DIR) + "/../../docs/agent.md");
+    const auto from = doc.find("```yaml\ngroups:");
+    REQUIRE(from != std::string::npos);
+    const auto body = from + 8;
+    const std::string rules = doc.substr(body, doc.find("```", body) - body);
+    CHECK(rules.find("qmp_thin_time_to_full_seconds") != std::string::npos);
+    CHECK(rules.find("qmp_thin_paused") != std::string::npos);
+    temp_dir dir;
+    const std::string file = dir.file("rules.yml");
+    std::ofstream(file) << rules;
+    std::string verdict;
+    CHECK_MESSAGE(run({QMP_PROMTOOL, "check", "rules", file}, &verdict) == 0, verdict);
+}
+#endif
 
 #endif

@@ -17,6 +17,8 @@
 #include <asio/steady_timer.hpp>
 #include <asio/thread_pool.hpp>
 
+#include <array>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -41,10 +43,52 @@ private:
 
 struct vm;
 
+/// Seconds, counted into fixed buckets (a Prometheus histogram).
+struct seconds_histogram {
+    static constexpr std::array<double, 12> bounds{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+    std::array<std::uint64_t, 12> in_bucket{};  // observations at or below each bound (not cumulative)
+    std::uint64_t count = 0;
+    double sum = 0;
+    void observe(double s) {
+        ++count;
+        sum += s;
+        for (std::size_t i = 0; i < bounds.size(); ++i)
+            if (s <= bounds[i]) {
+                ++in_bucket[i];
+                break;
+            }
+    }
+};
+
 /// Counters per VM, for the metrics.
 struct vm_counters {
-    std::uint64_t events_live = 0, events_recovered = 0, extensions_ok = 0, extensions_failed = 0, hook_timeouts = 0,
-                  reconnects = 0, resumed = 0;
+    std::uint64_t events_live = 0, events_recovered = 0, events_immediate = 0, extensions_ok = 0, extensions_failed = 0,
+                  hook_timeouts = 0, reconnects = 0, resumed = 0, enospc_pauses = 0;
+    // An extension's phases: the event taken to the hook started, the hook
+    // running, the hook done to the threshold armed again.
+    seconds_histogram to_hook_start, hook_run, to_rearmed;
+};
+
+/// A target's write rate, estimated from the allocation at each report.
+struct write_rate {
+    std::uint64_t allocation = 0;
+    std::chrono::steady_clock::time_point at{};
+    std::optional<double> bytes_per_second;
+    /// Takes a sample; samples less than a second apart are merged into the next.
+    void sample(std::uint64_t alloc, std::chrono::steady_clock::time_point now) {
+        if (at == std::chrono::steady_clock::time_point{} || alloc < allocation) {  // first, or a new node
+            allocation = alloc;
+            at = now;
+            bytes_per_second.reset();
+            return;
+        }
+        const double dt = std::chrono::duration<double>(now - at).count();
+        if (dt < 1.0) return;
+        const double r = static_cast<double>(alloc - allocation) / dt;
+        bytes_per_second = bytes_per_second ? 0.5 * r + 0.5 * *bytes_per_second : r;  // recent samples weigh most
+        allocation = alloc;
+        at = now;
+    }
 };
 
 class agent {

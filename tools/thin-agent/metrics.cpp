@@ -13,6 +13,7 @@ namespace thin_agent {
 
 std::string agent::metrics_text() const {
     std::ostringstream m;
+    m.precision(12);  // bytes exact up to a terabyte, seconds as written
     auto family = [&](const char* name, const char* type, const char* help) {
         m << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
     };
@@ -47,6 +48,37 @@ std::string agent::metrics_text() const {
             for (const auto& [t, row] : v->rows)
                 if (auto x = g.get(row)) m << g.name << "{vm=\"" << esc(n) << "\",target=\"" << esc(t) << "\"} " << *x << "\n";
     }
+    // What an operator alerts on: room left, how fast it goes, when it runs out.
+    struct per_target {
+        const char* name;
+        const char* help;
+        std::function<std::optional<double>(const qmp::threshold_report_row&, const write_rate*)> get;
+    };
+    auto headroom = [](const qmp::threshold_report_row& r) -> std::optional<double> {
+        if (!r.capacity || !r.element.allocation || *r.element.allocation > *r.capacity) return std::nullopt;
+        return static_cast<double>(*r.capacity - *r.element.allocation);
+    };
+    const per_target derived[] = {
+        {"qmp_thin_headroom_bytes", "Capacity less allocation: room left before the storage is full.",
+         [&](const qmp::threshold_report_row& r, const write_rate*) { return headroom(r); }},
+        {"qmp_thin_write_rate_bytes_per_second", "Allocation growth, estimated from reports (--sample-interval).",
+         [](const qmp::threshold_report_row&, const write_rate* w) { return w ? w->bytes_per_second : std::nullopt; }},
+        {"qmp_thin_time_to_full_seconds", "Headroom at the current write rate (absent while nothing is written).",
+         [&](const qmp::threshold_report_row& r, const write_rate* w) -> std::optional<double> {
+             auto h = headroom(r);
+             if (!h || !w || !w->bytes_per_second || *w->bytes_per_second <= 0) return std::nullopt;
+             return *h / *w->bytes_per_second;
+         }},
+    };
+    for (const auto& g : derived) {
+        family(g.name, "gauge", g.help);
+        for (const auto& [n, v] : vms_)
+            for (const auto& [t, row] : v->rows) {
+                auto it = v->rates.find(t);
+                if (auto x = g.get(row, it == v->rates.end() ? nullptr : &it->second))
+                    m << g.name << "{vm=\"" << esc(n) << "\",target=\"" << esc(t) << "\"} " << *x << "\n";
+            }
+    }
     struct counter {
         const char* name;
         const char* help;
@@ -62,6 +94,9 @@ std::string agent::metrics_text() const {
          &vm_counters::hook_timeouts},
         {"qmp_thin_reconnects_total", "Connections made to the VM's monitor.", &vm_counters::reconnects},
         {"qmp_thin_resumed_total", "VMs resumed after a pause on ENOSPC.", &vm_counters::resumed},
+        {"qmp_thin_enospc_pauses_total", "Pauses of the VM on ENOSPC.", &vm_counters::enospc_pauses},
+        {"qmp_thin_events_immediate_total", "Thresholds already crossed when armed (QEMU would not fire them: reported by the agent).",
+         &vm_counters::events_immediate},
     };
     for (const auto& c : counters) {
         family(c.name, "counter", c.help);
@@ -89,6 +124,35 @@ std::string agent::metrics_text() const {
     }
     family("qmp_thin_connected", "gauge", "1 while the VM's monitor is connected.");
     for (const auto& [n, v] : vms_) m << "qmp_thin_connected{vm=\"" << esc(n) << "\"} " << (v->up ? 1 : 0) << "\n";
+    family("qmp_thin_paused", "gauge", "1 while the VM is paused on ENOSPC and not yet resumed.");
+    for (const auto& [n, v] : vms_) m << "qmp_thin_paused{vm=\"" << esc(n) << "\"} " << (v->paused_nospace ? 1 : 0) << "\n";
+    struct phase {
+        const char* name;
+        const char* help;
+        seconds_histogram vm_counters::*field;
+    };
+    const phase phases[] = {
+        {"qmp_thin_extension_to_hook_start_seconds", "Extension phase: threshold event taken to hook started.",
+         &vm_counters::to_hook_start},
+        {"qmp_thin_extension_hook_seconds", "Extension phase: the hook running.", &vm_counters::hook_run},
+        {"qmp_thin_extension_to_rearmed_seconds", "Extension phase: hook done to threshold armed again.",
+         &vm_counters::to_rearmed},
+    };
+    for (const auto& p : phases) {
+        family(p.name, "histogram", p.help);
+        for (const auto& [n, v] : vms_) {
+            const seconds_histogram& h = v->counters.*p.field;
+            std::uint64_t cumulative = 0;
+            for (std::size_t i = 0; i < seconds_histogram::bounds.size(); ++i) {
+                cumulative += h.in_bucket[i];
+                m << p.name << "_bucket{vm=\"" << esc(n) << "\",le=\"" << seconds_histogram::bounds[i] << "\"} " << cumulative
+                  << "\n";
+            }
+            m << p.name << "_bucket{vm=\"" << esc(n) << "\",le=\"+Inf\"} " << h.count << "\n";
+            m << p.name << "_sum{vm=\"" << esc(n) << "\"} " << h.sum << "\n";
+            m << p.name << "_count{vm=\"" << esc(n) << "\"} " << h.count << "\n";
+        }
+    }
     return m.str();
 }
 

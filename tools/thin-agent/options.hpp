@@ -27,6 +27,7 @@ struct options {
     std::chrono::milliseconds hook_timeout{120000};  // a hook still running then is killed (its process group)
     std::chrono::milliseconds stop_timeout{30000};   // SIGTERM waits this long for running hooks
     std::chrono::milliseconds audit_interval{0};     // 0: no periodic audit (write_threshold read back)
+    std::chrono::milliseconds sample_interval{10000};  // allocation sampled this often for rates (cheap queries)
     std::chrono::milliseconds hook_retry_min{1000};
     std::chrono::milliseconds hook_retry_max{60000};
     std::size_t metrics_clients = 16;                // metrics connections served at once, at most

@@ -44,6 +44,7 @@ void vm::stop() {
     stopped = true;
     job_timer.cancel();
     look_timer.cancel();
+    sample_timer.cancel();
     for (auto& t : retries) t->cancel();
     retries.clear();
     io_errors.reset();
@@ -68,6 +69,18 @@ void vm::on_link(const qmp::reconnect_status& s) {
     say({{"what", "connected"}});
     service.on_connected();  // resyncs: what fired meanwhile comes back, recovered
     arm_all();
+    sample();
+}
+
+void vm::sample() {
+    const auto every = a.opts().sample_interval;
+    if (every.count() <= 0) return;
+    sample_timer.expires_after(every);
+    sample_timer.async_wait([this, self = shared_from_this(), sessions = counters.reconnects](std::error_code ec) {
+        if (ec || stopped || !up || sessions != counters.reconnects) return;
+        refresh([](bool) {});
+        sample();
+    });
 }
 
 void vm::arm_all() {
@@ -127,7 +140,13 @@ void vm::refresh(std::function<void(bool)> then, bool fresh_sizes) {
             say({{"what", "error"}, {"error", "report: " + ec.message()}});
         } else {
             rows.clear();
-            for (auto& row : r) rows[qmp::target{row.disk, row.element.index}.indexed()] = std::move(row);
+            const auto now = std::chrono::steady_clock::now();
+            for (auto& row : r) {
+                const std::string t = qmp::target{row.disk, row.element.index}.indexed();
+                if (row.element.allocation) rates[t].sample(*row.element.allocation, now);
+                rows[t] = std::move(row);
+            }
+            for (auto it = rates.begin(); it != rates.end();) it = rows.count(it->first) ? std::next(it) : rates.erase(it);
         }
         for (auto& f : waiting) f(!ec);
         if (!after_next_report.empty()) {
@@ -164,7 +183,10 @@ void vm::take_io_errors() {
 }
 
 void vm::on_nospace(const std::string& device) {
-    if (!paused_nospace) say({{"what", "paused"}, {"device", device}, {"reason", "ENOSPC"}});
+    if (!paused_nospace) {
+        ++counters.enospc_pauses;
+        say({{"what", "paused"}, {"device", device}, {"reason", "ENOSPC"}});
+    }
     paused_nospace = true;
     // A write that was under way while the storage grew can fail
     // after the extension: with no extension running, resume once per
@@ -259,6 +281,8 @@ void vm::on_threshold(const qmp::threshold_event& e) {
     if (e.how == qmp::threshold_event::origin::gone) return say({{"what", "gone"}, {"target", t}, {"node", e.node}});
     if (e.recovered())
         ++counters.events_recovered;
+    else if (e.how == qmp::threshold_event::origin::immediate)
+        ++counters.events_immediate;
     else
         ++counters.events_live;
     say({{"what", "threshold"},
@@ -284,8 +308,11 @@ std::string vm::event_time(const qmp::threshold_event& e) {
 
 void vm::extend(const std::string& t, const qmp::threshold_event& e) {
     extending.insert(t);
-    auto start = [this, self = shared_from_this(), t, e] {
+    using clock = std::chrono::steady_clock;
+    auto start = [this, self = shared_from_this(), t, e, taken = clock::now()] {
         if (stopped || a.stopping()) return end_extension(t);
+        const auto started = clock::now();
+        counters.to_hook_start.observe(std::chrono::duration<double>(started - taken).count());
         auto it = rows.find(t);
         const qmp::threshold_report_row* row = it == rows.end() ? nullptr : &it->second;
         std::vector<std::string> env{
@@ -301,12 +328,14 @@ void vm::extend(const std::string& t, const qmp::threshold_event& e) {
             "QMP_EXCEEDED=" + std::to_string(e.amount_exceeded),
             "QMP_RECOVERED=" + std::string(e.recovered() ? "1" : "0"),
             "QMP_EVENT_TIME=" + event_time(e)};
-        a.run_hook(env, [this, self, t, e](int status, bool timed_out) {
+        a.run_hook(env, [this, self, t, e, started](int status, bool timed_out) {
+            const auto done = clock::now();
+            counters.hook_run.observe(std::chrono::duration<double>(done - started).count());
             if (stopped) return end_extension(t);
             if (status != 0) return hook_failed(t, e, status, timed_out);
             ++counters.extensions_ok;
             hook_waits.erase(t);
-            rearm(t);
+            rearm(t, done);
         });
     };
     // A live event says where the write went (threshold + exceeded); the
@@ -321,13 +350,16 @@ void vm::extend(const std::string& t, const qmp::threshold_event& e) {
     });
 }
 
-void vm::rearm(const std::string& t) {
+void vm::rearm(const std::string& t, std::optional<std::chrono::steady_clock::time_point> hook_done) {
     rearm_pending.insert(t);
-    refresh([this, self = shared_from_this(), t](bool ok) {
+    refresh([this, self = shared_from_this(), t, hook_done](bool ok) {
         if (!ok) return end_extension(t);
         auto it = rows.find(t);
         const std::uint64_t cap = it != rows.end() && it->second.capacity ? *it->second.capacity : 0;
-        service.async_extended(t, cap, [this, self, t, cap](std::error_code ec, std::vector<qmp::threshold_event> now) {
+        service.async_extended(t, cap, [this, self, t, cap, hook_done](std::error_code ec, std::vector<qmp::threshold_event> now) {
+            if (!ec && hook_done)
+                counters.to_rearmed.observe(
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - *hook_done).count());
             if (!ec) rearm_pending.erase(t);
             end_extension(t);
             if (stopped) return;

@@ -58,6 +58,8 @@ struct vm : std::enable_shared_from_this<vm> {
     std::chrono::steady_clock::time_point last_job_check{}, last_look{};
     asio::steady_timer job_timer, look_timer;
     bool paused_nospace = false;
+    std::map<std::string, write_rate> rates;  // target -> its write rate, from reports
+    asio::steady_timer sample_timer;          // reports every --sample-interval while connected
     bool grown_since_resume = false;  // an extension succeeded since the last `cont`
     bool up = false;
     bool stopped = false;
@@ -74,7 +76,8 @@ struct vm : std::enable_shared_from_this<vm> {
           rec(client, asio::local::stream_protocol::endpoint(socket), qmp::reconnect_options{},
               [this](const qmp::reconnect_status& s) { on_link(s); }),
           job_timer(ag.io()),
-          look_timer(ag.io()) {}
+          look_timer(ag.io()),
+          sample_timer(ag.io()) {}
 
     // Runs `f` now, or once `interval` has passed since `last` (on `timer`).
     void spaced(asio::steady_timer& timer, std::chrono::steady_clock::time_point& last, std::chrono::milliseconds interval,
@@ -164,7 +167,10 @@ struct vm : std::enable_shared_from_this<vm> {
 
     // The storage grew: read its new size, re-arm with the same spec. What
     // cannot be done now (the connection went) is done on the next one.
-    void rearm(const std::string& t);
+    // `hook_done`: when the hook that grew it ended (for the latency of re-arming).
+    void rearm(const std::string& t, std::optional<std::chrono::steady_clock::time_point> hook_done = std::nullopt);
+    // A report every --sample-interval while connected: allocation, hence write rates and time to full.
+    void sample();
 
     // A failed (or killed) hook runs again after a wait that grows, until
     // it succeeds: the extension is never dropped. Not while stopping: the
