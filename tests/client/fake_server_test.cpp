@@ -86,14 +86,19 @@ TEST_CASE("fake: socket closed in the middle of a message" * doctest::test_suite
 TEST_CASE("fake: a peer that stops reading fails commands with connection_closed, not a write error" *
           doctest::test_suite("fake")) {
     fake_server srv;
-    std::promise<void> finished;
+    std::promise<void> finished, stopped_reading;
     auto script = in_thread([&] {
         srv.handshake();
         ::shutdown(srv.socket().native_handle(), SHUT_RD);  // our writes now fail (EPIPE); our reads do not end
+        stopped_reading.set_value();
         finished.get_future().wait();
     });
     qmp::sync_client cl(quick());
     cl.connect(srv.endpoint());
+    // The peer stops reading before the command goes out: a client already
+    // waiting on a full buffer when it does is not always woken by Linux,
+    // and would see its command time out instead (seen once under load).
+    stopped_reading.get_future().wait();
     std::error_code ec;
     qmp::diagnostics d;
     cl.execute("big", {{"pad", std::string(1 << 20, 'x')}}, ec, d);
