@@ -63,7 +63,7 @@ struct seconds_histogram {
 /// Counters per VM, for the metrics.
 struct vm_counters {
     std::uint64_t events_live = 0, events_recovered = 0, events_immediate = 0, extensions_ok = 0, extensions_failed = 0,
-                  hook_timeouts = 0, reconnects = 0, resumed = 0, enospc_pauses = 0;
+                  hook_timeouts = 0, reconnects = 0, resumed = 0, enospc_pauses = 0, extensions_abandoned = 0;
     // An extension's phases: the event taken to the hook started, the hook
     // running, the hook done to the threshold armed again.
     seconds_histogram to_hook_start, hook_run, to_rearmed;

@@ -90,6 +90,8 @@ std::string agent::metrics_text() const {
          &vm_counters::events_recovered},
         {"qmp_thin_extensions_ok_total", "Extension hooks that succeeded.", &vm_counters::extensions_ok},
         {"qmp_thin_extensions_failed_total", "Extension hooks that failed (retried).", &vm_counters::extensions_failed},
+        {"qmp_thin_extensions_abandoned_total", "Extensions dropped because their element left the chain (a merge pivoted).",
+         &vm_counters::extensions_abandoned},
         {"qmp_thin_hook_timeouts_total", "Extension hooks killed after --hook-timeout (counted as failed too).",
          &vm_counters::hook_timeouts},
         {"qmp_thin_reconnects_total", "Connections made to the VM's monitor.", &vm_counters::reconnects},

@@ -83,18 +83,27 @@ void vm::sample() {
     });
 }
 
-void vm::arm_all() {
-    refresh([this, self = shared_from_this()](bool ok) {
-        if (!ok) return;  // the next connection tries again
+void vm::arm_all(std::function<void()> then) {
+    refresh([this, self = shared_from_this(), then = std::move(then)](bool ok) {
+        // Called once the last arming answered (or at once, with none).
+        auto left = std::make_shared<std::size_t>(1);
+        auto one_done = [left, then] {
+            if (--*left == 0 && then) then();
+        };
+        if (!ok) return one_done();  // the next connection tries again
         finish_interrupted();
         for (const auto& [target, row] : rows) {
             if (!row.active || !wanted(row.disk) || row.armed) continue;
             const std::string t = target;
+            ++*left;
             service.async_arm(row.disk, a.opts().spec, qmp::rearm_policy::on_extend, 0,
-                              [this, self = shared_from_this(), t](std::error_code ec, std::vector<qmp::threshold_event> now) {
+                              [this, self = shared_from_this(), t, one_done](std::error_code ec, std::vector<qmp::threshold_event> now) {
                                   if (stopped) return;
-                                  if (ec) return say({{"what", "error"}, {"target", t}, {"error", ec.message()}});
-                                  refresh([this, self = shared_from_this(), t, now](bool) {
+                                  if (ec) {
+                                      say({{"what", "error"}, {"target", t}, {"error", ec.message()}});
+                                      return one_done();
+                                  }
+                                  refresh([this, self = shared_from_this(), t, now, one_done](bool) {
                                       auto it = rows.find(t);
                                       qmp::json line{{"what", "armed"}, {"target", t}};
                                       if (it != rows.end() && it->second.armed) {
@@ -103,10 +112,33 @@ void vm::arm_all() {
                                       }
                                       say(line);
                                       for (const auto& e : now) on_threshold(e);
+                                      one_done();
                                   });
                               });
         }
+        one_done();
     });
+}
+
+void vm::on_gone(const std::string& t, const qmp::threshold_event& e) {
+    say({{"what", "gone"}, {"target", t}, {"node", e.node}});
+    rearm_pending.erase(t);
+    hook_waits.erase(t);
+    const bool was_extending = extending.count(t) != 0;
+    if (was_extending) abandoned.insert(t);
+    // Arm what the chain has now before the guest writes on: a full new
+    // layer fires at once (immediate) and is extended like any other.
+    arm_all([this, self = shared_from_this(), was_extending] {
+        if (was_extending && paused_nospace && !stopped) resume_if_paused();
+    });
+}
+
+bool vm::drop_if_abandoned(const std::string& t) {
+    if (!abandoned.erase(t)) return false;
+    ++counters.extensions_abandoned;
+    say({{"what", "abandoned"}, {"target", t}, {"reason", "the element left the chain"}});
+    end_extension(t);
+    return true;
 }
 
 void vm::finish_interrupted() {
@@ -278,7 +310,7 @@ void vm::look_again() {
 
 void vm::on_threshold(const qmp::threshold_event& e) {
     const std::string t = e.where.indexed();
-    if (e.how == qmp::threshold_event::origin::gone) return say({{"what", "gone"}, {"target", t}, {"node", e.node}});
+    if (e.how == qmp::threshold_event::origin::gone) return on_gone(t, e);
     if (e.recovered())
         ++counters.events_recovered;
     else if (e.how == qmp::threshold_event::origin::immediate)
@@ -311,6 +343,7 @@ void vm::extend(const std::string& t, const qmp::threshold_event& e) {
     using clock = std::chrono::steady_clock;
     auto start = [this, self = shared_from_this(), t, e, taken = clock::now()] {
         if (stopped || a.stopping()) return end_extension(t);
+        if (drop_if_abandoned(t)) return;
         const auto started = clock::now();
         counters.to_hook_start.observe(std::chrono::duration<double>(started - taken).count());
         auto it = rows.find(t);
@@ -332,6 +365,7 @@ void vm::extend(const std::string& t, const qmp::threshold_event& e) {
             const auto done = clock::now();
             counters.hook_run.observe(std::chrono::duration<double>(done - started).count());
             if (stopped) return end_extension(t);
+            if (drop_if_abandoned(t)) return;
             if (status != 0) return hook_failed(t, e, status, timed_out);
             ++counters.extensions_ok;
             hook_waits.erase(t);
@@ -355,12 +389,18 @@ void vm::rearm(const std::string& t, std::optional<std::chrono::steady_clock::ti
     refresh([this, self = shared_from_this(), t, hook_done](bool ok) {
         if (!ok) return end_extension(t);
         auto it = rows.find(t);
-        const std::uint64_t cap = it != rows.end() && it->second.capacity ? *it->second.capacity : 0;
+        if (it == rows.end()) {  // the element left the chain meanwhile: nothing to re-arm
+            rearm_pending.erase(t);
+            abandoned.insert(t);
+            return void(drop_if_abandoned(t));
+        }
+        const std::uint64_t cap = it->second.capacity ? *it->second.capacity : 0;
         service.async_extended(t, cap, [this, self, t, cap, hook_done](std::error_code ec, std::vector<qmp::threshold_event> now) {
             if (!ec && hook_done)
                 counters.to_rearmed.observe(
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - *hook_done).count());
             if (!ec) rearm_pending.erase(t);
+            if (ec && drop_if_abandoned(t)) return void(rearm_pending.erase(t));
             end_extension(t);
             if (stopped) return;
             if (ec) return say({{"what", "error"}, {"target", t}, {"error", "re-arm: " + ec.message()}});
@@ -387,6 +427,7 @@ void vm::hook_failed(const std::string& t, const qmp::threshold_event& e, int st
     timer->async_wait([this, self = shared_from_this(), timer, t, e](std::error_code ec) {
         retries.erase(timer);
         if (ec || stopped || a.stopping()) return end_extension(t);
+        if (drop_if_abandoned(t)) return;
         extending.erase(t);  // extend() takes it again
         extend(t, e);
     });

@@ -50,6 +50,10 @@ struct vm : std::enable_shared_from_this<vm> {
     // Targets whose hook succeeded but whose re-arming did not (the
     // connection went): re-armed on the next connection, the hook not run again.
     std::set<std::string> rearm_pending;
+    // Targets that left the chain (a live merge pivoted, a mirror completed)
+    // while their extension was under way: when its hook ends, nothing more
+    // is done for them (no re-arming, no retry).
+    std::set<std::string> abandoned;
     bool checking_jobs = false, check_jobs_again = false;
     bool resyncing = false;
     // Job checks and resyncs a peer's events ask for start at most this
@@ -114,8 +118,17 @@ struct vm : std::enable_shared_from_this<vm> {
     bool wanted(const std::string& disk) const { return a.opts().disks.empty() || a.opts().disks.count(disk); }
 
     // Arms the active layer of every (wanted) disk that has nothing armed,
-    // and finishes extensions a stop or a crash interrupted.
-    void arm_all();
+    // and finishes extensions a stop or a crash interrupted; then `then()`
+    // (once every arming answered, or the report failed).
+    void arm_all(std::function<void()> then = {});
+
+    // An armed element left the chain. Its extension, if one is under way,
+    // is abandoned; the chain's new active layer is armed; a guest paused
+    // on ENOSPC goes on (its writes go to another element now).
+    void on_gone(const std::string& t, const qmp::threshold_event& e);
+
+    // The hook of an abandoned extension ended: said, and nothing more.
+    bool drop_if_abandoned(const std::string& t);
 
     // A threshold the state says fired, with no extension under way: its
     // extension was interrupted (SIGTERM, kill -9, a hook that kept
@@ -160,6 +173,7 @@ struct vm : std::enable_shared_from_this<vm> {
 
     void end_extension(const std::string& t) {
         extending.erase(t);
+        abandoned.erase(t);
         a.work_finished();
     }
 
