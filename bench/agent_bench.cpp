@@ -19,6 +19,7 @@
 // CPU time while it handled the firing (and per VM), its CPU time while
 // idle (armed, nothing happening) over --idle-seconds, its resident memory
 // and, with two sizes, the memory each further VM adds.
+#include "bench_support.hpp"
 #include "nbd_writer.hpp"
 
 #include <support/qemu.hpp>
@@ -42,10 +43,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using qmp_support::temp_dir;
-
-std::string bin_dir() {
-    return std::filesystem::read_symlink("/proc/self/exe").parent_path().string();
-}
+using namespace qmp_bench;
 
 // CPU time the process's (only) thread ran, from the scheduler: nanoseconds.
 double cpu_ms(pid_t pid) {
@@ -61,39 +59,6 @@ std::size_t rss_kib(pid_t pid) {
     while (std::getline(f, line))
         if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
     return 0;
-}
-
-std::size_t count_lines(const std::string& file, const std::string& what) {
-    std::ifstream f(file);
-    std::string line;
-    std::size_t n = 0;
-    const std::string key = "\"what\":\"" + what + "\"";
-    while (std::getline(f, line)) n += line.find(key) != std::string::npos;
-    return n;
-}
-
-bool wait_until(const std::function<bool()>& f, std::chrono::seconds total) {
-    const auto end = std::chrono::steady_clock::now() + total;
-    while (std::chrono::steady_clock::now() < end) {
-        if (f()) return true;
-        std::this_thread::sleep_for(20ms);
-    }
-    return f();
-}
-
-double pct(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
-}
-
-std::vector<std::size_t> parse_list(const std::string& s) {
-    std::vector<std::size_t> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(std::stoul(item));
-    return out;
 }
 
 // The thin layout of one VM: <name>-0 (base) and <name>-1 (top) qcow2, each
@@ -272,8 +237,8 @@ int main(int argc, char** argv) {
     int idle_seconds = 5;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
-        if (a == "--real") real = parse_list(argv[i + 1]);
-        else if (a == "--simulated") simulated = parse_list(argv[i + 1]);
+        if (a == "--real") real = parse_sizes(argv[i + 1]);
+        else if (a == "--simulated") simulated = parse_sizes(argv[i + 1]);
         else if (a == "--idle-seconds") idle_seconds = std::stoi(argv[i + 1]);
         else if (a == "--record") return record_templates(argv[i + 1]), 0;  // only write the replies qmp-bench-monitors plays
     }

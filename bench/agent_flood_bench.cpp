@@ -12,6 +12,8 @@
 // Prints, every --sample seconds: the agent's resident memory (VmRSS) and
 // its peak (VmHWM), the events sent, and the graph queries the agent made of
 // the flooding monitor in that interval (per second).
+#include "bench_support.hpp"
+
 #include <support/hostile_events.hpp>
 #include <support/qemu.hpp>
 
@@ -34,8 +36,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string bin_dir() { return std::filesystem::read_symlink("/proc/self/exe").parent_path().string(); }
+using qmp_bench::bin_dir;
 
 std::string recorded(const std::string& name) {
     std::ifstream f(std::string(QMP_TEST_DATA_DIR) + "/qemu-10.0/" + name + ".json");

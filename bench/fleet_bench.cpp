@@ -18,6 +18,7 @@
 // (getrusage RUSAGE_THREAD) while the events arrived and per event, graph
 // queries during the firing (0: no rebuild per event), and the resident
 // memory each watched VM adds to the process (client + service + graph).
+#include "bench_support.hpp"
 #include "nbd_writer.hpp"
 
 #include <support/qemu.hpp>
@@ -48,6 +49,8 @@
 
 namespace {
 
+using qmp_bench::pct;
+
 std::size_t rss_kib() {
     std::ifstream f("/proc/self/status");
     std::string line;
@@ -60,11 +63,6 @@ double thread_cpu_ms() {
     rusage u{};
     getrusage(RUSAGE_THREAD, &u);
     return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
-}
-
-double pct(std::vector<double> v, double p) {
-    std::sort(v.begin(), v.end());
-    return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
 }
 
 struct vm {

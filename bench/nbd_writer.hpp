@@ -59,10 +59,16 @@ public:
         req.append(len, '\xab');
         write_all(req.data(), req.size());
     }
+    /// The next reply's error: 0 when the write succeeded, else an errno
+    /// value (28: ENOSPC).
+    std::uint32_t read_reply() {
+        unsigned char r[16];
+        read_all(reinterpret_cast<char*>(r), sizeof r);
+        return static_cast<std::uint32_t>(r[4]) << 24 | static_cast<std::uint32_t>(r[5]) << 16 |
+               static_cast<std::uint32_t>(r[6]) << 8 | r[7];
+    }
     void wait_reply() {
-        char r[16];
-        read_all(r, sizeof r);
-        if (r[4] | r[5] | r[6] | r[7]) throw std::runtime_error("nbd: the write failed");
+        if (read_reply() != 0) throw std::runtime_error("nbd: the write failed");
     }
 
 private:

@@ -109,6 +109,8 @@ struct scripted_driver {
     std::vector<qmp::threshold_event> events;
     std::vector<qmp::tracker_request> event_requests;  // per event: the request that caused it, or 0
     std::vector<qmp::tracker_actions::request_done> done;
+    std::vector<qmp::tracker_actions::resync_done> resyncs_done;  // in order
+    std::size_t resync_queries = 0;  // graph queries made for a resync
     std::vector<qmp::threshold_state> saved;
     std::error_code fail_saves;         // when set, every save fails
     std::error_code fail_set;           // when set, every set_threshold fails
@@ -127,6 +129,7 @@ struct scripted_driver {
                 [&](auto& act) {
                     using A = std::decay_t<decltype(act)>;
                     if constexpr (std::is_same_v<A, qmp::tracker_actions::query_graph>) {
+                        if (act.resync) ++resync_queries;
                         log.push_back(act.details == qmp::details_need::fresh   ? "graph+details"
                                       : act.details == qmp::details_need::known ? "graph+known"
                                                                                 : "graph");
@@ -157,6 +160,8 @@ struct scripted_driver {
                         t.on_saved();
                     } else if constexpr (std::is_same_v<A, qmp::tracker_actions::decode_error>) {
                         log.push_back("decode-error " + act.event + ": " + act.diag.message);
+                    } else if constexpr (std::is_same_v<A, qmp::tracker_actions::resync_done>) {
+                        resyncs_done.push_back(act);
                     } else if constexpr (std::is_same_v<A, qmp::tracker_actions::report>) {
                         log.push_back(std::string("report ") + qmp::to_string(act.event.how) + " " +
                                       act.event.where.indexed());

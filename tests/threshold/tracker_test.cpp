@@ -151,11 +151,19 @@ TEST_CASE("tracker: a resync decides from the journal and the marks, only an aud
     // The same QEMU again (a reconnection, an agent restarted): the journal
     // vouches for what it armed; the marks say nothing fired.
     c.d.log.clear();
+    c.d.resyncs_done.clear();
+    c.d.resync_queries = 0;
+    const auto resyncs_before = c.t.stats().resyncs;
     c.t.on_disconnected();
     c.t.on_connected(std::string("pid:1"));
     c.d.run(c.t);
     CHECK(c.d.log == std::vector<std::string>{"graph"});
     CHECK(!c.t.audit_owed());
+    // Its query says it is for a resync, and its end is told (a runner times it).
+    CHECK(c.d.resync_queries == 1);
+    REQUIRE(c.d.resyncs_done.size() == 1);
+    CHECK(!c.d.resyncs_done[0].audit);
+    CHECK(c.d.resyncs_done[0].request == 0);  // the tracker's own, after a reconnection
     // A loss marker: the same cheap resync, and what fired meanwhile is found by its mark.
     c.q.marks["vda-1-file"] = 9 * MiB;
     c.d.log.clear();
@@ -181,6 +189,12 @@ TEST_CASE("tracker: a resync decides from the journal and the marks, only an aud
     CHECK(c.d.events.empty());
     CHECK(c.t.stats().rearmed_unexplained == 1);
     CHECK(c.t.stats().audits == 1);
+    // Its end is told once the re-arming it decided was answered.
+    REQUIRE(!c.d.resyncs_done.empty());
+    CHECK(c.d.resyncs_done.back().audit);
+    CHECK(c.d.resyncs_done.back().request != 0);
+    CHECK(c.d.resyncs_done.size() == c.d.resync_queries);
+    CHECK(c.d.resyncs_done.size() == c.t.stats().resyncs - resyncs_before);
     // Someone else re-armed it elsewhere: an audit follows QEMU.
     c.q.thresholds["vda-0-file"] = 5 * MiB;
     c.t.audit();

@@ -103,7 +103,7 @@ TEST_CASE("qmp-thin-agent: --audit-interval arms again a threshold cleared behin
     }
 }
 
-TEST_CASE("qmp-thin-agent: headroom, write rate, time to full and extension phases on /metrics" * doctest::test_suite("qemu")) {
+TEST_CASE("qmp-thin-agent: headroom, write rate, time to full, extension phases and resync durations on /metrics" * doctest::test_suite("qemu")) {
     const auto builds = qemu_builds();
     const auto& b = builds.back();
     fleet f(b, 1);
@@ -142,6 +142,12 @@ TEST_CASE("qmp-thin-agent: headroom, write rate, time to full and extension phas
         CHECK(sample_of(text, std::string(phase) + "_count{vm=\"vm0\"}") == 1.0);
         CHECK(sample_of(text, std::string(phase) + "_bucket{vm=\"vm0\",le=\"+Inf\"}") == 1.0);
     }
+    // Every resync (one on connecting, at least) is timed.
+    const auto resyncs = sample_of(text, "qmp_thin_resyncs_total{vm=\"vm0\"}");
+    REQUIRE(resyncs);
+    CHECK(*resyncs >= 1);
+    CHECK(sample_of(text, "qmp_thin_resync_seconds_count{vm=\"vm0\"}") == *resyncs);
+    CHECK(sample_of(text, "qmp_thin_resync_seconds_sum{vm=\"vm0\"}") > 0.0);
 #ifdef QMP_PROMTOOL
     const std::string file = f.work.file("metrics.txt");
     std::ofstream(file) << text.substr(text.find("\r\n\r\n") + 4);

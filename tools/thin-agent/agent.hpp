@@ -45,8 +45,9 @@ struct vm;
 
 /// Seconds, counted into fixed buckets (a Prometheus histogram).
 struct seconds_histogram {
-    static constexpr std::array<double, 12> bounds{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
-    std::array<std::uint64_t, 12> in_bucket{};  // observations at or below each bound (not cumulative)
+    static constexpr std::array<double, 16> bounds{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                   0.5,   1,      2.5,   5,    10,    30,   60,  120};
+    std::array<std::uint64_t, bounds.size()> in_bucket{};  // observations at or below each bound (not cumulative)
     std::uint64_t count = 0;
     double sum = 0;
     void observe(double s) {
@@ -67,6 +68,7 @@ struct vm_counters {
     // An extension's phases: the event taken to the hook started, the hook
     // running, the hook done to the threshold armed again.
     seconds_histogram to_hook_start, hook_run, to_rearmed;
+    seconds_histogram resync;  // each resync (audits included), first query to last decision
 };
 
 /// A target's write rate, estimated from the allocation at each report.

@@ -139,6 +139,8 @@ std::string agent::metrics_text() const {
         {"qmp_thin_extension_hook_seconds", "Extension phase: the hook running.", &vm_counters::hook_run},
         {"qmp_thin_extension_to_rearmed_seconds", "Extension phase: hook done to threshold armed again.",
          &vm_counters::to_rearmed},
+        {"qmp_thin_resync_seconds", "Resyncs (audits included): first graph query to last decision carried out.",
+         &vm_counters::resync},
     };
     for (const auto& p : phases) {
         family(p.name, "histogram", p.help);

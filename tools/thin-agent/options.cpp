@@ -18,7 +18,7 @@ const char* usage_text =
     "usage: qmp-thin-agent (--vm NAME=SOCKET)... [--vms-file FILE] [--spec SPEC] [--disk NAME]...\n"
     "                      [--extend-cmd CMD] [--hook-timeout SECONDS] [--stop-timeout SECONDS]\n"
     "                      [--audit-interval SECONDS] [--sample-interval SECONDS]\n"
-    "                      [--state-dir DIR] [--log json|text] [--metrics HOST:PORT]\n";
+    "                      [--state-dir DIR] [--log json|text] [--metrics HOST:PORT] [--metrics-timeout SECONDS]\n";
 
 bool valid_vm_name(const std::string& name) {
     if (name.empty() || name.size() > 64 || name[0] == '.') return false;
@@ -150,6 +150,8 @@ options parse_command_line(int argc, char** argv) {
             o.stop_timeout = to_ms(parse_seconds(a, v));
         } else if (a == "--audit-interval") {
             o.audit_interval = to_ms(parse_seconds(a, v));
+        } else if (a == "--metrics-timeout") {
+            o.metrics_request_timeout = to_ms(parse_seconds(a, v));
         } else if (a == "--sample-interval") {
             o.sample_interval = to_ms(parse_seconds(a, v));
         } else if (a == "--state-dir") {

@@ -9,6 +9,9 @@ qmp::threshold_service_options vm::service_options() {
     o.journal = journal;
     o.journal_executor = a.journal_pool().get_executor();
     o.audit_interval = a.opts().audit_interval;
+    o.on_resync = [this](const qmp::threshold_resync_info& r) {
+        counters.resync.observe(std::chrono::duration<double>(r.took).count());
+    };
     o.on_decode_error = [this](const std::string& ev, const qmp::diagnostics& why) {
         say({{"what", "error"}, {"error", "an unreadable " + ev + ": " + why.message}});
     };

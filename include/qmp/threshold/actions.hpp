@@ -29,6 +29,9 @@ struct query_graph {
     /// tracker's own work wants it (an event, a loss, a reconnection), and
     /// a runner may space such queries out.
     bool requested = false;
+    /// It is for a resync (an audit included): a runner that times resyncs
+    /// starts the clock when it goes out; resync_done stops it.
+    bool resync = false;
 };
 
 /// Send block-set-write-threshold; hand the outcome to on_command_result().
@@ -60,6 +63,14 @@ struct decode_error {
     diagnostics diag;
 };
 
+/// A resync (asked for, or the tracker's own after a reconnection or a
+/// loss) finished: its decisions are carried out (commands answered, state
+/// saved). Comes before its request_done, if it was asked for.
+struct resync_done {
+    bool audit = false;  ///< it read every write_threshold back (the expensive query)
+    tracker_request request = 0;
+};
+
 /// A request (arm, disarm, extended, resync, report) finished.
 struct request_done {
     tracker_request request = 0;
@@ -72,6 +83,7 @@ struct request_done {
 
 using tracker_action =
     std::variant<tracker_actions::query_graph, tracker_actions::set_threshold, tracker_actions::save_state,
-                 tracker_actions::report, tracker_actions::decode_error, tracker_actions::request_done>;
+                 tracker_actions::report, tracker_actions::decode_error, tracker_actions::resync_done,
+                 tracker_actions::request_done>;
 
 }  // namespace qmp

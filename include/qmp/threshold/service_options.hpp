@@ -19,6 +19,13 @@
 
 namespace qmp {
 
+/// A resync that finished (threshold_service_options::on_resync).
+struct threshold_resync_info {
+    std::chrono::steady_clock::duration took{};  ///< first graph query out to last decision carried out
+    bool audit = false;                          ///< it read every write_threshold back (the expensive query)
+    bool requested = false;                      ///< asked for (async_resync, async_audit), not the service's own
+};
+
 struct threshold_service_options {
     tracker_options tracker;
     /// Resync on each on_connected(): what fired while nobody listened
@@ -59,6 +66,10 @@ struct threshold_service_options {
     std::function<void(bool connected, std::error_code why)> on_connection;
     /// Told when an event the service needs could not be read (a resync follows).
     std::function<void(const std::string& event, const diagnostics& why)> on_decode_error;
+    /// Told when a resync (an audit included) has finished, with how long it
+    /// took from its first graph query to its last decision carried out:
+    /// for a histogram of resync durations.
+    std::function<void(const threshold_resync_info&)> on_resync;
 };
 
 /// What a service has seen, for metrics.

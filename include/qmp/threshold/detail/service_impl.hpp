@@ -232,17 +232,19 @@ public:
         const auto at = last_query + query_gap;
         if (!act.requested && last_query != clock::time_point{} && now < at) {
             query_timer.expires_at(at);
-            query_timer.async_wait([self = this->shared_from_this(), details = act.details](std::error_code ec) {
+            query_timer.async_wait([self = this->shared_from_this(), details = act.details, resync = act.resync](std::error_code ec) {
                 if (ec || self->stopped) return;
-                self->query(details);
+                self->query(details, resync);
             });
             return;
         }
-        query(act.details);
+        query(act.details, act.resync);
     }
 
-    void query(details_need details) {
+    void query(details_need details, bool for_resync) {
         last_query = clock::now();
+        // A resync is timed from its first query out (a failed one is retried) to its end.
+        if (for_resync && resync_began == clock::time_point{}) resync_began = last_query;
         ++counters.graph_queries;
         auto d = std::make_shared<diagnostics>();
         graph_query_options o;
@@ -332,6 +334,12 @@ public:
         if (opts.on_decode_error) opts.on_decode_error(act.event, act.diag);
     }
 
+    void carry_out(tracker_actions::resync_done& act) {
+        const auto began = std::exchange(resync_began, clock::time_point{});
+        if (!opts.on_resync || began == clock::time_point{}) return;
+        opts.on_resync(threshold_resync_info{clock::now() - began, act.audit, act.request != 0});
+    }
+
     void carry_out(tracker_actions::request_done& act) {
         auto it = requests.find(act.request);
         if (it == requests.end()) return;
@@ -375,6 +383,7 @@ public:
     backoff_series query_waits;
     std::chrono::milliseconds query_gap{opts.min_refresh_interval};
     clock::time_point last_query{};
+    clock::time_point resync_began{};  // the running resync's first query (none: epoch)
     std::map<tracker_request, pending> requests;
     std::deque<threshold_event> events;
     completion<std::error_code, threshold_event> waiter;

@@ -116,7 +116,7 @@ inline void threshold_tracker::pump() {
             const details_need details = need == detail::graph_need::fresh_details ? details_need::fresh
                                          : need == detail::graph_need::fresh_known ? details_need::known
                                                                                     : details_need::none;
-            out_.push_back(tracker_actions::query_graph{details, w.request != 0});
+            out_.push_back(tracker_actions::query_graph{details, w.request != 0, w.kind == detail::work_kind::resync});
             query_in_out_ = true;
             ++stats_.graph_queries;
             phase_ = phase::graph;
@@ -190,6 +190,7 @@ inline void threshold_tracker::complete_head() {
     if (queue_.empty()) return;
     detail::tracker_work w = std::move(queue_.front());
     queue_.pop_front();
+    if (w.kind == detail::work_kind::resync) out_.push_back(tracker_actions::resync_done{w.audit, w.request});
     if (w.request)
         out_.push_back(tracker_actions::request_done{w.request, head_error_, head_diag_, std::move(head_rows_)});
     head_rows_.clear();
