@@ -107,7 +107,7 @@ struct flood_monitor {
                     if (cmd == "query-blockstats")
                         ret = req.contains("arguments") && req["arguments"].contains("query-nodes") ? node_stats : stats;
                     if (cmd == "x-debug-query-block-graph") ++graph_queries;
-                    alive = put(R"({"return": )" + ret + R"(, "id": )" + req["id"].dump() + "}\r\n");
+                    alive = put(R"({"return": )" + ret + (req.contains("id") ? R"(, "id": )" + req["id"].dump() : std::string()) + "}\r\n");
                 }
                 const std::string burst = qmp_support::hostile_burst(n, 20);
                 if (put(burst)) events += 20 * qmp_support::hostile_events_per_round;

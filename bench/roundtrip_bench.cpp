@@ -5,8 +5,10 @@
 //
 // Against a real qemu-storage-daemon of each QEMU:
 //   sequential: N `query-version` one after another, through a raw-socket
-//     client (blocking, no JSON parser: the limit), the async client (one
-//     io_context thread, each completion starting the next) and sync_client;
+//     client (blocking, no JSON parser) without an id (the limit) and with
+//     one, the async client (one io_context thread, each completion
+//     starting the next) and sync_client, each with id-less commands (the
+//     default) and with every command numbered (`-ids`);
 //   pipelined: B batches of 64 commands in flight with oob negotiated, the
 //     raw client writing all 64 at once, the async client keeping at most C
 //     in-band commands at QEMU (client_options::max_inband_in_flight,
@@ -76,16 +78,28 @@ double seconds_since(clock_type::time_point t0) {
 
 using qmp_bench::raw_client;
 
-// The shortest form, byte for byte as long as the library's (whose ids are
-// the smallest free numbers, one digit here): QEMU's monitor reads one byte
-// per system call, so every byte of a command costs QEMU time, and a
-// baseline that sent more would flatter the library.
+// The shortest form with an id, byte for byte as long as the library's
+// numbered commands (whose ids are the smallest free numbers, one digit
+// here): QEMU's monitor reads one byte per system call, so every byte of a
+// command costs QEMU time, and a baseline that sent more would flatter the
+// library. Pipelined commands need ids.
 const char k_query[] = "{\"execute\":\"query-version\",\"id\":1}";
+// The shortest form of all, without an id: the limit for sequential round
+// trips (a command alone in flight needs none; the library sends it so).
+const char k_query_idless[] = "{\"execute\":\"query-version\"}";
 
 void raw_sequential(const std::string& path, int n) {
     raw_client c(path, false);
     for (int i = 0; i < n; ++i) {
         c.write_all(k_query, sizeof(k_query) - 1);
+        c.read_lines(1);
+    }
+}
+
+void raw_idless_sequential(const std::string& path, int n) {
+    raw_client c(path, false);
+    for (int i = 0; i < n; ++i) {
+        c.write_all(k_query_idless, sizeof(k_query_idless) - 1);
         c.read_lines(1);
     }
 }
@@ -123,20 +137,29 @@ void connect(asio::io_context& ctx, qmp::unix_client& c, const std::string& path
     while (!done) ctx.run_one();
 }
 
-void async_sequential(const std::string& path, int n) {
+// `idless`: client_options::idless_commands (the A/B of the ids).
+void async_run(const std::string& path, int n, bool idless) {
     asio::io_context ctx{1};
-    qmp::unix_client c(ctx);
+    qmp::client_options o;
+    o.idless_commands = idless;
+    qmp::unix_client c(ctx, o);
     connect(ctx, c, path);
     int left = n;
     c.async_execute("query-version", nullptr, next_command{&c, &left});
     while (left > 0) ctx.run_one();
 }
+void async_sequential(const std::string& path, int n) { async_run(path, n, true); }
+void async_ids_sequential(const std::string& path, int n) { async_run(path, n, false); }
 
-void sync_sequential(const std::string& path, int n) {
-    qmp::sync_client c;
+void sync_run(const std::string& path, int n, bool idless) {
+    qmp::client_options o;
+    o.idless_commands = idless;
+    qmp::sync_client c(o);
     c.connect(asio::local::stream_protocol::endpoint(path));
     for (int i = 0; i < n; ++i) c.execute("query-version");
 }
+void sync_sequential(const std::string& path, int n) { sync_run(path, n, true); }
+void sync_ids_sequential(const std::string& path, int n) { sync_run(path, n, false); }
 
 void async_pipelined(const std::string& path, int batches) {
     asio::io_context ctx{1};
@@ -162,11 +185,18 @@ struct way {
     runner run;
     bool pipelined;
 };
-const way k_ways[] = {{"raw", raw_sequential, false},
+// Sequential ways are measured against "raw-idless" (the limit), pipelined
+// ones against "raw-pipelined". "-ids": the library with every command
+// numbered, as before id-less commands (the A/B).
+const way k_ways[] = {{"raw-idless", raw_idless_sequential, false},
+                      {"raw", raw_sequential, false},
                       {"async", async_sequential, false},
+                      {"async-ids", async_ids_sequential, false},
                       {"sync", sync_sequential, false},
+                      {"sync-ids", sync_ids_sequential, false},
                       {"raw-pipelined", raw_pipelined, true},
                       {"async-pipelined", async_pipelined, true}};
+constexpr std::size_t k_sequential_base = 0, k_pipelined_base = 6;
 
 const way& find_way(const std::string& name) {
     for (const auto& w : k_ways)
@@ -353,7 +383,7 @@ void bench(const std::string& self, const qmp_support::qemu_build& b, int count,
             long c1 = syscalls_of(self, w.name, path, small), c2 = syscalls_of(self, w.name, path, large);
             r.syscalls = static_cast<double>(c2 - c1) / ((large - small) * (w.pipelined ? 64 : 1));
         }
-        const double base = res[w.pipelined ? 3 : 0].rate();
+        const double base = res[w.pipelined ? k_pipelined_base : k_sequential_base].rate();
         std::cout << std::fixed << std::setprecision(0) << "QEMU " << b.label << "  " << std::left << std::setw(16)
                   << w.name << std::right << std::setw(7) << r.rate() << " commands/s  x" << std::setprecision(3)
                   << r.rate() / base << "  " << std::setprecision(2)

@@ -1,5 +1,6 @@
 // The client against an in-process server scripted to misbehave in the ways
 // real QEMU cannot be made to.
+#include "../support/reply_id.hpp"
 #include "../support/fake_server.hpp"
 #include "../support/tool_paths.hpp"
 
@@ -314,11 +315,11 @@ TEST_CASE("fake: numbers that fit no C++ type: clear typed errors, exact raw tex
     fake_server srv;
     auto script = in_thread([&] {
         srv.handshake();
-        auto id = [&] { return srv.read_message().at("id").dump(); };
-        srv.send(R"({"return": {"qemu": {"major": 1e300, "minor": 0, "micro": 0}, "package": ""}, "id": )" + id() + "}\r\n");
-        srv.send(R"({"return": {"qemu": {"major": -5, "minor": 0, "micro": 18446744073709551616}}, "id": )" + id() + "}\r\n");
-        srv.send(R"({"return": {"n": 18446744073709551616, "f": 1e999}, "id": )" + id() + "}\r\n");
-        srv.send(R"({"return": {"n": 18446744073709551616}, "id": )" + id() + "}\r\n");
+        auto id = [&] { return qmp_test::id_member(srv.read_message()); };
+        srv.send(R"({"return": {"qemu": {"major": 1e300, "minor": 0, "micro": 0}, "package": ""})" + id() + "}\r\n");
+        srv.send(R"({"return": {"qemu": {"major": -5, "minor": 0, "micro": 18446744073709551616}})" + id() + "}\r\n");
+        srv.send(R"({"return": {"n": 18446744073709551616, "f": 1e999})" + id() + "}\r\n");
+        srv.send(R"({"return": {"n": 18446744073709551616})" + id() + "}\r\n");
         srv.send_event("BLOCK_WRITE_THRESHOLD", qmp::json::parse(R"({"node-name": "n", "amount-exceeded": 18446744073709551615, "write-threshold": 1.5})"));
         srv.send(R"({"event": "BLOCK_WRITE_THRESHOLD", "data": {"node-name": "n", "amount-exceeded": 1e999, "write-threshold": 1}})" "\r\n");
         srv.reply(srv.read_message(), "still here");
@@ -365,7 +366,7 @@ TEST_CASE("fake: qmpctl exec prints what the server sent, digit for digit" * doc
         for (const std::string& ret : {std::string("18446744073709551616"), std::string("1e999"), big,
                                        std::string(R"({"a": [1.5, -0, "\u00e9"]})")}) {
             srv.handshake();
-            srv.send(R"({"return": )" + ret + R"(, "id": )" + srv.read_message().at("id").dump() + "}\r\n");
+            srv.send(R"({"return": )" + ret + qmp_test::id_member(srv.read_message()) + "}\r\n");
             srv.close();
         }
     });

@@ -1,6 +1,7 @@
 // What the client adds to the session: asio. Completion tokens, executors,
 // cancellation, timeouts, and any stream, on an in-memory stream (the test
 // plays QEMU) and on a 20-line stream of the user's own.
+#include "../support/reply_id.hpp"
 #include "../support/fake_server.hpp"
 #include "../support/test_stream.hpp"
 
@@ -131,7 +132,7 @@ struct memory_session {
     void answer_next(const std::string& ret) {
         auto reqs = requests();
         REQUIRE(!reqs.empty());
-        for (auto& r : reqs) qemu->feed(R"({"return": )" + ret + R"(, "id": )" + r["id"].dump() + "}\r\n");
+        for (auto& r : reqs) qemu->feed(R"({"return": )" + ret + qmp_test::id_member(r) + "}\r\n");
     }
 };
 
@@ -173,7 +174,7 @@ TEST_CASE("tokens: use_future, user commands and result types, conversion errors
     auto reqs = s.requests();
     REQUIRE(reqs.size() == 1);
     CHECK(reqs[0]["arguments"]["text"] == "hi");
-    s.qemu->feed(R"({"return": "hi", "id": )" + reqs[0]["id"].dump() + "}\r\n");
+    s.qemu->feed(R"({"return": "hi")" + qmp_test::id_member(reqs[0]) + "}\r\n");
     s.ctx.poll();
     CHECK(f.get() == "hi");
 
@@ -197,8 +198,8 @@ TEST_CASE("tokens: every operation QEMU can refuse takes a diagnostics& for QEMU
     auto refuse_next = [&] {
         auto reqs = s.requests();
         REQUIRE(reqs.size() == 1);
-        s.qemu->feed(R"({"error": {"class": "GenericError", "desc": "Device 'x' not found"}, "id": )" +
-                     reqs[0]["id"].dump() + "}\r\n");
+        s.qemu->feed(R"({"error": {"class": "GenericError", "desc": "Device 'x' not found"})" + qmp_test::id_member(reqs[0]) +
+                     "}\r\n");
     };
     qmp::diagnostics typed, named, graph;
     std::error_code e1, e2, e3;
@@ -261,7 +262,7 @@ TEST_CASE("tokens: per-operation cancellation and timeouts, late replies consume
     CHECK(cancelled == asio::error::operation_aborted);
     s.ctx.run_for(200ms);
     CHECK(timed_out == qmp::error::timeout);
-    for (auto& r : reqs) s.qemu->feed(R"({"return": "late", "id": )" + r["id"].dump() + "}\r\n");
+    for (auto& r : reqs) s.qemu->feed(R"({"return": "late")" + qmp_test::id_member(r) + "}\r\n");
     s.ctx.poll();
     CHECK(s.client.stats().late_replies == 2);
     CHECK(s.client.pending_commands() == 0);

@@ -40,6 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     o.enable_oob = data[0] & 1;
     o.max_inband_in_flight = 1 + (data[0] >> 1) % 8;
     o.limits.max_message_size = (data[0] & 0x80) ? 64 : o.limits.max_message_size;
+    o.idless_commands = !(data[0] & 0x40);  // mostly on, as by default: the mixed cases
     qmp::session s(o);
     checker h;
     s.start();

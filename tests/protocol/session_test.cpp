@@ -1,5 +1,7 @@
 // The session's rules, byte by byte: no sockets, threads or timers. A
 // recording handler keeps what the session produced; the test plays QEMU.
+#include "../support/reply_id.hpp"
+
 #include <qmp/protocol/session.hpp>
 
 #include <doctest/doctest.h>
@@ -78,8 +80,9 @@ struct peer {
         REQUIRE_MESSAGE(!ec, ec.message());
         return id;
     }
+    // As QEMU: the request's id back, or none when it had none.
     void answer(const qmp::json& req, const std::string& ret) {
-        feed(R"({"return": )" + ret + R"(, "id": )" + req["id"].dump() + "}\r\n");
+        feed(R"({"return": )" + ret + qmp_test::id_member(req) + "}\r\n");
     }
 };
 
@@ -155,7 +158,9 @@ TEST_CASE("session: a repeated greeting ends the session, before or after the ne
 
 TEST_CASE("session: replies by id in any order, unknown ids counted, an id-less error fails everything" *
           doctest::test_suite("protocol")) {
-    peer p;
+    qmp::session_options numbered;
+    numbered.idless_commands = false;  // the rules of ids, every command numbered (the id-less case: below)
+    peer p(numbered);
     p.negotiate(false);
     auto a = p.submit("a"), b = p.submit("b"), c = p.submit("c");
     auto reqs = p.written();
@@ -195,8 +200,8 @@ TEST_CASE("session: QEMU's error class and desc come with the reply" * doctest::
     p.negotiate(false);
     p.submit("nope");
     auto req = p.written();
-    p.feed(R"({"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}, "id": )" +
-           req[0]["id"].dump() + "}\r\n");
+    p.feed(R"({"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"})" + qmp_test::id_member(req[0]) +
+           "}\r\n");
     REQUIRE(p.r.replies.size() == 1);
     CHECK(p.r.replies[0].ec == qmp::server_error::command_not_found);
     CHECK(p.r.replies[0].diag.error_class == "CommandNotFound");
@@ -280,7 +285,9 @@ TEST_CASE("session: an abandoned command is never sent, or its late reply is con
 
 TEST_CASE("session: a wire id is free again only when its reply arrived, late or not" *
           doctest::test_suite("protocol")) {
-    peer p;
+    qmp::session_options numbered;
+    numbered.idless_commands = false;  // the rules of ids, every command numbered (the id-less case: below)
+    peer p(numbered);
     p.negotiate(false);
     auto a = p.submit("a"), b = p.submit("b");
     auto first = p.written();
@@ -316,6 +323,84 @@ TEST_CASE("session: a wire id is free again only when its reply arrived, late or
     auto fourth = p.written();
     REQUIRE(fourth.size() == 1);
     CHECK(fourth[0]["id"] == 0);
+}
+
+TEST_CASE("session: a command alone in flight goes without an id, and the next id-less reply is its own" *
+          doctest::test_suite("protocol")) {
+    peer p;
+    p.negotiate(true);
+    // Alone: no id.
+    auto a = p.submit("a");
+    auto w = p.written();
+    REQUIRE(w.size() == 1);
+    CHECK(!w[0].contains("id"));
+    // While it is in flight, the others are numbered, exec-oob included.
+    auto b = p.submit("b");
+    qmp::request_options oob;
+    oob.oob = true;
+    auto u = p.submit("urgent", oob);
+    auto w2 = p.written();
+    REQUIRE(w2.size() == 2);
+    CHECK(w2[0]["id"] == 0);
+    CHECK(w2[1]["id"] == 1);
+    CHECK(w2[1].contains("exec-oob"));
+    // The oob reply overtakes; then a's reply, without an id, then b's.
+    p.answer(w2[1], "\"u\"");
+    p.answer(w[0], "\"a\"");
+    p.answer(w2[0], "\"b\"");
+    REQUIRE(p.r.replies.size() == 3);
+    CHECK(p.r.replies[0].id == u);
+    CHECK(p.r.replies[1].id == a);
+    CHECK(p.r.replies[1].value == "\"a\"");
+    CHECK(p.r.replies[2].id == b);
+    CHECK(p.s.stats().idless_sent == 1);
+    // Nothing in flight: an id-less reply is nobody's (counted, dropped).
+    p.feed(R"({"return": 9})" "\r\n");
+    CHECK(p.s.stats().unknown_ids == 1);
+    // An exec-oob alone is numbered all the same.
+    p.submit("urgent", oob);
+    auto w3 = p.written();
+    REQUIRE(w3.size() == 1);
+    CHECK(w3[0]["id"] == 0);
+    p.answer(w3[0], "{}");
+    // An id-less command abandoned: its late reply is consumed, and until it
+    // came every command is numbered (an id-less reply would be ambiguous).
+    auto c = p.submit("c");
+    auto w4 = p.written();
+    REQUIRE(!w4[0].contains("id"));
+    p.s.abandon(c);
+    auto d = p.submit("d");
+    auto w5 = p.written();
+    REQUIRE(w5.size() == 1);
+    CHECK(w5[0]["id"] == 0);
+    p.answer(w4[0], "\"late\"");
+    CHECK(p.s.stats().late_replies == 1);
+    p.answer(w5[0], "\"d\"");
+    CHECK(p.r.replies.back().id == d);
+    // Its error is its own reply too (class and text kept).
+    p.submit("nope");
+    auto w6 = p.written();
+    REQUIRE(!w6[0].contains("id"));
+    p.feed(R"({"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}})" "\r\n");
+    CHECK(p.r.replies.back().ec == qmp::server_error::command_not_found);
+    CHECK(p.r.replies.back().diag.message == "The command nope has not been found");
+    CHECK(p.r.closed.empty());
+    // With nothing id-less in flight, an id-less error still ends the session.
+    auto e = p.submit("e");
+    p.submit("f");
+    auto w7 = p.written();
+    REQUIRE(w7.size() == 2);
+    p.answer(w7[0], "\"e\"");
+    CHECK(p.r.replies.back().id == e);
+    p.feed(R"({"error": {"class": "GenericError", "desc": "JSON parse error"}})" "\r\n");
+    REQUIRE(p.r.closed.size() == 1);
+    CHECK(p.r.closed[0].first == qmp::error::out_of_sync);
+    // A new connection: nothing in flight, the first goes without an id again.
+    p.negotiate(true);
+    p.submit("g");
+    auto w8 = p.written();
+    REQUIRE(w8.size() == 1);
+    CHECK(!w8[0].contains("id"));
 }
 
 TEST_CASE("wire_ids: smallest free number, owners by the id's exact text" * doctest::test_suite("protocol")) {

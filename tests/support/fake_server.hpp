@@ -119,12 +119,14 @@ public:
     }
 
     void reply(const qmp::json& req, const qmp::json& ret) {
-        qmp::json r = {{"return", ret}, {"id", req.at("id")}};
+        qmp::json r = {{"return", ret}};
+        if (req.contains("id")) r["id"] = req["id"];  // as QEMU: no id, none back
         send(r.dump() + "\r\n");
     }
 
     void reply_error(const qmp::json& req, const std::string& cls, const std::string& desc) {
-        qmp::json r = {{"error", {{"class", cls}, {"desc", desc}}}, {"id", req.at("id")}};
+        qmp::json r = {{"error", {{"class", cls}, {"desc", desc}}}};
+        if (req.contains("id")) r["id"] = req["id"];
         send(r.dump() + "\r\n");
     }
 

@@ -5,6 +5,7 @@
 // io_context and calls pump() to let the monitor answer.
 #pragma once
 
+#include "reply_id.hpp"
 #include "test_stream.hpp"
 
 #include <qmp/protocol/framer.hpp>
@@ -53,7 +54,7 @@ public:
                                                  ? std::optional<std::string>("{}")
                                                  : answer_(name.get<std::string>(), args == req.end() ? qmp::json() : *args);
             std::string reply = ret ? R"({"return": )" + *ret : R"({"error": {"class": "GenericError", "desc": "refused"})";
-            if (const auto id = req.find("id"); id != req.end()) reply += R"(, "id": )" + id->dump();
+            reply += qmp_test::id_member(req);
             remote_->feed(reply + "}\r\n");
             any = true;
         }

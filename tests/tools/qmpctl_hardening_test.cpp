@@ -1,6 +1,7 @@
 // qmpctl as an adversary and a careless operator use it: monitors that stop
 // answering, QEMUs killed mid-way, refusals, a stalled stdout, concurrent
 // writers of one state file, a read-only folder, invalid state files, floods.
+#include "../support/reply_id.hpp"
 #include "../support/cut_proxy.hpp"
 #include "../support/fake_server.hpp"
 #include "../support/recorded.hpp"
@@ -83,7 +84,7 @@ TEST_CASE("qmpctl: a refused negotiation and error replies without text say what
         srv.send_greeting();
         srv.reply_error(srv.read_message(), "GenericError", "Capability oob not available here");
         srv.handshake();
-        srv.send(R"({"error": {"class": 7, "desc": [1]}, "id": )" + srv.read_message().at("id").dump() + "}\r\n");
+        srv.send(R"({"error": {"class": 7, "desc": [1]})" + qmp_test::id_member(srv.read_message()) + "}\r\n");
         srv.close();
     });
     std::string out;

@@ -51,6 +51,7 @@ public:
         waiting_.clear();
         out_.clear();
         ids_.clear();
+        idless_ = 0;
         writing_ = false;
         inband_in_flight_ = 0;
         fds_in_flight_ = false;
@@ -146,6 +147,7 @@ public:
         writing_ = false;
         waiting_.clear();
         ids_.clear();
+        idless_ = 0;
         trace(trace_kind::state, "closed");
         auto pending = std::move(pending_);
         pending_.clear();
@@ -191,7 +193,8 @@ private:
         bool fds = false;
         bool sent = false;
         bool abandoned = false;
-        std::uint32_t tag = 0;  // the id on the wire, once sent
+        bool idless = false;    // sent without an id (alone in flight)
+        std::uint32_t tag = 0;  // the id on the wire, once sent (unless idless)
         std::string wire;       // until sent; without its id and closing brace
     };
     struct out_chunk {
@@ -248,14 +251,23 @@ private:
         return e.fds && fds_in_flight_;
     }
 
-    // The id goes on last: the smallest free number (wire_ids.hpp).
+    // The id goes on last: none for an in-band command alone in flight (its
+    // reply is the next one without an id), else the smallest free number
+    // (wire_ids.hpp).
     void transmit(std::uint64_t id, entry& e) {
         e.sent = true;
         if (!e.oob) ++inband_in_flight_;
         if (e.fds) fds_in_flight_ = true;
         ++stats_.commands_sent;
-        e.tag = ids_.take(id);
-        wire_ids::append_id(e.wire, e.tag);
+        if (opts_.idless_commands && !e.oob && idless_ == 0 && ids_.held() == 0) {
+            e.idless = true;
+            idless_ = id;
+            ++stats_.idless_sent;
+            e.wire += '}';
+        } else {
+            e.tag = ids_.take(id);
+            wire_ids::append_id(e.wire, e.tag);
+        }
         trace(trace_kind::sent, e.wire);
         write(e.wire, e.fds ? id : 0);
         std::string().swap(e.wire);
@@ -327,14 +339,17 @@ private:
         case message_kind::success:
         case message_kind::failure: break;
         }
-        if (!msg.has_id) {
-            // An id-less error answers input QEMU could not parse: our
-            // stream and QEMU's parser disagree, nothing can be trusted.
+        // A reply without an id is the id-less command's, if one is in
+        // flight (QEMU answers in-band commands in order, and every other
+        // command in flight has an id). Otherwise an id-less error answers
+        // input QEMU could not parse: our stream and QEMU's parser
+        // disagree, nothing can be trusted.
+        if (!msg.has_id && !idless_) {
             if (msg.kind == message_kind::failure) return close(error::out_of_sync, {}, h);
             ++stats_.unknown_ids;
             return;
         }
-        const std::uint64_t id = our_id(msg);
+        const std::uint64_t id = msg.has_id ? our_id(msg) : idless_;
         auto it = id ? pending_.find(id) : pending_.end();
         if (it == pending_.end()) {
             ++stats_.unknown_ids;
@@ -342,7 +357,10 @@ private:
         }
         entry e = std::move(it->second);
         pending_.erase(it);
-        ids_.release(e.tag);
+        if (e.idless)
+            idless_ = 0;
+        else
+            ids_.release(e.tag);
         if (!e.oob && inband_in_flight_ > 0) --inband_in_flight_;
         if (e.fds) fds_in_flight_ = false;
         if (e.abandoned) {
@@ -390,6 +408,7 @@ private:
     std::deque<std::uint64_t> waiting_;  // held back, in order
     std::deque<out_chunk> out_;
     wire_ids ids_;
+    std::uint64_t idless_ = 0;  // the request sent without an id, until its reply (0: none)
     bool writing_ = false;
     std::size_t inband_in_flight_ = 0;
     bool fds_in_flight_ = false;

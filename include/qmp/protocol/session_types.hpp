@@ -32,6 +32,12 @@ struct session_options {
     framer_limits limits;                   ///< message size and depth caps
     bool enable_oob = true;                 ///< enable `oob` when the server offers it
     std::size_t max_inband_in_flight = 8;   ///< with oob on: QEMU's request queue length
+    /// An in-band command alone in flight goes without an id: QEMU answers
+    /// in-band commands in order, so the next reply without an id is its
+    /// own. Any other command in flight (or an abandoned one not answered
+    /// yet), and every `exec-oob`, takes an id. Shorter commands cost QEMU
+    /// less (it reads its input a byte or two per system call).
+    bool idless_commands = true;
     trace_hook trace;
 };
 
@@ -46,6 +52,7 @@ struct session_stats {
     std::uint64_t messages_received = 0;
     std::uint64_t bytes_received = 0;
     std::uint64_t commands_sent = 0;
+    std::uint64_t idless_sent = 0;         ///< of them, sent without an id (alone in flight)
     std::uint64_t unknown_ids = 0;         ///< replies whose id matched nothing (dropped)
     std::uint64_t late_replies = 0;        ///< replies to abandoned requests (consumed)
     std::uint64_t events_received = 0;
