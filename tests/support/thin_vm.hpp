@@ -151,13 +151,26 @@ public:
         return path;
     }
 
-    std::uint64_t threshold_of(qmp::sync_client& cl, const std::string& node) {
-        for (const auto& n : cl.execute(qmp::query_named_block_nodes{true}))
-            if (n.node_name == std::optional<std::string>(node)) return static_cast<std::uint64_t>(n.write_threshold);
-        FAIL("no node " << node);
-        return 0;
-    }
+    std::uint64_t threshold_of(qmp::sync_client& cl, const std::string& node);
 };
+
+/// QEMU's write_threshold of `node` (0: none armed), read through `cl`;
+/// throws when QEMU has no such node.
+inline std::uint64_t threshold_in_qemu(qmp::sync_client& cl, const std::string& node) {
+    for (const auto& n : cl.execute(qmp::query_named_block_nodes{true}))
+        if (n.node_name == std::optional<std::string>(node)) return static_cast<std::uint64_t>(n.write_threshold);
+    throw std::runtime_error("QEMU has no node " + node);
+}
+
+/// The same on a connection of its own to `monitor` (a second monitor:
+/// the first one is the tested code's).
+inline std::uint64_t threshold_in_qemu(const std::string& monitor, const std::string& node) {
+    qmp::sync_client side;
+    side.connect(asio::local::stream_protocol::endpoint(monitor));
+    return threshold_in_qemu(side, node);
+}
+
+inline std::uint64_t thin_vm::threshold_of(qmp::sync_client& cl, const std::string& node) { return threshold_in_qemu(cl, node); }
 
 /// Manager options with a catalog of `name -> disk id` entries.
 inline qmp::threshold_manager_options named(std::vector<std::pair<std::string, std::string>> entries) {

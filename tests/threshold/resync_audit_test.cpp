@@ -32,15 +32,7 @@ struct chain_vm {
         q = std::make_unique<qemu_instance>(b, dir, cfg);
     }
     // QEMU's write_threshold of `node`, read on the second monitor.
-    std::uint64_t threshold_of(const std::string& node) const {
-        qmp::sync_client side;
-        side.connect(asio::local::stream_protocol::endpoint(second));
-        qmp::query_named_block_nodes qn;
-        qn.flat = true;
-        for (const auto& d : side.execute(qn))
-            if (d.node_name == node) return static_cast<std::uint64_t>(d.write_threshold);
-        throw std::runtime_error("no node " + node);
-    }
+    std::uint64_t threshold_of(const std::string& node) const { return threshold_in_qemu(second, node); }
     void clear(const std::string& node) const {
         qmp::sync_client side;
         side.connect(asio::local::stream_protocol::endpoint(second));

@@ -19,16 +19,6 @@ using namespace qmp_test;
 
 namespace {
 
-std::uint64_t threshold_in_qemu(const std::string& monitor, const std::string& node) {
-    qmp::sync_client side;
-    side.connect(asio::local::stream_protocol::endpoint(monitor));
-    qmp::query_named_block_nodes qn;
-    qn.flat = true;
-    for (const auto& d : side.execute(qn))
-        if (d.node_name == node) return static_cast<std::uint64_t>(d.write_threshold);
-    return UINT64_MAX;
-}
-
 // The value of the sample `name{labels}` in a metrics text, if any.
 std::optional<double> sample_of(const std::string& text, const std::string& series) {
     std::istringstream in(text);
