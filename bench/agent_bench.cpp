@@ -53,14 +53,6 @@ double cpu_ms(pid_t pid) {
     return static_cast<double>(ns) / 1e6;
 }
 
-std::size_t rss_kib(pid_t pid) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
-    return 0;
-}
-
 // The thin layout of one VM: <name>-0 (base) and <name>-1 (top) qcow2, each
 // on a raw window of `window` bytes over its file; NBD export of the top.
 qmp_support::qemu_config thin_layout(const qmp_support::qemu_build& b, const temp_dir& dir, const std::string& name,
@@ -165,7 +157,7 @@ result run_agent(const std::string& label, const std::vector<std::pair<std::stri
     const double idle0 = cpu_ms(agent);
     std::this_thread::sleep_for(std::chrono::seconds(idle_seconds));
     r.idle_cpu_ms = cpu_ms(agent) - idle0;
-    r.rss = rss_kib(agent);
+    r.rss = static_cast<std::size_t>(qmp_bench::proc_status_kb("VmRSS", std::to_string(agent)));
     const double fire0 = cpu_ms(agent);
     fire();
     wait_until([&] { return count_lines(out, "extended") >= vms.size(); }, 300s);

@@ -45,14 +45,6 @@ std::string recorded(const std::string& name) {
     return s.str();
 }
 
-long proc_kb(pid_t pid, const std::string& key) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
-    return -1;
-}
-
 // The flooding monitor: answers every command, sends events between.
 struct flood_monitor {
     std::string path;
@@ -153,8 +145,9 @@ int main(int argc, char** argv) {
         for (int t = sample; t <= seconds; t += sample) {
             std::this_thread::sleep_for(std::chrono::seconds(sample));
             const std::uint64_t q = bad.graph_queries, e = bad.events;
-            std::cout << "  " << std::setw(7) << t << "  " << std::setw(9) << proc_kb(agent, "VmRSS") / 1024.0 << "  "
-                      << std::setw(10) << proc_kb(agent, "VmHWM") / 1024.0 << "  " << std::setw(13)
+            const std::string pid = std::to_string(agent);
+            std::cout << "  " << std::setw(7) << t << "  " << std::setw(9) << qmp_bench::proc_status_kb("VmRSS", pid) / 1024.0
+                      << "  " << std::setw(10) << qmp_bench::proc_status_kb("VmHWM", pid) / 1024.0 << "  " << std::setw(13)
                       << double(e - last_e) / sample << "  " << std::setw(15) << double(q - last_q) / sample << "\n"
                       << std::flush;
             last_q = q;

@@ -1,5 +1,6 @@
 // Benchmark support shared by the benchmarks that run the tools: where the
-// binaries are, the agent's output lines, waiting, percentiles, lists.
+// binaries are, a process's memory, the agent's output lines, waiting,
+// percentiles, lists.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +18,16 @@ namespace qmp_bench {
 
 /// The folder of the running benchmark, where the tools are built too.
 inline std::string bin_dir() { return std::filesystem::read_symlink("/proc/self/exe").parent_path().string(); }
+
+/// A "VmRSS"/"VmHWM"-style field of /proc/PID/status ("self": this
+/// process), in KiB; -1 when there is none.
+inline long proc_status_kb(const std::string& key, const std::string& pid = "self") {
+    std::ifstream in("/proc/" + pid + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
+    return -1;
+}
 
 /// Lines of an agent's output whose "what" is `what`.
 inline std::size_t count_lines(const std::string& file, const std::string& what) {

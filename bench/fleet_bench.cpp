@@ -51,14 +51,6 @@ namespace {
 
 using qmp_bench::pct;
 
-std::size_t rss_kib() {
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    while (std::getline(f, line))
-        if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
-    return 0;
-}
-
 double thread_cpu_ms() {
     rusage u{};
     getrusage(RUSAGE_THREAD, &u);
@@ -94,7 +86,7 @@ void bench(const qmp_support::qemu_build& b, std::size_t n, std::optional<int> a
     });
     auto on_loop = [&](auto f) { return asio::post(io, std::packaged_task<decltype(f())()>(std::move(f))).get(); };
 
-    const std::size_t rss0 = rss_kib();
+    const std::size_t rss0 = static_cast<std::size_t>(qmp_bench::proc_status_kb("VmRSS"));
     std::promise<void> all_armed;
     std::atomic<std::size_t> armed{0}, failed{0};
     on_loop([&] {
@@ -117,7 +109,7 @@ void bench(const qmp_support::qemu_build& b, std::size_t n, std::optional<int> a
     });
     all_armed.get_future().wait();
     if (failed) throw std::runtime_error(std::to_string(failed.load()) + " VMs could not be armed");
-    const std::size_t rss1 = rss_kib();
+    const std::size_t rss1 = static_cast<std::size_t>(qmp_bench::proc_status_kb("VmRSS"));
 
     std::vector<double> latency_ms;
     std::vector<double> read_ms;     // QEMU timestamp -> the client read it (a plain subscription)

@@ -17,6 +17,8 @@
 // The query-named-block-nodes replies (1.7 MB flat; about 34 MB without flat,
 // which takes QEMU about 25 s to produce) are generated once and cached in
 // $XDG_CACHE_HOME/qmp-bench (default ~/.cache/qmp-bench), outside the repository.
+#include "bench_support.hpp"
+
 #include <support/qemu.hpp>
 
 #include <qmp/block/graph_query.hpp>
@@ -45,14 +47,6 @@ double ms_since(clock_type::time_point t0) {
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
-}
-
-long peak_rss_kb() {
-    std::ifstream in("/proc/self/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-    return -1;
 }
 
 std::string cache_dir() {
@@ -186,7 +180,7 @@ struct counting_sax : qmp::json::json_sax_t {
 int parse_one(const std::string& path, const std::string& which) {
     std::ifstream in(path, std::ios::binary);
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const long base = peak_rss_kb();
+    const long base = qmp_bench::proc_status_kb("VmHWM");
     const auto t0 = clock_type::now();
     std::size_t count = 0;
     if (which == "typed") {
@@ -217,7 +211,7 @@ int parse_one(const std::string& path, const std::string& which) {
         throw std::runtime_error("no parser " + which);
     }
     const double ms = ms_since(t0);
-    std::cout << std::fixed << std::setprecision(2) << ms << " " << peak_rss_kb() - base << " " << count << "\n";
+    std::cout << std::fixed << std::setprecision(2) << ms << " " << qmp_bench::proc_status_kb("VmHWM") - base << " " << count << "\n";
     return 0;
 }
 
@@ -237,16 +231,22 @@ void serve_reply(int listener, const std::string& path, int times) {
             b.remove_prefix(static_cast<std::size_t>(n));
         }
     };
-    // Reads one command, returns its id (as sent, quotes included).
+    // Reads one command; returns what its reply ends with: its id as sent
+    // (quotes included) after ", \"id\": ", or nothing for a command sent
+    // without one (the client's usual way when it is alone in flight).
     std::string pending;
     auto next_id = [&] {
         char buf[4096];
         for (;;) {
-            auto end = pending.find('}');
-            auto at = pending.find("\"id\":");
-            if (end != std::string::npos && at != std::string::npos) {
-                auto from = at + 5, to = pending.find_first_of(",}", from);
-                std::string id = pending.substr(from, to - from);
+            // Complete when its braces balance (these commands hold no braces in strings).
+            const auto opened = std::count(pending.begin(), pending.end(), '{');
+            if (opened && opened == std::count(pending.begin(), pending.end(), '}')) {
+                auto at = pending.find("\"id\":");
+                std::string id;
+                if (at != std::string::npos) {
+                    auto from = at + 5, to = pending.find_first_of(",}", from);
+                    id = ", \"id\": " + pending.substr(from, to - from);
+                }
                 pending.clear();
                 return id;
             }
@@ -257,8 +257,8 @@ void serve_reply(int listener, const std::string& path, int times) {
     };
     put(R"({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}})"
         "\r\n");
-    put("{\"return\": {}, \"id\": " + next_id() + "}\r\n");
-    std::string head = "{\"return\": ", tail = ", \"id\": " + next_id() + "}\r\n";
+    put("{\"return\": {}" + next_id() + "}\r\n");
+    std::string head = "{\"return\": ", tail = next_id() + "}\r\n";
     double t = std::chrono::duration<double, std::milli>(clock_type::now().time_since_epoch()).count();
     if (::write(times, &t, sizeof t) != sizeof t) _exit(1);
     put(head);
@@ -289,7 +289,7 @@ int replay_one(const std::string& path, bool tree) {
     o.command_timeout = std::chrono::minutes(1);
     qmp::sync_client cl(o);
     cl.connect(asio::local::stream_protocol::endpoint(sock));
-    const long base = peak_rss_kb();
+    const long base = qmp_bench::proc_status_kb("VmHWM");
     std::size_t nodes = 0;
     if (tree)
         nodes = cl.execute("query-named-block-nodes", qmp::json::object()).size();
@@ -300,7 +300,7 @@ int replay_one(const std::string& path, bool tree) {
     if (::read(times[0], &first, sizeof first) != sizeof first) throw std::runtime_error("no time from the monitor");
     int status = 0;
     ::waitpid(pid, &status, 0);
-    const long peak = peak_rss_kb();
+    const long peak = qmp_bench::proc_status_kb("VmHWM");
     // For the parent: milliseconds after the first byte, peak and base RSS
     // (KiB), reply bytes, nodes.
     std::cout << std::fixed << std::setprecision(3) << done - first << " " << peak << " " << base << " " << size << " "

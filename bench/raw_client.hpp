@@ -44,10 +44,16 @@ public:
     }
     // QEMU ends every message with "\r\n" and escapes control characters
     // inside strings, so counting '\n' counts messages.
+    // `on_recv(bytes)` is told of each read (nothing is kept).
     void read_lines(int n) {
+        read_lines_counted(n, [](std::size_t) {});
+    }
+    template <class OnRecv>
+    void read_lines_counted(int n, OnRecv&& on_recv) {
         while (n > 0) {
             ssize_t r = ::recv(fd_, buf_, sizeof(buf_), 0);
             if (r <= 0) throw std::runtime_error("raw client: connection closed");
+            on_recv(static_cast<std::size_t>(r));
             n -= static_cast<int>(std::count(buf_, buf_ + r, '\n'));
         }
     }

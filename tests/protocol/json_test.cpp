@@ -3,6 +3,7 @@
 #include <qmp/protocol/command.hpp>
 #include <qmp/json/parse.hpp>
 #include <qmp/json/reader.hpp>
+#include <qmp/protocol/framer.hpp>
 #include <qmp/qapi.hpp>
 
 #include <doctest/doctest.h>
@@ -219,4 +220,30 @@ TEST_CASE("json: one conversion path: a tree converts by the rules of its text, 
     CHECK_THROWS_AS(qmp::json::parse(R"({"qemu": {"major": 1.5, "minor": 0, "micro": 0}})").get<qmp::version_info>(),
                     qmp::conversion_error);
     CHECK(qmp::json::parse(R"({"qemu": {"major": 10, "minor": 0, "micro": 2}})").get<qmp::version_info>().qemu.major == 10);
+}
+
+TEST_CASE("json: strings are scanned eight bytes at a time: every stop is found wherever it falls" *
+          doctest::test_suite("protocol")) {
+    // A stop byte at every offset of strings up to 24 bytes long, so each
+    // lands in every lane of a word and in the byte-wise tail; the framer
+    // and the reader agree with nlohmann's parser on every one.
+    const std::vector<std::pair<std::string, bool>> stops = {
+        {"\\\"", true}, {"\\\\", true}, {"\\n", true}, {"\\u00e9", true}, {"\\ud83d\\ude00", true},
+        {"\xc3\xa9", true}, {"\xe2\x82\xac", true}, {"\x01", false}, {"\x1f", false}, {"\xff", false}, {"\x80", false}};
+    for (std::size_t len = 0; len <= 24; ++len)
+        for (std::size_t at = 0; at <= len; ++at)
+            for (const auto& [stop, ok] : stops) {
+                const std::string body = std::string(at, 'a') + stop + std::string(len - at, 'z');
+                const std::string text = "[\"" + body + "\", \" \"]";
+                qmp::json mine;
+                const auto ec = qmp::parse_json(text, mine);
+                CHECK_MESSAGE(!ec == ok, text);
+                if (ok && !ec) CHECK_MESSAGE(mine == qmp::json::parse(text), text);
+                qmp::framer f;
+                f.feed(text + "{}");
+                std::string_view msg;
+                std::error_code fe;
+                REQUIRE(f.next(msg, fe) == qmp::framer::status::message);
+                CHECK_MESSAGE(msg == text, text);
+            }
 }

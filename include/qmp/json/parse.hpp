@@ -46,11 +46,12 @@ public:
                 if (t != json_token::key) return reader_failed();
                 std::string k;
                 r_.string_value(k);
-                path_.push_back(k);
                 r_.next();
-                json& slot = obj[std::move(k)];  // a repeated member: the last one wins
-                slot = nullptr;
-                if (!value(slot)) return false;
+                // A repeated member: the last one wins. The path holds the
+                // map's own key: nothing is copied unless an error names it.
+                auto slot = obj.insert_or_assign(std::move(k), nullptr).first;
+                path_.push_back({&slot->first, 0});
+                if (!value(slot->second)) return false;
                 path_.pop_back();
             }
         }
@@ -61,7 +62,7 @@ public:
                 const json_token t = r_.next();
                 if (t == json_token::end_array) return true;
                 if (t == json_token::error) return reader_failed();
-                path_.push_back("[" + std::to_string(i) + "]");
+                path_.push_back({nullptr, i});
                 arr.emplace_back();
                 if (!value(arr.back())) return false;
                 path_.pop_back();
@@ -80,7 +81,7 @@ public:
             case json_number_kind::out_of_range:
                 ec_ = error::unrepresentable_number;
                 why_ = "the number " + abbreviate(r_.raw()) + " fits neither a 64-bit integer nor a double" +
-                       (path_.empty() ? std::string() : " (at " + render_path(path_) + ")") +
+                       (path_.empty() ? std::string() : " (at " + path() + ")") +
                        "; the JSON tree cannot hold it exactly";
                 return false;
             }
@@ -107,8 +108,19 @@ private:
         return false;
     }
 
+    // Where the builder is, rendered only for an error message.
+    std::string path() const {
+        std::vector<std::string> segments;
+        for (const auto& s : path_) segments.push_back(s.key ? *s.key : "[" + std::to_string(s.index) + "]");
+        return render_path(segments);
+    }
+
+    struct segment {
+        const std::string* key;  // a member (the key in its object), or
+        std::size_t index;       // an array position
+    };
     json_reader& r_;
-    std::vector<std::string> path_;
+    std::vector<segment> path_;
     std::error_code ec_;
     std::string why_;
 };

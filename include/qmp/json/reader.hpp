@@ -345,11 +345,7 @@ private:
         const char* d = text_.data();
         for (;;) {
             // Plain ASCII runs are the common case.
-            while (pos_ < size) {
-                const auto c = static_cast<unsigned char>(d[pos_]);
-                if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) break;
-                ++pos_;
-            }
+            pos_ = static_cast<std::size_t>(detail::skip_plain_string_bytes(d + pos_, d + size) - d);
             if (pos_ >= size) return fail("the text ends inside a string"), false;
             const auto c = static_cast<unsigned char>(d[pos_]);
             if (c == '"') {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <qmp/error.hpp>
+#include <qmp/json/detail/text.hpp>
 
 #include <cstddef>
 #include <string>
@@ -69,7 +70,12 @@ public:
                     escape_ = false;
                     ++i;
                 } else {
-                    while (i < size && data[i] != '"' && data[i] != '\\') ++i;
+                    // Control and non-ASCII bytes are the reader's to judge.
+                    for (;;) {
+                        i = static_cast<std::size_t>(detail::skip_plain_string_bytes(data + i, data + size) - data);
+                        if (i >= size || data[i] == '"' || data[i] == '\\') break;
+                        ++i;
+                    }
                     if (i < size) {
                         if (data[i] == '\\')
                             escape_ = true;
