@@ -385,3 +385,50 @@ TEST_CASE("fake: qmpctl exec prints what the server sent, digit for digit" * doc
     script.get();
 }
 #endif
+
+namespace {
+// A typed command whose arguments cannot be built.
+struct unbuildable {
+    static constexpr std::string_view name = "unbuildable";
+    using result_type = qmp::empty_result;
+    int member = 0;
+};
+[[maybe_unused]] void to_json(qmp::json&, const unbuildable&) { throw std::runtime_error("no arguments for you"); }
+}  // namespace
+
+TEST_CASE("fake: the blocking client's one path for every command: arguments refused before sending, typed and "
+          "raw results, errors with QEMU's text" *
+          doctest::test_suite("fake")) {
+    fake_server srv;
+    auto script = in_thread([&] {
+        srv.handshake();
+        auto m = srv.read_message();
+        CHECK(m["execute"] == "query-version");
+        srv.reply(m, qmp::json::parse(R"({"qemu": {"major": 10, "minor": 0, "micro": 2}, "package": ""})"));
+        srv.reply_error(srv.read_message(), "GenericError", "Device 'x' not found");
+        m = srv.read_message();
+        CHECK(m["execute"] == "raw");  // nothing refused above reached the server
+        srv.reply(m, qmp::json::parse(R"([1, {"a": "b"}])"));
+        srv.reply(srv.read_message(), qmp::json::parse(R"({"qemu": "not an object"})"));
+    });
+    qmp::sync_client cl(quick());
+    cl.connect(srv.endpoint());
+    std::error_code ec;
+    qmp::diagnostics d;
+    CHECK(cl.execute(qmp::query_version{}, ec, d).qemu.major == 10);
+    CHECK(!ec);
+    cl.execute(qmp::dynamic_command<qmp::empty_result>{"x", nullptr}, ec, d);
+    CHECK(ec == qmp::server_error::generic_error);
+    CHECK(d.message == "Device 'x' not found");
+    cl.execute(unbuildable{}, ec, d);
+    CHECK(ec == qmp::error::invalid_argument);
+    CHECK(d.message == "no arguments for you");
+    cl.execute("bad-utf8", {{"s", "\xff"}}, ec, d);  // cannot be serialised
+    CHECK(ec == qmp::error::invalid_argument);
+    CHECK(cl.execute("raw") == qmp::json::parse(R"([1, {"a": "b"}])"));
+    cl.execute(qmp::query_version{}, ec, d);
+    CHECK(ec == qmp::error::invalid_result);
+    CHECK(d.message.find("qemu") != std::string::npos);
+    CHECK(cl.is_open());
+    script.get();
+}

@@ -49,36 +49,37 @@ struct rebound_stream<S, Executor, std::void_t<typename S::template rebind_execu
 template <class S, class Executor>
 using rebound_stream_t = typename rebound_stream<S, Executor>::type;
 
+// The endpoint a blocking client's stream connects to, or a placeholder.
+struct no_sync_endpoint {};
+template <class S>
+struct sync_endpoint {
+    using type = std::conditional_t<std::is_void_v<typename transport<S>::endpoint_type>, no_sync_endpoint,
+                                    typename transport<S>::endpoint_type>;
+};
+
 }  // namespace detail
 
 template <class AsyncStream>
 class basic_sync_client {
 public:
     using async_client_type = basic_client<detail::rebound_stream_t<AsyncStream, asio::io_context::executor_type>>;
+    /// What connect() takes without a template of its own: the socket's
+    /// endpoint (a placeholder for streams without one, such as TLS).
+    using endpoint_type = typename detail::sync_endpoint<typename async_client_type::stream_type>::type;
 
+    /// A client on its own io_context (with `keep_reading`: and its own
+    /// thread running it).
+    explicit basic_sync_client(client_options opts = {}, bool keep_reading = false);
     /// `stream_args` go to the stream after the executor (for a TLS stream:
     /// the asio::ssl::context).
-    template <class... StreamArgs>
-    explicit basic_sync_client(client_options opts = {}, bool keep_reading = false, StreamArgs&&... stream_args)
-        : client_(ctx_.get_executor(), std::move(opts), std::forward<StreamArgs>(stream_args)...) {
-        if (keep_reading) {
-            work_.emplace(ctx_.get_executor());
-            thread_ = std::thread([this] { ctx_.run(); });
-        }
+    template <class StreamArg, class... StreamArgs>
+    basic_sync_client(client_options opts, bool keep_reading, StreamArg&& stream_arg, StreamArgs&&... stream_args)
+        : client_(ctx_.get_executor(), std::move(opts), std::forward<StreamArg>(stream_arg),
+                  std::forward<StreamArgs>(stream_args)...) {
+        start(keep_reading);
     }
 
-    ~basic_sync_client() {
-        if (thread_.joinable()) {
-            asio::post(ctx_, [this] { client_.close(); });
-            work_.reset();
-            thread_.join();
-        } else {
-            auto turn = take_turn();
-            client_.close();
-            ctx_.restart();
-            ctx_.poll();
-        }
-    }
+    ~basic_sync_client();
 
     basic_sync_client(const basic_sync_client&) = delete;
     basic_sync_client& operator=(const basic_sync_client&) = delete;
@@ -86,7 +87,10 @@ public:
     /// Connects and negotiates; when QEMU refuses, `diag` has its reason.
     template <class Endpoint>
     void connect(const Endpoint& ep, std::error_code& ec, diagnostics& diag) {
-        std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, diag, std::move(h)); });
+        if constexpr (std::is_convertible_v<const Endpoint&, endpoint_type>)
+            ec = connect_to(ep, nullptr, diag);
+        else
+            std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, diag, std::move(h)); });
     }
     template <class Endpoint>
     void connect(const Endpoint& ep, std::error_code& ec) {
@@ -104,7 +108,10 @@ public:
     /// basic_client::async_connect); a failure's `diag` tells the attempts.
     template <class Endpoint>
     void connect(const Endpoint& ep, const backoff& retry, std::error_code& ec, diagnostics& diag) {
-        std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, retry, diag, std::move(h)); });
+        if constexpr (std::is_convertible_v<const Endpoint&, endpoint_type>)
+            ec = connect_to(ep, &retry, diag);
+        else
+            std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, retry, diag, std::move(h)); });
     }
     template <class Endpoint>
     void connect(const Endpoint& ep, const backoff& retry) {
@@ -151,13 +158,20 @@ public:
         return execute(dynamic_command<json>{std::string(name), std::move(arguments)}, std::move(opts));
     }
 
+    /// Every command goes through execute_erased, which is not a template:
+    /// here only the arguments and the result's conversion are compiled.
     template <class Command, class = std::enable_if_t<is_command<Command>::value>>
     typename Command::result_type execute(Command cmd, std::error_code& ec, diagnostics& diag, exec_options opts = {}) {
-        using R = typename Command::result_type;
-        R out{};
-        std::tie(ec, out) = run<std::error_code, R>([&](auto h) {
-            client_.async_execute(std::move(cmd), opts, bind_diagnostics(diag, std::move(h)));
-        });
+        typename Command::result_type out{};
+        detail::erased_command erased{std::string(cmd.name), nullptr, nullptr};
+        diagnostics why;
+        if ((ec = detail::arguments_of(cmd, erased.arguments, &why))) {
+            diag = std::move(why);
+            return out;
+        }
+        detail::result_into<typename Command::result_type> sink(out);
+        erased.sink = &sink;
+        ec = execute_erased(std::move(erased), diag, std::move(opts));
         return out;
     }
     template <class Command, class = std::enable_if_t<is_command<Command>::value>>
@@ -171,11 +185,7 @@ public:
 
     /// Next event; `timeout` 0 waits forever. An "events lost" marker comes
     /// back as an event with `lost` > 0 (not an error: nothing to catch).
-    event receive_event(std::chrono::milliseconds timeout, std::error_code& ec) {
-        event ev;
-        std::tie(ec, ev) = run<std::error_code, event>([&](auto h) { client_.async_receive_event(timeout, std::move(h)); });
-        return ev;
-    }
+    event receive_event(std::chrono::milliseconds timeout, std::error_code& ec);
     event receive_event(std::chrono::milliseconds timeout) {
         std::error_code ec;
         event ev = receive_event(timeout, ec);
@@ -254,7 +264,21 @@ public:
         return std::move(*result);
     }
 
+    /// The one way every command goes (execute above): not a template, so
+    /// compiled once where <qmp/src.hpp> is with separate compilation.
+    std::error_code execute_erased(detail::erased_command cmd, diagnostics& diag, exec_options opts);
+    /// connect() to an endpoint of the stream's own type (with `retry`
+    /// when not null), likewise.
+    std::error_code connect_to(const endpoint_type& ep, const backoff* retry, diagnostics& diag);
+
 private:
+    void start(bool keep_reading) {
+        if (keep_reading) {
+            work_.emplace(ctx_.get_executor());
+            thread_ = std::thread([this] { ctx_.run(); });
+        }
+    }
+
     // Who runs the context now: the calling thread in a call, or close()
     // from another thread when no call runs. A call waits (briefly) for a
     // close() that is running the context; a close() never waits for a call.
@@ -302,5 +326,60 @@ private:
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
     std::thread thread_;
 };
+
+// The members below are defined outside the class: not inline, so a
+// translation unit that sees them declared `extern template` (separate
+// compilation, <qmp/src.hpp>) leaves them to the one that instantiates them.
+
+template <class S>
+basic_sync_client<S>::basic_sync_client(client_options opts, bool keep_reading)
+    : client_(ctx_.get_executor(), std::move(opts)) {
+    start(keep_reading);
+}
+
+template <class S>
+basic_sync_client<S>::~basic_sync_client() {
+    if (thread_.joinable()) {
+        asio::post(ctx_, [this] { client_.close(); });
+        work_.reset();
+        thread_.join();
+    } else {
+        auto turn = take_turn();
+        client_.close();
+        ctx_.restart();
+        ctx_.poll();
+    }
+}
+
+template <class S>
+std::error_code basic_sync_client<S>::execute_erased(detail::erased_command cmd, diagnostics& diag, exec_options opts) {
+    std::error_code ec;
+    std::tie(ec, std::ignore) = run<std::error_code, detail::sunk_result>([&](auto h) {
+        client_.async_execute(std::move(cmd), opts, bind_diagnostics(diag, std::move(h)));
+    });
+    return ec;
+}
+
+template <class S>
+std::error_code basic_sync_client<S>::connect_to(const endpoint_type& ep, const backoff* retry, diagnostics& diag) {
+    if constexpr (std::is_same_v<endpoint_type, detail::no_sync_endpoint>) {
+        (void)ep, (void)retry, (void)diag;
+        return make_error_code(error::invalid_argument);
+    } else {
+        std::error_code ec;
+        if (retry)
+            std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, *retry, diag, std::move(h)); });
+        else
+            std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, diag, std::move(h)); });
+        return ec;
+    }
+}
+
+template <class S>
+event basic_sync_client<S>::receive_event(std::chrono::milliseconds timeout, std::error_code& ec) {
+    event ev;
+    std::tie(ec, ev) = run<std::error_code, event>([&](auto h) { client_.async_receive_event(timeout, std::move(h)); });
+    return ev;
+}
 
 }  // namespace qmp

@@ -68,10 +68,62 @@ struct io<json_text> {
     }
 };
 
+/// Where an erased command's result goes: told the reply's text while it
+/// exists, it converts it into the caller's typed result. What lets the
+/// blocking client run every command through one non-template function
+/// (compiled once with separate compilation), the conversion staying with
+/// the caller.
+class result_sink {
+public:
+    virtual std::error_code read(std::string_view text, diagnostics* diag) = 0;
+
+protected:
+    ~result_sink() = default;
+};
+template <class R>
+class result_into final : public result_sink {
+public:
+    explicit result_into(R& out) : out_(out) {}
+    std::error_code read(std::string_view text, diagnostics* diag) override { return convert_text(text, out_, diag); }
+
+private:
+    R& out_;
+};
+
+/// What an erased command completes with: its sink has the value.
+struct sunk_result {
+    result_sink* sink = nullptr;
+};
+/// A command whose name, arguments and result reader were chosen by the caller.
+struct erased_command {
+    std::string name;
+    json arguments = nullptr;
+    result_sink* sink = nullptr;
+    using result_type = sunk_result;
+};
+
+/// A reply's text into a command's result.
+template <class R>
+std::error_code read_result(std::string_view text, R& out, diagnostics* diag) {
+    return convert_text(text, out, diag);
+}
+inline std::error_code read_result(std::string_view text, sunk_result& out, diagnostics* diag) {
+    return out.sink->read(text, diag);
+}
+
+/// The result an operation starts with (an erased command's names its sink).
+template <class C>
+typename C::result_type initial_result(const C&) {
+    return {};
+}
+inline sunk_result initial_result(const erased_command& c) { return {c.sink}; }
+
 template <class C>
 struct is_dynamic_command : std::false_type {};
 template <class R>
 struct is_dynamic_command<dynamic_command<R>> : std::true_type {};
+template <>
+struct is_dynamic_command<erased_command> : std::true_type {};
 
 /// The `arguments` member of command `cmd` (null for a command without).
 /// A dynamic command gives its arguments away.

@@ -61,7 +61,8 @@ public:
 template <class Handler, class Executor, class R>
 class execute_op final : public execute_op_base {
 public:
-    execute_op(Handler h, const Executor& ex, diagnostics* diag) : h_(std::move(h), ex), diag_(diag) {
+    execute_op(Handler h, const Executor& ex, diagnostics* diag, R initial = R{})
+        : h_(std::move(h), ex), diag_(diag), result_(std::move(initial)) {
         if (!diag_) diag_ = get_associated_diagnostics(h_.get());
     }
     template <class F>
@@ -74,7 +75,7 @@ public:
             if (diag_) *diag_ = diag;
             return;
         }
-        ec_ = convert_text(value, result_, diag_);
+        ec_ = read_result(value, result_, diag_);
         if (!ec_ && diag_) diag_->clear();
     }
     void fail(std::error_code ec) override {
@@ -92,7 +93,7 @@ private:
     handler_holder<Handler, Executor> h_;
     diagnostics* diag_;
     std::error_code ec_;
-    R result_{};
+    R result_;
 };
 
 /// A receive on a subscription.
