@@ -16,6 +16,9 @@
 #include <future>
 #include <thread>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 using namespace std::chrono_literals;
 using qmp_test::fake_server;
 
@@ -431,4 +434,24 @@ TEST_CASE("fake: the blocking client's one path for every command: arguments ref
     CHECK(d.message.find("qemu") != std::string::npos);
     CHECK(cl.is_open());
     script.get();
+}
+
+TEST_CASE("fake: a TCP connection sends each write at once (TCP_NODELAY)" *
+          doctest::test_suite("fake")) {
+    asio::io_context io;
+    asio::ip::tcp::acceptor acc(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    asio::ip::tcp::socket peer(io);
+    bool accepted = false;
+    acc.async_accept(peer, [&](std::error_code ec) { accepted = !ec; });
+    qmp::tcp_client c(io, quick());
+    std::error_code connect_result = qmp::error::not_connected;
+    c.async_connect(acc.local_endpoint(), [&](std::error_code ec) { connect_result = ec; });
+    while (!accepted) io.run_one();  // the TCP connection exists; the greeting never comes
+    int nodelay = 0;
+    socklen_t len = sizeof nodelay;
+    REQUIRE(::getsockopt(c.stream().native_handle(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) == 0);
+    CHECK(nodelay == 1);
+    c.close();
+    io.poll();
+    CHECK(connect_result == qmp::error::connection_closed);
 }
