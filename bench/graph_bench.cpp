@@ -211,7 +211,8 @@ int parse_one(const std::string& path, const std::string& which) {
         throw std::runtime_error("no parser " + which);
     }
     const double ms = ms_since(t0);
-    std::cout << std::fixed << std::setprecision(2) << ms << " " << qmp_bench::proc_status_kb("VmHWM") - base << " " << count << "\n";
+    std::cout << std::fixed << std::setprecision(2) << ms << " " << qmp_bench::proc_status_kb("VmHWM") - base << " "
+              << count << "\n";
     return 0;
 }
 

@@ -44,10 +44,10 @@ public:
     }
     // QEMU ends every message with "\r\n" and escapes control characters
     // inside strings, so counting '\n' counts messages.
-    // `on_recv(bytes)` is told of each read (nothing is kept).
     void read_lines(int n) {
         read_lines_counted(n, [](std::size_t) {});
     }
+    // The same, telling `on_recv(bytes)` of each read (nothing is kept).
     template <class OnRecv>
     void read_lines_counted(int n, OnRecv&& on_recv) {
         while (n > 0) {

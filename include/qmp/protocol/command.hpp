@@ -125,6 +125,16 @@ struct is_dynamic_command<dynamic_command<R>> : std::true_type {};
 template <>
 struct is_dynamic_command<erased_command> : std::true_type {};
 
+/// The wire name of command `cmd`; a dynamic command gives its own away
+/// (no copy of a name built at run time).
+template <class C>
+std::string name_of(C& cmd) {
+    if constexpr (is_dynamic_command<C>::value)
+        return std::move(cmd.name);
+    else
+        return std::string(cmd.name);
+}
+
 /// The `arguments` member of command `cmd` (null for a command without).
 /// A dynamic command gives its arguments away.
 template <class C>

@@ -25,10 +25,11 @@ struct initiate_execute {
     void operator()(Handler&& handler, Command cmd, exec_options opts, diagnostics* diag) const {
         using R = typename Command::result_type;
         using op_type = execute_op<std::decay_t<Handler>, typename Impl::executor_type, R>;
-        auto op = std::make_unique<op_type>(std::forward<Handler>(handler), im->get_executor(), diag, initial_result(cmd));
+        auto op = std::make_unique<op_type>(std::forward<Handler>(handler), im->get_executor(), diag,
+                                            initial_result(cmd));
         json args;
         diagnostics why;  // a command that cannot be sent
-        std::string name(cmd.name);
+        std::string name = name_of(cmd);
         std::error_code ec = arguments_of(cmd, args, &why);
         std::string text;
         if (!ec && !args.is_null()) {
