@@ -5,6 +5,7 @@
 #pragma once
 
 #include <qmp/error.hpp>
+#include <qmp/json/detail/spent_text.hpp>
 #include <qmp/json/reader.hpp>
 
 #include <nlohmann/json.hpp>
@@ -32,10 +33,21 @@ inline std::string render_path(const std::vector<std::string>& segments) {
 
 class dom_builder {
 public:
-    explicit dom_builder(json_reader& r) : r_(r) {}
+    // A builder that starts at the first byte of a reply's value may give
+    // back the pages of text it has passed (see spent_text).
+    explicit dom_builder(json_reader& r) : r_(r), spent_(r.begin_offset() == 0 ? spent_text::claim(r.text()) : nullptr) {}
+    ~dom_builder() {
+        if (spent_) spent_->spend_before(r_.begin_offset());
+    }
+    dom_builder(const dom_builder&) = delete;
+    dom_builder& operator=(const dom_builder&) = delete;
 
     /// Builds the value whose first token is the reader's current one.
     bool value(json& out) {
+        if (spent_ && r_.begin_offset() >= next_spend_) {
+            spent_->spend_before(r_.begin_offset());
+            next_spend_ = r_.begin_offset() + spent_text::step;
+        }
         switch (r_.current()) {
         case json_token::begin_object: {
             out = json::object();
@@ -120,6 +132,8 @@ private:
         std::size_t index;       // an array position
     };
     json_reader& r_;
+    spent_text* spent_;
+    std::size_t next_spend_ = spent_text::step;
     std::vector<segment> path_;
     std::error_code ec_;
     std::string why_;

@@ -6,7 +6,9 @@
 // and the write queue. The asio client drives it; its tests feed it bytes.
 //
 // What it produces goes to a session_handler during the call that caused
-// it. A reply's text is valid only during on_reply. The handler must not
+// it. A reply's text is valid only during on_reply, and a `json` built from
+// it there gives back the pages it has passed (give_back_reply_text: read
+// the text first if you want it too). The handler must not
 // call back into the session from inside a callback (collect, then act).
 //
 // The library's one sans-io object that pushes instead of being pulled
@@ -19,6 +21,7 @@
 #pragma once
 
 #include <qmp/error.hpp>
+#include <qmp/json/detail/spent_text.hpp>
 #include <qmp/protocol/framer.hpp>
 #include <qmp/protocol/handshake.hpp>
 #include <qmp/protocol/message.hpp>
@@ -366,6 +369,9 @@ private:
         if (e.abandoned) {
             ++stats_.late_replies;
         } else if (msg.kind == message_kind::success) {
+            // Nothing here reads the value after its handler: a tree built
+            // from it may give back the text's pages as it goes.
+            detail::spent_text spendable(opts_.give_back_reply_text ? msg.value : std::string_view());
             h.on_reply(id, {}, msg.value, diagnostics{});
         } else {
             h.on_reply(id, server_error_from_class(msg.error_class), {}, diagnostics{msg.error_class, msg.error_desc});

@@ -38,6 +38,12 @@ struct session_options {
     /// yet), and every `exec-oob`, takes an id. Shorter commands cost QEMU
     /// less (it reads its input a byte or two per system call).
     bool idless_commands = true;
+    /// A `json` built from a reply's value during on_reply (convert_text,
+    /// the clients' results) gives back the pages of text it has passed, so
+    /// a big reply's text and tree are not both held whole (Linux; see
+    /// json/detail/spent_text.hpp). A handler that wants the text as well
+    /// reads it before building the tree, or turns this off.
+    bool give_back_reply_text = true;
     trace_hook trace;
 };
 
@@ -65,7 +71,7 @@ class session_handler {
 public:
     virtual ~session_handler() = default;
     /// The outcome of request `id`: ec clear and the `return` value's text
-    /// (valid only during this call), or a QMP error class (`diag` has
+    /// (valid only during this call; see give_back_reply_text), or a QMP error class (`diag` has
     /// QEMU's class and desc), or the reason the session ended.
     virtual void on_reply(std::uint64_t id, std::error_code ec, std::string_view value, const diagnostics& diag) = 0;
     virtual void on_event(event&& ev) = 0;
