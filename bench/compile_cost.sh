@@ -10,6 +10,10 @@
 #   block       <qmp/qmp.hpp> + <qmp/qapi/block_query.hpp>: execute(query_named_block_nodes{}), header-only
 #   block-sep   the same, separate compilation
 #   src         the one file with <qmp/src.hpp> (paid once per program)
+#   status      <qmp/qmp.hpp> + generated <qmp/qapi/run_state.hpp>: execute(query_status{}), separate
+#   machine     <qmp/qmp.hpp> + generated <qmp/qapi/machine.hpp>: execute(query_cpus_fast{}), separate
+#   block-core  <qmp/qmp.hpp> + generated <qmp/qapi/block_core.hpp> (the largest module):
+#               execute(block_dirty_bitmap_add{...}), separate
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds=${1:-5}
@@ -50,11 +54,29 @@ int main(int argc, char** argv) {
 }
 CPP
 echo '#include <qmp/src.hpp>' > "$work/src.cpp"
+# One generated module header and one of its commands: FILE HEADER STATEMENT.
+generated_unit() {
+  cat > "$work/$1.cpp" <<CPP
+#include <qmp/qapi/$2.hpp>
+#include <qmp/qmp.hpp>
+#include <iostream>
+int main(int argc, char** argv) {
+    qmp::sync_client c;
+    c.connect(asio::local::stream_protocol::endpoint(argc > 1 ? argv[1] : "qmp.sock"));
+    $3
+}
+CPP
+}
+generated_unit status run_state 'std::cout << c.execute(qmp::query_status{}).status.text() << "\n";'
+generated_unit machine machine 'for (const auto& cpu : c.execute(qmp::query_cpus_fast{})) std::cout << cpu.qom_path << "\n";'
+generated_unit block-core block_core 'qmp::block_dirty_bitmap_add a; a.node = "n"; a.name_ = "b"; c.execute(a);'
 
-declare -A extra=([asio]="" [header]="" [separate]="-DQMP_SEPARATE_COMPILATION" [block]=""
-                  [block-sep]="-DQMP_SEPARATE_COMPILATION" [src]="-DQMP_SEPARATE_COMPILATION")
-declare -A file=([asio]=asio [header]=header [separate]=header [block]=block [block-sep]=block [src]=src)
-units=(asio header separate block block-sep src)
+sep="-DQMP_SEPARATE_COMPILATION"
+declare -A extra=([asio]="" [header]="" [separate]="$sep" [block]="" [block-sep]="$sep" [src]="$sep"
+                  [status]="$sep" [machine]="$sep" [block-core]="$sep")
+declare -A file=([asio]=asio [header]=header [separate]=header [block]=block [block-sep]=block [src]=src
+                 [status]=status [machine]=machine [block-core]=block-core)
+units=(asio header separate block block-sep src status machine block-core)
 declare -A times mems
 for ((r = 0; r < rounds; r++)); do
   for u in "${units[@]}"; do

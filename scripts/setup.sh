@@ -3,13 +3,16 @@
 #  1. installs the Debian packages the build and the tests need, when missing;
 #  2. unpacks QEMU 10.0 from bookworm-backports into .deps/qemu-10.0 (a
 #     project-local prefix; the system's QEMU is never upgraded);
-#  3. unpacks promtool from Debian's prometheus package into .deps/prometheus.
+#  3. unpacks promtool from Debian's prometheus package into .deps/prometheus;
+#  4. fetches QEMU 10.0's QAPI schema sources into .deps/qapi-10.0.
 # Uses sudo when not root. Safe to run again: it does nothing when all is there.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # strace: qmp-bench-roundtrip counts system calls with it.
-packages=(g++ clang libclang-rt-14-dev make cmake libasio-dev nlohmann-json3-dev doctest-dev qemu-system-x86 qemu-utils libssl-dev openssl strace)
+# python3, curl, xz-utils: the QAPI header generator's check, and fetching
+# the schema sources it reads.
+packages=(g++ clang libclang-rt-14-dev make cmake libasio-dev nlohmann-json3-dev doctest-dev qemu-system-x86 qemu-utils libssl-dev openssl strace python3 curl xz-utils)
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
@@ -64,5 +67,8 @@ if [ ! -x "$promdir/usr/bin/promtool" ]; then
   dpkg -x "$promdir"/debs/prometheus_*.deb "$promdir"
   rm -rf "$promdir/debs"
 fi
+
+# QEMU 10.0's QAPI schema sources, for the generated headers' check.
+bash "$root/scripts/fetch-qapi.sh"
 
 echo "setup: ok ($(qemu-storage-daemon --version | head -n 1); $version; $("$promdir/usr/bin/promtool" --version 2>&1 | head -n 1))"

@@ -55,8 +55,10 @@ void for_each_field(const Tuple& t, F&& f) {
     throw conversion_error(error::missing_member, std::string(name), "missing");
 }
 
+/// Reads and writes the members T::wire_members() describes (a described
+/// struct, or the base members of a QAPI union).
 template <class T>
-struct io<T, std::enable_if_t<is_described<T>::value>> {
+struct described_io {
     static constexpr auto fields = T::wire_members();
     static_assert(std::tuple_size_v<decltype(fields)> <= 64, "at most 64 wire members per struct");
 
@@ -138,6 +140,14 @@ struct io<T, std::enable_if_t<is_described<T>::value>> {
         }
     }
 
+    /// Calls f with each member's wire name.
+    template <class F>
+    static void for_each_name(F&& f) {
+        for_each_field(fields, [&](const auto& field, std::size_t) {
+            if (field.inner.empty()) f(field.name);
+        });
+    }
+
     static void write(json& j, const T& v) {
         j = json::object();
         for_each_field(fields, [&](const auto& f, std::size_t) {
@@ -154,6 +164,9 @@ struct io<T, std::enable_if_t<is_described<T>::value>> {
     }
 };
 
+template <class T>
+struct io<T, std::enable_if_t<is_described<T>::value>> : described_io<T> {};
+
 /// Types with their own ADL from_json/to_json (and no description): read
 /// through a DOM subtree; nlohmann's exceptions become conversion errors.
 template <class T, class = void>
@@ -163,7 +176,7 @@ struct has_adl_from_json<T, std::void_t<decltype(from_json(std::declval<const js
     : std::true_type {};
 
 template <class T>
-struct io<T, std::enable_if_t<!is_described<T>::value && has_adl_from_json<T>::value>> {
+struct io<T, std::enable_if_t<!is_described<T>::value && !is_qapi_union<T>::value && has_adl_from_json<T>::value>> {
     static void read(json_reader& r, T& v) {
         json j;
         io<json>::read(r, j);

@@ -97,10 +97,21 @@ struct wire_enum;
 
 namespace detail {
 
+/// A QAPI flat union (generated): base members described by wire_members(),
+/// a `discriminator` naming the base member that picks the branch, and
+/// `branch_of(tag)`, the index of the branch's type in `branch` (0: a
+/// `json` object, for a tag without members or one the type does not know).
+template <class T, class = void>
+struct is_qapi_union : std::false_type {};
+template <class T>
+struct is_qapi_union<T, std::void_t<decltype(T::discriminator), decltype(T::branch_of(std::string_view()))>>
+    : std::true_type {};
+
+/// A struct read and written member by member from its wire_members().
 template <class T, class = void>
 struct is_described : std::false_type {};
 template <class T>
-struct is_described<T, std::void_t<decltype(T::wire_members())>> : std::true_type {};
+struct is_described<T, std::void_t<decltype(T::wire_members())>> : std::bool_constant<!is_qapi_union<T>::value> {};
 
 template <class E, class = void>
 struct has_wire_enum : std::false_type {};

@@ -1,0 +1,177 @@
+// The generated types against real QEMU 7.2 and 10.0: every `query-*`
+// command that needs no argument is executed typed and its reply decodes;
+// every event the test provokes decodes as its typed struct.
+#include <support/qemu.hpp>
+
+#include <qmp/client/clients.hpp>
+#include <qmp/qapi/catalog.hpp>
+
+#include <doctest/doctest.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using namespace qmp_support;
+
+namespace {
+
+// A query command with no required argument (decided at compile time, so
+// only those are instantiated).
+template <class T>
+constexpr bool query_without_arguments() {
+    if constexpr (!qmp::detail::is_described<T>::value) {
+        return false;  // a union's command, or a hand-written one
+    } else {
+        constexpr auto fields = T::wire_members();
+        const bool none = std::apply(
+            [](const auto&... f) { return ((f.how != qmp::wire::presence::required) && ... && true); }, fields);
+        return none && T::name.substr(0, 6) == "query-";
+    }
+}
+
+// What happened to each command.
+struct outcome {
+    std::vector<std::string> decoded, absent, refused, failed;
+};
+
+// Runs every generated query command without arguments (each a type, so
+// each reply goes through its own typed conversion).
+outcome run_queries(qmp::sync_client& c) {
+    outcome o;
+    qmp::qapi::for_each_command([&](auto tag, bool generated) {
+        using T = typename decltype(tag)::type;
+        const std::string name(T::name);
+        if constexpr (query_without_arguments<T>()) {
+            if (!generated) return;
+            std::error_code ec;
+            qmp::diagnostics d;
+            (void)c.execute(T{}, ec, d);
+            if (!ec)
+                o.decoded.push_back(name);
+            else if (d.error_class == "CommandNotFound")
+                o.absent.push_back(name);
+            else if (!d.error_class.empty())
+                o.refused.push_back(name + " (" + d.error_class + ": " + d.message + ")");
+            else
+                o.failed.push_back(name + ": " + ec.message() + ": " + d.message);
+        }
+    });
+    return o;
+}
+
+// Decodes `ev` with the catalog's type of that name: true when one exists
+// and it decodes, with the reason in `why` otherwise.
+bool decodes_typed(const qmp::event& ev, std::string& why) {
+    bool found = false, ok = false;
+    qmp::qapi::for_each_event([&](auto tag, bool) {
+        using E = typename decltype(tag)::type;
+        if (found || ev.name != E::name) return;
+        found = true;
+        std::error_code ec;
+        qmp::diagnostics d;
+        ok = qmp::event_as<E>(ev, ec, &d).has_value();
+        if (!ok) why = ec.message() + ": " + d.message;
+    });
+    if (!found) why = "no type";
+    return ok;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("qemu: every query command without arguments, typed, decodes on the system emulator and the storage daemon" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        for (auto kind : {qemu_kind::system, qemu_kind::storage_daemon}) {
+            CAPTURE(b.label);
+            const std::string what = kind == qemu_kind::system ? "qemu-system-x86_64 -S" : "qemu-storage-daemon";
+            CAPTURE(what);
+            temp_dir dir;
+            qemu_config cfg;
+            cfg.kind = kind;
+            cfg.blockdevs = chain_blockdevs(make_chain(b, dir, "vda", 2), "vda");
+            if (kind == qemu_kind::system)
+                cfg.extra = {"-smp", "2", "-object", "iothread,id=io0", "-device", "qemu-xhci,id=usb",
+                             "-device", "virtio-blk-pci,drive=vda-1-fmt,id=disk0,iothread=io0", "-device",
+                             "virtio-serial-pci", "-m", "256"};
+            qemu_instance q(b, dir, cfg);
+            INFO(q.log());
+            qmp::sync_client c;
+            c.connect(q.qmp_endpoint());
+            const outcome o = run_queries(c);
+            const std::size_t m = o.decoded.size() + o.absent.size() + o.refused.size() + o.failed.size();
+            MESSAGE("QEMU " << b.label << ", " << what << ": " << o.decoded.size() << " of " << m
+                            << " query commands without arguments decoded typed; " << o.absent.size()
+                            << " not in this QEMU; " << o.refused.size() << " refused by QEMU: " << joined(o.refused));
+            CHECK(o.failed.empty());
+            for (const auto& f : o.failed) MESSAGE("failed: " << f);
+            // Measured: 43 (7.2) and 46 (10.0) of 55 on the system emulator,
+            // where the rest need a device or an accelerator this VM has not;
+            // the storage daemon has 3 of them.
+            CHECK(o.decoded.size() >= (kind == qemu_kind::system ? 40u : 3u));
+        }
+    }
+}
+
+TEST_CASE("qemu: the events a VM manager sees decode typed (STOP, RESUME, DEVICE_DELETED, jobs, write threshold)" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir dir;
+        qemu_config cfg;
+        cfg.kind = qemu_kind::system;
+        cfg.blockdevs = chain_blockdevs(make_chain(b, dir, "vda", 3), "vda");
+        cfg.extra = {"-device", "qemu-xhci,id=usb"};
+        qemu_instance q(b, dir, cfg);
+        INFO(q.log());
+        qmp::sync_client c;
+        c.connect(q.qmp_endpoint());
+
+        c.execute(qmp::cont{});
+        c.execute(qmp::stop{});
+        // A USB device leaves without asking the guest.
+        c.execute("device_add", {{"driver", "usb-kbd"}, {"id", "kbd0"}, {"bus", "usb.0"}});
+        c.execute("device_del", {{"id", "kbd0"}});
+        // A job: stream the middle of the chain into the top.
+        qmp::block_stream st;
+        st.job.job_id = "stream0";
+        st.device = "vda-2-fmt";
+        c.execute(st);
+        // A write threshold, crossed by a write from QEMU itself (qemu-io).
+        c.execute(qmp::block_set_write_threshold{"vda-2-file", 1});
+        c.execute("human-monitor-command", {{"command-line", "qemu-io vda-2-fmt \"write 0 64k\""}});
+
+        std::set<std::string> seen;
+        std::vector<std::string> bad;
+        const std::set<std::string> wanted = {"STOP", "RESUME", "DEVICE_DELETED", "JOB_STATUS_CHANGE",
+                                              "BLOCK_JOB_COMPLETED", "BLOCK_WRITE_THRESHOLD"};
+        const auto deadline = std::chrono::steady_clock::now() + 20s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            bool all = true;
+            for (const auto& w : wanted) all = all && seen.count(w);
+            if (all) break;
+            std::error_code ec;
+            auto ev = c.receive_event(2s, ec);
+            if (ec) continue;
+            std::string why;
+            if (decodes_typed(ev, why))
+                seen.insert(ev.name);
+            else
+                bad.push_back(ev.name + ": " + why + " " + ev.data.dump());
+        }
+        std::string names;
+        for (const auto& s : seen) names += " " + s;
+        MESSAGE("QEMU " << b.label << ": decoded typed:" << names);
+        for (const auto& w : wanted) CHECK_MESSAGE(seen.count(w), w);
+        CHECK(bad.empty());
+        for (const auto& x : bad) MESSAGE(x);
+    }
+}
