@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets the machine up, builds everything and runs every test.
-#   scripts/test.sh [PRESET]   default (Debug, in build/), sanitize (ASan +
-#                              UBSan), release (GCC -O3), release-clang
+#   scripts/test.sh [PRESET]   default (GCC, Debug, in build/), sanitize
+#                              (clang -O3, ASan + UBSan), release (GCC -O3)
 #   scripts/test.sh --sanitize the same as `sanitize`
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
