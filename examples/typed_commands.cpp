@@ -3,7 +3,9 @@
 //
 // A VM manager pauses and resumes guests, reads their state and their vCPUs.
 // Here every command, reply and event is a C++ type: a misspelt member does
-// not compile, and a state a newer QEMU adds still reads (as text).
+// not compile, and a state a newer QEMU adds still reads (as text). With the
+// QEMU's own schema loaded, a call this QEMU cannot take (a command or an
+// argument newer than it) is refused before it is sent, naming what it lacks.
 //
 //   qmp-example-typed-commands [--qemu-bindir DIR]     (default: /usr/bin)
 #include <support/qemu.hpp>
@@ -71,6 +73,20 @@ int main(int argc, char** argv) {
         const auto kvm = client.execute(qmp::query_kvm{});
         std::cout << "KVM: " << (kvm.present ? "present" : "absent") << ", " << (kvm.enabled ? "in use" : "not in use")
                   << "\n";
+
+        // Checked against this QEMU: `compat-props` came in QEMU 9.1.
+        client.load_schema();
+        qmp::query_machines machines;
+        machines.compat_props = true;
+        std::error_code ec;
+        qmp::diagnostics why;
+        const auto listed = client.execute(machines, ec, why);
+        if (ec == qmp::error::not_offered)
+            std::cout << "refused before sending: " << why.message << "\n";
+        else if (ec)
+            throw qmp::qmp_error(ec, why);
+        else
+            std::cout << listed.size() << " machine types, with their compatibility properties\n";
         return 0;
     } catch (const std::exception& e) {
         std::cerr << "qmp-example-typed-commands: " << e.what() << "\n";

@@ -15,7 +15,7 @@ cmake --build --preset fuzz
 
 root=build-fuzz
 mkdir -p "$root/corpus" "$root/artifacts" "$root/logs"
-targets=(framer json classify handshake session typed target spec state service)
+targets=(framer json classify handshake session typed target spec state service schema)
 
 # Seeds: hand-written ones, and the recorded replies in every useful shape.
 for t in "${targets[@]}"; do

@@ -42,6 +42,7 @@ enum class error {
     fd_passing_unsupported, ///< file descriptors given for a stream that is no unix socket
     unrepresentable_number, ///< a number no 64-bit integer or double holds exactly
     greeted_twice,          ///< QEMU greeted again: its monitor was set up under this connection
+    not_offered,            ///< the peer's schema lacks the command, an argument member or a value
 };
 
 /// QMP error classes (qapi/error.json QapiErrorClass).
@@ -83,6 +84,8 @@ public:
         case error::greeted_twice:
             return "QEMU sent its greeting twice: the connection began while QEMU set up its monitor, which can lose "
                    "what it reads then; connect again";
+        case error::not_offered:
+            return "the peer does not offer this command, argument or value (its query-qmp-schema lacks it)";
         }
         return "unknown qmp.client error";
     }

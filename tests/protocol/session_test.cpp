@@ -1,6 +1,6 @@
 // The session's rules, byte by byte: no sockets, threads or timers. A
 // recording handler keeps what the session produced; the test plays QEMU.
-#include "../support/reply_id.hpp"
+#include "../support/session_peer.hpp"
 
 #include <qmp/json/wire.hpp>
 #include <qmp/protocol/session.hpp>
@@ -11,90 +11,10 @@
 #include <string>
 #include <vector>
 
-namespace {
-
-const std::string greeting_oob =
-    R"({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}})"
-    "\r\n";
-const std::string greeting_plain =
-    R"({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}})"
-    "\r\n";
-
-struct recorder : qmp::session_handler {
-    struct reply {
-        std::uint64_t id;
-        std::error_code ec;
-        std::string value;
-        qmp::diagnostics diag;
-    };
-    std::vector<reply> replies;
-    bool build_trees = false;  // also convert each value into a json, as the clients do
-    std::vector<qmp::json> trees;
-    std::vector<qmp::event> events;
-    int ready = 0;
-    std::vector<std::pair<std::error_code, qmp::diagnostics>> closed;
-
-    void on_reply(std::uint64_t id, std::error_code ec, std::string_view value, const qmp::diagnostics& d) override {
-        if (build_trees) {
-            qmp::json j;
-            if (!ec) ec = qmp::convert_text(value, j);
-            trees.push_back(std::move(j));
-        }
-        replies.push_back({id, ec, std::string(value), d});
-    }
-    void on_event(qmp::event&& ev) override { events.push_back(std::move(ev)); }
-    void on_ready() override { ++ready; }
-    void on_closed(std::error_code ec, const qmp::diagnostics& d) override { closed.emplace_back(ec, d); }
-};
-
-// QEMU's side of a session: what the client wrote, as JSON messages.
-struct peer {
-    qmp::session s;
-    recorder r;
-    explicit peer(qmp::session_options o = {}) : s(std::move(o)) {}
-
-    void feed(const std::string& bytes, bool bytewise = false) {
-        if (!bytewise) return s.on_bytes(bytes.data(), bytes.size(), r);
-        for (char c : bytes) s.on_bytes(&c, 1, r);
-    }
-    // Everything queued for writing, as the driver would write it.
-    std::vector<qmp::json> written(std::vector<std::uint64_t>* fd_owners = nullptr) {
-        std::vector<qmp::json> out;
-        while (s.want_write()) {
-            auto c = s.next_write();
-            if (fd_owners) fd_owners->push_back(c.fd_owner);
-            std::string text(c.bytes);
-            s.written();
-            qmp::framer f;
-            f.feed(text);
-            std::string_view m;
-            std::error_code ec;
-            while (f.next(m, ec) == qmp::framer::status::message) out.push_back(qmp::json::parse(m));
-        }
-        return out;
-    }
-    void negotiate(bool oob = true) {
-        s.start();
-        feed(oob ? greeting_oob : greeting_plain);
-        auto caps = written();
-        REQUIRE(caps.size() == 1);
-        feed(R"({"return": {}, "id": )" + caps[0]["id"].dump() + "}\r\n");
-        REQUIRE(s.ready());
-    }
-    std::uint64_t submit(const std::string& name, qmp::request_options o = {}) {
-        std::error_code ec;
-        qmp::diagnostics d;
-        auto id = s.submit(name, nullptr, o, ec, d);
-        REQUIRE_MESSAGE(!ec, ec.message());
-        return id;
-    }
-    // As QEMU: the request's id back, or none when it had none.
-    void answer(const qmp::json& req, const std::string& ret) {
-        feed(R"({"return": )" + ret + qmp_test::id_member(req) + "}\r\n");
-    }
-};
-
-}  // namespace
+using qmp_test::greeting_oob;
+using qmp_test::greeting_plain;
+using qmp_test::peer;
+using qmp_test::recorder;
 
 TEST_CASE("session: negotiation with and without oob, byte by byte" * doctest::test_suite("protocol")) {
     for (bool offered : {true, false})

@@ -1,5 +1,8 @@
 // The generated QAPI types on the wire: enums that keep values they do not
 // know, flat unions, alternates and null, read and written back.
+#include "../support/fake_server.hpp"
+
+#include <qmp/client/clients.hpp>
 #include <qmp/qapi/block_core.hpp>
 #include <qmp/qapi/block_export.hpp>
 #include <qmp/qapi/common.hpp>
@@ -8,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <future>
 #include <string>
 
 namespace {
@@ -123,4 +127,31 @@ TEST_CASE("generated: an alternate follows the JSON type, null included" * docte
     CHECK(qmp::json(p) == qmp::json{{"tls-creds", nullptr}, {"tls-hostname", "host"}});
     qmp::str_or_null bad;
     CHECK(qmp::convert_text("12", bad) == qmp::error::invalid_result);
+}
+
+TEST_CASE("generated: through a client, a value and a member the generator never saw come from a peer, and the "
+          "value goes back to it" * doctest::test_suite("fake")) {
+    qmp_test::fake_server srv;
+    auto script = std::async(std::launch::async, [&] {
+        srv.handshake();
+        auto q = srv.read_message();
+        srv.reply(q, qmp::json::parse(R"([{"capability": "xbzrle", "state": false},
+            {"capability": "teleport", "state": true, "since": "12.0"}])"));
+        auto set = srv.read_message();
+        srv.reply(set, qmp::json::object());
+        return set;
+    });
+    qmp::sync_client cl;
+    cl.connect(srv.endpoint());
+    auto caps = cl.execute(qmp::query_migrate_capabilities{});
+    REQUIRE(caps.size() == 2);
+    CHECK(caps[0].capability == qmp::migration_capability::xbzrle);
+    CHECK_FALSE(caps[1].capability.known());
+    CHECK(caps[1].capability == "teleport");
+    CHECK(caps[1].state);
+    cl.execute(qmp::migrate_set_capabilities{caps});
+    const qmp::json sent = script.get();
+    CHECK(sent["execute"] == "migrate-set-capabilities");
+    CHECK(sent["arguments"] == qmp::json::parse(R"({"capabilities": [{"capability": "xbzrle", "state": false},
+        {"capability": "teleport", "state": true}]})"));
 }

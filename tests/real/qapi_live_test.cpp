@@ -79,6 +79,16 @@ bool decodes_typed(const qmp::event& ev, std::string& why) {
     return ok;
 }
 
+// A paused VM (or the storage daemon) with a chain of `depth` images as vda.
+qemu_config chain_vm(const qemu_build& b, temp_dir& dir, int depth, std::vector<std::string> extra = {},
+                     qemu_kind kind = qemu_kind::system) {
+    qemu_config cfg;
+    cfg.kind = kind;
+    cfg.blockdevs = chain_blockdevs(make_chain(b, dir, "vda", depth), "vda");
+    cfg.extra = std::move(extra);
+    return cfg;
+}
+
 std::string joined(const std::vector<std::string>& v) {
     std::string s;
     for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -95,14 +105,12 @@ TEST_CASE("qemu: every query command without arguments, typed, decodes on the sy
             const std::string what = kind == qemu_kind::system ? "qemu-system-x86_64 -S" : "qemu-storage-daemon";
             CAPTURE(what);
             temp_dir dir;
-            qemu_config cfg;
-            cfg.kind = kind;
-            cfg.blockdevs = chain_blockdevs(make_chain(b, dir, "vda", 2), "vda");
+            std::vector<std::string> devices;
             if (kind == qemu_kind::system)
-                cfg.extra = {"-smp", "2", "-object", "iothread,id=io0", "-device", "qemu-xhci,id=usb",
-                             "-device", "virtio-blk-pci,drive=vda-1-fmt,id=disk0,iothread=io0", "-device",
-                             "virtio-serial-pci", "-m", "256"};
-            qemu_instance q(b, dir, cfg);
+                devices = {"-smp", "2", "-object", "iothread,id=io0", "-device", "qemu-xhci,id=usb",
+                           "-device", "virtio-blk-pci,drive=vda-1-fmt,id=disk0,iothread=io0", "-device",
+                           "virtio-serial-pci", "-m", "256"};
+            qemu_instance q(b, dir, chain_vm(b, dir, 2, devices, kind));
             INFO(q.log());
             qmp::sync_client c;
             c.connect(q.qmp_endpoint());
@@ -126,11 +134,7 @@ TEST_CASE("qemu: the events a VM manager sees decode typed (STOP, RESUME, DEVICE
     for (const auto& b : qemu_builds()) {
         CAPTURE(b.label);
         temp_dir dir;
-        qemu_config cfg;
-        cfg.kind = qemu_kind::system;
-        cfg.blockdevs = chain_blockdevs(make_chain(b, dir, "vda", 3), "vda");
-        cfg.extra = {"-device", "qemu-xhci,id=usb"};
-        qemu_instance q(b, dir, cfg);
+        qemu_instance q(b, dir, chain_vm(b, dir, 3, {"-device", "qemu-xhci,id=usb"}));
         INFO(q.log());
         qmp::sync_client c;
         c.connect(q.qmp_endpoint());
@@ -173,5 +177,67 @@ TEST_CASE("qemu: the events a VM manager sees decode typed (STOP, RESUME, DEVICE
         for (const auto& w : wanted) CHECK_MESSAGE(seen.count(w), w);
         CHECK(bad.empty());
         for (const auto& x : bad) MESSAGE(x);
+    }
+}
+
+TEST_CASE("qemu: with the peer's schema loaded, what only QEMU 10.0 has is refused by 7.2's before it is sent" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        temp_dir dir;
+        qemu_instance q(b, dir, chain_vm(b, dir, 1));
+        INFO(q.log());
+        qmp::sync_client c;
+        c.connect(q.qmp_endpoint());
+        const bool old = b.label == "7.2";
+
+        // Without the view nothing is checked: QEMU itself refuses.
+        std::error_code ec;
+        qmp::diagnostics d;
+        qmp::blockdev_set_active activate;
+        activate.active = true;
+        c.execute(activate, ec, d);
+        CHECK(!ec == !old);
+        if (old) CHECK(d.error_class == "CommandNotFound");
+
+        auto schema = c.load_schema();
+        REQUIRE(schema);
+        CHECK(schema->has_command("query-machines"));
+        const auto& v = c.server_greeting().version.qemu;
+        const std::string peer = "QEMU " + std::to_string(v.major) + "." + std::to_string(v.minor) + "." +
+                                 std::to_string(v.micro);
+        CHECK(schema->peer() == peer);
+
+        const auto sent = c.stats().commands_sent;
+        qmp::query_machines machines;
+        machines.compat_props = true;
+        auto listed = c.execute(machines, ec, d);
+        c.execute(activate, ec, d);
+        if (old) {
+            CHECK(ec == qmp::error::not_offered);
+            CHECK(d.message == peer + " has no command 'blockdev-set-active'");
+            (void)c.execute(machines, ec, d);
+            CHECK(ec == qmp::error::not_offered);
+            CHECK(d.message == peer + ": 'query-machines' has no argument 'compat-props'");
+            CHECK(c.stats().commands_sent == sent);  // nothing reached QEMU
+            try {
+                c.execute(machines);
+                FAIL("refused calls throw from the throwing overload");
+            } catch (const qmp::qmp_error& e) {
+                CHECK(std::string(e.what()).find("'compat-props'") != std::string::npos);
+            }
+        } else {
+            CHECK(!ec);
+            CHECK(!listed.empty());
+            CHECK(c.stats().commands_sent == sent + 2);
+        }
+        // What both have goes through, checked.
+        CHECK(!c.execute(qmp::query_status{}).running);
+
+        // A new connection starts unchecked.
+        c.close();
+        c.connect(q.qmp_endpoint());
+        (void)c.execute(machines, ec, d);
+        CHECK(ec != qmp::error::not_offered);
     }
 }

@@ -56,6 +56,18 @@ TEST_CASE("qmpctl: exec, errors and exit codes" * doctest::test_suite("qemu")) {
                   &out) == 4);
         CHECK(out.find("GenericError") != std::string::npos);
 
+        // describe: from this QEMU's own schema.
+        REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "describe", "block-set-write-threshold"}, &out) == 0);
+        CHECK(out.rfind("command block-set-write-threshold (QEMU " + b.label + ".", 0) == 0);
+        CHECK(out.find("arguments:\n  node-name: str\n  write-threshold: int\nreturns: nothing\n") !=
+              std::string::npos);
+        REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "describe", "BLOCK_WRITE_THRESHOLD"}, &out) == 0);
+        CHECK(out.find("data:\n  node-name: str\n  amount-exceeded: int\n") != std::string::npos);
+        REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "describe", "blockdev-set-active"}, &out) == (b.label == "7.2" ? 4 : 0));
+        if (b.label == "7.2") CHECK(out.find("has no command or event 'blockdev-set-active'") != std::string::npos);
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "describe"}, &out) == 2);
+        CHECK(run({qmpctl(), "-s", q.qmp_path(), "describe", "a", "b"}, &out) == 2);
+
         CHECK(run({qmpctl(), "-s", dir.file("absent.sock"), "exec", "query-version"}, &out) == 3);
         CHECK(out.find("cannot connect") != std::string::npos);
         CHECK(run({qmpctl(), "exec", "query-version"}, &out) == 2);

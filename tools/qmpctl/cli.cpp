@@ -12,6 +12,7 @@ const char* usage_text =
     "usage: qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]\n"
     "       qmpctl -s SOCKET exec COMMAND [ARGUMENTS-JSON] (--pass-fd FILE | --pass-fd-ro FILE)...\n"
     "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n"
+    "       qmpctl (-s SOCKET | -t HOST:PORT) describe COMMAND-OR-EVENT\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... chain [DISK] [--details] [--json]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... resolve (TARGET | --node NODE) [--details] [--json]\n"
     "       qmpctl ... [--state FILE] [--disk NAME=ID]... threshold set TARGET VALUE [--layer storage|format]\n"

@@ -16,6 +16,8 @@ int run_exec(Client& client, const cli& c);
 template <class Client>
 int run_events(Client& client, const cli& c);
 template <class Client>
+int run_describe(Client& client, const cli& c);
+template <class Client>
 int run_chain(Client& client, const cli& c);
 template <class Client>
 int run_resolve(Client& client, const cli& c);

@@ -1,4 +1,4 @@
-// qmpctl exec and qmpctl events.
+// qmpctl exec, qmpctl describe and qmpctl events.
 #include "commands.hpp"
 
 #include <algorithm>
@@ -10,6 +10,22 @@
 #include <unistd.h>
 
 namespace qmpctl {
+
+namespace {
+
+// A command's failure on stderr, and the exit code it gets.
+int report_failure(const std::string& what, std::error_code ec, const qmp::diagnostics& diag) {
+    if (ec.category() == qmp::server_category()) {
+        std::cerr << "qmpctl: " << what << ": " << (diag.error_class.empty() ? "error" : diag.error_class) << ": "
+                  << diag.message << "\n";
+        return exit_qmp_error;
+    }
+    std::cerr << "qmpctl: " << what << ": " << ec.message() << (diag.message.empty() ? "" : ": " + diag.message)
+              << "\n";
+    return exit_connection;
+}
+
+}  // namespace
 
 template <class Client>
 int run_exec(Client& client, const cli& c) {
@@ -35,22 +51,31 @@ int run_exec(Client& client, const cli& c) {
     qmp::json_text ret =
         client.execute(qmp::dynamic_command<qmp::json_text>{c.positional[1], std::move(args)}, ec, diag, opts);
     for (int f : opts.fds) ::close(f);
-    if (ec.category() == qmp::server_category()) {
-        std::cerr << "qmpctl: " << c.positional[1] << ": " << (diag.error_class.empty() ? "error" : diag.error_class)
-                  << ": " << diag.message << "\n";
-        return exit_qmp_error;
-    }
-    if (ec) {
-        std::cerr << "qmpctl: " << c.positional[1] << ": " << ec.message()
-                  << (diag.message.empty() ? "" : ": " + diag.message) << "\n";
-        return exit_connection;
-    }
+    if (ec) return report_failure(c.positional[1], ec, diag);
     std::string out;
     if (auto cec = qmp::compact_json(ret.text, out, &diag)) {
         std::cerr << "qmpctl: " << c.positional[1] << ": " << cec.message() << ": " << diag.message << "\n";
         return exit_connection;
     }
     std::cout << out << "\n";
+    return exit_ok;
+}
+
+// A command's arguments and result, or an event's data, as the QEMU in
+// front of it has them (its query-qmp-schema).
+template <class Client>
+int run_describe(Client& client, const cli& c) {
+    if (c.positional.size() != 2) throw usage_error{"describe needs one COMMAND or EVENT name"};
+    std::error_code ec;
+    qmp::diagnostics diag;
+    auto schema = client.load_schema(ec, diag);
+    if (ec) return report_failure("describe: query-qmp-schema", ec, diag);
+    const std::string text = schema->describe(c.positional[1]);
+    if (text.empty()) {
+        std::cerr << "qmpctl: describe: " << schema->peer() << " has no command or event '" << c.positional[1] << "'\n";
+        return exit_qmp_error;
+    }
+    std::cout << text;
     return exit_ok;
 }
 
@@ -128,7 +153,8 @@ int run_events(Client& client, const cli& c) {
     return rc;
 }
 
-#define QMPCTL_INSTANTIATE(C) template int run_exec<C>(C&, const cli&); template int run_events<C>(C&, const cli&);
+#define QMPCTL_INSTANTIATE(C) template int run_exec<C>(C&, const cli&); template int run_events<C>(C&, const cli&); \
+    template int run_describe<C>(C&, const cli&);
 QMPCTL_FOR_EACH_CLIENT(QMPCTL_INSTANTIATE)
 
 }  // namespace qmpctl

@@ -62,6 +62,7 @@ int run_with(const cli& c, const Endpoint& ep, StreamArgs&... stream_args) {
     int rc = exit_usage;
     if (sub == "exec") rc = run_exec(client, c);
     else if (sub == "events") rc = run_events(client, c);
+    else if (sub == "describe") rc = run_describe(client, c);
     else if (sub == "chain") rc = run_chain(client, c);
     else if (sub == "resolve") rc = run_resolve(client, c);
     else throw usage_error{"unknown subcommand '" + sub + "'"};
@@ -79,7 +80,8 @@ int main(int argc, char** argv) {
     try {
         cli c = parse_args(argc, argv);
         const std::string& sub = c.positional[0];
-        if (sub != "exec" && sub != "events" && sub != "chain" && sub != "resolve" && sub != "threshold")
+        if (sub != "exec" && sub != "events" && sub != "describe" && sub != "chain" && sub != "resolve" &&
+            sub != "threshold")
             throw usage_error{"unknown subcommand '" + sub + "'"};
         if (!c.socket_path.empty()) {
             asio::local::stream_protocol::endpoint ep(c.socket_path);

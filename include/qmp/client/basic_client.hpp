@@ -185,6 +185,24 @@ public:
         return async_execute(std::move(cmd), exec_options{}, diag, std::forward<CompletionToken>(token));
     }
 
+    // ---- what the peer offers ---------------------------------------------------
+
+    /// Runs query-qmp-schema and keeps its index for this connection: from
+    /// then on every command (typed or by name) is checked against it
+    /// before it is sent, and one the peer lacks, or with an argument member
+    /// or enum value it does not know, completes with error::not_offered
+    /// and a message naming it and the peer ("QEMU 7.2.0: 'query-machines'
+    /// has no argument 'compat-props'"). Completes with the index (also
+    /// schema()). A new connection starts without one; load it again there.
+    /// Without it (the default) nothing is checked and nothing is asked.
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>,
+              class = not_diag<CompletionToken>>
+    auto async_load_schema(CompletionToken&& token = CompletionToken{});
+    template <class CompletionToken = asio::default_completion_token_t<executor_type>>
+    auto async_load_schema(diagnostics& diag, CompletionToken&& token = CompletionToken{});
+    /// The index async_load_schema installed on this connection, or null.
+    std::shared_ptr<const peer_schema> schema() const { return im_->offered(); }
+
     // ---- events ----------------------------------------------------------------
 
     /// Takes the next event of the queue every event goes to. Where that

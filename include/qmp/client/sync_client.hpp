@@ -183,6 +183,19 @@ public:
         return out;
     }
 
+    /// Runs query-qmp-schema and checks every later command of this
+    /// connection against it before sending (basic_client::async_load_schema):
+    /// a command, argument member or value the peer lacks fails with
+    /// error::not_offered naming it. Returns the index.
+    std::shared_ptr<const peer_schema> load_schema(std::error_code& ec, diagnostics& diag);
+    std::shared_ptr<const peer_schema> load_schema() {
+        std::error_code ec;
+        diagnostics diag;
+        auto s = load_schema(ec, diag);
+        if (ec) throw qmp_error(ec, std::move(diag));
+        return s;
+    }
+
     /// Next event; `timeout` 0 waits forever. An "events lost" marker comes
     /// back as an event with `lost` > 0 (not an error: nothing to catch).
     event receive_event(std::chrono::milliseconds timeout, std::error_code& ec);
@@ -373,6 +386,14 @@ std::error_code basic_sync_client<S>::connect_to(const endpoint_type& ep, const 
             std::tie(ec) = run<std::error_code>([&](auto h) { client_.async_connect(ep, diag, std::move(h)); });
         return ec;
     }
+}
+
+template <class S>
+std::shared_ptr<const peer_schema> basic_sync_client<S>::load_schema(std::error_code& ec, diagnostics& diag) {
+    std::shared_ptr<const peer_schema> out;
+    std::tie(ec, out) = run<std::error_code, std::shared_ptr<const peer_schema>>(
+        [&](auto h) { client_.async_load_schema(diag, std::move(h)); });
+    return out;
 }
 
 template <class S>

@@ -25,11 +25,13 @@
 #include <qmp/protocol/framer.hpp>
 #include <qmp/protocol/handshake.hpp>
 #include <qmp/protocol/message.hpp>
+#include <qmp/protocol/peer_schema.hpp>
 #include <qmp/protocol/session_types.hpp>
 #include <qmp/protocol/wire_ids.hpp>
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -60,8 +62,17 @@ public:
         fds_in_flight_ = false;
         reason_.clear();
         greetings_seen_ = 0;
+        schema_.reset();
         state_ = state::negotiating;
     }
+
+    /// What this peer offers (its query-qmp-schema, indexed), for the rest
+    /// of this connection: from now on a command it lacks, or an argument
+    /// member or enum value it does not know, is refused by submit with
+    /// not_offered and a message naming it, before anything is sent. A new
+    /// connection (start) forgets it; null turns the check off.
+    void offer(std::shared_ptr<const peer_schema> schema) { schema_ = std::move(schema); }
+    const std::shared_ptr<const peer_schema>& offered() const noexcept { return schema_; }
 
     state current() const noexcept { return state_; }
     bool ready() const noexcept { return state_ == state::ready; }
@@ -81,7 +92,7 @@ public:
     /// them and sends them with the chunk whose fd_owner is this id).
     std::uint64_t submit(std::string_view name, const json& arguments, const request_options& o, std::error_code& ec,
                          diagnostics& diag) {
-        if (!check(o, ec, diag)) return 0;
+        if (!check(o, ec, diag) || (schema_ && !admitted(name, arguments, ec, diag))) return 0;
         std::string text;
         try {
             text = arguments.is_null() ? std::string() : arguments.dump();
@@ -98,6 +109,11 @@ public:
     std::uint64_t submit_text(std::string_view name, std::string_view arguments, const request_options& o,
                               std::error_code& ec, diagnostics& diag) {
         if (!check(o, ec, diag)) return 0;
+        if (schema_) {
+            json args;
+            if (!arguments.empty() && parse_json(arguments, args)) args = nullptr;  // the peer will say
+            if (!admitted(name, args, ec, diag)) return 0;
+        }
         return queue(name, arguments, o);
     }
 
@@ -222,6 +238,15 @@ private:
             return false;
         }
         return true;
+    }
+
+    // The peer's schema takes the command and its arguments (only with offer()).
+    bool admitted(std::string_view name, const json& args, std::error_code& ec, diagnostics& diag) const {
+        std::string why = schema_->refusal(name, args);
+        if (why.empty()) return true;
+        ec = error::not_offered;
+        diag = {{}, std::move(why)};
+        return false;
     }
 
     std::uint64_t queue(std::string_view name, std::string_view arguments, const request_options& o) {
@@ -421,6 +446,7 @@ private:
     std::uint64_t last_id_ = 0;
     unsigned greetings_seen_ = 0;
     session_stats stats_;
+    std::shared_ptr<const peer_schema> schema_{};
 };
 
 }  // namespace qmp

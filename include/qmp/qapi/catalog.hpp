@@ -6,7 +6,6 @@
 #include <qmp/qapi/block_query.hpp>
 #include <qmp/qapi/blockdev.hpp>
 #include <qmp/qapi/events.hpp>
-#include <qmp/qapi/fd.hpp>
 #include <qmp/qapi/schema.hpp>
 
 #if defined(__GNUC__)
@@ -162,7 +161,7 @@ void for_each_command(F&& f) {
     f(type_tag<trace_event_set_state>{}, true);
     f(type_tag<qmp_capabilities>{}, false);
     f(type_tag<query_version>{}, false);
-    f(type_tag<query_commands>{}, false);
+    f(type_tag<query_commands>{}, true);
     f(type_tag<quit>{}, true);
     f(type_tag<query_qmp_schema>{}, false);
     f(type_tag<qom_list>{}, true);
@@ -225,12 +224,12 @@ void for_each_command(F&& f) {
     f(type_tag<cont>{}, true);
     f(type_tag<x_exit_preconfig>{}, true);
     f(type_tag<human_monitor_command>{}, true);
-    f(type_tag<getfd>{}, false);
+    f(type_tag<getfd>{}, true);
     f(type_tag<get_win32_socket>{}, true);
-    f(type_tag<closefd>{}, false);
-    f(type_tag<add_fd>{}, false);
-    f(type_tag<remove_fd>{}, false);
-    f(type_tag<query_fdsets>{}, false);
+    f(type_tag<closefd>{}, true);
+    f(type_tag<add_fd>{}, true);
+    f(type_tag<remove_fd>{}, true);
+    f(type_tag<query_fdsets>{}, true);
     f(type_tag<query_command_line_options>{}, true);
     f(type_tag<rtc_reset_reinjection>{}, true);
     f(type_tag<query_sev>{}, true);

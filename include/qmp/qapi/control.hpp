@@ -52,6 +52,7 @@ struct wire_enum<monitor_mode> {
 
 struct version_triple;
 struct version_info_;
+struct command_info;
 struct monitor_options;
 
 /// QAPI struct `VersionTriple`.
@@ -80,6 +81,16 @@ struct version_info_ {
     }
 };
 
+/// QAPI struct `CommandInfo`.
+struct command_info {
+    std::string name;
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = command_info;
+        return std::make_tuple(wire::required("name", &T::name));
+    }
+};
+
 /// QAPI struct `MonitorOptions`.
 struct monitor_options {
     std::optional<std::string> id;
@@ -93,6 +104,16 @@ struct monitor_options {
                                wire::optional("mode", &T::mode),
                                wire::optional("pretty", &T::pretty),
                                wire::required("chardev", &T::chardev));
+    }
+};
+
+/// QAPI command `query-commands`.
+struct query_commands {
+    static constexpr std::string_view name = "query-commands";
+    using result_type = std::vector<command_info>;
+    template <class = void>
+    static constexpr auto wire_members() {
+        return std::make_tuple();
     }
 };
 

@@ -45,6 +45,9 @@ struct wire_enum<command_line_parameter_type> {
 
 struct name_info;
 struct io_thread_info;
+struct addfd_info;
+struct fdset_fd_info;
+struct fdset_info;
 struct command_line_parameter_info;
 struct command_line_option_info;
 
@@ -75,6 +78,42 @@ struct io_thread_info {
                                wire::required("poll-grow", &T::poll_grow),
                                wire::required("poll-shrink", &T::poll_shrink),
                                wire::required("aio-max-batch", &T::aio_max_batch));
+    }
+};
+
+/// QAPI struct `AddfdInfo`.
+struct addfd_info {
+    std::int64_t fdset_id{};
+    std::int64_t fd{};
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = addfd_info;
+        return std::make_tuple(wire::required("fdset-id", &T::fdset_id),
+                               wire::required("fd", &T::fd));
+    }
+};
+
+/// QAPI struct `FdsetFdInfo`.
+struct fdset_fd_info {
+    std::int64_t fd{};
+    std::optional<std::string> opaque;
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = fdset_fd_info;
+        return std::make_tuple(wire::required("fd", &T::fd),
+                               wire::optional("opaque", &T::opaque));
+    }
+};
+
+/// QAPI struct `FdsetInfo`.
+struct fdset_info {
+    std::int64_t fdset_id{};
+    std::vector<fdset_fd_info> fds;
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = fdset_info;
+        return std::make_tuple(wire::required("fdset-id", &T::fdset_id),
+                               wire::required("fds", &T::fds));
     }
 };
 
@@ -188,6 +227,18 @@ struct human_monitor_command {
     }
 };
 
+/// QAPI command `getfd` (QEMU built with CONFIG_POSIX).
+struct getfd {
+    static constexpr std::string_view name = "getfd";
+    using result_type = empty_result;
+    std::string fdname;
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = getfd;
+        return std::make_tuple(wire::required("fdname", &T::fdname));
+    }
+};
+
 /// QAPI command `get-win32-socket` (QEMU built with CONFIG_WIN32).
 struct get_win32_socket {
     static constexpr std::string_view name = "get-win32-socket";
@@ -199,6 +250,56 @@ struct get_win32_socket {
         using T = get_win32_socket;
         return std::make_tuple(wire::required("info", &T::info),
                                wire::required("fdname", &T::fdname));
+    }
+};
+
+/// QAPI command `closefd`.
+struct closefd {
+    static constexpr std::string_view name = "closefd";
+    using result_type = empty_result;
+    std::string fdname;
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = closefd;
+        return std::make_tuple(wire::required("fdname", &T::fdname));
+    }
+};
+
+/// QAPI command `add-fd`.
+struct add_fd {
+    static constexpr std::string_view name = "add-fd";
+    using result_type = addfd_info;
+    std::optional<std::int64_t> fdset_id;
+    std::optional<std::string> opaque;
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = add_fd;
+        return std::make_tuple(wire::optional("fdset-id", &T::fdset_id),
+                               wire::optional("opaque", &T::opaque));
+    }
+};
+
+/// QAPI command `remove-fd`.
+struct remove_fd {
+    static constexpr std::string_view name = "remove-fd";
+    using result_type = empty_result;
+    std::int64_t fdset_id{};
+    std::optional<std::int64_t> fd;
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = remove_fd;
+        return std::make_tuple(wire::required("fdset-id", &T::fdset_id),
+                               wire::optional("fd", &T::fd));
+    }
+};
+
+/// QAPI command `query-fdsets`.
+struct query_fdsets {
+    static constexpr std::string_view name = "query-fdsets";
+    using result_type = std::vector<fdset_info>;
+    template <class = void>
+    static constexpr auto wire_members() {
+        return std::make_tuple();
     }
 };
 

@@ -69,6 +69,14 @@ public:
     const client_options& options() const noexcept { return options_; }
     bool ready() const noexcept { return state_ == link_state::ready; }
     greeting server_greeting() const { return sess_.server_greeting(); }
+    /// Installs what the peer of session `gen` offers; false when that
+    /// session is over.
+    bool offer(std::shared_ptr<const peer_schema> schema, std::uint64_t gen) {
+        if (gen != generation_ || !ready()) return false;
+        sess_.offer(std::move(schema));
+        return true;
+    }
+    std::shared_ptr<const peer_schema> offered() const { return sess_.offered(); }
     bool oob_enabled() const noexcept { return sess_.oob_enabled(); }
     /// Why the last session ended (empty while connected or never connected).
     std::error_code close_reason() const noexcept { return close_reason_; }

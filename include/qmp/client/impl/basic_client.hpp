@@ -172,6 +172,44 @@ struct initiate_connect_retry {
     }
 };
 
+// query-qmp-schema, indexed, then offered to the session it was asked on
+// (not to a later one: a reconnect may reach another QEMU).
+template <class Impl>
+struct load_schema_op {
+    std::shared_ptr<Impl> im;
+    diagnostics* diag;
+    std::uint64_t generation = 0;
+
+    template <class Self>
+    void operator()(Self& self) {
+        generation = im->generation();
+        initiate_execute<Impl>{im}(std::move(self), dynamic_command<json>{"query-qmp-schema", nullptr}, exec_options{},
+                                   diag);
+    }
+    template <class Self>
+    void operator()(Self& self, std::error_code ec, json reply) {
+        if (ec) return self.complete(ec, nullptr);
+        const auto& v = im->server_greeting().version.qemu;
+        auto schema = std::make_shared<const peer_schema>(
+            reply, "QEMU " + std::to_string(v.major) + "." + std::to_string(v.minor) + "." + std::to_string(v.micro));
+        reply = nullptr;
+        if (!im->offer(schema, generation)) return self.complete(make_error_code(error::connection_closed), nullptr);
+        self.complete(ec, std::move(schema));
+    }
+};
+
+template <class Impl>
+struct initiate_load_schema {
+    std::shared_ptr<Impl> im;
+
+    template <class Handler>
+    void operator()(Handler&& handler, diagnostics* diag) const {
+        if (!diag) diag = get_associated_diagnostics(handler);
+        asio::async_compose<std::decay_t<Handler>, void(std::error_code, std::shared_ptr<const peer_schema>)>(
+            load_schema_op<Impl>{im, diag}, handler, im->get_executor());
+    }
+};
+
 }  // namespace detail
 
 template <class S>
@@ -239,6 +277,20 @@ template <class Command, class CompletionToken, class>
 auto basic_client<S>::async_execute(Command cmd, const exec_options& opts, diagnostics& diag, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code, typename Command::result_type)>(
         detail::initiate_execute<impl_type>{im_}, token, std::move(cmd), opts, &diag);
+}
+
+template <class S>
+template <class CompletionToken, class>
+auto basic_client<S>::async_load_schema(CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::shared_ptr<const peer_schema>)>(
+        detail::initiate_load_schema<impl_type>{im_}, token, nullptr);
+}
+
+template <class S>
+template <class CompletionToken>
+auto basic_client<S>::async_load_schema(diagnostics& diag, CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::shared_ptr<const peer_schema>)>(
+        detail::initiate_load_schema<impl_type>{im_}, token, &diag);
 }
 
 template <class S>
