@@ -123,7 +123,8 @@ struct demo {
         };
         service = std::make_unique<qmp::threshold_service>(*client, o);
         // The agent's own events on the same connection: block jobs.
-        jobs = client->subscribe({{"BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_ERROR"}, {}});
+        jobs = client->subscribe(
+            qmp::filter_for<qmp::block_job_ready_event, qmp::block_job_completed_event, qmp::block_job_error_event>());
         work.emplace(ioc.get_executor());
         thread = std::thread([this] { ioc.run(); });
         connect();

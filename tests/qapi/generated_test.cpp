@@ -6,11 +6,15 @@
 #include <qmp/qapi/block_core.hpp>
 #include <qmp/qapi/block_export.hpp>
 #include <qmp/qapi/common.hpp>
+#include <qmp/qapi/events.hpp>
 #include <qmp/qapi/migration.hpp>
 #include <qmp/qapi/run_state.hpp>
 
 #include <doctest/doctest.h>
 
+#include <asio/use_future.hpp>
+
+#include <chrono>
 #include <future>
 #include <string>
 
@@ -154,4 +158,34 @@ TEST_CASE("generated: through a client, a value and a member the generator never
     CHECK(sent["execute"] == "migrate-set-capabilities");
     CHECK(sent["arguments"] == qmp::json::parse(R"({"capabilities": [{"capability": "xbzrle", "state": false},
         {"capability": "teleport", "state": true}]})"));
+}
+
+TEST_CASE("generated: a subscription by event type takes only those events, read typed" * doctest::test_suite("fake")) {
+    using namespace std::chrono_literals;
+    qmp_test::fake_server srv;
+    std::promise<void> subscribed;
+    auto script = std::async(std::launch::async, [&] {
+        srv.handshake();
+        subscribed.get_future().wait();
+        for (const char* ev : {R"({"event": "STOP", "data": {}, "timestamp": {"seconds": 1, "microseconds": 0}})",
+                               R"({"event": "SHUTDOWN", "data": {"guest": false, "reason": "host-qmp-quit"},
+                                   "timestamp": {"seconds": 2, "microseconds": 0}})",
+                               R"({"event": "RESUME", "data": {}, "timestamp": {"seconds": 3, "microseconds": 0}})"})
+            srv.send(std::string(ev) + "\r\n");
+    });
+    qmp::sync_client cl;
+    cl.connect(srv.endpoint());
+    auto sub = cl.async_client().subscribe(qmp::filter_for<qmp::stop_event, qmp::resume_event>(), 8);
+    subscribed.set_value();
+    std::vector<std::string> seen;
+    for (int i = 0; i < 2; ++i) {
+        const qmp::event ev = cl.wait(sub.async_receive(5s, asio::use_future));  // throws on an error
+        std::error_code tec;
+        if (qmp::event_as<qmp::stop_event>(ev, tec)) seen.push_back("stop");
+        if (qmp::event_as<qmp::resume_event>(ev, tec)) seen.push_back("resume");
+        CHECK_FALSE(tec);
+    }
+    CHECK(seen == std::vector<std::string>{"stop", "resume"});
+    CHECK(sub.queued() == 0);  // SHUTDOWN went to the connection's own queue only
+    script.get();
 }

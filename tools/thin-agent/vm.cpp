@@ -32,12 +32,9 @@ void vm::start() {
             say({{"what", "error"}, {"error", d.message + "; starting without it"}});
         }
     }
-    io_errors = client.subscribe({{std::string(qmp::block_io_error_event::name)}, {}}, 64);
+    io_errors = client.subscribe(qmp::filter_for<qmp::block_io_error_event>(), 64);
     take_io_errors();
-    jobs = client.subscribe({{std::string(qmp::job_status_change_event::name),
-                              std::string(qmp::block_job_error_event::name)},
-                             {}},
-                            64);
+    jobs = client.subscribe(qmp::filter_for<qmp::job_status_change_event, qmp::block_job_error_event>(), 64);
     take_jobs();
     take_thresholds();
     rec.start();

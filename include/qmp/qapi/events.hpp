@@ -4,8 +4,10 @@
 #pragma once
 
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/event_router.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -127,6 +129,17 @@ std::optional<E> event_as(const event& ev, std::error_code& ec, diagnostics* dia
         return std::nullopt;
     }
     return out;
+}
+
+/// A subscription's filter (basic_client::subscribe) that takes the events
+/// of the typed events E... (any generated `*_event` or one of these), each
+/// read back with event_as<E>:
+///   auto jobs = client.subscribe(qmp::filter_for<qmp::block_job_ready_event, qmp::block_job_error_event>(), 64);
+/// `predicate`, when given, is applied after the names (event_filter).
+template <class... E>
+event_filter filter_for(std::function<bool(const event&)> predicate = {}) {
+    static_assert(sizeof...(E) > 0, "filter_for needs at least one event type");
+    return event_filter{{std::string(E::name)...}, std::move(predicate)};
 }
 
 /// Every event this library types, plus the untyped fallback.
