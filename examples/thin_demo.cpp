@@ -139,8 +139,7 @@ struct demo {
                               asio::use_future)
             .get();
         auto v = client->async_execute(qmp::query_version{}, asio::use_future).get();
-        say("QEMU " + std::to_string(v.qemu.major) + "." + std::to_string(v.qemu.minor) + "." +
-            std::to_string(v.qemu.micro) + " started; disk vda: " + chain_text());
+        say("QEMU " + v.text() + " started; disk vda: " + chain_text());
     }
 
     // Connects (and reconnects, backing off) without blocking the thread;

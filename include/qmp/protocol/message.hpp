@@ -37,6 +37,11 @@ struct version_info {
     } qemu;
     std::string package;
 
+    /// "major.minor.micro", as QEMU prints its version.
+    std::string text() const {
+        return std::to_string(qemu.major) + "." + std::to_string(qemu.minor) + "." + std::to_string(qemu.micro);
+    }
+
     /// major * 1'000'000 + minor * 1'000 + micro, handy for comparisons.
     std::int64_t number() const noexcept { return qemu.major * 1000000 + qemu.minor * 1000 + qemu.micro; }
 

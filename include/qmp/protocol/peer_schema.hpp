@@ -74,7 +74,9 @@ public:
     bool command_has_argument(std::string_view command, std::string_view argument) const {
         const entity* cmd = find(command);
         if (!cmd || cmd->meta_type != "command") return false;
-        return find_member(cmd->arg_type, argument, nullptr) != nullptr;
+        for (const member* m : members_of(cmd->arg_type))
+            if (m->name == argument) return true;
+        return false;
     }
 
     /// Why `command` with `arguments` (null or an object) cannot go to this
@@ -190,20 +192,6 @@ private:
             if (tag_value.empty() || value == tag_value) collect(vtype, {}, out, depth + 1);
     }
 
-    // The member `name` of object `type` given the object's tag value
-    // (`obj`, when there is one), or null.
-    const member* find_member(std::string_view type, std::string_view name, const json* obj) const {
-        const entity* t = find(type);
-        if (!t || t->meta_type != "object") return nullptr;
-        std::string_view tag_value;
-        if (obj && !t->tag.empty())
-            if (auto it = obj->find(t->tag); it != obj->end() && it->is_string())
-                tag_value = it->get_ref<const std::string&>();
-        for (const member* m : members_of(type, tag_value))
-            if (m->name == name) return m;
-        return nullptr;
-    }
-
     static std::string join(const std::string& path, const std::string& name) {
         return path.empty() ? name : path + "." + name;
     }
@@ -214,8 +202,19 @@ private:
         const entity* t = find(type);
         if (!t || depth > max_depth) return;  // a builtin, or a type this check cannot see
         if (t->meta_type == "object" && v.is_object()) {
+            // The base's members and those of the branch the tag's value names.
+            std::string_view tag_value;
+            if (!t->tag.empty())
+                if (auto tag = v.find(t->tag); tag != v.end() && tag->is_string())
+                    tag_value = tag->get_ref<const std::string&>();
+            const auto members = members_of(type, tag_value);
             for (auto it = v.begin(); it != v.end() && why.empty(); ++it) {
-                const member* m = find_member(type, it.key(), &v);
+                const member* m = nullptr;
+                for (const member* c : members)
+                    if (c->name == it.key()) {
+                        m = c;
+                        break;
+                    }
                 if (!m) {
                     why = "has no argument '" + join(path, it.key()) + "'";
                     return;

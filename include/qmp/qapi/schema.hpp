@@ -8,10 +8,7 @@
 #include <qmp/protocol/peer_schema.hpp>
 #include <qmp/qapi/control.hpp>  // query_commands, command_info (generated)
 
-#include <string>
 #include <string_view>
-#include <tuple>
-#include <vector>
 
 namespace qmp {
 

@@ -189,9 +189,7 @@ struct load_schema_op {
     template <class Self>
     void operator()(Self& self, std::error_code ec, json reply) {
         if (ec) return self.complete(ec, nullptr);
-        const auto& v = im->server_greeting().version.qemu;
-        auto schema = std::make_shared<const peer_schema>(
-            reply, "QEMU " + std::to_string(v.major) + "." + std::to_string(v.minor) + "." + std::to_string(v.micro));
+        auto schema = std::make_shared<const peer_schema>(reply, "QEMU " + im->server_greeting().version.text());
         reply = nullptr;
         if (!im->offer(schema, generation)) return self.complete(make_error_code(error::connection_closed), nullptr);
         self.complete(ec, std::move(schema));
