@@ -251,9 +251,12 @@ struct checker {
     }
 
     void branches(const shape& c, const qmp::json& e, const std::string& path) {
-        // An older QEMU's plain struct that became a union: its members were
-        // checked; the branch is kept as json.
-        if (how == mode::read && !e.contains("tag")) return;
+        if (how == mode::read) {
+            tags_without_branch(c, e, path);
+            // An older QEMU's plain struct that became a union: its members
+            // were checked, and so were the branches its tag can pick.
+            if (!e.contains("tag")) return;
+        }
         if (e.value("tag", "") != c.discriminator) return problem(path, "discriminator differs");
         for (const auto& v : e.at("variants")) {
             const std::string tag = v.at("case"), t = v.at("type");
@@ -264,6 +267,38 @@ struct checker {
                 continue;
             }
             members(c.branches[i](), types.at(t), path + "(" + tag + ")");
+        }
+    }
+
+    // A tag value the older QEMU sends without a branch of its own (a plain
+    // struct then, or a value it had no branch for): the type still picks
+    // its branch by that value, so the branch's required members must be
+    // members QEMU sends (7.2's BlockJobInfo, a struct with `type` as text:
+    // a mirror job's reply has no `actively-synced`).
+    void tags_without_branch(const shape& c, const qmp::json& e, const std::string& path) {
+        std::set<std::string> theirs, cases;
+        for (const auto& m : e.at("members")) theirs.insert(m.at("name").get<std::string>());
+        if (e.contains("variants"))
+            for (const auto& v : e.at("variants")) cases.insert(v.at("case").get<std::string>());
+        const qmp::json* tag = nullptr;
+        for (const auto& m : e.at("members"))
+            if (m.at("name") == c.discriminator) tag = &m;
+        const member_shape* ours = nullptr;
+        for (const auto& m : c.members)
+            if (m.name == c.discriminator) ours = &m;
+        if (!tag || !ours) return;
+        const auto& tag_type = types.at(tag->at("type").get<std::string>());
+        const bool any_value = tag_type.at("meta-type") != "enum";
+        std::set<std::string> sent;
+        if (!any_value)
+            for (const auto& v : tag_type.at("values")) sent.insert(v.get<std::string>());
+        for (const auto& value : ours->type().values) {
+            if (cases.count(value) || (!any_value && !sent.count(value))) continue;
+            const std::size_t i = c.branch_of(value);
+            if (i == 0) continue;
+            for (const auto& m : c.branches[i]().members)
+                if (!m.optional && !theirs.count(m.name))
+                    problem(path + "(" + value + ")." + m.name, "required, but QEMU sends this tag without it");
         }
     }
 };

@@ -2,6 +2,7 @@
 // command that needs no argument is executed typed and its reply decodes;
 // every event the test provokes decodes as its typed struct.
 #include <support/qemu.hpp>
+#include "../support/thin_vm.hpp"
 
 #include <qmp/client/clients.hpp>
 #include <qmp/qapi/catalog.hpp>
@@ -175,6 +176,48 @@ TEST_CASE("qemu: the events a VM manager sees decode typed (STOP, RESUME, DEVICE
         for (const auto& s : seen) names += " " + s;
         MESSAGE("QEMU " << b.label << ": decoded typed:" << names);
         for (const auto& w : wanted) CHECK_MESSAGE(seen.count(w), w);
+        CHECK(bad.empty());
+        for (const auto& x : bad) MESSAGE(x);
+    }
+}
+
+TEST_CASE("qemu: a guest's write on full storage: BLOCK_IO_ERROR and STOP decode typed, nospace set" *
+          doctest::test_suite("qemu")) {
+    for (const auto& b : qemu_builds()) {
+        CAPTURE(b.label);
+        // The guest writes its disk from the start; the storage under it is
+        // a 1 MiB window, so a write fails with ENOSPC and werror=enospc
+        // pauses the VM.
+        qmp_support::thin_vm vm(qmp_support::thin_vm::guest, b, {{"vda", 1}}, 1u << 20, "8M");
+        INFO(vm.q->log());
+        qmp::sync_client c;
+        c.connect(vm.ep());
+        c.execute(qmp::cont{});
+        std::optional<qmp::block_io_error_event> io;
+        bool stopped = false;
+        std::vector<std::string> bad;
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (std::chrono::steady_clock::now() < deadline && !(io && stopped)) {
+            std::error_code ec;
+            auto ev = c.receive_event(2s, ec);
+            if (ec) continue;
+            std::string why;
+            if (!decodes_typed(ev, why)) bad.push_back(ev.name + ": " + why + " " + ev.data.dump());
+            qmp::diagnostics d;
+            if (auto e = qmp::event_as<qmp::block_io_error_event>(ev, ec, &d)) io = std::move(e);
+            if (qmp::event_as<qmp::stop_event>(ev, ec, &d)) stopped = true;
+        }
+        REQUIRE(io);
+        CHECK(stopped);
+        CHECK(io->operation == qmp::io_operation_type::write);
+        CHECK(io->action == qmp::block_error_action::stop);
+        CHECK(io->nospace == std::optional<bool>(true));
+        CHECK(io->node_name == std::optional<std::string>("vda-0-fmt"));
+        // 10.0 names the device's QOM path; 7.2 does not send it.
+        CHECK(io->qom_path.has_value() == (b.label != "7.2"));
+        CHECK(c.execute(qmp::query_status{}).status == qmp::run_state::io_error);
+        MESSAGE("QEMU " << b.label << ": BLOCK_IO_ERROR " << io->operation << " " << io->action << " on "
+                        << io->node_name.value_or("?") << ", reason: " << io->reason);
         CHECK(bad.empty());
         for (const auto& x : bad) MESSAGE(x);
     }

@@ -235,9 +235,25 @@ def members_newer_than(model, old_schema):
             walk_members(e.name, model.flat_members(e), oname)
         if e.meta == 'union' and o['meta-type'] == 'object':
             cases = {v['case']: v['type'] for v in o.get('variants', [])}
+            # The tag's values the older QEMU sends: a value it sends with no
+            # branch (BlockJobInfo was a plain struct in 7.2; a mirror job's
+            # reply has no `actively-synced`) leaves out the branch's members.
+            tag_member = next((m for m in o['members'] if m['name'] == e.expr['discriminator']), None)
+            tag_type = old.get(tag_member['type']) if tag_member else None
+            # (a tag that was text, such as 7.2's BlockJobInfo.type, may be any value)
+            if tag_type is None:
+                sent = set()
+            elif tag_type['meta-type'] == 'enum':
+                sent = set(tag_type.get('values', []))
+            else:
+                sent = None
             for tag, bt, _ in model.union_branches(e):
                 if tag in cases:
                     walk(bt, cases[tag])
+                elif sent is None or tag in sent:
+                    for (name, _, optional, _, _) in model.flat_members(model.by_name[bt]):
+                        if not optional:
+                            newer.add((bt, name))
 
     for e in model.entities:
         o = old.get(e.name)
@@ -260,6 +276,17 @@ class Emitter:
         self.version = version
         self.newer = newer
         self.oldest = oldest
+        self.complete = set()  # this module's types already defined, in emission order
+
+    def later_in_module(self, t):
+        """Whether `t` (or an array's element type) is a struct, union or
+        alternate of this module not defined yet."""
+        while isinstance(t, list):
+            t = t[0]
+        if t in BUILTIN:
+            return False
+        e = self.m.type_entity(t)
+        return e.meta != 'enum' and e.module == self.module and e.name not in self.complete
 
     def ctype(self, t, module_refs, indirect=False, qualify=False):
         if isinstance(t, list):
@@ -302,10 +329,11 @@ class Emitter:
             if 'unstable' in feats:
                 notes.append('unstable')
             note = f'  // {"; ".join(notes)}' if notes else ''
-            # Scalars start at zero; a class member is default-constructed
-            # (no `{}`: a vector of a type declared later must not be
-            # instantiated before the type is complete).
-            init = '{}' if ct in SCALARS else ''
+            # Every member has `{}` (so `T{a, b}` leaves the rest empty
+            # without -Wmissing-field-initializers), except one whose type
+            # is defined later in this header: a vector of a type declared
+            # later must not be instantiated before the type is complete.
+            init = '' if (not indirect and self.later_in_module(t)) else '{}'
             lines.append(f'    {attr}{ct} {cn}{init};{note}')
             how = 'optional' if optional else 'required'
             wires.append(f'wire::{how}("{name}", &T::{cn})')
@@ -521,6 +549,122 @@ def order_module(model, ents):
 KEEP_INCLUDING = {'run-state': ['qmp/qapi/misc.hpp']}
 
 
+# The part of a module that the library's own headers need, generated into
+# `qapi/light/<module>.hpp` without the module's large unions (block_core's
+# `blockdev_options` is a std::variant of 37 branches; qdev includes qom's
+# `object_options`): the listed commands and events with the types they
+# use. The module header includes its light part, so nothing moves for a
+# program that includes the module.
+LIGHT = {
+    'block-core': ['block-set-write-threshold', 'BLOCK_WRITE_THRESHOLD', 'BLOCK_JOB_COMPLETED', 'BLOCK_JOB_READY',
+                   'BLOCK_JOB_CANCELLED', 'BLOCK_JOB_ERROR', 'BLOCK_IO_ERROR', 'blockdev-del', 'blockdev-snapshot',
+                   'block_resize', 'block-job-complete', 'block-job-cancel', 'block-job-resume', 'query-block-jobs'],
+    'qdev': ['DEVICE_DELETED'],
+}
+
+
+def light_part(model, version, newer, oldest, mod, mine):
+    """{QAPI name: [entities]} of the module's light part: the LIGHT calls
+    and the types of this module they reach."""
+    if mod not in LIGHT:
+        return {}
+    scratch = Emitter(model, version, newer, oldest)
+    scratch.module = mod
+    by = {}
+    for e in mine:
+        by.setdefault(e.name, []).append(e)
+
+    def direct(e):
+        refs = set()
+        if e.meta in ('command', 'event'):
+            scratch.emit_call(e, [], refs)
+        elif e.meta == 'struct':
+            scratch.emit_struct(e, [], refs, set())
+        elif e.meta == 'union':
+            scratch.emit_union(e, [], refs, set())
+        elif e.meta == 'alternate':
+            scratch.emit_alternate(e, [], refs, set())
+        return [r for r in refs if r.module == mod and not model.skipped(r)]
+
+    out, todo = {}, [e for n in LIGHT[mod] for e in by.get(n, []) if e.meta in ('command', 'event')]
+    if len(todo) != len(LIGHT[mod]):
+        raise SystemExit(f"LIGHT[{mod}] names a call the module has not")
+    while todo:
+        e = todo.pop()
+        if e in out.get(e.name, []):
+            continue
+        out.setdefault(e.name, []).append(e)
+        todo += direct(e)
+    return out
+
+
+def mine_all(model, mod):
+    return [e for e in model.entities if e.module == mod]
+
+
+def emit_header(model, version, newer, oldest, handwritten, home, mod, name, mine):
+    types = [e for e in mine if e.meta in ('struct', 'union', 'alternate')]
+    ordered, back = order_module(model, types)
+    em = Emitter(model, version, newer, oldest)
+    em.module = mod
+    # In a module header, the types of its light part are complete already.
+    light_home = f'qmp/qapi/light/{name}'
+    em.complete = set() if name.startswith('light/') else {e.name for e in mine_all(model, mod) if home.get(id(e)) == light_home}
+    refs = set()
+    body = []
+    enums = [e for e in mine if e.meta == 'enum']
+    for e in enums:
+        em.emit_enum(e, body)
+    decl = [e for e in ordered if e.meta != 'alternate']
+    if decl:
+        body += [f'struct {model.name_of(e)};' for e in decl] + ['']
+    # A union holds its branches by value; a member closing a cycle is
+    # held by shared_ptr (back edges of the walk).
+    for e in ordered:
+        rec = back.get(e.name, set())
+        if e.meta == 'struct':
+            em.emit_struct(e, body, refs, rec)
+        elif e.meta == 'union':
+            em.emit_union(e, body, refs, rec)
+        else:
+            em.emit_alternate(e, body, refs, rec)
+        em.complete.add(e.name)
+    for e in mine:
+        if e.meta in ('command', 'event'):
+            em.emit_call(e, body, refs)
+    this = f'qmp/qapi/{name}'
+    includes = set()
+    for r in refs:
+        if model.skipped(r):
+            includes.add(handwritten[model.name_of(r)])
+        elif home[id(r)] != this:
+            includes.add(home[id(r)])
+    light = f'qmp/qapi/light/{name}'
+    if not name.startswith('light/') and any(h == light for h in home.values()):
+        includes.add(light)  # the module header holds its light part too
+    includes.discard('qmp/protocol/command.hpp')
+    if any(e.meta == 'event' for e in mine):
+        includes.add('qmp/protocol/typed_event.hpp')  # event_as, filter_for
+    includes.update(KEEP_INCLUDING.get(mod, []) if not name.startswith('light/') else [])
+    what = f'module `{mod}`' if not name.startswith('light/') else f'module `{mod}`, its light part (LIGHT in the generator)'
+    head = [f'{MARK} {version}\'s QAPI schema, {what}: do not edit.',
+            '// Regenerate with tools/qapi/generate.py (docs/typed-api.md, "Generated types").',
+            '#pragma once', '',
+            '#include <qmp/json/open_enum.hpp>',
+            '#include <qmp/json/variants.hpp>',
+            '#include <qmp/protocol/command.hpp>']
+    head += [f'#include <{i}>' for i in sorted(includes)]
+    head += ['', '#include <array>', '#include <cstddef>', '#include <cstdint>', '#include <memory>',
+             '#include <optional>', '#include <string>', '#include <string_view>', '#include <tuple>',
+             '#include <utility>', '#include <variant>', '#include <vector>', '',
+             '// Deprecated members are marked; describing them is not a use.',
+             '#if defined(__GNUC__)', '#pragma GCC diagnostic push',
+             '#pragma GCC diagnostic ignored "-Wdeprecated-declarations"', '#endif', '',
+             'namespace qmp {', '']
+    tail = ['}  // namespace qmp', '', '#if defined(__GNUC__)', '#pragma GCC diagnostic pop', '#endif', '']
+    return '\n'.join(head + body + tail)
+
+
 def generate(schema_dir, version, oldest_schema, oldest):
     ents = qs.load(schema_dir)
     modules = []
@@ -528,6 +672,7 @@ def generate(schema_dir, version, oldest_schema, oldest):
         if e.module not in modules:
             modules.append(e.module)
     files = {f'qmp/qapi/{m.replace("-", "_")}.hpp' for m in modules} | {'qmp/qapi/all.hpp', 'qmp/qapi/catalog.hpp'}
+    files |= {f'qmp/qapi/light/{m.replace("-", "_")}.hpp' for m in LIGHT}
     handwritten, others = library_names(files)
     model = Model(ents, handwritten, others)
     with open(oldest_schema, encoding='utf-8') as f:
@@ -536,56 +681,24 @@ def generate(schema_dir, version, oldest_schema, oldest):
         older = older['return']
     newer = members_newer_than(model, older)
     result = {}
+    # Where each generated entity is defined: its module's header, or the
+    # module's light part (LIGHT).
+    home, parts = {}, []
     for mod in modules:
         mine = [e for e in ents if e.module == mod and not model.skipped(e)]
-        types = [e for e in mine if e.meta in ('struct', 'union', 'alternate')]
-        ordered, back = order_module(model, types)
-        em = Emitter(model, version, newer, oldest)
-        refs = set()
-        body = []
-        enums = [e for e in mine if e.meta == 'enum']
-        for e in enums:
-            em.emit_enum(e, body)
-        decl = [e for e in ordered if e.meta != 'alternate']
-        if decl:
-            body += [f'struct {model.name_of(e)};' for e in decl] + ['']
-        # A union holds its branches by value; a member closing a cycle is
-        # held by shared_ptr (back edges of the walk).
-        for e in ordered:
-            rec = back.get(e.name, set())
-            if e.meta == 'struct':
-                em.emit_struct(e, body, refs, rec)
-            elif e.meta == 'union':
-                em.emit_union(e, body, refs, rec)
-            else:
-                em.emit_alternate(e, body, refs, rec)
-        for e in mine:
-            if e.meta in ('command', 'event'):
-                em.emit_call(e, body, refs)
-        includes = set()
-        for r in refs:
-            if model.skipped(r):
-                includes.add(handwritten[model.name_of(r)])
-            elif r.module != mod:
-                includes.add(f'qmp/qapi/{r.module.replace("-", "_")}.hpp')
-        includes.discard('qmp/protocol/command.hpp')
-        includes.update(KEEP_INCLUDING.get(mod, []))
-        head = [f'{MARK} {version}\'s QAPI schema, module `{mod}`: do not edit.',
-                '// Regenerate with tools/qapi/generate.py (docs/typed-api.md, "Generated types").',
-                '#pragma once', '',
-                '#include <qmp/json/open_enum.hpp>',
-                '#include <qmp/json/variants.hpp>',
-                '#include <qmp/protocol/command.hpp>']
-        head += [f'#include <{i}>' for i in sorted(includes)]
-        head += ['', '#include <array>', '#include <cstddef>', '#include <cstdint>', '#include <memory>',
-                 '#include <optional>', '#include <string>', '#include <string_view>', '#include <tuple>',
-                 '#include <utility>', '#include <variant>', '#include <vector>', '',
-                 '// Deprecated members are marked; describing them is not a use.',
-                 '#if defined(__GNUC__)', '#pragma GCC diagnostic push',
-                 '#pragma GCC diagnostic ignored "-Wdeprecated-declarations"', '#endif', '',
-                 'namespace qmp {', '']
-        tail = ['}  // namespace qmp', '', '#if defined(__GNUC__)', '#pragma GCC diagnostic pop', '#endif', '']
-        result[f'{mod.replace("-", "_")}.hpp'] = '\n'.join(head + body + tail)
+        light = light_part(model, version, newer, oldest, mod, mine)
+        stem = mod.replace("-", "_")
+        if light:
+            parts.append((mod, f'light/{stem}.hpp', [e for e in mine if e.name in light and e in light[e.name]]))
+        rest = [e for e in mine if not (e.name in light and e in light[e.name])]
+        parts.append((mod, f'{stem}.hpp', rest))
+        for e in parts[-1][2]:
+            home[id(e)] = f'qmp/qapi/{stem}.hpp'
+        if light:
+            for e in parts[-2][2]:
+                home[id(e)] = f'qmp/qapi/light/{stem}.hpp'
+    for mod, name, mine in parts:
+        result[name] = emit_header(model, version, newer, oldest, handwritten, home, mod, name, mine)
     # The catalog: every command and event type, generated or hand-written,
     # for code that walks them all (the structural test, tools).
     cat = [f'{MARK} {version}\'s QAPI schema: every command and event type. Do not edit.',
@@ -624,6 +737,7 @@ def main():
     stale = []
     for name, text in sorted(files.items()):
         path = os.path.join(a.out, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         old = None
         if os.path.exists(path):
             with open(path, encoding='utf-8') as f:

@@ -7,6 +7,7 @@
 #include <qmp/json/wire.hpp>
 
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -46,6 +47,11 @@ public:
             if (v == value_) return name;
         return {};
     }
+
+    /// The wire text as a string: what a member typed as text gave before
+    /// it was generated (`std::string s = ev.status;`).
+    operator std::string() const { return std::string(text()); }  // NOLINT: implicit on purpose
+    friend std::ostream& operator<<(std::ostream& os, const open_enum& v) { return os << v.text(); }
 
     friend bool operator==(const open_enum& a, const open_enum& b) noexcept { return a.text() == b.text(); }
     friend bool operator!=(const open_enum& a, const open_enum& b) noexcept { return !(a == b); }

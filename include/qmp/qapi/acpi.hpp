@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 
 #include <array>
 #include <cstddef>
@@ -44,15 +45,15 @@ struct acpiost_info;
 
 /// QAPI struct `AcpiTableOptions`.
 struct acpi_table_options {
-    std::optional<std::string> sig;
-    std::optional<std::uint8_t> rev;
-    std::optional<std::string> oem_id;
-    std::optional<std::string> oem_table_id;
-    std::optional<std::uint32_t> oem_rev;
-    std::optional<std::string> asl_compiler_id;
-    std::optional<std::uint32_t> asl_compiler_rev;
-    std::optional<std::string> file;
-    std::optional<std::string> data;
+    std::optional<std::string> sig{};
+    std::optional<std::uint8_t> rev{};
+    std::optional<std::string> oem_id{};
+    std::optional<std::string> oem_table_id{};
+    std::optional<std::uint32_t> oem_rev{};
+    std::optional<std::string> asl_compiler_id{};
+    std::optional<std::uint32_t> asl_compiler_rev{};
+    std::optional<std::string> file{};
+    std::optional<std::string> data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = acpi_table_options;
@@ -70,9 +71,9 @@ struct acpi_table_options {
 
 /// QAPI struct `ACPIOSTInfo`.
 struct acpiost_info {
-    std::optional<std::string> device;
-    std::string slot;
-    open_enum<acpi_slot_type> slot_type;
+    std::optional<std::string> device{};
+    std::string slot{};
+    open_enum<acpi_slot_type> slot_type{};
     std::int64_t source{};
     std::int64_t status{};
     template <class = void>
@@ -99,7 +100,7 @@ struct query_acpi_ospm_status {
 /// QAPI event `ACPI_DEVICE_OST`.
 struct acpi_device_ost_event {
     static constexpr std::string_view name = "ACPI_DEVICE_OST";
-    acpiost_info info;
+    acpiost_info info{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = acpi_device_ost_event;

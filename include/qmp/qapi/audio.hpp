@@ -110,13 +110,13 @@ struct audiodev;
 
 /// QAPI struct `AudiodevPerDirectionOptions`.
 struct audiodev_per_direction_options {
-    std::optional<bool> mixing_engine;
-    std::optional<bool> fixed_settings;
-    std::optional<std::uint32_t> frequency;
-    std::optional<std::uint32_t> channels;
-    std::optional<std::uint32_t> voices;
-    std::optional<open_enum<audio_format>> format;
-    std::optional<std::uint32_t> buffer_length;
+    std::optional<bool> mixing_engine{};
+    std::optional<bool> fixed_settings{};
+    std::optional<std::uint32_t> frequency{};
+    std::optional<std::uint32_t> channels{};
+    std::optional<std::uint32_t> voices{};
+    std::optional<open_enum<audio_format>> format{};
+    std::optional<std::uint32_t> buffer_length{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_per_direction_options;
@@ -132,8 +132,8 @@ struct audiodev_per_direction_options {
 
 /// QAPI struct `AudiodevGenericOptions`.
 struct audiodev_generic_options {
-    std::optional<audiodev_per_direction_options> in;
-    std::optional<audiodev_per_direction_options> out;
+    std::optional<audiodev_per_direction_options> in{};
+    std::optional<audiodev_per_direction_options> out{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_generic_options;
@@ -144,9 +144,9 @@ struct audiodev_generic_options {
 
 /// QAPI struct `AudiodevDBusOptions`.
 struct audiodev_d_bus_options {
-    std::optional<audiodev_per_direction_options> in;
-    std::optional<audiodev_per_direction_options> out;
-    std::optional<std::uint32_t> nsamples;
+    std::optional<audiodev_per_direction_options> in{};
+    std::optional<audiodev_per_direction_options> out{};
+    std::optional<std::uint32_t> nsamples{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_d_bus_options;
@@ -158,16 +158,16 @@ struct audiodev_d_bus_options {
 
 /// QAPI struct `AudiodevAlsaPerDirectionOptions`.
 struct audiodev_alsa_per_direction_options {
-    std::optional<bool> mixing_engine;
-    std::optional<bool> fixed_settings;
-    std::optional<std::uint32_t> frequency;
-    std::optional<std::uint32_t> channels;
-    std::optional<std::uint32_t> voices;
-    std::optional<open_enum<audio_format>> format;
-    std::optional<std::uint32_t> buffer_length;
-    std::optional<std::string> dev;
-    std::optional<std::uint32_t> period_length;
-    std::optional<bool> try_poll;
+    std::optional<bool> mixing_engine{};
+    std::optional<bool> fixed_settings{};
+    std::optional<std::uint32_t> frequency{};
+    std::optional<std::uint32_t> channels{};
+    std::optional<std::uint32_t> voices{};
+    std::optional<open_enum<audio_format>> format{};
+    std::optional<std::uint32_t> buffer_length{};
+    std::optional<std::string> dev{};
+    std::optional<std::uint32_t> period_length{};
+    std::optional<bool> try_poll{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_alsa_per_direction_options;
@@ -186,9 +186,9 @@ struct audiodev_alsa_per_direction_options {
 
 /// QAPI struct `AudiodevAlsaOptions`.
 struct audiodev_alsa_options {
-    std::optional<audiodev_alsa_per_direction_options> in;
-    std::optional<audiodev_alsa_per_direction_options> out;
-    std::optional<std::uint32_t> threshold;
+    std::optional<audiodev_alsa_per_direction_options> in{};
+    std::optional<audiodev_alsa_per_direction_options> out{};
+    std::optional<std::uint32_t> threshold{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_alsa_options;
@@ -200,10 +200,10 @@ struct audiodev_alsa_options {
 
 /// QAPI struct `AudiodevSndioOptions`.
 struct audiodev_sndio_options {
-    std::optional<audiodev_per_direction_options> in;
-    std::optional<audiodev_per_direction_options> out;
-    std::optional<std::string> dev;
-    std::optional<std::uint32_t> latency;
+    std::optional<audiodev_per_direction_options> in{};
+    std::optional<audiodev_per_direction_options> out{};
+    std::optional<std::string> dev{};
+    std::optional<std::uint32_t> latency{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_sndio_options;
@@ -216,14 +216,14 @@ struct audiodev_sndio_options {
 
 /// QAPI struct `AudiodevCoreaudioPerDirectionOptions`.
 struct audiodev_coreaudio_per_direction_options {
-    std::optional<bool> mixing_engine;
-    std::optional<bool> fixed_settings;
-    std::optional<std::uint32_t> frequency;
-    std::optional<std::uint32_t> channels;
-    std::optional<std::uint32_t> voices;
-    std::optional<open_enum<audio_format>> format;
-    std::optional<std::uint32_t> buffer_length;
-    std::optional<std::uint32_t> buffer_count;
+    std::optional<bool> mixing_engine{};
+    std::optional<bool> fixed_settings{};
+    std::optional<std::uint32_t> frequency{};
+    std::optional<std::uint32_t> channels{};
+    std::optional<std::uint32_t> voices{};
+    std::optional<open_enum<audio_format>> format{};
+    std::optional<std::uint32_t> buffer_length{};
+    std::optional<std::uint32_t> buffer_count{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_coreaudio_per_direction_options;
@@ -240,8 +240,8 @@ struct audiodev_coreaudio_per_direction_options {
 
 /// QAPI struct `AudiodevCoreaudioOptions`.
 struct audiodev_coreaudio_options {
-    std::optional<audiodev_coreaudio_per_direction_options> in;
-    std::optional<audiodev_coreaudio_per_direction_options> out;
+    std::optional<audiodev_coreaudio_per_direction_options> in{};
+    std::optional<audiodev_coreaudio_per_direction_options> out{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_coreaudio_options;
@@ -252,9 +252,9 @@ struct audiodev_coreaudio_options {
 
 /// QAPI struct `AudiodevDsoundOptions`.
 struct audiodev_dsound_options {
-    std::optional<audiodev_per_direction_options> in;
-    std::optional<audiodev_per_direction_options> out;
-    std::optional<std::uint32_t> latency;
+    std::optional<audiodev_per_direction_options> in{};
+    std::optional<audiodev_per_direction_options> out{};
+    std::optional<std::uint32_t> latency{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_dsound_options;
@@ -266,18 +266,18 @@ struct audiodev_dsound_options {
 
 /// QAPI struct `AudiodevJackPerDirectionOptions`.
 struct audiodev_jack_per_direction_options {
-    std::optional<bool> mixing_engine;
-    std::optional<bool> fixed_settings;
-    std::optional<std::uint32_t> frequency;
-    std::optional<std::uint32_t> channels;
-    std::optional<std::uint32_t> voices;
-    std::optional<open_enum<audio_format>> format;
-    std::optional<std::uint32_t> buffer_length;
-    std::optional<std::string> server_name;
-    std::optional<std::string> client_name;
-    std::optional<std::string> connect_ports;
-    std::optional<bool> start_server;
-    std::optional<bool> exact_name;
+    std::optional<bool> mixing_engine{};
+    std::optional<bool> fixed_settings{};
+    std::optional<std::uint32_t> frequency{};
+    std::optional<std::uint32_t> channels{};
+    std::optional<std::uint32_t> voices{};
+    std::optional<open_enum<audio_format>> format{};
+    std::optional<std::uint32_t> buffer_length{};
+    std::optional<std::string> server_name{};
+    std::optional<std::string> client_name{};
+    std::optional<std::string> connect_ports{};
+    std::optional<bool> start_server{};
+    std::optional<bool> exact_name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_jack_per_direction_options;
@@ -298,8 +298,8 @@ struct audiodev_jack_per_direction_options {
 
 /// QAPI struct `AudiodevJackOptions`.
 struct audiodev_jack_options {
-    std::optional<audiodev_jack_per_direction_options> in;
-    std::optional<audiodev_jack_per_direction_options> out;
+    std::optional<audiodev_jack_per_direction_options> in{};
+    std::optional<audiodev_jack_per_direction_options> out{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_jack_options;
@@ -310,16 +310,16 @@ struct audiodev_jack_options {
 
 /// QAPI struct `AudiodevOssPerDirectionOptions`.
 struct audiodev_oss_per_direction_options {
-    std::optional<bool> mixing_engine;
-    std::optional<bool> fixed_settings;
-    std::optional<std::uint32_t> frequency;
-    std::optional<std::uint32_t> channels;
-    std::optional<std::uint32_t> voices;
-    std::optional<open_enum<audio_format>> format;
-    std::optional<std::uint32_t> buffer_length;
-    std::optional<std::string> dev;
-    std::optional<std::uint32_t> buffer_count;
-    std::optional<bool> try_poll;
+    std::optional<bool> mixing_engine{};
+    std::optional<bool> fixed_settings{};
+    std::optional<std::uint32_t> frequency{};
+    std::optional<std::uint32_t> channels{};
+    std::optional<std::uint32_t> voices{};
+    std::optional<open_enum<audio_format>> format{};
+    std::optional<std::uint32_t> buffer_length{};
+    std::optional<std::string> dev{};
+    std::optional<std::uint32_t> buffer_count{};
+    std::optional<bool> try_poll{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_oss_per_direction_options;
@@ -338,11 +338,11 @@ struct audiodev_oss_per_direction_options {
 
 /// QAPI struct `AudiodevOssOptions`.
 struct audiodev_oss_options {
-    std::optional<audiodev_oss_per_direction_options> in;
-    std::optional<audiodev_oss_per_direction_options> out;
-    std::optional<bool> try_mmap;
-    std::optional<bool> exclusive;
-    std::optional<std::uint32_t> dsp_policy;
+    std::optional<audiodev_oss_per_direction_options> in{};
+    std::optional<audiodev_oss_per_direction_options> out{};
+    std::optional<bool> try_mmap{};
+    std::optional<bool> exclusive{};
+    std::optional<std::uint32_t> dsp_policy{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_oss_options;
@@ -356,16 +356,16 @@ struct audiodev_oss_options {
 
 /// QAPI struct `AudiodevPaPerDirectionOptions`.
 struct audiodev_pa_per_direction_options {
-    std::optional<bool> mixing_engine;
-    std::optional<bool> fixed_settings;
-    std::optional<std::uint32_t> frequency;
-    std::optional<std::uint32_t> channels;
-    std::optional<std::uint32_t> voices;
-    std::optional<open_enum<audio_format>> format;
-    std::optional<std::uint32_t> buffer_length;
-    std::optional<std::string> name;
-    std::optional<std::string> stream_name;
-    std::optional<std::uint32_t> latency;
+    std::optional<bool> mixing_engine{};
+    std::optional<bool> fixed_settings{};
+    std::optional<std::uint32_t> frequency{};
+    std::optional<std::uint32_t> channels{};
+    std::optional<std::uint32_t> voices{};
+    std::optional<open_enum<audio_format>> format{};
+    std::optional<std::uint32_t> buffer_length{};
+    std::optional<std::string> name{};
+    std::optional<std::string> stream_name{};
+    std::optional<std::uint32_t> latency{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_pa_per_direction_options;
@@ -384,9 +384,9 @@ struct audiodev_pa_per_direction_options {
 
 /// QAPI struct `AudiodevPaOptions`.
 struct audiodev_pa_options {
-    std::optional<audiodev_pa_per_direction_options> in;
-    std::optional<audiodev_pa_per_direction_options> out;
-    std::optional<std::string> server;
+    std::optional<audiodev_pa_per_direction_options> in{};
+    std::optional<audiodev_pa_per_direction_options> out{};
+    std::optional<std::string> server{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_pa_options;
@@ -398,16 +398,16 @@ struct audiodev_pa_options {
 
 /// QAPI struct `AudiodevPipewirePerDirectionOptions`.
 struct audiodev_pipewire_per_direction_options {
-    std::optional<bool> mixing_engine;
-    std::optional<bool> fixed_settings;
-    std::optional<std::uint32_t> frequency;
-    std::optional<std::uint32_t> channels;
-    std::optional<std::uint32_t> voices;
-    std::optional<open_enum<audio_format>> format;
-    std::optional<std::uint32_t> buffer_length;
-    std::optional<std::string> name;
-    std::optional<std::string> stream_name;
-    std::optional<std::uint32_t> latency;
+    std::optional<bool> mixing_engine{};
+    std::optional<bool> fixed_settings{};
+    std::optional<std::uint32_t> frequency{};
+    std::optional<std::uint32_t> channels{};
+    std::optional<std::uint32_t> voices{};
+    std::optional<open_enum<audio_format>> format{};
+    std::optional<std::uint32_t> buffer_length{};
+    std::optional<std::string> name{};
+    std::optional<std::string> stream_name{};
+    std::optional<std::uint32_t> latency{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_pipewire_per_direction_options;
@@ -426,8 +426,8 @@ struct audiodev_pipewire_per_direction_options {
 
 /// QAPI struct `AudiodevPipewireOptions`.
 struct audiodev_pipewire_options {
-    std::optional<audiodev_pipewire_per_direction_options> in;
-    std::optional<audiodev_pipewire_per_direction_options> out;
+    std::optional<audiodev_pipewire_per_direction_options> in{};
+    std::optional<audiodev_pipewire_per_direction_options> out{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_pipewire_options;
@@ -438,14 +438,14 @@ struct audiodev_pipewire_options {
 
 /// QAPI struct `AudiodevSdlPerDirectionOptions`.
 struct audiodev_sdl_per_direction_options {
-    std::optional<bool> mixing_engine;
-    std::optional<bool> fixed_settings;
-    std::optional<std::uint32_t> frequency;
-    std::optional<std::uint32_t> channels;
-    std::optional<std::uint32_t> voices;
-    std::optional<open_enum<audio_format>> format;
-    std::optional<std::uint32_t> buffer_length;
-    std::optional<std::uint32_t> buffer_count;
+    std::optional<bool> mixing_engine{};
+    std::optional<bool> fixed_settings{};
+    std::optional<std::uint32_t> frequency{};
+    std::optional<std::uint32_t> channels{};
+    std::optional<std::uint32_t> voices{};
+    std::optional<open_enum<audio_format>> format{};
+    std::optional<std::uint32_t> buffer_length{};
+    std::optional<std::uint32_t> buffer_count{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_sdl_per_direction_options;
@@ -462,8 +462,8 @@ struct audiodev_sdl_per_direction_options {
 
 /// QAPI struct `AudiodevSdlOptions`.
 struct audiodev_sdl_options {
-    std::optional<audiodev_sdl_per_direction_options> in;
-    std::optional<audiodev_sdl_per_direction_options> out;
+    std::optional<audiodev_sdl_per_direction_options> in{};
+    std::optional<audiodev_sdl_per_direction_options> out{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_sdl_options;
@@ -474,9 +474,9 @@ struct audiodev_sdl_options {
 
 /// QAPI struct `AudiodevWavOptions`.
 struct audiodev_wav_options {
-    std::optional<audiodev_per_direction_options> in;
-    std::optional<audiodev_per_direction_options> out;
-    std::optional<std::string> path;
+    std::optional<audiodev_per_direction_options> in{};
+    std::optional<audiodev_per_direction_options> out{};
+    std::optional<std::string> path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = audiodev_wav_options;
@@ -501,9 +501,9 @@ struct audiodev_wav_options {
 /// Branch sndio: if CONFIG_AUDIO_SNDIO.
 /// Branch spice: if CONFIG_SPICE.
 struct audiodev {
-    std::string id;
-    open_enum<audiodev_driver> driver;
-    std::optional<std::uint32_t> timer_period;
+    std::string id{};
+    open_enum<audiodev_driver> driver{};
+    std::optional<std::uint32_t> timer_period{};
     std::variant<json,
                  audiodev_generic_options,
                  audiodev_alsa_options,

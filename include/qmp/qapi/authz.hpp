@@ -60,9 +60,9 @@ struct auth_z_simple_properties;
 
 /// QAPI struct `QAuthZListRule`.
 struct q_auth_z_list_rule {
-    std::string match;
-    open_enum<q_auth_z_list_policy> policy;
-    std::optional<open_enum<q_auth_z_list_format>> format;
+    std::string match{};
+    open_enum<q_auth_z_list_policy> policy{};
+    std::optional<open_enum<q_auth_z_list_format>> format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_auth_z_list_rule;
@@ -74,8 +74,8 @@ struct q_auth_z_list_rule {
 
 /// QAPI struct `AuthZListProperties`.
 struct auth_z_list_properties {
-    std::optional<open_enum<q_auth_z_list_policy>> policy;
-    std::optional<std::vector<q_auth_z_list_rule>> rules;
+    std::optional<open_enum<q_auth_z_list_policy>> policy{};
+    std::optional<std::vector<q_auth_z_list_rule>> rules{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = auth_z_list_properties;
@@ -86,8 +86,8 @@ struct auth_z_list_properties {
 
 /// QAPI struct `AuthZListFileProperties`.
 struct auth_z_list_file_properties {
-    std::string filename;
-    std::optional<bool> refresh;
+    std::string filename{};
+    std::optional<bool> refresh{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = auth_z_list_file_properties;
@@ -98,7 +98,7 @@ struct auth_z_list_file_properties {
 
 /// QAPI struct `AuthZPAMProperties`.
 struct auth_zpam_properties {
-    std::string service;
+    std::string service{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = auth_zpam_properties;
@@ -108,7 +108,7 @@ struct auth_zpam_properties {
 
 /// QAPI struct `AuthZSimpleProperties`.
 struct auth_z_simple_properties {
-    std::string identity;
+    std::string identity{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = auth_z_simple_properties;

@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 
 #include <array>
 #include <cstddef>
@@ -83,7 +84,7 @@ struct pr_manager_info;
 
 /// QAPI struct `PRManagerInfo`.
 struct pr_manager_info {
-    std::string id;
+    std::string id{};
     bool connected{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -107,9 +108,9 @@ struct query_pr_managers {
 struct eject {
     static constexpr std::string_view name = "eject";
     using result_type = empty_result;
-    [[deprecated]] std::optional<std::string> device;
-    std::optional<std::string> id;
-    std::optional<bool> force;
+    [[deprecated]] std::optional<std::string> device{};
+    std::optional<std::string> id{};
+    std::optional<bool> force{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = eject;
@@ -123,9 +124,9 @@ struct eject {
 struct blockdev_open_tray {
     static constexpr std::string_view name = "blockdev-open-tray";
     using result_type = empty_result;
-    [[deprecated]] std::optional<std::string> device;
-    std::optional<std::string> id;
-    std::optional<bool> force;
+    [[deprecated]] std::optional<std::string> device{};
+    std::optional<std::string> id{};
+    std::optional<bool> force{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_open_tray;
@@ -139,8 +140,8 @@ struct blockdev_open_tray {
 struct blockdev_close_tray {
     static constexpr std::string_view name = "blockdev-close-tray";
     using result_type = empty_result;
-    [[deprecated]] std::optional<std::string> device;
-    std::optional<std::string> id;
+    [[deprecated]] std::optional<std::string> device{};
+    std::optional<std::string> id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_close_tray;
@@ -153,7 +154,7 @@ struct blockdev_close_tray {
 struct blockdev_remove_medium {
     static constexpr std::string_view name = "blockdev-remove-medium";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_remove_medium;
@@ -165,8 +166,8 @@ struct blockdev_remove_medium {
 struct blockdev_insert_medium {
     static constexpr std::string_view name = "blockdev-insert-medium";
     using result_type = empty_result;
-    std::string id;
-    std::string node_name;
+    std::string id{};
+    std::string node_name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_insert_medium;
@@ -179,12 +180,12 @@ struct blockdev_insert_medium {
 struct blockdev_change_medium {
     static constexpr std::string_view name = "blockdev-change-medium";
     using result_type = empty_result;
-    [[deprecated]] std::optional<std::string> device;
-    std::optional<std::string> id;
-    std::string filename;
-    std::optional<std::string> format;
-    std::optional<bool> force;
-    std::optional<open_enum<blockdev_change_read_only_mode>> read_only_mode;
+    [[deprecated]] std::optional<std::string> device{};
+    std::optional<std::string> id{};
+    std::string filename{};
+    std::optional<std::string> format{};
+    std::optional<bool> force{};
+    std::optional<open_enum<blockdev_change_read_only_mode>> read_only_mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_change_medium;
@@ -200,8 +201,8 @@ struct blockdev_change_medium {
 /// QAPI event `DEVICE_TRAY_MOVED`.
 struct device_tray_moved_event {
     static constexpr std::string_view name = "DEVICE_TRAY_MOVED";
-    std::string device;
-    std::string id;
+    std::string device{};
+    std::string id{};
     bool tray_open{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -215,7 +216,7 @@ struct device_tray_moved_event {
 /// QAPI event `PR_MANAGER_STATUS_CHANGED`.
 struct pr_manager_status_changed_event {
     static constexpr std::string_view name = "PR_MANAGER_STATUS_CHANGED";
-    std::string id;
+    std::string id{};
     bool connected{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -229,28 +230,28 @@ struct pr_manager_status_changed_event {
 struct block_set_io_throttle {
     static constexpr std::string_view name = "block_set_io_throttle";
     using result_type = empty_result;
-    [[deprecated]] std::optional<std::string> device;
-    std::optional<std::string> id;
+    [[deprecated]] std::optional<std::string> device{};
+    std::optional<std::string> id{};
     std::int64_t bps{};
     std::int64_t bps_rd{};
     std::int64_t bps_wr{};
     std::int64_t iops{};
     std::int64_t iops_rd{};
     std::int64_t iops_wr{};
-    std::optional<std::int64_t> bps_max;
-    std::optional<std::int64_t> bps_rd_max;
-    std::optional<std::int64_t> bps_wr_max;
-    std::optional<std::int64_t> iops_max;
-    std::optional<std::int64_t> iops_rd_max;
-    std::optional<std::int64_t> iops_wr_max;
-    std::optional<std::int64_t> bps_max_length;
-    std::optional<std::int64_t> bps_rd_max_length;
-    std::optional<std::int64_t> bps_wr_max_length;
-    std::optional<std::int64_t> iops_max_length;
-    std::optional<std::int64_t> iops_rd_max_length;
-    std::optional<std::int64_t> iops_wr_max_length;
-    std::optional<std::int64_t> iops_size;
-    std::optional<std::string> group;
+    std::optional<std::int64_t> bps_max{};
+    std::optional<std::int64_t> bps_rd_max{};
+    std::optional<std::int64_t> bps_wr_max{};
+    std::optional<std::int64_t> iops_max{};
+    std::optional<std::int64_t> iops_rd_max{};
+    std::optional<std::int64_t> iops_wr_max{};
+    std::optional<std::int64_t> bps_max_length{};
+    std::optional<std::int64_t> bps_rd_max_length{};
+    std::optional<std::int64_t> bps_wr_max_length{};
+    std::optional<std::int64_t> iops_max_length{};
+    std::optional<std::int64_t> iops_rd_max_length{};
+    std::optional<std::int64_t> iops_wr_max_length{};
+    std::optional<std::int64_t> iops_size{};
+    std::optional<std::string> group{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_set_io_throttle;
@@ -283,12 +284,12 @@ struct block_set_io_throttle {
 struct block_latency_histogram_set {
     static constexpr std::string_view name = "block-latency-histogram-set";
     using result_type = empty_result;
-    std::string id;
-    std::optional<std::vector<std::uint64_t>> boundaries;
-    std::optional<std::vector<std::uint64_t>> boundaries_read;
-    std::optional<std::vector<std::uint64_t>> boundaries_write;
-    std::optional<std::vector<std::uint64_t>> boundaries_zap;
-    std::optional<std::vector<std::uint64_t>> boundaries_flush;
+    std::string id{};
+    std::optional<std::vector<std::uint64_t>> boundaries{};
+    std::optional<std::vector<std::uint64_t>> boundaries_read{};
+    std::optional<std::vector<std::uint64_t>> boundaries_write{};
+    std::optional<std::vector<std::uint64_t>> boundaries_zap{};
+    std::optional<std::vector<std::uint64_t>> boundaries_flush{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_latency_histogram_set;

@@ -5,9 +5,11 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/common.hpp>
 #include <qmp/qapi/crypto.hpp>
 #include <qmp/qapi/job.hpp>
+#include <qmp/qapi/light/block_core.hpp>
 #include <qmp/qapi/sockets.hpp>
 
 #include <array>
@@ -46,21 +48,6 @@ struct wire_enum<image_info_specific_kind> {
         {image_info_specific_kind::luks, "luks"},
         {image_info_specific_kind::rbd, "rbd"},
         {image_info_specific_kind::file, "file"},
-    }};
-};
-
-/// QAPI enum `BlockDeviceIoStatus`.
-enum class block_device_io_status {
-    ok,
-    failed,
-    nospace,
-};
-template <>
-struct wire_enum<block_device_io_status> {
-    static constexpr std::array<std::pair<block_device_io_status, std::string_view>, 3> values{{
-        {block_device_io_status::ok, "ok"},
-        {block_device_io_status::failed, "failed"},
-        {block_device_io_status::nospace, "nospace"},
     }};
 };
 
@@ -733,21 +720,6 @@ struct wire_enum<blockdev_vpc_subformat> {
     }};
 };
 
-/// QAPI enum `BlockErrorAction`.
-enum class block_error_action {
-    ignore,
-    report,
-    stop,
-};
-template <>
-struct wire_enum<block_error_action> {
-    static constexpr std::array<std::pair<block_error_action, std::string_view>, 3> values{{
-        {block_error_action::ignore, "ignore"},
-        {block_error_action::report, "report"},
-        {block_error_action::stop, "stop"},
-    }};
-};
-
 /// QAPI enum `PreallocMode`.
 enum class prealloc_mode {
     off,
@@ -808,7 +780,6 @@ struct block_device_timed_stats;
 struct block_stats_specific_file;
 struct block_stats_specific_nvme;
 struct block_stats_specific;
-struct block_job_info_mirror;
 struct blockdev_snapshot_sync_args;
 struct blockdev_snapshot_args;
 struct backup_perf;
@@ -903,14 +874,14 @@ struct dummy_block_core_force_arrays;
 
 /// QAPI struct `SnapshotInfo`.
 struct snapshot_info {
-    std::string id;
-    std::string name;
+    std::string id{};
+    std::string name{};
     std::int64_t vm_state_size{};
     std::int64_t date_sec{};
     std::int64_t date_nsec{};
     std::int64_t vm_clock_sec{};
     std::int64_t vm_clock_nsec{};
-    std::optional<std::int64_t> icount;
+    std::optional<std::int64_t> icount{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = snapshot_info;
@@ -927,7 +898,7 @@ struct snapshot_info {
 
 /// QAPI struct `ImageInfoSpecificQCow2EncryptionBase`.
 struct image_info_specific_q_cow2_encryption_base {
-    open_enum<blockdev_qcow2_encryption_format> format;
+    open_enum<blockdev_qcow2_encryption_format> format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_q_cow2_encryption_base;
@@ -939,7 +910,7 @@ struct image_info_specific_q_cow2_encryption_base {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct image_info_specific_q_cow2_encryption {
-    open_enum<blockdev_qcow2_encryption_format> format;
+    open_enum<blockdev_qcow2_encryption_format> format{};
     std::variant<json,
                  q_crypto_block_info_luks>
         branch{};
@@ -957,9 +928,9 @@ struct image_info_specific_q_cow2_encryption {
 
 /// QAPI struct `Qcow2BitmapInfo`.
 struct qcow2_bitmap_info {
-    std::string name;
+    std::string name{};
     std::uint32_t granularity{};
-    std::vector<open_enum<qcow2_bitmap_info_flags>> flags;
+    std::vector<open_enum<qcow2_bitmap_info_flags>> flags{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = qcow2_bitmap_info;
@@ -971,16 +942,16 @@ struct qcow2_bitmap_info {
 
 /// QAPI struct `ImageInfoSpecificQCow2`.
 struct image_info_specific_q_cow2 {
-    std::string compat;
-    std::optional<std::string> data_file;
-    std::optional<bool> data_file_raw;
-    std::optional<bool> extended_l2;
-    std::optional<bool> lazy_refcounts;
-    std::optional<bool> corrupt;
+    std::string compat{};
+    std::optional<std::string> data_file{};
+    std::optional<bool> data_file_raw{};
+    std::optional<bool> extended_l2{};
+    std::optional<bool> lazy_refcounts{};
+    std::optional<bool> corrupt{};
     std::int64_t refcount_bits{};
-    std::optional<image_info_specific_q_cow2_encryption> encrypt;
-    std::optional<std::vector<qcow2_bitmap_info>> bitmaps;
-    open_enum<qcow2_compression_type> compression_type;
+    std::optional<image_info_specific_q_cow2_encryption> encrypt{};
+    std::optional<std::vector<qcow2_bitmap_info>> bitmaps{};
+    open_enum<qcow2_compression_type> compression_type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_q_cow2;
@@ -999,11 +970,11 @@ struct image_info_specific_q_cow2 {
 
 /// QAPI struct `VmdkExtentInfo`.
 struct vmdk_extent_info {
-    std::string filename;
-    std::string format;
+    std::string filename{};
+    std::string format{};
     std::int64_t virtual_size{};
-    std::optional<std::int64_t> cluster_size;
-    std::optional<bool> compressed;
+    std::optional<std::int64_t> cluster_size{};
+    std::optional<bool> compressed{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vmdk_extent_info;
@@ -1017,10 +988,10 @@ struct vmdk_extent_info {
 
 /// QAPI struct `ImageInfoSpecificVmdk`.
 struct image_info_specific_vmdk {
-    std::string create_type;
+    std::string create_type{};
     std::int64_t cid{};
     std::int64_t parent_cid{};
-    std::vector<vmdk_extent_info> extents;
+    std::vector<vmdk_extent_info> extents{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_vmdk;
@@ -1033,7 +1004,7 @@ struct image_info_specific_vmdk {
 
 /// QAPI struct `ImageInfoSpecificRbd`.
 struct image_info_specific_rbd {
-    std::optional<open_enum<rbd_image_encryption_format>> encryption_format;
+    std::optional<open_enum<rbd_image_encryption_format>> encryption_format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_rbd;
@@ -1043,7 +1014,7 @@ struct image_info_specific_rbd {
 
 /// QAPI struct `ImageInfoSpecificFile`.
 struct image_info_specific_file {
-    std::optional<std::uint64_t> extent_size_hint;
+    std::optional<std::uint64_t> extent_size_hint{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_file;
@@ -1053,7 +1024,7 @@ struct image_info_specific_file {
 
 /// QAPI struct `ImageInfoSpecificQCow2Wrapper`.
 struct image_info_specific_q_cow2_wrapper {
-    image_info_specific_q_cow2 data;
+    image_info_specific_q_cow2 data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_q_cow2_wrapper;
@@ -1063,7 +1034,7 @@ struct image_info_specific_q_cow2_wrapper {
 
 /// QAPI struct `ImageInfoSpecificVmdkWrapper`.
 struct image_info_specific_vmdk_wrapper {
-    image_info_specific_vmdk data;
+    image_info_specific_vmdk data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_vmdk_wrapper;
@@ -1073,7 +1044,7 @@ struct image_info_specific_vmdk_wrapper {
 
 /// QAPI struct `ImageInfoSpecificLUKSWrapper`.
 struct image_info_specific_luks_wrapper {
-    q_crypto_block_info_luks data;
+    q_crypto_block_info_luks data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_luks_wrapper;
@@ -1083,7 +1054,7 @@ struct image_info_specific_luks_wrapper {
 
 /// QAPI struct `ImageInfoSpecificRbdWrapper`.
 struct image_info_specific_rbd_wrapper {
-    image_info_specific_rbd data;
+    image_info_specific_rbd data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_rbd_wrapper;
@@ -1093,7 +1064,7 @@ struct image_info_specific_rbd_wrapper {
 
 /// QAPI struct `ImageInfoSpecificFileWrapper`.
 struct image_info_specific_file_wrapper {
-    image_info_specific_file data;
+    image_info_specific_file data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_info_specific_file_wrapper;
@@ -1105,7 +1076,7 @@ struct image_info_specific_file_wrapper {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct image_info_specific {
-    open_enum<image_info_specific_kind> type;
+    open_enum<image_info_specific_kind> type{};
     std::variant<json,
                  image_info_specific_q_cow2_wrapper,
                  image_info_specific_vmdk_wrapper,
@@ -1131,19 +1102,19 @@ struct image_info_specific {
 
 /// QAPI struct `BlockNodeInfo`.
 struct block_node_info {
-    std::string filename;
-    std::string format;
-    std::optional<bool> dirty_flag;
-    std::optional<std::int64_t> actual_size;
+    std::string filename{};
+    std::string format{};
+    std::optional<bool> dirty_flag{};
+    std::optional<std::int64_t> actual_size{};
     std::int64_t virtual_size{};
-    std::optional<std::int64_t> cluster_size;
-    std::optional<bool> encrypted;
-    std::optional<bool> compressed;
-    std::optional<std::string> backing_filename;
-    std::optional<std::string> full_backing_filename;
-    std::optional<std::string> backing_filename_format;
-    std::optional<std::vector<snapshot_info>> snapshots;
-    std::optional<image_info_specific> format_specific;
+    std::optional<std::int64_t> cluster_size{};
+    std::optional<bool> encrypted{};
+    std::optional<bool> compressed{};
+    std::optional<std::string> backing_filename{};
+    std::optional<std::string> full_backing_filename{};
+    std::optional<std::string> backing_filename_format{};
+    std::optional<std::vector<snapshot_info>> snapshots{};
+    std::optional<image_info_specific> format_specific{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_node_info;
@@ -1165,19 +1136,19 @@ struct block_node_info {
 
 /// QAPI struct `BlockGraphInfo`.
 struct block_graph_info {
-    std::string filename;
-    std::string format;
-    std::optional<bool> dirty_flag;
-    std::optional<std::int64_t> actual_size;
+    std::string filename{};
+    std::string format{};
+    std::optional<bool> dirty_flag{};
+    std::optional<std::int64_t> actual_size{};
     std::int64_t virtual_size{};
-    std::optional<std::int64_t> cluster_size;
-    std::optional<bool> encrypted;
-    std::optional<bool> compressed;
-    std::optional<std::string> backing_filename;
-    std::optional<std::string> full_backing_filename;
-    std::optional<std::string> backing_filename_format;
-    std::optional<std::vector<snapshot_info>> snapshots;
-    std::optional<image_info_specific> format_specific;
+    std::optional<std::int64_t> cluster_size{};
+    std::optional<bool> encrypted{};
+    std::optional<bool> compressed{};
+    std::optional<std::string> backing_filename{};
+    std::optional<std::string> full_backing_filename{};
+    std::optional<std::string> backing_filename_format{};
+    std::optional<std::vector<snapshot_info>> snapshots{};
+    std::optional<image_info_specific> format_specific{};
     std::vector<block_child_info> children;
     template <class = void>
     static constexpr auto wire_members() {
@@ -1201,8 +1172,8 @@ struct block_graph_info {
 
 /// QAPI struct `BlockChildInfo`.
 struct block_child_info {
-    std::string name;
-    block_graph_info info;
+    std::string name{};
+    block_graph_info info{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_child_info;
@@ -1213,18 +1184,18 @@ struct block_child_info {
 
 /// QAPI struct `ImageCheck`.
 struct image_check {
-    std::string filename;
-    std::string format;
+    std::string filename{};
+    std::string format{};
     std::int64_t check_errors{};
-    std::optional<std::int64_t> image_end_offset;
-    std::optional<std::int64_t> corruptions;
-    std::optional<std::int64_t> leaks;
-    std::optional<std::int64_t> corruptions_fixed;
-    std::optional<std::int64_t> leaks_fixed;
-    std::optional<std::int64_t> total_clusters;
-    std::optional<std::int64_t> allocated_clusters;
-    std::optional<std::int64_t> fragmented_clusters;
-    std::optional<std::int64_t> compressed_clusters;
+    std::optional<std::int64_t> image_end_offset{};
+    std::optional<std::int64_t> corruptions{};
+    std::optional<std::int64_t> leaks{};
+    std::optional<std::int64_t> corruptions_fixed{};
+    std::optional<std::int64_t> leaks_fixed{};
+    std::optional<std::int64_t> total_clusters{};
+    std::optional<std::int64_t> allocated_clusters{};
+    std::optional<std::int64_t> fragmented_clusters{};
+    std::optional<std::int64_t> compressed_clusters{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = image_check;
@@ -1252,8 +1223,8 @@ struct map_entry {
     bool compressed{};
     std::int64_t depth{};
     bool present{};
-    std::optional<std::int64_t> offset;
-    std::optional<std::string> filename;
+    std::optional<std::int64_t> offset{};
+    std::optional<std::string> filename{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = map_entry;
@@ -1285,13 +1256,13 @@ struct blockdev_cache_info {
 
 /// QAPI struct `BlockDirtyInfo`.
 struct block_dirty_info {
-    std::optional<std::string> name;
+    std::optional<std::string> name{};
     std::int64_t count{};
     std::uint32_t granularity{};
     bool recording{};
     bool busy{};
     bool persistent{};
-    std::optional<bool> inconsistent;
+    std::optional<bool> inconsistent{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_info;
@@ -1307,8 +1278,8 @@ struct block_dirty_info {
 
 /// QAPI struct `BlockLatencyHistogramInfo`.
 struct block_latency_histogram_info {
-    std::vector<std::uint64_t> boundaries;
-    std::vector<std::uint64_t> bins;
+    std::vector<std::uint64_t> boundaries{};
+    std::vector<std::uint64_t> bins{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_latency_histogram_info;
@@ -1321,7 +1292,7 @@ struct block_latency_histogram_info {
 struct block_measure_info {
     std::int64_t required{};
     std::int64_t fully_allocated{};
-    std::optional<std::int64_t> bitmaps;
+    std::optional<std::int64_t> bitmaps{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_measure_info;
@@ -1340,15 +1311,15 @@ struct block_device_timed_stats {
     std::int64_t min_wr_latency_ns{};
     std::int64_t max_wr_latency_ns{};
     std::int64_t avg_wr_latency_ns{};
-    std::optional<std::int64_t> min_zone_append_latency_ns;  // required by 10.0, absent in 7.2
-    std::optional<std::int64_t> max_zone_append_latency_ns;  // required by 10.0, absent in 7.2
-    std::optional<std::int64_t> avg_zone_append_latency_ns;  // required by 10.0, absent in 7.2
+    std::optional<std::int64_t> min_zone_append_latency_ns{};  // required by 10.0, absent in 7.2
+    std::optional<std::int64_t> max_zone_append_latency_ns{};  // required by 10.0, absent in 7.2
+    std::optional<std::int64_t> avg_zone_append_latency_ns{};  // required by 10.0, absent in 7.2
     std::int64_t min_flush_latency_ns{};
     std::int64_t max_flush_latency_ns{};
     std::int64_t avg_flush_latency_ns{};
     double avg_rd_queue_depth{};
     double avg_wr_queue_depth{};
-    std::optional<double> avg_zone_append_queue_depth;  // required by 10.0, absent in 7.2
+    std::optional<double> avg_zone_append_queue_depth{};  // required by 10.0, absent in 7.2
     /// Members QEMU 10.0 requires that QEMU 7.2 leaves out (optional here).
     static constexpr std::array<std::string_view, 4> wire_not_in_oldest{{"min_zone_append_latency_ns", "max_zone_append_latency_ns", "avg_zone_append_latency_ns", "avg_zone_append_queue_depth"}};
     template <class = void>
@@ -1406,7 +1377,7 @@ struct block_stats_specific_nvme {
 /// members, or one this header does not know).
 /// Branch host_device: if HAVE_HOST_BLOCK_DEVICE.
 struct block_stats_specific {
-    open_enum<blockdev_driver> driver;
+    open_enum<blockdev_driver> driver{};
     std::variant<json,
                  block_stats_specific_file,
                  block_stats_specific_nvme>
@@ -1425,24 +1396,14 @@ struct block_stats_specific {
     }
 };
 
-/// QAPI struct `BlockJobInfoMirror`.
-struct block_job_info_mirror {
-    bool actively_synced{};
-    template <class = void>
-    static constexpr auto wire_members() {
-        using T = block_job_info_mirror;
-        return std::make_tuple(wire::required("actively-synced", &T::actively_synced));
-    }
-};
-
 /// QAPI struct `BlockdevSnapshotSync`.
 struct blockdev_snapshot_sync_args {
-    std::optional<std::string> device;
-    std::optional<std::string> node_name;
-    std::string snapshot_file;
-    std::optional<std::string> snapshot_node_name;
-    std::optional<std::string> format;
-    std::optional<open_enum<new_image_mode>> mode;
+    std::optional<std::string> device{};
+    std::optional<std::string> node_name{};
+    std::string snapshot_file{};
+    std::optional<std::string> snapshot_node_name{};
+    std::optional<std::string> format{};
+    std::optional<open_enum<new_image_mode>> mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_sync_args;
@@ -1457,8 +1418,8 @@ struct blockdev_snapshot_sync_args {
 
 /// QAPI struct `BlockdevSnapshot`.
 struct blockdev_snapshot_args {
-    std::string node;
-    std::string overlay;
+    std::string node{};
+    std::string overlay{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_args;
@@ -1469,10 +1430,10 @@ struct blockdev_snapshot_args {
 
 /// QAPI struct `BackupPerf`.
 struct backup_perf {
-    std::optional<bool> use_copy_range;
-    std::optional<std::int64_t> max_workers;
-    std::optional<std::int64_t> max_chunk;
-    std::optional<std::uint64_t> min_cluster_size;
+    std::optional<bool> use_copy_range{};
+    std::optional<std::int64_t> max_workers{};
+    std::optional<std::int64_t> max_chunk{};
+    std::optional<std::uint64_t> min_cluster_size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = backup_perf;
@@ -1485,20 +1446,20 @@ struct backup_perf {
 
 /// QAPI struct `BackupCommon`.
 struct backup_common {
-    std::optional<std::string> job_id;
-    std::string device;
-    open_enum<mirror_sync_mode> sync;
-    std::optional<std::int64_t> speed;
-    std::optional<std::string> bitmap;
-    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode;
-    std::optional<bool> compress;
-    std::optional<open_enum<blockdev_on_error>> on_source_error;
-    std::optional<open_enum<blockdev_on_error>> on_target_error;
-    std::optional<bool> auto_finalize;
-    std::optional<bool> auto_dismiss;
-    std::optional<std::string> filter_node_name;
-    std::optional<bool> discard_source;
-    std::optional<backup_perf> x_perf;  // unstable
+    std::optional<std::string> job_id{};
+    std::string device{};
+    open_enum<mirror_sync_mode> sync{};
+    std::optional<std::int64_t> speed{};
+    std::optional<std::string> bitmap{};
+    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode{};
+    std::optional<bool> compress{};
+    std::optional<open_enum<blockdev_on_error>> on_source_error{};
+    std::optional<open_enum<blockdev_on_error>> on_target_error{};
+    std::optional<bool> auto_finalize{};
+    std::optional<bool> auto_dismiss{};
+    std::optional<std::string> filter_node_name{};
+    std::optional<bool> discard_source{};
+    std::optional<backup_perf> x_perf{};  // unstable
     template <class = void>
     static constexpr auto wire_members() {
         using T = backup_common;
@@ -1521,23 +1482,23 @@ struct backup_common {
 
 /// QAPI struct `DriveBackup`.
 struct drive_backup_args {
-    std::optional<std::string> job_id;
-    std::string device;
-    open_enum<mirror_sync_mode> sync;
-    std::optional<std::int64_t> speed;
-    std::optional<std::string> bitmap;
-    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode;
-    std::optional<bool> compress;
-    std::optional<open_enum<blockdev_on_error>> on_source_error;
-    std::optional<open_enum<blockdev_on_error>> on_target_error;
-    std::optional<bool> auto_finalize;
-    std::optional<bool> auto_dismiss;
-    std::optional<std::string> filter_node_name;
-    std::optional<bool> discard_source;
-    std::optional<backup_perf> x_perf;  // unstable
-    std::string target;
-    std::optional<std::string> format;
-    std::optional<open_enum<new_image_mode>> mode;
+    std::optional<std::string> job_id{};
+    std::string device{};
+    open_enum<mirror_sync_mode> sync{};
+    std::optional<std::int64_t> speed{};
+    std::optional<std::string> bitmap{};
+    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode{};
+    std::optional<bool> compress{};
+    std::optional<open_enum<blockdev_on_error>> on_source_error{};
+    std::optional<open_enum<blockdev_on_error>> on_target_error{};
+    std::optional<bool> auto_finalize{};
+    std::optional<bool> auto_dismiss{};
+    std::optional<std::string> filter_node_name{};
+    std::optional<bool> discard_source{};
+    std::optional<backup_perf> x_perf{};  // unstable
+    std::string target{};
+    std::optional<std::string> format{};
+    std::optional<open_enum<new_image_mode>> mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = drive_backup_args;
@@ -1563,21 +1524,21 @@ struct drive_backup_args {
 
 /// QAPI struct `BlockdevBackup`.
 struct blockdev_backup_args {
-    std::optional<std::string> job_id;
-    std::string device;
-    open_enum<mirror_sync_mode> sync;
-    std::optional<std::int64_t> speed;
-    std::optional<std::string> bitmap;
-    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode;
-    std::optional<bool> compress;
-    std::optional<open_enum<blockdev_on_error>> on_source_error;
-    std::optional<open_enum<blockdev_on_error>> on_target_error;
-    std::optional<bool> auto_finalize;
-    std::optional<bool> auto_dismiss;
-    std::optional<std::string> filter_node_name;
-    std::optional<bool> discard_source;
-    std::optional<backup_perf> x_perf;  // unstable
-    std::string target;
+    std::optional<std::string> job_id{};
+    std::string device{};
+    open_enum<mirror_sync_mode> sync{};
+    std::optional<std::int64_t> speed{};
+    std::optional<std::string> bitmap{};
+    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode{};
+    std::optional<bool> compress{};
+    std::optional<open_enum<blockdev_on_error>> on_source_error{};
+    std::optional<open_enum<blockdev_on_error>> on_target_error{};
+    std::optional<bool> auto_finalize{};
+    std::optional<bool> auto_dismiss{};
+    std::optional<std::string> filter_node_name{};
+    std::optional<bool> discard_source{};
+    std::optional<backup_perf> x_perf{};  // unstable
+    std::string target{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_backup_args;
@@ -1601,23 +1562,23 @@ struct blockdev_backup_args {
 
 /// QAPI struct `DriveMirror`.
 struct drive_mirror_args {
-    std::optional<std::string> job_id;
-    std::string device;
-    std::string target;
-    std::optional<std::string> format;
-    std::optional<std::string> node_name;
-    std::optional<std::string> replaces;
-    open_enum<mirror_sync_mode> sync;
-    std::optional<open_enum<new_image_mode>> mode;
-    std::optional<std::int64_t> speed;
-    std::optional<std::uint32_t> granularity;
-    std::optional<std::int64_t> buf_size;
-    std::optional<open_enum<blockdev_on_error>> on_source_error;
-    std::optional<open_enum<blockdev_on_error>> on_target_error;
-    std::optional<bool> unmap;
-    std::optional<open_enum<mirror_copy_mode>> copy_mode;
-    std::optional<bool> auto_finalize;
-    std::optional<bool> auto_dismiss;
+    std::optional<std::string> job_id{};
+    std::string device{};
+    std::string target{};
+    std::optional<std::string> format{};
+    std::optional<std::string> node_name{};
+    std::optional<std::string> replaces{};
+    open_enum<mirror_sync_mode> sync{};
+    std::optional<open_enum<new_image_mode>> mode{};
+    std::optional<std::int64_t> speed{};
+    std::optional<std::uint32_t> granularity{};
+    std::optional<std::int64_t> buf_size{};
+    std::optional<open_enum<blockdev_on_error>> on_source_error{};
+    std::optional<open_enum<blockdev_on_error>> on_target_error{};
+    std::optional<bool> unmap{};
+    std::optional<open_enum<mirror_copy_mode>> copy_mode{};
+    std::optional<bool> auto_finalize{};
+    std::optional<bool> auto_dismiss{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = drive_mirror_args;
@@ -1643,8 +1604,8 @@ struct drive_mirror_args {
 
 /// QAPI struct `BlockDirtyBitmap`.
 struct block_dirty_bitmap {
-    std::string node;
-    std::string name;
+    std::string node{};
+    std::string name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap;
@@ -1655,11 +1616,11 @@ struct block_dirty_bitmap {
 
 /// QAPI struct `BlockDirtyBitmapAdd`.
 struct block_dirty_bitmap_add_args {
-    std::string node;
-    std::string name;
-    std::optional<std::uint32_t> granularity;
-    std::optional<bool> persistent;
-    std::optional<bool> disabled;
+    std::string node{};
+    std::string name{};
+    std::optional<std::uint32_t> granularity{};
+    std::optional<bool> persistent{};
+    std::optional<bool> disabled{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_add_args;
@@ -1676,9 +1637,9 @@ using block_dirty_bitmap_or_str = std::variant<std::string, block_dirty_bitmap>;
 
 /// QAPI struct `BlockDirtyBitmapMerge`.
 struct block_dirty_bitmap_merge_args {
-    std::string node;
-    std::string target;
-    std::vector<block_dirty_bitmap_or_str> bitmaps;
+    std::string node{};
+    std::string target{};
+    std::vector<block_dirty_bitmap_or_str> bitmaps{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_merge_args;
@@ -1690,7 +1651,7 @@ struct block_dirty_bitmap_merge_args {
 
 /// QAPI struct `BlockDirtyBitmapSha256`.
 struct block_dirty_bitmap_sha256 {
-    std::string sha256;
+    std::string sha256{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_sha256;
@@ -1700,28 +1661,28 @@ struct block_dirty_bitmap_sha256 {
 
 /// QAPI struct `BlockIOThrottle`.
 struct block_io_throttle {
-    [[deprecated]] std::optional<std::string> device;
-    std::optional<std::string> id;
+    [[deprecated]] std::optional<std::string> device{};
+    std::optional<std::string> id{};
     std::int64_t bps{};
     std::int64_t bps_rd{};
     std::int64_t bps_wr{};
     std::int64_t iops{};
     std::int64_t iops_rd{};
     std::int64_t iops_wr{};
-    std::optional<std::int64_t> bps_max;
-    std::optional<std::int64_t> bps_rd_max;
-    std::optional<std::int64_t> bps_wr_max;
-    std::optional<std::int64_t> iops_max;
-    std::optional<std::int64_t> iops_rd_max;
-    std::optional<std::int64_t> iops_wr_max;
-    std::optional<std::int64_t> bps_max_length;
-    std::optional<std::int64_t> bps_rd_max_length;
-    std::optional<std::int64_t> bps_wr_max_length;
-    std::optional<std::int64_t> iops_max_length;
-    std::optional<std::int64_t> iops_rd_max_length;
-    std::optional<std::int64_t> iops_wr_max_length;
-    std::optional<std::int64_t> iops_size;
-    std::optional<std::string> group;
+    std::optional<std::int64_t> bps_max{};
+    std::optional<std::int64_t> bps_rd_max{};
+    std::optional<std::int64_t> bps_wr_max{};
+    std::optional<std::int64_t> iops_max{};
+    std::optional<std::int64_t> iops_rd_max{};
+    std::optional<std::int64_t> iops_wr_max{};
+    std::optional<std::int64_t> bps_max_length{};
+    std::optional<std::int64_t> bps_rd_max_length{};
+    std::optional<std::int64_t> bps_wr_max_length{};
+    std::optional<std::int64_t> iops_max_length{};
+    std::optional<std::int64_t> iops_rd_max_length{};
+    std::optional<std::int64_t> iops_wr_max_length{};
+    std::optional<std::int64_t> iops_size{};
+    std::optional<std::string> group{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_io_throttle;
@@ -1752,25 +1713,25 @@ struct block_io_throttle {
 
 /// QAPI struct `ThrottleLimits`.
 struct throttle_limits {
-    std::optional<std::int64_t> iops_total;
-    std::optional<std::int64_t> iops_total_max;
-    std::optional<std::int64_t> iops_total_max_length;
-    std::optional<std::int64_t> iops_read;
-    std::optional<std::int64_t> iops_read_max;
-    std::optional<std::int64_t> iops_read_max_length;
-    std::optional<std::int64_t> iops_write;
-    std::optional<std::int64_t> iops_write_max;
-    std::optional<std::int64_t> iops_write_max_length;
-    std::optional<std::int64_t> bps_total;
-    std::optional<std::int64_t> bps_total_max;
-    std::optional<std::int64_t> bps_total_max_length;
-    std::optional<std::int64_t> bps_read;
-    std::optional<std::int64_t> bps_read_max;
-    std::optional<std::int64_t> bps_read_max_length;
-    std::optional<std::int64_t> bps_write;
-    std::optional<std::int64_t> bps_write_max;
-    std::optional<std::int64_t> bps_write_max_length;
-    std::optional<std::int64_t> iops_size;
+    std::optional<std::int64_t> iops_total{};
+    std::optional<std::int64_t> iops_total_max{};
+    std::optional<std::int64_t> iops_total_max_length{};
+    std::optional<std::int64_t> iops_read{};
+    std::optional<std::int64_t> iops_read_max{};
+    std::optional<std::int64_t> iops_read_max_length{};
+    std::optional<std::int64_t> iops_write{};
+    std::optional<std::int64_t> iops_write_max{};
+    std::optional<std::int64_t> iops_write_max_length{};
+    std::optional<std::int64_t> bps_total{};
+    std::optional<std::int64_t> bps_total_max{};
+    std::optional<std::int64_t> bps_total_max_length{};
+    std::optional<std::int64_t> bps_read{};
+    std::optional<std::int64_t> bps_read_max{};
+    std::optional<std::int64_t> bps_read_max_length{};
+    std::optional<std::int64_t> bps_write{};
+    std::optional<std::int64_t> bps_write_max{};
+    std::optional<std::int64_t> bps_write_max_length{};
+    std::optional<std::int64_t> iops_size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = throttle_limits;
@@ -1798,26 +1759,26 @@ struct throttle_limits {
 
 /// QAPI struct `ThrottleGroupProperties`.
 struct throttle_group_properties {
-    std::optional<throttle_limits> limits;
-    std::optional<std::int64_t> x_iops_total;  // unstable
-    std::optional<std::int64_t> x_iops_total_max;  // unstable
-    std::optional<std::int64_t> x_iops_total_max_length;  // unstable
-    std::optional<std::int64_t> x_iops_read;  // unstable
-    std::optional<std::int64_t> x_iops_read_max;  // unstable
-    std::optional<std::int64_t> x_iops_read_max_length;  // unstable
-    std::optional<std::int64_t> x_iops_write;  // unstable
-    std::optional<std::int64_t> x_iops_write_max;  // unstable
-    std::optional<std::int64_t> x_iops_write_max_length;  // unstable
-    std::optional<std::int64_t> x_bps_total;  // unstable
-    std::optional<std::int64_t> x_bps_total_max;  // unstable
-    std::optional<std::int64_t> x_bps_total_max_length;  // unstable
-    std::optional<std::int64_t> x_bps_read;  // unstable
-    std::optional<std::int64_t> x_bps_read_max;  // unstable
-    std::optional<std::int64_t> x_bps_read_max_length;  // unstable
-    std::optional<std::int64_t> x_bps_write;  // unstable
-    std::optional<std::int64_t> x_bps_write_max;  // unstable
-    std::optional<std::int64_t> x_bps_write_max_length;  // unstable
-    std::optional<std::int64_t> x_iops_size;  // unstable
+    std::optional<throttle_limits> limits{};
+    std::optional<std::int64_t> x_iops_total{};  // unstable
+    std::optional<std::int64_t> x_iops_total_max{};  // unstable
+    std::optional<std::int64_t> x_iops_total_max_length{};  // unstable
+    std::optional<std::int64_t> x_iops_read{};  // unstable
+    std::optional<std::int64_t> x_iops_read_max{};  // unstable
+    std::optional<std::int64_t> x_iops_read_max_length{};  // unstable
+    std::optional<std::int64_t> x_iops_write{};  // unstable
+    std::optional<std::int64_t> x_iops_write_max{};  // unstable
+    std::optional<std::int64_t> x_iops_write_max_length{};  // unstable
+    std::optional<std::int64_t> x_bps_total{};  // unstable
+    std::optional<std::int64_t> x_bps_total_max{};  // unstable
+    std::optional<std::int64_t> x_bps_total_max_length{};  // unstable
+    std::optional<std::int64_t> x_bps_read{};  // unstable
+    std::optional<std::int64_t> x_bps_read_max{};  // unstable
+    std::optional<std::int64_t> x_bps_read_max_length{};  // unstable
+    std::optional<std::int64_t> x_bps_write{};  // unstable
+    std::optional<std::int64_t> x_bps_write_max{};  // unstable
+    std::optional<std::int64_t> x_bps_write_max_length{};  // unstable
+    std::optional<std::int64_t> x_iops_size{};  // unstable
     template <class = void>
     static constexpr auto wire_members() {
         using T = throttle_group_properties;
@@ -1846,7 +1807,7 @@ struct throttle_group_properties {
 
 /// QAPI struct `BlockJobChangeOptionsMirror`.
 struct block_job_change_options_mirror {
-    open_enum<mirror_copy_mode> copy_mode;
+    open_enum<mirror_copy_mode> copy_mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_job_change_options_mirror;
@@ -1858,8 +1819,8 @@ struct block_job_change_options_mirror {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct block_job_change_options {
-    std::string id;
-    open_enum<job_type> type;
+    std::string id{};
+    open_enum<job_type> type{};
     std::variant<json,
                  block_job_change_options_mirror>
         branch{};
@@ -1878,8 +1839,8 @@ struct block_job_change_options {
 
 /// QAPI struct `BlockdevCacheOptions`.
 struct blockdev_cache_options {
-    std::optional<bool> direct;
-    std::optional<bool> no_flush;
+    std::optional<bool> direct{};
+    std::optional<bool> no_flush{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_cache_options;
@@ -1890,13 +1851,13 @@ struct blockdev_cache_options {
 
 /// QAPI struct `BlockdevOptionsFile`.
 struct blockdev_options_file {
-    std::string filename;
-    std::optional<std::string> pr_manager;
-    std::optional<open_enum<on_off_auto>> locking;
-    std::optional<open_enum<blockdev_aio_options>> aio;
-    std::optional<std::int64_t> aio_max_batch;
-    std::optional<bool> drop_cache;  // if CONFIG_LINUX
-    std::optional<bool> x_check_cache_dropped;  // unstable
+    std::string filename{};
+    std::optional<std::string> pr_manager{};
+    std::optional<open_enum<on_off_auto>> locking{};
+    std::optional<open_enum<blockdev_aio_options>> aio{};
+    std::optional<std::int64_t> aio_max_batch{};
+    std::optional<bool> drop_cache{};  // if CONFIG_LINUX
+    std::optional<bool> x_check_cache_dropped{};  // unstable
     /// Members only some builds of QEMU have (see their conditions).
     static constexpr std::array<std::string_view, 1> wire_conditional{{"drop-cache"}};
     template <class = void>
@@ -1914,9 +1875,9 @@ struct blockdev_options_file {
 
 /// QAPI struct `BlockdevOptionsNull`.
 struct blockdev_options_null {
-    std::optional<std::int64_t> size;
-    std::optional<std::uint64_t> latency_ns;
-    std::optional<bool> read_zeroes;
+    std::optional<std::int64_t> size{};
+    std::optional<std::uint64_t> latency_ns{};
+    std::optional<bool> read_zeroes{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_null;
@@ -1928,7 +1889,7 @@ struct blockdev_options_null {
 
 /// QAPI struct `BlockdevOptionsNVMe`.
 struct blockdev_options_nv_me {
-    std::string device;
+    std::string device{};
     std::int64_t namespace_{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -1940,11 +1901,11 @@ struct blockdev_options_nv_me {
 
 /// QAPI struct `BlockdevOptionsVVFAT`.
 struct blockdev_options_vvfat {
-    std::string dir;
-    std::optional<std::int64_t> fat_type;
-    std::optional<bool> floppy;
-    std::optional<std::string> label;
-    std::optional<bool> rw;
+    std::string dir{};
+    std::optional<std::int64_t> fat_type{};
+    std::optional<bool> floppy{};
+    std::optional<std::string> label{};
+    std::optional<bool> rw{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_vvfat;
@@ -1961,7 +1922,7 @@ using blockdev_ref = std::variant<std::shared_ptr<blockdev_options>, std::string
 
 /// QAPI struct `BlockdevOptionsGenericFormat`.
 struct blockdev_options_generic_format {
-    blockdev_ref file;
+    blockdev_ref file{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_generic_format;
@@ -1971,9 +1932,9 @@ struct blockdev_options_generic_format {
 
 /// QAPI struct `BlockdevOptionsLUKS`.
 struct blockdev_options_luks {
-    blockdev_ref file;
-    std::optional<std::string> key_secret;
-    std::optional<blockdev_ref> header;
+    blockdev_ref file{};
+    std::optional<std::string> key_secret{};
+    std::optional<blockdev_ref> header{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_luks;
@@ -1988,8 +1949,8 @@ using blockdev_ref_or_null = std::variant<std::shared_ptr<blockdev_options>, std
 
 /// QAPI struct `BlockdevOptionsGenericCOWFormat`.
 struct blockdev_options_generic_cow_format {
-    blockdev_ref file;
-    std::optional<blockdev_ref_or_null> backing;
+    blockdev_ref file{};
+    std::optional<blockdev_ref_or_null> backing{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_generic_cow_format;
@@ -2000,16 +1961,16 @@ struct blockdev_options_generic_cow_format {
 
 /// QAPI struct `Qcow2OverlapCheckFlags`.
 struct qcow2_overlap_check_flags {
-    std::optional<open_enum<qcow2_overlap_check_mode>> template_;
-    std::optional<bool> main_header;
-    std::optional<bool> active_l1;
-    std::optional<bool> active_l2;
-    std::optional<bool> refcount_table;
-    std::optional<bool> refcount_block;
-    std::optional<bool> snapshot_table;
-    std::optional<bool> inactive_l1;
-    std::optional<bool> inactive_l2;
-    std::optional<bool> bitmap_directory;
+    std::optional<open_enum<qcow2_overlap_check_mode>> template_{};
+    std::optional<bool> main_header{};
+    std::optional<bool> active_l1{};
+    std::optional<bool> active_l2{};
+    std::optional<bool> refcount_table{};
+    std::optional<bool> refcount_block{};
+    std::optional<bool> snapshot_table{};
+    std::optional<bool> inactive_l1{};
+    std::optional<bool> inactive_l2{};
+    std::optional<bool> bitmap_directory{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = qcow2_overlap_check_flags;
@@ -2033,7 +1994,7 @@ using qcow2_overlap_checks = std::variant<qcow2_overlap_check_flags, open_enum<q
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct blockdev_qcow_encryption {
-    open_enum<blockdev_qcow_encryption_format> format;
+    open_enum<blockdev_qcow_encryption_format> format{};
     std::variant<json,
                  q_crypto_block_options_q_cow>
         branch{};
@@ -2051,9 +2012,9 @@ struct blockdev_qcow_encryption {
 
 /// QAPI struct `BlockdevOptionsQcow`.
 struct blockdev_options_qcow {
-    blockdev_ref file;
-    std::optional<blockdev_ref_or_null> backing;
-    std::optional<blockdev_qcow_encryption> encrypt;
+    blockdev_ref file{};
+    std::optional<blockdev_ref_or_null> backing{};
+    std::optional<blockdev_qcow_encryption> encrypt{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_qcow;
@@ -2067,7 +2028,7 @@ struct blockdev_options_qcow {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct blockdev_qcow2_encryption {
-    open_enum<blockdev_qcow2_encryption_format> format;
+    open_enum<blockdev_qcow2_encryption_format> format{};
     std::variant<json,
                  q_crypto_block_options_q_cow,
                  q_crypto_block_options_luks>
@@ -2087,9 +2048,9 @@ struct blockdev_qcow2_encryption {
 
 /// QAPI struct `BlockdevOptionsPreallocate`.
 struct blockdev_options_preallocate {
-    blockdev_ref file;
-    std::optional<std::int64_t> prealloc_align;
-    std::optional<std::int64_t> prealloc_size;
+    blockdev_ref file{};
+    std::optional<std::int64_t> prealloc_align{};
+    std::optional<std::int64_t> prealloc_size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_preallocate;
@@ -2101,21 +2062,21 @@ struct blockdev_options_preallocate {
 
 /// QAPI struct `BlockdevOptionsQcow2`.
 struct blockdev_options_qcow2 {
-    blockdev_ref file;
-    std::optional<blockdev_ref_or_null> backing;
-    std::optional<bool> lazy_refcounts;
-    std::optional<bool> pass_discard_request;
-    std::optional<bool> pass_discard_snapshot;
-    std::optional<bool> pass_discard_other;
-    std::optional<bool> discard_no_unref;
-    std::optional<qcow2_overlap_checks> overlap_check;
-    std::optional<std::int64_t> cache_size;
-    std::optional<std::int64_t> l2_cache_size;
-    std::optional<std::int64_t> l2_cache_entry_size;
-    std::optional<std::int64_t> refcount_cache_size;
-    std::optional<std::int64_t> cache_clean_interval;
-    std::optional<blockdev_qcow2_encryption> encrypt;
-    std::optional<blockdev_ref> data_file;
+    blockdev_ref file{};
+    std::optional<blockdev_ref_or_null> backing{};
+    std::optional<bool> lazy_refcounts{};
+    std::optional<bool> pass_discard_request{};
+    std::optional<bool> pass_discard_snapshot{};
+    std::optional<bool> pass_discard_other{};
+    std::optional<bool> discard_no_unref{};
+    std::optional<qcow2_overlap_checks> overlap_check{};
+    std::optional<std::int64_t> cache_size{};
+    std::optional<std::int64_t> l2_cache_size{};
+    std::optional<std::int64_t> l2_cache_entry_size{};
+    std::optional<std::int64_t> refcount_cache_size{};
+    std::optional<std::int64_t> cache_clean_interval{};
+    std::optional<blockdev_qcow2_encryption> encrypt{};
+    std::optional<blockdev_ref> data_file{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_qcow2;
@@ -2139,8 +2100,8 @@ struct blockdev_options_qcow2 {
 
 /// QAPI struct `SshHostKeyHash`.
 struct ssh_host_key_hash {
-    open_enum<ssh_host_key_check_hash_type> type;
-    std::string hash;
+    open_enum<ssh_host_key_check_hash_type> type{};
+    std::string hash{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = ssh_host_key_hash;
@@ -2153,7 +2114,7 @@ struct ssh_host_key_hash {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct ssh_host_key_check {
-    open_enum<ssh_host_key_check_mode> mode;
+    open_enum<ssh_host_key_check_mode> mode{};
     std::variant<json,
                  ssh_host_key_hash>
         branch{};
@@ -2171,10 +2132,10 @@ struct ssh_host_key_check {
 
 /// QAPI struct `BlockdevOptionsSsh`.
 struct blockdev_options_ssh {
-    inet_socket_address server;
-    std::string path;
-    std::optional<std::string> user;
-    std::optional<ssh_host_key_check> host_key_check;
+    inet_socket_address server{};
+    std::string path{};
+    std::optional<std::string> user{};
+    std::optional<ssh_host_key_check> host_key_check{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_ssh;
@@ -2187,13 +2148,13 @@ struct blockdev_options_ssh {
 
 /// QAPI struct `BlkdebugInjectErrorOptions`.
 struct blkdebug_inject_error_options {
-    open_enum<blkdebug_event> event;
-    std::optional<std::int64_t> state;
-    std::optional<open_enum<blkdebug_io_type>> iotype;
-    std::optional<std::int64_t> errno_;
-    std::optional<std::int64_t> sector;
-    std::optional<bool> once;
-    std::optional<bool> immediately;
+    open_enum<blkdebug_event> event{};
+    std::optional<std::int64_t> state{};
+    std::optional<open_enum<blkdebug_io_type>> iotype{};
+    std::optional<std::int64_t> errno_{};
+    std::optional<std::int64_t> sector{};
+    std::optional<bool> once{};
+    std::optional<bool> immediately{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blkdebug_inject_error_options;
@@ -2209,8 +2170,8 @@ struct blkdebug_inject_error_options {
 
 /// QAPI struct `BlkdebugSetStateOptions`.
 struct blkdebug_set_state_options {
-    open_enum<blkdebug_event> event;
-    std::optional<std::int64_t> state;
+    open_enum<blkdebug_event> event{};
+    std::optional<std::int64_t> state{};
     std::int64_t new_state{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -2223,18 +2184,18 @@ struct blkdebug_set_state_options {
 
 /// QAPI struct `BlockdevOptionsBlkdebug`.
 struct blockdev_options_blkdebug {
-    blockdev_ref image;
-    std::optional<std::string> config;
-    std::optional<std::int64_t> align;
-    std::optional<std::int32_t> max_transfer;
-    std::optional<std::int32_t> opt_write_zero;
-    std::optional<std::int32_t> max_write_zero;
-    std::optional<std::int32_t> opt_discard;
-    std::optional<std::int32_t> max_discard;
-    std::optional<std::vector<blkdebug_inject_error_options>> inject_error;
-    std::optional<std::vector<blkdebug_set_state_options>> set_state;
-    std::optional<std::vector<open_enum<block_permission>>> take_child_perms;
-    std::optional<std::vector<open_enum<block_permission>>> unshare_child_perms;
+    blockdev_ref image{};
+    std::optional<std::string> config{};
+    std::optional<std::int64_t> align{};
+    std::optional<std::int32_t> max_transfer{};
+    std::optional<std::int32_t> opt_write_zero{};
+    std::optional<std::int32_t> max_write_zero{};
+    std::optional<std::int32_t> opt_discard{};
+    std::optional<std::int32_t> max_discard{};
+    std::optional<std::vector<blkdebug_inject_error_options>> inject_error{};
+    std::optional<std::vector<blkdebug_set_state_options>> set_state{};
+    std::optional<std::vector<open_enum<block_permission>>> take_child_perms{};
+    std::optional<std::vector<open_enum<block_permission>>> unshare_child_perms{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_blkdebug;
@@ -2255,11 +2216,11 @@ struct blockdev_options_blkdebug {
 
 /// QAPI struct `BlockdevOptionsBlklogwrites`.
 struct blockdev_options_blklogwrites {
-    blockdev_ref file;
-    blockdev_ref log;
-    std::optional<std::uint32_t> log_sector_size;
-    std::optional<bool> log_append;
-    std::optional<std::uint64_t> log_super_update_interval;
+    blockdev_ref file{};
+    blockdev_ref log{};
+    std::optional<std::uint32_t> log_sector_size{};
+    std::optional<bool> log_append{};
+    std::optional<std::uint64_t> log_super_update_interval{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_blklogwrites;
@@ -2273,8 +2234,8 @@ struct blockdev_options_blklogwrites {
 
 /// QAPI struct `BlockdevOptionsBlkverify`.
 struct blockdev_options_blkverify {
-    blockdev_ref test;
-    blockdev_ref raw;
+    blockdev_ref test{};
+    blockdev_ref raw{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_blkverify;
@@ -2285,7 +2246,7 @@ struct blockdev_options_blkverify {
 
 /// QAPI struct `BlockdevOptionsBlkreplay`.
 struct blockdev_options_blkreplay {
-    blockdev_ref image;
+    blockdev_ref image{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_blkreplay;
@@ -2295,11 +2256,11 @@ struct blockdev_options_blkreplay {
 
 /// QAPI struct `BlockdevOptionsQuorum`.
 struct blockdev_options_quorum {
-    std::optional<bool> blkverify;
-    std::vector<blockdev_ref> children;
+    std::optional<bool> blkverify{};
+    std::vector<blockdev_ref> children{};
     std::int64_t vote_threshold{};
-    std::optional<bool> rewrite_corrupted;
-    std::optional<open_enum<quorum_read_pattern>> read_pattern;
+    std::optional<bool> rewrite_corrupted{};
+    std::optional<open_enum<quorum_read_pattern>> read_pattern{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_quorum;
@@ -2313,11 +2274,11 @@ struct blockdev_options_quorum {
 
 /// QAPI struct `BlockdevOptionsGluster`.
 struct blockdev_options_gluster {
-    std::string volume;
-    std::string path;
-    std::vector<socket_address> server;
-    std::optional<std::int64_t> debug;
-    std::optional<std::string> logfile;
+    std::string volume{};
+    std::string path{};
+    std::vector<socket_address> server{};
+    std::optional<std::int64_t> debug{};
+    std::optional<std::string> logfile{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_gluster;
@@ -2331,7 +2292,7 @@ struct blockdev_options_gluster {
 
 /// QAPI struct `BlockdevOptionsIoUring` (QEMU built with CONFIG_BLKIO).
 struct blockdev_options_io_uring {
-    std::string filename;
+    std::string filename{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_io_uring;
@@ -2341,7 +2302,7 @@ struct blockdev_options_io_uring {
 
 /// QAPI struct `BlockdevOptionsNvmeIoUring` (QEMU built with CONFIG_BLKIO).
 struct blockdev_options_nvme_io_uring {
-    std::string path;
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_nvme_io_uring;
@@ -2351,7 +2312,7 @@ struct blockdev_options_nvme_io_uring {
 
 /// QAPI struct `BlockdevOptionsVirtioBlkVfioPci` (QEMU built with CONFIG_BLKIO).
 struct blockdev_options_virtio_blk_vfio_pci {
-    std::string path;
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_virtio_blk_vfio_pci;
@@ -2361,7 +2322,7 @@ struct blockdev_options_virtio_blk_vfio_pci {
 
 /// QAPI struct `BlockdevOptionsVirtioBlkVhostUser` (QEMU built with CONFIG_BLKIO).
 struct blockdev_options_virtio_blk_vhost_user {
-    std::string path;
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_virtio_blk_vhost_user;
@@ -2371,7 +2332,7 @@ struct blockdev_options_virtio_blk_vhost_user {
 
 /// QAPI struct `BlockdevOptionsVirtioBlkVhostVdpa` (QEMU built with CONFIG_BLKIO).
 struct blockdev_options_virtio_blk_vhost_vdpa {
-    std::string path;
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_virtio_blk_vhost_vdpa;
@@ -2381,15 +2342,15 @@ struct blockdev_options_virtio_blk_vhost_vdpa {
 
 /// QAPI struct `BlockdevOptionsIscsi`.
 struct blockdev_options_iscsi {
-    open_enum<iscsi_transport> transport;
-    std::string portal;
-    std::string target;
-    std::optional<std::int64_t> lun;
-    std::optional<std::string> user;
-    std::optional<std::string> password_secret;
-    std::optional<std::string> initiator_name;
-    std::optional<open_enum<iscsi_header_digest>> header_digest;
-    std::optional<std::int64_t> timeout;
+    open_enum<iscsi_transport> transport{};
+    std::string portal{};
+    std::string target{};
+    std::optional<std::int64_t> lun{};
+    std::optional<std::string> user{};
+    std::optional<std::string> password_secret{};
+    std::optional<std::string> initiator_name{};
+    std::optional<open_enum<iscsi_header_digest>> header_digest{};
+    std::optional<std::int64_t> timeout{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_iscsi;
@@ -2407,7 +2368,7 @@ struct blockdev_options_iscsi {
 
 /// QAPI struct `RbdEncryptionOptionsLUKSBase`.
 struct rbd_encryption_options_luks_base {
-    std::string key_secret;
+    std::string key_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rbd_encryption_options_luks_base;
@@ -2417,8 +2378,8 @@ struct rbd_encryption_options_luks_base {
 
 /// QAPI struct `RbdEncryptionCreateOptionsLUKSBase`.
 struct rbd_encryption_create_options_luks_base {
-    std::string key_secret;
-    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg;
+    std::string key_secret{};
+    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rbd_encryption_create_options_luks_base;
@@ -2429,7 +2390,7 @@ struct rbd_encryption_create_options_luks_base {
 
 /// QAPI struct `RbdEncryptionOptionsLUKS`.
 struct rbd_encryption_options_luks {
-    std::string key_secret;
+    std::string key_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rbd_encryption_options_luks;
@@ -2439,7 +2400,7 @@ struct rbd_encryption_options_luks {
 
 /// QAPI struct `RbdEncryptionOptionsLUKS2`.
 struct rbd_encryption_options_luks2 {
-    std::string key_secret;
+    std::string key_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rbd_encryption_options_luks2;
@@ -2449,7 +2410,7 @@ struct rbd_encryption_options_luks2 {
 
 /// QAPI struct `RbdEncryptionOptionsLUKSAny`.
 struct rbd_encryption_options_luks_any {
-    std::string key_secret;
+    std::string key_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rbd_encryption_options_luks_any;
@@ -2459,8 +2420,8 @@ struct rbd_encryption_options_luks_any {
 
 /// QAPI struct `RbdEncryptionCreateOptionsLUKS`.
 struct rbd_encryption_create_options_luks {
-    std::string key_secret;
-    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg;
+    std::string key_secret{};
+    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rbd_encryption_create_options_luks;
@@ -2471,8 +2432,8 @@ struct rbd_encryption_create_options_luks {
 
 /// QAPI struct `RbdEncryptionCreateOptionsLUKS2`.
 struct rbd_encryption_create_options_luks2 {
-    std::string key_secret;
-    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg;
+    std::string key_secret{};
+    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rbd_encryption_create_options_luks2;
@@ -2485,8 +2446,8 @@ struct rbd_encryption_create_options_luks2 {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct rbd_encryption_options {
-    open_enum<rbd_image_encryption_format> format;
-    std::shared_ptr<rbd_encryption_options> parent;
+    open_enum<rbd_image_encryption_format> format{};
+    std::shared_ptr<rbd_encryption_options> parent{};
     std::variant<json,
                  rbd_encryption_options_luks,
                  rbd_encryption_options_luks2,
@@ -2511,7 +2472,7 @@ struct rbd_encryption_options {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct rbd_encryption_create_options {
-    open_enum<rbd_image_encryption_format> format;
+    open_enum<rbd_image_encryption_format> format{};
     std::variant<json,
                  rbd_encryption_create_options_luks,
                  rbd_encryption_create_options_luks2>
@@ -2531,16 +2492,16 @@ struct rbd_encryption_create_options {
 
 /// QAPI struct `BlockdevOptionsRbd`.
 struct blockdev_options_rbd {
-    std::string pool;
-    std::optional<std::string> namespace_;
-    std::string image;
-    std::optional<std::string> conf;
-    std::optional<std::string> snapshot;
-    std::optional<rbd_encryption_options> encrypt;
-    std::optional<std::string> user;
-    std::optional<std::vector<open_enum<rbd_auth_mode>>> auth_client_required;
-    std::optional<std::string> key_secret;
-    std::optional<std::vector<inet_socket_address_base>> server;
+    std::string pool{};
+    std::optional<std::string> namespace_{};
+    std::string image{};
+    std::optional<std::string> conf{};
+    std::optional<std::string> snapshot{};
+    std::optional<rbd_encryption_options> encrypt{};
+    std::optional<std::string> user{};
+    std::optional<std::vector<open_enum<rbd_auth_mode>>> auth_client_required{};
+    std::optional<std::string> key_secret{};
+    std::optional<std::vector<inet_socket_address_base>> server{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_rbd;
@@ -2559,9 +2520,9 @@ struct blockdev_options_rbd {
 
 /// QAPI struct `BlockdevOptionsReplication` (QEMU built with CONFIG_REPLICATION).
 struct blockdev_options_replication {
-    blockdev_ref file;
-    open_enum<replication_mode> mode;
-    std::optional<std::string> top_id;
+    blockdev_ref file{};
+    open_enum<replication_mode> mode{};
+    std::optional<std::string> top_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_replication;
@@ -2573,8 +2534,8 @@ struct blockdev_options_replication {
 
 /// QAPI struct `NFSServer`.
 struct nfs_server {
-    open_enum<nfs_transport> type;
-    std::string host;
+    open_enum<nfs_transport> type{};
+    std::string host{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nfs_server;
@@ -2585,14 +2546,14 @@ struct nfs_server {
 
 /// QAPI struct `BlockdevOptionsNfs`.
 struct blockdev_options_nfs {
-    nfs_server server;
-    std::string path;
-    std::optional<std::int64_t> user;
-    std::optional<std::int64_t> group;
-    std::optional<std::int64_t> tcp_syn_count;
-    std::optional<std::int64_t> readahead_size;
-    std::optional<std::int64_t> page_cache_size;
-    std::optional<std::int64_t> debug;
+    nfs_server server{};
+    std::string path{};
+    std::optional<std::int64_t> user{};
+    std::optional<std::int64_t> group{};
+    std::optional<std::int64_t> tcp_syn_count{};
+    std::optional<std::int64_t> readahead_size{};
+    std::optional<std::int64_t> page_cache_size{};
+    std::optional<std::int64_t> debug{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_nfs;
@@ -2609,13 +2570,13 @@ struct blockdev_options_nfs {
 
 /// QAPI struct `BlockdevOptionsCurlBase`.
 struct blockdev_options_curl_base {
-    std::string url;
-    std::optional<std::int64_t> readahead;
-    std::optional<std::int64_t> timeout;
-    std::optional<std::string> username;
-    std::optional<std::string> password_secret;
-    std::optional<std::string> proxy_username;
-    std::optional<std::string> proxy_password_secret;
+    std::string url{};
+    std::optional<std::int64_t> readahead{};
+    std::optional<std::int64_t> timeout{};
+    std::optional<std::string> username{};
+    std::optional<std::string> password_secret{};
+    std::optional<std::string> proxy_username{};
+    std::optional<std::string> proxy_password_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_curl_base;
@@ -2631,15 +2592,15 @@ struct blockdev_options_curl_base {
 
 /// QAPI struct `BlockdevOptionsCurlHttp`.
 struct blockdev_options_curl_http {
-    std::string url;
-    std::optional<std::int64_t> readahead;
-    std::optional<std::int64_t> timeout;
-    std::optional<std::string> username;
-    std::optional<std::string> password_secret;
-    std::optional<std::string> proxy_username;
-    std::optional<std::string> proxy_password_secret;
-    std::optional<std::string> cookie;
-    std::optional<std::string> cookie_secret;
+    std::string url{};
+    std::optional<std::int64_t> readahead{};
+    std::optional<std::int64_t> timeout{};
+    std::optional<std::string> username{};
+    std::optional<std::string> password_secret{};
+    std::optional<std::string> proxy_username{};
+    std::optional<std::string> proxy_password_secret{};
+    std::optional<std::string> cookie{};
+    std::optional<std::string> cookie_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_curl_http;
@@ -2657,16 +2618,16 @@ struct blockdev_options_curl_http {
 
 /// QAPI struct `BlockdevOptionsCurlHttps`.
 struct blockdev_options_curl_https {
-    std::string url;
-    std::optional<std::int64_t> readahead;
-    std::optional<std::int64_t> timeout;
-    std::optional<std::string> username;
-    std::optional<std::string> password_secret;
-    std::optional<std::string> proxy_username;
-    std::optional<std::string> proxy_password_secret;
-    std::optional<std::string> cookie;
-    std::optional<bool> sslverify;
-    std::optional<std::string> cookie_secret;
+    std::string url{};
+    std::optional<std::int64_t> readahead{};
+    std::optional<std::int64_t> timeout{};
+    std::optional<std::string> username{};
+    std::optional<std::string> password_secret{};
+    std::optional<std::string> proxy_username{};
+    std::optional<std::string> proxy_password_secret{};
+    std::optional<std::string> cookie{};
+    std::optional<bool> sslverify{};
+    std::optional<std::string> cookie_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_curl_https;
@@ -2685,13 +2646,13 @@ struct blockdev_options_curl_https {
 
 /// QAPI struct `BlockdevOptionsCurlFtp`.
 struct blockdev_options_curl_ftp {
-    std::string url;
-    std::optional<std::int64_t> readahead;
-    std::optional<std::int64_t> timeout;
-    std::optional<std::string> username;
-    std::optional<std::string> password_secret;
-    std::optional<std::string> proxy_username;
-    std::optional<std::string> proxy_password_secret;
+    std::string url{};
+    std::optional<std::int64_t> readahead{};
+    std::optional<std::int64_t> timeout{};
+    std::optional<std::string> username{};
+    std::optional<std::string> password_secret{};
+    std::optional<std::string> proxy_username{};
+    std::optional<std::string> proxy_password_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_curl_ftp;
@@ -2707,14 +2668,14 @@ struct blockdev_options_curl_ftp {
 
 /// QAPI struct `BlockdevOptionsCurlFtps`.
 struct blockdev_options_curl_ftps {
-    std::string url;
-    std::optional<std::int64_t> readahead;
-    std::optional<std::int64_t> timeout;
-    std::optional<std::string> username;
-    std::optional<std::string> password_secret;
-    std::optional<std::string> proxy_username;
-    std::optional<std::string> proxy_password_secret;
-    std::optional<bool> sslverify;
+    std::string url{};
+    std::optional<std::int64_t> readahead{};
+    std::optional<std::int64_t> timeout{};
+    std::optional<std::string> username{};
+    std::optional<std::string> password_secret{};
+    std::optional<std::string> proxy_username{};
+    std::optional<std::string> proxy_password_secret{};
+    std::optional<bool> sslverify{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_curl_ftps;
@@ -2731,13 +2692,13 @@ struct blockdev_options_curl_ftps {
 
 /// QAPI struct `BlockdevOptionsNbd`.
 struct blockdev_options_nbd {
-    socket_address server;
-    std::optional<std::string> export_;
-    std::optional<std::string> tls_creds;
-    std::optional<std::string> tls_hostname;
-    std::optional<std::string> x_dirty_bitmap;  // unstable
-    std::optional<std::uint32_t> reconnect_delay;
-    std::optional<std::uint32_t> open_timeout;
+    socket_address server{};
+    std::optional<std::string> export_{};
+    std::optional<std::string> tls_creds{};
+    std::optional<std::string> tls_hostname{};
+    std::optional<std::string> x_dirty_bitmap{};  // unstable
+    std::optional<std::uint32_t> reconnect_delay{};
+    std::optional<std::uint32_t> open_timeout{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_nbd;
@@ -2753,9 +2714,9 @@ struct blockdev_options_nbd {
 
 /// QAPI struct `BlockdevOptionsRaw`.
 struct blockdev_options_raw {
-    blockdev_ref file;
-    std::optional<std::int64_t> offset;
-    std::optional<std::int64_t> size;
+    blockdev_ref file{};
+    std::optional<std::int64_t> offset{};
+    std::optional<std::int64_t> size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_raw;
@@ -2767,8 +2728,8 @@ struct blockdev_options_raw {
 
 /// QAPI struct `BlockdevOptionsThrottle`.
 struct blockdev_options_throttle {
-    std::string throttle_group;
-    blockdev_ref file;
+    std::string throttle_group{};
+    blockdev_ref file{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_throttle;
@@ -2779,8 +2740,8 @@ struct blockdev_options_throttle {
 
 /// QAPI struct `BlockdevOptionsCor`.
 struct blockdev_options_cor {
-    blockdev_ref file;
-    std::optional<std::string> bottom;
+    blockdev_ref file{};
+    std::optional<std::string> bottom{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_cor;
@@ -2791,12 +2752,12 @@ struct blockdev_options_cor {
 
 /// QAPI struct `BlockdevOptionsCbw`.
 struct blockdev_options_cbw {
-    blockdev_ref file;
-    blockdev_ref target;
-    std::optional<block_dirty_bitmap> bitmap;
-    std::optional<open_enum<qmp::on_cbw_error>> on_cbw_error;
-    std::optional<std::uint32_t> cbw_timeout;
-    std::optional<std::uint64_t> min_cluster_size;
+    blockdev_ref file{};
+    blockdev_ref target{};
+    std::optional<block_dirty_bitmap> bitmap{};
+    std::optional<open_enum<qmp::on_cbw_error>> on_cbw_error{};
+    std::optional<std::uint32_t> cbw_timeout{};
+    std::optional<std::uint64_t> min_cluster_size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_options_cbw;
@@ -2821,15 +2782,15 @@ struct blockdev_options_cbw {
 /// Branch virtio-blk-vhost-user: if CONFIG_BLKIO.
 /// Branch virtio-blk-vhost-vdpa: if CONFIG_BLKIO.
 struct blockdev_options {
-    open_enum<blockdev_driver> driver;
-    std::optional<std::string> node_name;
-    std::optional<open_enum<blockdev_discard_options>> discard;
-    std::optional<blockdev_cache_options> cache;
-    std::optional<bool> active;
-    std::optional<bool> read_only;
-    std::optional<bool> auto_read_only;
-    std::optional<bool> force_share;
-    std::optional<open_enum<blockdev_detect_zeroes_options>> detect_zeroes;
+    open_enum<blockdev_driver> driver{};
+    std::optional<std::string> node_name{};
+    std::optional<open_enum<blockdev_discard_options>> discard{};
+    std::optional<blockdev_cache_options> cache{};
+    std::optional<bool> active{};
+    std::optional<bool> read_only{};
+    std::optional<bool> auto_read_only{};
+    std::optional<bool> force_share{};
+    std::optional<open_enum<blockdev_detect_zeroes_options>> detect_zeroes{};
     std::variant<json,
                  blockdev_options_blkdebug,
                  blockdev_options_blklogwrites,
@@ -2935,11 +2896,11 @@ struct blockdev_options {
 
 /// QAPI struct `BlockdevCreateOptionsFile`.
 struct blockdev_create_options_file {
-    std::string filename;
+    std::string filename{};
     std::uint64_t size{};
-    std::optional<open_enum<prealloc_mode>> preallocation;
-    std::optional<bool> nocow;
-    std::optional<std::uint64_t> extent_size_hint;
+    std::optional<open_enum<prealloc_mode>> preallocation{};
+    std::optional<bool> nocow{};
+    std::optional<std::uint64_t> extent_size_hint{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_file;
@@ -2953,9 +2914,9 @@ struct blockdev_create_options_file {
 
 /// QAPI struct `BlockdevCreateOptionsGluster`.
 struct blockdev_create_options_gluster {
-    blockdev_options_gluster location;
+    blockdev_options_gluster location{};
     std::uint64_t size{};
-    std::optional<open_enum<prealloc_mode>> preallocation;
+    std::optional<open_enum<prealloc_mode>> preallocation{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_gluster;
@@ -2967,17 +2928,17 @@ struct blockdev_create_options_gluster {
 
 /// QAPI struct `BlockdevCreateOptionsLUKS`.
 struct blockdev_create_options_luks {
-    std::optional<std::string> key_secret;
-    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg;
-    std::optional<open_enum<q_crypto_cipher_mode>> cipher_mode;
-    std::optional<open_enum<q_crypto_iv_gen_algo>> ivgen_alg;
-    std::optional<open_enum<q_crypto_hash_algo>> ivgen_hash_alg;
-    std::optional<open_enum<q_crypto_hash_algo>> hash_alg;
-    std::optional<std::int64_t> iter_time;
-    std::optional<blockdev_ref> file;
-    std::optional<blockdev_ref> header;
+    std::optional<std::string> key_secret{};
+    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg{};
+    std::optional<open_enum<q_crypto_cipher_mode>> cipher_mode{};
+    std::optional<open_enum<q_crypto_iv_gen_algo>> ivgen_alg{};
+    std::optional<open_enum<q_crypto_hash_algo>> ivgen_hash_alg{};
+    std::optional<open_enum<q_crypto_hash_algo>> hash_alg{};
+    std::optional<std::int64_t> iter_time{};
+    std::optional<blockdev_ref> file{};
+    std::optional<blockdev_ref> header{};
     std::uint64_t size{};
-    std::optional<open_enum<prealloc_mode>> preallocation;
+    std::optional<open_enum<prealloc_mode>> preallocation{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_luks;
@@ -2997,7 +2958,7 @@ struct blockdev_create_options_luks {
 
 /// QAPI struct `BlockdevCreateOptionsNfs`.
 struct blockdev_create_options_nfs {
-    blockdev_options_nfs location;
+    blockdev_options_nfs location{};
     std::uint64_t size{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -3009,9 +2970,9 @@ struct blockdev_create_options_nfs {
 
 /// QAPI struct `BlockdevCreateOptionsParallels`.
 struct blockdev_create_options_parallels {
-    blockdev_ref file;
+    blockdev_ref file{};
     std::uint64_t size{};
-    std::optional<std::uint64_t> cluster_size;
+    std::optional<std::uint64_t> cluster_size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_parallels;
@@ -3023,10 +2984,10 @@ struct blockdev_create_options_parallels {
 
 /// QAPI struct `BlockdevCreateOptionsQcow`.
 struct blockdev_create_options_qcow {
-    blockdev_ref file;
+    blockdev_ref file{};
     std::uint64_t size{};
-    std::optional<std::string> backing_file;
-    std::optional<q_crypto_block_create_options> encrypt;
+    std::optional<std::string> backing_file{};
+    std::optional<q_crypto_block_create_options> encrypt{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_qcow;
@@ -3039,20 +3000,20 @@ struct blockdev_create_options_qcow {
 
 /// QAPI struct `BlockdevCreateOptionsQcow2`.
 struct blockdev_create_options_qcow2 {
-    blockdev_ref file;
-    std::optional<blockdev_ref> data_file;
-    std::optional<bool> data_file_raw;
-    std::optional<bool> extended_l2;
+    blockdev_ref file{};
+    std::optional<blockdev_ref> data_file{};
+    std::optional<bool> data_file_raw{};
+    std::optional<bool> extended_l2{};
     std::uint64_t size{};
-    std::optional<open_enum<blockdev_qcow2_version>> version;
-    std::optional<std::string> backing_file;
-    std::optional<open_enum<blockdev_driver>> backing_fmt;
-    std::optional<q_crypto_block_create_options> encrypt;
-    std::optional<std::uint64_t> cluster_size;
-    std::optional<open_enum<prealloc_mode>> preallocation;
-    std::optional<bool> lazy_refcounts;
-    std::optional<std::int64_t> refcount_bits;
-    std::optional<open_enum<qcow2_compression_type>> compression_type;
+    std::optional<open_enum<blockdev_qcow2_version>> version{};
+    std::optional<std::string> backing_file{};
+    std::optional<open_enum<blockdev_driver>> backing_fmt{};
+    std::optional<q_crypto_block_create_options> encrypt{};
+    std::optional<std::uint64_t> cluster_size{};
+    std::optional<open_enum<prealloc_mode>> preallocation{};
+    std::optional<bool> lazy_refcounts{};
+    std::optional<std::int64_t> refcount_bits{};
+    std::optional<open_enum<qcow2_compression_type>> compression_type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_qcow2;
@@ -3075,12 +3036,12 @@ struct blockdev_create_options_qcow2 {
 
 /// QAPI struct `BlockdevCreateOptionsQed`.
 struct blockdev_create_options_qed {
-    blockdev_ref file;
+    blockdev_ref file{};
     std::uint64_t size{};
-    std::optional<std::string> backing_file;
-    std::optional<open_enum<blockdev_driver>> backing_fmt;
-    std::optional<std::uint64_t> cluster_size;
-    std::optional<std::int64_t> table_size;
+    std::optional<std::string> backing_file{};
+    std::optional<open_enum<blockdev_driver>> backing_fmt{};
+    std::optional<std::uint64_t> cluster_size{};
+    std::optional<std::int64_t> table_size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_qed;
@@ -3095,10 +3056,10 @@ struct blockdev_create_options_qed {
 
 /// QAPI struct `BlockdevCreateOptionsRbd`.
 struct blockdev_create_options_rbd {
-    blockdev_options_rbd location;
+    blockdev_options_rbd location{};
     std::uint64_t size{};
-    std::optional<std::uint64_t> cluster_size;
-    std::optional<rbd_encryption_create_options> encrypt;
+    std::optional<std::uint64_t> cluster_size{};
+    std::optional<rbd_encryption_create_options> encrypt{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_rbd;
@@ -3111,15 +3072,15 @@ struct blockdev_create_options_rbd {
 
 /// QAPI struct `BlockdevCreateOptionsVmdk`.
 struct blockdev_create_options_vmdk {
-    blockdev_ref file;
+    blockdev_ref file{};
     std::uint64_t size{};
-    std::optional<std::vector<blockdev_ref>> extents;
-    std::optional<open_enum<blockdev_vmdk_subformat>> subformat;
-    std::optional<std::string> backing_file;
-    std::optional<open_enum<blockdev_vmdk_adapter_type>> adapter_type;
-    std::optional<std::string> hwversion;
-    std::optional<std::string> toolsversion;
-    std::optional<bool> zeroed_grain;
+    std::optional<std::vector<blockdev_ref>> extents{};
+    std::optional<open_enum<blockdev_vmdk_subformat>> subformat{};
+    std::optional<std::string> backing_file{};
+    std::optional<open_enum<blockdev_vmdk_adapter_type>> adapter_type{};
+    std::optional<std::string> hwversion{};
+    std::optional<std::string> toolsversion{};
+    std::optional<bool> zeroed_grain{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_vmdk;
@@ -3137,7 +3098,7 @@ struct blockdev_create_options_vmdk {
 
 /// QAPI struct `BlockdevCreateOptionsSsh`.
 struct blockdev_create_options_ssh {
-    blockdev_options_ssh location;
+    blockdev_options_ssh location{};
     std::uint64_t size{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -3149,9 +3110,9 @@ struct blockdev_create_options_ssh {
 
 /// QAPI struct `BlockdevCreateOptionsVdi`.
 struct blockdev_create_options_vdi {
-    blockdev_ref file;
+    blockdev_ref file{};
     std::uint64_t size{};
-    std::optional<open_enum<prealloc_mode>> preallocation;
+    std::optional<open_enum<prealloc_mode>> preallocation{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_vdi;
@@ -3163,12 +3124,12 @@ struct blockdev_create_options_vdi {
 
 /// QAPI struct `BlockdevCreateOptionsVhdx`.
 struct blockdev_create_options_vhdx {
-    blockdev_ref file;
+    blockdev_ref file{};
     std::uint64_t size{};
-    std::optional<std::uint64_t> log_size;
-    std::optional<std::uint64_t> block_size;
-    std::optional<open_enum<blockdev_vhdx_subformat>> subformat;
-    std::optional<bool> block_state_zero;
+    std::optional<std::uint64_t> log_size{};
+    std::optional<std::uint64_t> block_size{};
+    std::optional<open_enum<blockdev_vhdx_subformat>> subformat{};
+    std::optional<bool> block_state_zero{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_vhdx;
@@ -3183,10 +3144,10 @@ struct blockdev_create_options_vhdx {
 
 /// QAPI struct `BlockdevCreateOptionsVpc`.
 struct blockdev_create_options_vpc {
-    blockdev_ref file;
+    blockdev_ref file{};
     std::uint64_t size{};
-    std::optional<open_enum<blockdev_vpc_subformat>> subformat;
-    std::optional<bool> force_size;
+    std::optional<open_enum<blockdev_vpc_subformat>> subformat{};
+    std::optional<bool> force_size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create_options_vpc;
@@ -3201,7 +3162,7 @@ struct blockdev_create_options_vpc {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct blockdev_create_options {
-    open_enum<blockdev_driver> driver;
+    open_enum<blockdev_driver> driver{};
     std::variant<json,
                  blockdev_create_options_file,
                  blockdev_create_options_gluster,
@@ -3245,12 +3206,12 @@ struct blockdev_create_options {
 
 /// QAPI struct `BlockdevAmendOptionsLUKS`.
 struct blockdev_amend_options_luks {
-    open_enum<q_crypto_block_luks_keyslot_state> state;
-    std::optional<std::string> new_secret;
-    std::optional<std::string> old_secret;
-    std::optional<std::int64_t> keyslot;
-    std::optional<std::int64_t> iter_time;
-    std::optional<std::string> secret;
+    open_enum<q_crypto_block_luks_keyslot_state> state{};
+    std::optional<std::string> new_secret{};
+    std::optional<std::string> old_secret{};
+    std::optional<std::int64_t> keyslot{};
+    std::optional<std::int64_t> iter_time{};
+    std::optional<std::string> secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_amend_options_luks;
@@ -3265,7 +3226,7 @@ struct blockdev_amend_options_luks {
 
 /// QAPI struct `BlockdevAmendOptionsQcow2`.
 struct blockdev_amend_options_qcow2 {
-    std::optional<q_crypto_block_amend_options> encrypt;
+    std::optional<q_crypto_block_amend_options> encrypt{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_amend_options_qcow2;
@@ -3277,7 +3238,7 @@ struct blockdev_amend_options_qcow2 {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct blockdev_amend_options {
-    open_enum<blockdev_driver> driver;
+    open_enum<blockdev_driver> driver{};
     std::variant<json,
                  blockdev_amend_options_luks,
                  blockdev_amend_options_qcow2>
@@ -3297,8 +3258,8 @@ struct blockdev_amend_options {
 
 /// QAPI struct `BlockdevSnapshotInternal`.
 struct blockdev_snapshot_internal {
-    std::string device;
-    std::string name;
+    std::string device{};
+    std::string name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_internal;
@@ -3309,7 +3270,7 @@ struct blockdev_snapshot_internal {
 
 /// QAPI struct `DummyBlockCoreForceArrays`.
 struct dummy_block_core_force_arrays {
-    std::vector<block_graph_info> unused_block_graph_info;
+    std::vector<block_graph_info> unused_block_graph_info{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = dummy_block_core_force_arrays;
@@ -3321,12 +3282,12 @@ struct dummy_block_core_force_arrays {
 struct blockdev_snapshot_sync {
     static constexpr std::string_view name = "blockdev-snapshot-sync";
     using result_type = empty_result;
-    std::optional<std::string> device;
-    std::optional<std::string> node_name;
-    std::string snapshot_file;
-    std::optional<std::string> snapshot_node_name;
-    std::optional<std::string> format;
-    std::optional<open_enum<new_image_mode>> mode;
+    std::optional<std::string> device{};
+    std::optional<std::string> node_name{};
+    std::string snapshot_file{};
+    std::optional<std::string> snapshot_node_name{};
+    std::optional<std::string> format{};
+    std::optional<open_enum<new_image_mode>> mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_sync;
@@ -3343,9 +3304,9 @@ struct blockdev_snapshot_sync {
 struct change_backing_file {
     static constexpr std::string_view name = "change-backing-file";
     using result_type = empty_result;
-    std::string device;
-    std::string image_node_name;
-    std::string backing_file;
+    std::string device{};
+    std::string image_node_name{};
+    std::string backing_file{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = change_backing_file;
@@ -3359,23 +3320,23 @@ struct change_backing_file {
 struct [[deprecated]] drive_backup {
     static constexpr std::string_view name = "drive-backup";
     using result_type = empty_result;
-    std::optional<std::string> job_id;
-    std::string device;
-    open_enum<mirror_sync_mode> sync;
-    std::optional<std::int64_t> speed;
-    std::optional<std::string> bitmap;
-    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode;
-    std::optional<bool> compress;
-    std::optional<open_enum<blockdev_on_error>> on_source_error;
-    std::optional<open_enum<blockdev_on_error>> on_target_error;
-    std::optional<bool> auto_finalize;
-    std::optional<bool> auto_dismiss;
-    std::optional<std::string> filter_node_name;
-    std::optional<bool> discard_source;
-    std::optional<backup_perf> x_perf;  // unstable
-    std::string target;
-    std::optional<std::string> format;
-    std::optional<open_enum<new_image_mode>> mode;
+    std::optional<std::string> job_id{};
+    std::string device{};
+    open_enum<mirror_sync_mode> sync{};
+    std::optional<std::int64_t> speed{};
+    std::optional<std::string> bitmap{};
+    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode{};
+    std::optional<bool> compress{};
+    std::optional<open_enum<blockdev_on_error>> on_source_error{};
+    std::optional<open_enum<blockdev_on_error>> on_target_error{};
+    std::optional<bool> auto_finalize{};
+    std::optional<bool> auto_dismiss{};
+    std::optional<std::string> filter_node_name{};
+    std::optional<bool> discard_source{};
+    std::optional<backup_perf> x_perf{};  // unstable
+    std::string target{};
+    std::optional<std::string> format{};
+    std::optional<open_enum<new_image_mode>> mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = drive_backup;
@@ -3403,21 +3364,21 @@ struct [[deprecated]] drive_backup {
 struct blockdev_backup {
     static constexpr std::string_view name = "blockdev-backup";
     using result_type = empty_result;
-    std::optional<std::string> job_id;
-    std::string device;
-    open_enum<mirror_sync_mode> sync;
-    std::optional<std::int64_t> speed;
-    std::optional<std::string> bitmap;
-    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode;
-    std::optional<bool> compress;
-    std::optional<open_enum<blockdev_on_error>> on_source_error;
-    std::optional<open_enum<blockdev_on_error>> on_target_error;
-    std::optional<bool> auto_finalize;
-    std::optional<bool> auto_dismiss;
-    std::optional<std::string> filter_node_name;
-    std::optional<bool> discard_source;
-    std::optional<backup_perf> x_perf;  // unstable
-    std::string target;
+    std::optional<std::string> job_id{};
+    std::string device{};
+    open_enum<mirror_sync_mode> sync{};
+    std::optional<std::int64_t> speed{};
+    std::optional<std::string> bitmap{};
+    std::optional<open_enum<bitmap_sync_mode>> bitmap_mode{};
+    std::optional<bool> compress{};
+    std::optional<open_enum<blockdev_on_error>> on_source_error{};
+    std::optional<open_enum<blockdev_on_error>> on_target_error{};
+    std::optional<bool> auto_finalize{};
+    std::optional<bool> auto_dismiss{};
+    std::optional<std::string> filter_node_name{};
+    std::optional<bool> discard_source{};
+    std::optional<backup_perf> x_perf{};  // unstable
+    std::string target{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_backup;
@@ -3443,23 +3404,23 @@ struct blockdev_backup {
 struct drive_mirror {
     static constexpr std::string_view name = "drive-mirror";
     using result_type = empty_result;
-    std::optional<std::string> job_id;
-    std::string device;
-    std::string target;
-    std::optional<std::string> format;
-    std::optional<std::string> node_name;
-    std::optional<std::string> replaces;
-    open_enum<mirror_sync_mode> sync;
-    std::optional<open_enum<new_image_mode>> mode;
-    std::optional<std::int64_t> speed;
-    std::optional<std::uint32_t> granularity;
-    std::optional<std::int64_t> buf_size;
-    std::optional<open_enum<blockdev_on_error>> on_source_error;
-    std::optional<open_enum<blockdev_on_error>> on_target_error;
-    std::optional<bool> unmap;
-    std::optional<open_enum<mirror_copy_mode>> copy_mode;
-    std::optional<bool> auto_finalize;
-    std::optional<bool> auto_dismiss;
+    std::optional<std::string> job_id{};
+    std::string device{};
+    std::string target{};
+    std::optional<std::string> format{};
+    std::optional<std::string> node_name{};
+    std::optional<std::string> replaces{};
+    open_enum<mirror_sync_mode> sync{};
+    std::optional<open_enum<new_image_mode>> mode{};
+    std::optional<std::int64_t> speed{};
+    std::optional<std::uint32_t> granularity{};
+    std::optional<std::int64_t> buf_size{};
+    std::optional<open_enum<blockdev_on_error>> on_source_error{};
+    std::optional<open_enum<blockdev_on_error>> on_target_error{};
+    std::optional<bool> unmap{};
+    std::optional<open_enum<mirror_copy_mode>> copy_mode{};
+    std::optional<bool> auto_finalize{};
+    std::optional<bool> auto_dismiss{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = drive_mirror;
@@ -3487,11 +3448,11 @@ struct drive_mirror {
 struct block_dirty_bitmap_add {
     static constexpr std::string_view name = "block-dirty-bitmap-add";
     using result_type = empty_result;
-    std::string node;
-    std::string name_;
-    std::optional<std::uint32_t> granularity;
-    std::optional<bool> persistent;
-    std::optional<bool> disabled;
+    std::string node{};
+    std::string name_{};
+    std::optional<std::uint32_t> granularity{};
+    std::optional<bool> persistent{};
+    std::optional<bool> disabled{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_add;
@@ -3507,8 +3468,8 @@ struct block_dirty_bitmap_add {
 struct block_dirty_bitmap_remove {
     static constexpr std::string_view name = "block-dirty-bitmap-remove";
     using result_type = empty_result;
-    std::string node;
-    std::string name_;
+    std::string node{};
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_remove;
@@ -3521,8 +3482,8 @@ struct block_dirty_bitmap_remove {
 struct block_dirty_bitmap_clear {
     static constexpr std::string_view name = "block-dirty-bitmap-clear";
     using result_type = empty_result;
-    std::string node;
-    std::string name_;
+    std::string node{};
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_clear;
@@ -3535,8 +3496,8 @@ struct block_dirty_bitmap_clear {
 struct block_dirty_bitmap_enable {
     static constexpr std::string_view name = "block-dirty-bitmap-enable";
     using result_type = empty_result;
-    std::string node;
-    std::string name_;
+    std::string node{};
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_enable;
@@ -3549,8 +3510,8 @@ struct block_dirty_bitmap_enable {
 struct block_dirty_bitmap_disable {
     static constexpr std::string_view name = "block-dirty-bitmap-disable";
     using result_type = empty_result;
-    std::string node;
-    std::string name_;
+    std::string node{};
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_disable;
@@ -3563,9 +3524,9 @@ struct block_dirty_bitmap_disable {
 struct block_dirty_bitmap_merge {
     static constexpr std::string_view name = "block-dirty-bitmap-merge";
     using result_type = empty_result;
-    std::string node;
-    std::string target;
-    std::vector<block_dirty_bitmap_or_str> bitmaps;
+    std::string node{};
+    std::string target{};
+    std::vector<block_dirty_bitmap_or_str> bitmaps{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_merge;
@@ -3579,8 +3540,8 @@ struct block_dirty_bitmap_merge {
 struct x_debug_block_dirty_bitmap_sha256 {
     static constexpr std::string_view name = "x-debug-block-dirty-bitmap-sha256";
     using result_type = block_dirty_bitmap_sha256;
-    std::string node;
-    std::string name_;
+    std::string node{};
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = x_debug_block_dirty_bitmap_sha256;
@@ -3593,7 +3554,7 @@ struct x_debug_block_dirty_bitmap_sha256 {
 struct block_job_set_speed {
     static constexpr std::string_view name = "block-job-set-speed";
     using result_type = empty_result;
-    std::string device;
+    std::string device{};
     std::int64_t speed{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -3607,7 +3568,7 @@ struct block_job_set_speed {
 struct block_job_pause {
     static constexpr std::string_view name = "block-job-pause";
     using result_type = empty_result;
-    std::string device;
+    std::string device{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_job_pause;
@@ -3619,7 +3580,7 @@ struct block_job_pause {
 struct block_job_dismiss {
     static constexpr std::string_view name = "block-job-dismiss";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_job_dismiss;
@@ -3631,7 +3592,7 @@ struct block_job_dismiss {
 struct block_job_finalize {
     static constexpr std::string_view name = "block-job-finalize";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_job_finalize;
@@ -3649,7 +3610,7 @@ struct block_job_change : block_job_change_options {
 struct blockdev_set_active {
     static constexpr std::string_view name = "blockdev-set-active";
     using result_type = empty_result;
-    std::optional<std::string> node_name;
+    std::optional<std::string> node_name{};
     bool active{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -3663,8 +3624,8 @@ struct blockdev_set_active {
 struct blockdev_create {
     static constexpr std::string_view name = "blockdev-create";
     using result_type = empty_result;
-    std::string job_id;
-    blockdev_create_options options;
+    std::string job_id{};
+    blockdev_create_options options{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_create;
@@ -3677,10 +3638,10 @@ struct blockdev_create {
 struct x_blockdev_amend {
     static constexpr std::string_view name = "x-blockdev-amend";
     using result_type = empty_result;
-    std::string job_id;
-    std::string node_name;
-    blockdev_amend_options options;
-    std::optional<bool> force;
+    std::string job_id{};
+    std::string node_name{};
+    blockdev_amend_options options{};
+    std::optional<bool> force{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = x_blockdev_amend;
@@ -3694,11 +3655,11 @@ struct x_blockdev_amend {
 /// QAPI event `BLOCK_IMAGE_CORRUPTED`.
 struct block_image_corrupted_event {
     static constexpr std::string_view name = "BLOCK_IMAGE_CORRUPTED";
-    std::string device;
-    std::optional<std::string> node_name;
-    std::string msg;
-    std::optional<std::int64_t> offset;
-    std::optional<std::int64_t> size;
+    std::string device{};
+    std::optional<std::string> node_name{};
+    std::string msg{};
+    std::optional<std::int64_t> offset{};
+    std::optional<std::int64_t> size{};
     bool fatal{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -3715,8 +3676,8 @@ struct block_image_corrupted_event {
 /// QAPI event `BLOCK_JOB_PENDING`.
 struct block_job_pending_event {
     static constexpr std::string_view name = "BLOCK_JOB_PENDING";
-    open_enum<job_type> type;
-    std::string id;
+    open_enum<job_type> type{};
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_job_pending_event;
@@ -3729,9 +3690,9 @@ struct block_job_pending_event {
 struct x_blockdev_change {
     static constexpr std::string_view name = "x-blockdev-change";
     using result_type = empty_result;
-    std::string parent;
-    std::optional<std::string> child;
-    std::optional<std::string> node;
+    std::string parent{};
+    std::optional<std::string> child{};
+    std::optional<std::string> node{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = x_blockdev_change;
@@ -3745,9 +3706,9 @@ struct x_blockdev_change {
 struct x_blockdev_set_iothread {
     static constexpr std::string_view name = "x-blockdev-set-iothread";
     using result_type = empty_result;
-    std::string node_name;
-    str_or_null iothread;
-    std::optional<bool> force;
+    std::string node_name{};
+    str_or_null iothread{};
+    std::optional<bool> force{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = x_blockdev_set_iothread;
@@ -3760,7 +3721,7 @@ struct x_blockdev_set_iothread {
 /// QAPI event `QUORUM_FAILURE`.
 struct quorum_failure_event {
     static constexpr std::string_view name = "QUORUM_FAILURE";
-    std::string reference;
+    std::string reference{};
     std::int64_t sector_num{};
     std::int64_t sectors_count{};
     template <class = void>
@@ -3775,9 +3736,9 @@ struct quorum_failure_event {
 /// QAPI event `QUORUM_REPORT_BAD`.
 struct quorum_report_bad_event {
     static constexpr std::string_view name = "QUORUM_REPORT_BAD";
-    open_enum<quorum_op_type> type;
-    std::optional<std::string> error;
-    std::string node_name;
+    open_enum<quorum_op_type> type{};
+    std::optional<std::string> error{};
+    std::string node_name{};
     std::int64_t sector_num{};
     std::int64_t sectors_count{};
     template <class = void>
@@ -3795,8 +3756,8 @@ struct quorum_report_bad_event {
 struct blockdev_snapshot_internal_sync {
     static constexpr std::string_view name = "blockdev-snapshot-internal-sync";
     using result_type = empty_result;
-    std::string device;
-    std::string name_;
+    std::string device{};
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_internal_sync;
@@ -3809,9 +3770,9 @@ struct blockdev_snapshot_internal_sync {
 struct blockdev_snapshot_delete_internal_sync {
     static constexpr std::string_view name = "blockdev-snapshot-delete-internal-sync";
     using result_type = snapshot_info;
-    std::string device;
-    std::optional<std::string> id;
-    std::optional<std::string> name_;
+    std::string device{};
+    std::optional<std::string> id{};
+    std::optional<std::string> name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_delete_internal_sync;

@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/block_core.hpp>
 #include <qmp/qapi/sockets.hpp>
 
@@ -89,10 +90,10 @@ struct block_export_info;
 
 /// QAPI struct `NbdServerOptionsBase`.
 struct nbd_server_options_base {
-    std::optional<std::uint32_t> handshake_max_seconds;
-    std::optional<std::string> tls_creds;
-    std::optional<std::string> tls_authz;
-    std::optional<std::uint32_t> max_connections;
+    std::optional<std::uint32_t> handshake_max_seconds{};
+    std::optional<std::string> tls_creds{};
+    std::optional<std::string> tls_authz{};
+    std::optional<std::uint32_t> max_connections{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nbd_server_options_base;
@@ -105,11 +106,11 @@ struct nbd_server_options_base {
 
 /// QAPI struct `NbdServerOptions`.
 struct nbd_server_options {
-    std::optional<std::uint32_t> handshake_max_seconds;
-    std::optional<std::string> tls_creds;
-    std::optional<std::string> tls_authz;
-    std::optional<std::uint32_t> max_connections;
-    socket_address addr;
+    std::optional<std::uint32_t> handshake_max_seconds{};
+    std::optional<std::string> tls_creds{};
+    std::optional<std::string> tls_authz{};
+    std::optional<std::uint32_t> max_connections{};
+    socket_address addr{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nbd_server_options;
@@ -123,11 +124,11 @@ struct nbd_server_options {
 
 /// QAPI struct `NbdServerOptionsLegacy`.
 struct nbd_server_options_legacy {
-    std::optional<std::uint32_t> handshake_max_seconds;
-    std::optional<std::string> tls_creds;
-    std::optional<std::string> tls_authz;
-    std::optional<std::uint32_t> max_connections;
-    socket_address_legacy addr;
+    std::optional<std::uint32_t> handshake_max_seconds{};
+    std::optional<std::string> tls_creds{};
+    std::optional<std::string> tls_authz{};
+    std::optional<std::uint32_t> max_connections{};
+    socket_address_legacy addr{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nbd_server_options_legacy;
@@ -141,8 +142,8 @@ struct nbd_server_options_legacy {
 
 /// QAPI struct `BlockExportOptionsNbdBase`.
 struct block_export_options_nbd_base {
-    std::optional<std::string> name;
-    std::optional<std::string> description;
+    std::optional<std::string> name{};
+    std::optional<std::string> description{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_export_options_nbd_base;
@@ -153,10 +154,10 @@ struct block_export_options_nbd_base {
 
 /// QAPI struct `BlockExportOptionsNbd`.
 struct block_export_options_nbd {
-    std::optional<std::string> name;
-    std::optional<std::string> description;
-    std::optional<std::vector<block_dirty_bitmap_or_str>> bitmaps;
-    std::optional<bool> allocation_depth;
+    std::optional<std::string> name{};
+    std::optional<std::string> description{};
+    std::optional<std::vector<block_dirty_bitmap_or_str>> bitmaps{};
+    std::optional<bool> allocation_depth{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_export_options_nbd;
@@ -169,9 +170,9 @@ struct block_export_options_nbd {
 
 /// QAPI struct `BlockExportOptionsVhostUserBlk`.
 struct block_export_options_vhost_user_blk {
-    socket_address addr;
-    std::optional<std::uint64_t> logical_block_size;
-    std::optional<std::uint16_t> num_queues;
+    socket_address addr{};
+    std::optional<std::uint64_t> logical_block_size{};
+    std::optional<std::uint16_t> num_queues{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_export_options_vhost_user_blk;
@@ -183,9 +184,9 @@ struct block_export_options_vhost_user_blk {
 
 /// QAPI struct `BlockExportOptionsFuse` (QEMU built with CONFIG_FUSE).
 struct block_export_options_fuse {
-    std::string mountpoint;
-    std::optional<bool> growable;
-    std::optional<open_enum<fuse_export_allow_other>> allow_other;
+    std::string mountpoint{};
+    std::optional<bool> growable{};
+    std::optional<open_enum<fuse_export_allow_other>> allow_other{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_export_options_fuse;
@@ -197,11 +198,11 @@ struct block_export_options_fuse {
 
 /// QAPI struct `BlockExportOptionsVduseBlk`.
 struct block_export_options_vduse_blk {
-    std::string name;
-    std::optional<std::uint16_t> num_queues;
-    std::optional<std::uint16_t> queue_size;
-    std::optional<std::uint64_t> logical_block_size;
-    std::optional<std::string> serial;
+    std::string name{};
+    std::optional<std::uint16_t> num_queues{};
+    std::optional<std::uint16_t> queue_size{};
+    std::optional<std::uint64_t> logical_block_size{};
+    std::optional<std::string> serial{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_export_options_vduse_blk;
@@ -215,11 +216,11 @@ struct block_export_options_vduse_blk {
 
 /// QAPI struct `NbdServerAddOptions`.
 struct nbd_server_add_options {
-    std::optional<std::string> name;
-    std::optional<std::string> description;
-    std::string device;
-    std::optional<bool> writable;
-    std::optional<std::string> bitmap;
+    std::optional<std::string> name{};
+    std::optional<std::string> description{};
+    std::string device{};
+    std::optional<bool> writable{};
+    std::optional<std::string> bitmap{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nbd_server_add_options;
@@ -238,14 +239,14 @@ struct nbd_server_add_options {
 /// Branch fuse: if CONFIG_FUSE.
 /// Branch vduse-blk: if CONFIG_VDUSE_BLK_EXPORT.
 struct block_export_options {
-    open_enum<block_export_type> type;
-    std::string id;
-    std::optional<bool> fixed_iothread;
-    std::optional<std::string> iothread;
-    std::string node_name;
-    std::optional<bool> writable;
-    std::optional<bool> writethrough;
-    std::optional<bool> allow_inactive;
+    open_enum<block_export_type> type{};
+    std::string id{};
+    std::optional<bool> fixed_iothread{};
+    std::optional<std::string> iothread{};
+    std::string node_name{};
+    std::optional<bool> writable{};
+    std::optional<bool> writethrough{};
+    std::optional<bool> allow_inactive{};
     std::variant<json,
                  block_export_options_nbd,
                  block_export_options_vhost_user_blk,
@@ -276,9 +277,9 @@ struct block_export_options {
 
 /// QAPI struct `BlockExportInfo`.
 struct block_export_info {
-    std::string id;
-    open_enum<block_export_type> type;
-    std::string node_name;
+    std::string id{};
+    open_enum<block_export_type> type{};
+    std::string node_name{};
     bool shutting_down{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -294,11 +295,11 @@ struct block_export_info {
 struct nbd_server_start {
     static constexpr std::string_view name = "nbd-server-start";
     using result_type = empty_result;
-    std::optional<std::uint32_t> handshake_max_seconds;
-    std::optional<std::string> tls_creds;
-    std::optional<std::string> tls_authz;
-    std::optional<std::uint32_t> max_connections;
-    socket_address_legacy addr;
+    std::optional<std::uint32_t> handshake_max_seconds{};
+    std::optional<std::string> tls_creds{};
+    std::optional<std::string> tls_authz{};
+    std::optional<std::uint32_t> max_connections{};
+    socket_address_legacy addr{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nbd_server_start;
@@ -314,11 +315,11 @@ struct nbd_server_start {
 struct [[deprecated]] nbd_server_add {
     static constexpr std::string_view name = "nbd-server-add";
     using result_type = empty_result;
-    std::optional<std::string> name_;
-    std::optional<std::string> description;
-    std::string device;
-    std::optional<bool> writable;
-    std::optional<std::string> bitmap;
+    std::optional<std::string> name_{};
+    std::optional<std::string> description{};
+    std::string device{};
+    std::optional<bool> writable{};
+    std::optional<std::string> bitmap{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nbd_server_add;
@@ -334,8 +335,8 @@ struct [[deprecated]] nbd_server_add {
 struct [[deprecated]] nbd_server_remove {
     static constexpr std::string_view name = "nbd-server-remove";
     using result_type = empty_result;
-    std::string name_;
-    std::optional<open_enum<block_export_remove_mode>> mode;
+    std::string name_{};
+    std::optional<open_enum<block_export_remove_mode>> mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nbd_server_remove;
@@ -364,8 +365,8 @@ struct block_export_add : block_export_options {
 struct block_export_del {
     static constexpr std::string_view name = "block-export-del";
     using result_type = empty_result;
-    std::string id;
-    std::optional<open_enum<block_export_remove_mode>> mode;
+    std::string id{};
+    std::optional<open_enum<block_export_remove_mode>> mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_export_del;
@@ -377,7 +378,7 @@ struct block_export_del {
 /// QAPI event `BLOCK_EXPORT_DELETED`.
 struct block_export_deleted_event {
     static constexpr std::string_view name = "BLOCK_EXPORT_DELETED";
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_export_deleted_event;

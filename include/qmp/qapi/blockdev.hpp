@@ -4,7 +4,9 @@
 #pragma once
 
 #include <qmp/protocol/command.hpp>
+#include <qmp/qapi/light/block_core.hpp>  // blockdev_del, blockdev_snapshot, block_resize, block_job_*, query_block_jobs
 #include <qmp/qapi/detail/convert.hpp>
+#include <qmp/qapi/job.hpp>  // job_dismiss, job_finalize, query_jobs, job_info
 
 #include <cstdint>
 #include <optional>
@@ -102,13 +104,6 @@ inline blockdev_add throttle(std::string node_name, std::string file, std::strin
 
 }  // namespace blockdev
 
-struct blockdev_del {
-    static constexpr std::string_view name = "blockdev-del";
-    using result_type = empty_result;
-    std::string node_name{};
-    static constexpr auto wire_members() { return std::make_tuple(wire::required("node-name", &blockdev_del::node_name)); }
-};
-
 /// `blockdev-reopen`: new options for existing nodes (e.g. a bigger `size`
 /// of a raw window after the storage grew).
 struct blockdev_reopen {
@@ -116,32 +111,6 @@ struct blockdev_reopen {
     using result_type = empty_result;
     std::vector<json> options{};
     static constexpr auto wire_members() { return std::make_tuple(wire::required("options", &blockdev_reopen::options)); }
-};
-
-/// `blockdev-snapshot`: `overlay` (added with no backing) becomes the new top over `node`.
-struct blockdev_snapshot {
-    static constexpr std::string_view name = "blockdev-snapshot";
-    using result_type = empty_result;
-    std::string node{};
-    std::string overlay{};
-    static constexpr auto wire_members() {
-        return std::make_tuple(wire::required("node", &blockdev_snapshot::node),
-                               wire::required("overlay", &blockdev_snapshot::overlay));
-    }
-};
-
-/// `block_resize` on a node (the device form is deprecated in spirit).
-struct block_resize {
-    static constexpr std::string_view name = "block_resize";
-    using result_type = empty_result;
-    std::optional<std::string> device{};
-    std::optional<std::string> node_name{};
-    std::int64_t size = 0;
-    static constexpr auto wire_members() {
-        return std::make_tuple(wire::optional("device", &block_resize::device),
-                               wire::optional("node-name", &block_resize::node_name),
-                               wire::required("size", &block_resize::size));
-    }
 };
 
 // ---- block jobs -------------------------------------------------------------------------
@@ -218,94 +187,5 @@ inline void to_json(json& j, const blockdev_mirror& c) {
     detail::put_opt(j, "copy-mode", c.copy_mode);
     detail::put_job(j, c.job);
 }
-
-struct block_job_complete {
-    static constexpr std::string_view name = "block-job-complete";
-    using result_type = empty_result;
-    std::string device{};  ///< the job id
-    static constexpr auto wire_members() { return std::make_tuple(wire::required("device", &block_job_complete::device)); }
-};
-
-struct block_job_cancel {
-    static constexpr std::string_view name = "block-job-cancel";
-    using result_type = empty_result;
-    std::string device{};  ///< the job id
-    std::optional<bool> force{};
-    static constexpr auto wire_members() {
-        return std::make_tuple(wire::required("device", &block_job_cancel::device),
-                               wire::optional("force", &block_job_cancel::force));
-    }
-};
-
-/// `block-job-resume`: continue a job paused by the user or by an error
-/// policy (e.g. on-error "stop" after ENOSPC, once the storage grew).
-struct block_job_resume {
-    static constexpr std::string_view name = "block-job-resume";
-    using result_type = empty_result;
-    std::string device{};  ///< the job id
-    static constexpr auto wire_members() { return std::make_tuple(wire::required("device", &block_job_resume::device)); }
-};
-
-struct job_dismiss {
-    static constexpr std::string_view name = "job-dismiss";
-    using result_type = empty_result;
-    std::string id{};
-    static constexpr auto wire_members() { return std::make_tuple(wire::required("id", &job_dismiss::id)); }
-};
-
-struct job_finalize {
-    static constexpr std::string_view name = "job-finalize";
-    using result_type = empty_result;
-    std::string id{};
-    static constexpr auto wire_members() { return std::make_tuple(wire::required("id", &job_finalize::id)); }
-};
-
-/// `BlockJobInfo`.
-struct block_job_info {
-    std::string type{};
-    std::string device{};  ///< the job id
-    std::int64_t len = 0;
-    std::int64_t offset = 0;
-    bool busy = false;
-    bool paused = false;
-    std::int64_t speed = 0;
-    bool ready = false;
-    std::string status{};  ///< JobStatus as a string: unknown values stay readable
-    static constexpr auto wire_members() {
-        using T = block_job_info;
-        return std::make_tuple(wire::required("type", &T::type), wire::required("device", &T::device),
-                               wire::required("len", &T::len), wire::required("offset", &T::offset),
-                               wire::optional("busy", &T::busy), wire::optional("paused", &T::paused),
-                               wire::optional("speed", &T::speed), wire::optional("ready", &T::ready),
-                               wire::optional("status", &T::status));
-    }
-};
-
-struct query_block_jobs {
-    static constexpr std::string_view name = "query-block-jobs";
-    using result_type = std::vector<block_job_info>;
-};
-
-/// `JobInfo`.
-struct job_info {
-    std::string id{};
-    std::string type{};
-    std::string status{};
-    std::int64_t current_progress = 0;
-    std::int64_t total_progress = 0;
-    std::optional<std::string> error{};
-    static constexpr auto wire_members() {
-        using T = job_info;
-        return std::make_tuple(wire::required("id", &T::id), wire::required("type", &T::type),
-                               wire::required("status", &T::status),
-                               wire::optional("current-progress", &T::current_progress),
-                               wire::optional("total-progress", &T::total_progress), wire::optional("error", &T::error));
-    }
-};
-
-struct query_jobs {
-    static constexpr std::string_view name = "query-jobs";
-    using result_type = std::vector<job_info>;
-};
 
 }  // namespace qmp

@@ -5,7 +5,6 @@
 #include <qmp/qapi/all.hpp>
 #include <qmp/qapi/block_query.hpp>
 #include <qmp/qapi/blockdev.hpp>
-#include <qmp/qapi/events.hpp>
 #include <qmp/qapi/schema.hpp>
 
 #if defined(__GNUC__)
@@ -29,15 +28,15 @@ void for_each_command(F&& f) {
     f(type_tag<job_resume>{}, true);
     f(type_tag<job_cancel>{}, true);
     f(type_tag<job_complete>{}, true);
-    f(type_tag<job_dismiss>{}, false);
-    f(type_tag<job_finalize>{}, false);
-    f(type_tag<query_jobs>{}, false);
+    f(type_tag<job_dismiss>{}, true);
+    f(type_tag<job_finalize>{}, true);
+    f(type_tag<query_jobs>{}, true);
     f(type_tag<query_block>{}, false);
     f(type_tag<query_blockstats>{}, false);
-    f(type_tag<query_block_jobs>{}, false);
-    f(type_tag<block_resize>{}, false);
+    f(type_tag<query_block_jobs>{}, true);
+    f(type_tag<block_resize>{}, true);
     f(type_tag<blockdev_snapshot_sync>{}, true);
-    f(type_tag<blockdev_snapshot>{}, false);
+    f(type_tag<blockdev_snapshot>{}, true);
     f(type_tag<change_backing_file>{}, true);
     f(type_tag<block_commit>{}, false);
     f(type_tag<drive_backup>{}, true);
@@ -55,20 +54,20 @@ void for_each_command(F&& f) {
     f(type_tag<blockdev_mirror>{}, false);
     f(type_tag<block_stream>{}, false);
     f(type_tag<block_job_set_speed>{}, true);
-    f(type_tag<block_job_cancel>{}, false);
+    f(type_tag<block_job_cancel>{}, true);
     f(type_tag<block_job_pause>{}, true);
-    f(type_tag<block_job_resume>{}, false);
-    f(type_tag<block_job_complete>{}, false);
+    f(type_tag<block_job_resume>{}, true);
+    f(type_tag<block_job_complete>{}, true);
     f(type_tag<block_job_dismiss>{}, true);
     f(type_tag<block_job_finalize>{}, true);
     f(type_tag<block_job_change>{}, true);
     f(type_tag<blockdev_add>{}, false);
     f(type_tag<blockdev_reopen>{}, false);
-    f(type_tag<blockdev_del>{}, false);
+    f(type_tag<blockdev_del>{}, true);
     f(type_tag<blockdev_set_active>{}, true);
     f(type_tag<blockdev_create>{}, true);
     f(type_tag<x_blockdev_amend>{}, true);
-    f(type_tag<block_set_write_threshold>{}, false);
+    f(type_tag<block_set_write_threshold>{}, true);
     f(type_tag<x_blockdev_change>{}, true);
     f(type_tag<x_blockdev_set_iothread>{}, true);
     f(type_tag<blockdev_snapshot_internal_sync>{}, true);
@@ -279,15 +278,15 @@ void for_each_event(F&& f) {
     f(type_tag<guest_crashloaded_event>{}, true);
     f(type_tag<guest_pvshutdown_event>{}, true);
     f(type_tag<memory_failure_event>{}, true);
-    f(type_tag<job_status_change_event>{}, false);
+    f(type_tag<job_status_change_event>{}, true);
     f(type_tag<block_image_corrupted_event>{}, true);
-    f(type_tag<block_io_error_event>{}, false);
-    f(type_tag<block_job_completed_event>{}, false);
-    f(type_tag<block_job_cancelled_event>{}, false);
-    f(type_tag<block_job_error_event>{}, false);
-    f(type_tag<block_job_ready_event>{}, false);
+    f(type_tag<block_io_error_event>{}, true);
+    f(type_tag<block_job_completed_event>{}, true);
+    f(type_tag<block_job_cancelled_event>{}, true);
+    f(type_tag<block_job_error_event>{}, true);
+    f(type_tag<block_job_ready_event>{}, true);
     f(type_tag<block_job_pending_event>{}, true);
-    f(type_tag<block_write_threshold_event>{}, false);
+    f(type_tag<block_write_threshold_event>{}, true);
     f(type_tag<quorum_failure_event>{}, true);
     f(type_tag<quorum_report_bad_event>{}, true);
     f(type_tag<device_tray_moved_event>{}, true);
@@ -312,7 +311,7 @@ void for_each_event(F&& f) {
     f(type_tag<migration_pass_event>{}, true);
     f(type_tag<colo_exit_event>{}, true);
     f(type_tag<unplug_primary_event>{}, true);
-    f(type_tag<device_deleted_event>{}, false);
+    f(type_tag<device_deleted_event>{}, true);
     f(type_tag<device_unplug_guest_error_event>{}, true);
     f(type_tag<balloon_change_event>{}, true);
     f(type_tag<hv_balloon_status_report_event>{}, true);

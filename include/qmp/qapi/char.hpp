@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/sockets.hpp>
 
 #include <array>
@@ -134,8 +135,8 @@ struct chardev_return;
 
 /// QAPI struct `ChardevInfo`.
 struct chardev_info {
-    std::string label;
-    std::string filename;
+    std::string label{};
+    std::string filename{};
     bool frontend_open{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -148,7 +149,7 @@ struct chardev_info {
 
 /// QAPI struct `ChardevBackendInfo`.
 struct chardev_backend_info {
-    std::string name;
+    std::string name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_backend_info;
@@ -158,8 +159,8 @@ struct chardev_backend_info {
 
 /// QAPI struct `ChardevCommon`.
 struct chardev_common {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_common;
@@ -170,11 +171,11 @@ struct chardev_common {
 
 /// QAPI struct `ChardevFile`.
 struct chardev_file {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::optional<std::string> in;
-    std::string out;
-    std::optional<bool> append;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::optional<std::string> in{};
+    std::string out{};
+    std::optional<bool> append{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_file;
@@ -188,9 +189,9 @@ struct chardev_file {
 
 /// QAPI struct `ChardevHostdev`.
 struct chardev_hostdev {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::string device;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::string device{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_hostdev;
@@ -202,19 +203,19 @@ struct chardev_hostdev {
 
 /// QAPI struct `ChardevSocket`.
 struct chardev_socket {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    socket_address_legacy addr;
-    std::optional<std::string> tls_creds;
-    std::optional<std::string> tls_authz;
-    std::optional<bool> server;
-    std::optional<bool> wait;
-    std::optional<bool> nodelay;
-    std::optional<bool> telnet;
-    std::optional<bool> tn3270;
-    std::optional<bool> websocket;
-    [[deprecated]] std::optional<std::int64_t> reconnect;
-    std::optional<std::int64_t> reconnect_ms;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    socket_address_legacy addr{};
+    std::optional<std::string> tls_creds{};
+    std::optional<std::string> tls_authz{};
+    std::optional<bool> server{};
+    std::optional<bool> wait{};
+    std::optional<bool> nodelay{};
+    std::optional<bool> telnet{};
+    std::optional<bool> tn3270{};
+    std::optional<bool> websocket{};
+    [[deprecated]] std::optional<std::int64_t> reconnect{};
+    std::optional<std::int64_t> reconnect_ms{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_socket;
@@ -236,10 +237,10 @@ struct chardev_socket {
 
 /// QAPI struct `ChardevUdp`.
 struct chardev_udp {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    socket_address_legacy remote;
-    std::optional<socket_address_legacy> local;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    socket_address_legacy remote{};
+    std::optional<socket_address_legacy> local{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_udp;
@@ -252,9 +253,9 @@ struct chardev_udp {
 
 /// QAPI struct `ChardevMux`.
 struct chardev_mux {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::string chardev;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::string chardev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_mux;
@@ -266,9 +267,9 @@ struct chardev_mux {
 
 /// QAPI struct `ChardevHub`.
 struct chardev_hub {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::vector<std::string> chardevs;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::vector<std::string> chardevs{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_hub;
@@ -280,9 +281,9 @@ struct chardev_hub {
 
 /// QAPI struct `ChardevStdio`.
 struct chardev_stdio {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::optional<bool> signal;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::optional<bool> signal{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_stdio;
@@ -294,9 +295,9 @@ struct chardev_stdio {
 
 /// QAPI struct `ChardevSpiceChannel` (QEMU built with CONFIG_SPICE).
 struct chardev_spice_channel {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::string type;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::string type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_spice_channel;
@@ -308,9 +309,9 @@ struct chardev_spice_channel {
 
 /// QAPI struct `ChardevSpicePort` (QEMU built with CONFIG_SPICE).
 struct chardev_spice_port {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::string fqdn;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::string fqdn{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_spice_port;
@@ -322,9 +323,9 @@ struct chardev_spice_port {
 
 /// QAPI struct `ChardevDBus` (QEMU built with CONFIG_DBUS_DISPLAY).
 struct chardev_d_bus {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::string name;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::string name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_d_bus;
@@ -336,12 +337,12 @@ struct chardev_d_bus {
 
 /// QAPI struct `ChardevVC`.
 struct chardev_vc {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::optional<std::int64_t> width;
-    std::optional<std::int64_t> height;
-    std::optional<std::int64_t> cols;
-    std::optional<std::int64_t> rows;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::optional<std::int64_t> width{};
+    std::optional<std::int64_t> height{};
+    std::optional<std::int64_t> cols{};
+    std::optional<std::int64_t> rows{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_vc;
@@ -356,9 +357,9 @@ struct chardev_vc {
 
 /// QAPI struct `ChardevRingbuf`.
 struct chardev_ringbuf {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::optional<std::int64_t> size;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::optional<std::int64_t> size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_ringbuf;
@@ -370,10 +371,10 @@ struct chardev_ringbuf {
 
 /// QAPI struct `ChardevQemuVDAgent` (QEMU built with CONFIG_SPICE_PROTOCOL).
 struct chardev_qemu_vd_agent {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::optional<bool> mouse;
-    std::optional<bool> clipboard;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::optional<bool> mouse{};
+    std::optional<bool> clipboard{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_qemu_vd_agent;
@@ -386,9 +387,9 @@ struct chardev_qemu_vd_agent {
 
 /// QAPI struct `ChardevPty`.
 struct chardev_pty {
-    std::optional<std::string> logfile;
-    std::optional<bool> logappend;
-    std::optional<std::string> path;
+    std::optional<std::string> logfile{};
+    std::optional<bool> logappend{};
+    std::optional<std::string> path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_pty;
@@ -400,7 +401,7 @@ struct chardev_pty {
 
 /// QAPI struct `ChardevFileWrapper`.
 struct chardev_file_wrapper {
-    chardev_file data;
+    chardev_file data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_file_wrapper;
@@ -410,7 +411,7 @@ struct chardev_file_wrapper {
 
 /// QAPI struct `ChardevHostdevWrapper`.
 struct chardev_hostdev_wrapper {
-    chardev_hostdev data;
+    chardev_hostdev data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_hostdev_wrapper;
@@ -420,7 +421,7 @@ struct chardev_hostdev_wrapper {
 
 /// QAPI struct `ChardevSocketWrapper`.
 struct chardev_socket_wrapper {
-    chardev_socket data;
+    chardev_socket data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_socket_wrapper;
@@ -430,7 +431,7 @@ struct chardev_socket_wrapper {
 
 /// QAPI struct `ChardevUdpWrapper`.
 struct chardev_udp_wrapper {
-    chardev_udp data;
+    chardev_udp data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_udp_wrapper;
@@ -440,7 +441,7 @@ struct chardev_udp_wrapper {
 
 /// QAPI struct `ChardevCommonWrapper`.
 struct chardev_common_wrapper {
-    chardev_common data;
+    chardev_common data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_common_wrapper;
@@ -450,7 +451,7 @@ struct chardev_common_wrapper {
 
 /// QAPI struct `ChardevMuxWrapper`.
 struct chardev_mux_wrapper {
-    chardev_mux data;
+    chardev_mux data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_mux_wrapper;
@@ -460,7 +461,7 @@ struct chardev_mux_wrapper {
 
 /// QAPI struct `ChardevHubWrapper`.
 struct chardev_hub_wrapper {
-    chardev_hub data;
+    chardev_hub data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_hub_wrapper;
@@ -470,7 +471,7 @@ struct chardev_hub_wrapper {
 
 /// QAPI struct `ChardevStdioWrapper`.
 struct chardev_stdio_wrapper {
-    chardev_stdio data;
+    chardev_stdio data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_stdio_wrapper;
@@ -480,7 +481,7 @@ struct chardev_stdio_wrapper {
 
 /// QAPI struct `ChardevSpiceChannelWrapper` (QEMU built with CONFIG_SPICE).
 struct chardev_spice_channel_wrapper {
-    chardev_spice_channel data;
+    chardev_spice_channel data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_spice_channel_wrapper;
@@ -490,7 +491,7 @@ struct chardev_spice_channel_wrapper {
 
 /// QAPI struct `ChardevSpicePortWrapper` (QEMU built with CONFIG_SPICE).
 struct chardev_spice_port_wrapper {
-    chardev_spice_port data;
+    chardev_spice_port data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_spice_port_wrapper;
@@ -500,7 +501,7 @@ struct chardev_spice_port_wrapper {
 
 /// QAPI struct `ChardevQemuVDAgentWrapper` (QEMU built with CONFIG_SPICE_PROTOCOL).
 struct chardev_qemu_vd_agent_wrapper {
-    chardev_qemu_vd_agent data;
+    chardev_qemu_vd_agent data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_qemu_vd_agent_wrapper;
@@ -510,7 +511,7 @@ struct chardev_qemu_vd_agent_wrapper {
 
 /// QAPI struct `ChardevDBusWrapper` (QEMU built with CONFIG_DBUS_DISPLAY).
 struct chardev_d_bus_wrapper {
-    chardev_d_bus data;
+    chardev_d_bus data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_d_bus_wrapper;
@@ -520,7 +521,7 @@ struct chardev_d_bus_wrapper {
 
 /// QAPI struct `ChardevVCWrapper`.
 struct chardev_vc_wrapper {
-    chardev_vc data;
+    chardev_vc data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_vc_wrapper;
@@ -530,7 +531,7 @@ struct chardev_vc_wrapper {
 
 /// QAPI struct `ChardevRingbufWrapper`.
 struct chardev_ringbuf_wrapper {
-    chardev_ringbuf data;
+    chardev_ringbuf data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_ringbuf_wrapper;
@@ -540,7 +541,7 @@ struct chardev_ringbuf_wrapper {
 
 /// QAPI struct `ChardevPtyWrapper`.
 struct chardev_pty_wrapper {
-    chardev_pty data;
+    chardev_pty data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_pty_wrapper;
@@ -560,7 +561,7 @@ struct chardev_pty_wrapper {
 /// Branch qemu-vdagent: if CONFIG_SPICE_PROTOCOL.
 /// Branch dbus: if CONFIG_DBUS_DISPLAY.
 struct chardev_backend {
-    open_enum<chardev_backend_kind> type;
+    open_enum<chardev_backend_kind> type{};
     std::variant<json,
                  chardev_file_wrapper,
                  chardev_hostdev_wrapper,
@@ -614,7 +615,7 @@ struct chardev_backend {
 
 /// QAPI struct `ChardevReturn`.
 struct chardev_return {
-    std::optional<std::string> pty;
+    std::optional<std::string> pty{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_return;
@@ -646,9 +647,9 @@ struct query_chardev_backends {
 struct ringbuf_write {
     static constexpr std::string_view name = "ringbuf-write";
     using result_type = empty_result;
-    std::string device;
-    std::string data;
-    std::optional<open_enum<data_format>> format;
+    std::string device{};
+    std::string data{};
+    std::optional<open_enum<data_format>> format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = ringbuf_write;
@@ -662,9 +663,9 @@ struct ringbuf_write {
 struct ringbuf_read {
     static constexpr std::string_view name = "ringbuf-read";
     using result_type = std::string;
-    std::string device;
+    std::string device{};
     std::int64_t size{};
-    std::optional<open_enum<data_format>> format;
+    std::optional<open_enum<data_format>> format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = ringbuf_read;
@@ -678,8 +679,8 @@ struct ringbuf_read {
 struct chardev_add {
     static constexpr std::string_view name = "chardev-add";
     using result_type = chardev_return;
-    std::string id;
-    chardev_backend backend;
+    std::string id{};
+    chardev_backend backend{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_add;
@@ -692,8 +693,8 @@ struct chardev_add {
 struct chardev_change {
     static constexpr std::string_view name = "chardev-change";
     using result_type = chardev_return;
-    std::string id;
-    chardev_backend backend;
+    std::string id{};
+    chardev_backend backend{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_change;
@@ -706,7 +707,7 @@ struct chardev_change {
 struct chardev_remove {
     static constexpr std::string_view name = "chardev-remove";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_remove;
@@ -718,7 +719,7 @@ struct chardev_remove {
 struct chardev_send_break {
     static constexpr std::string_view name = "chardev-send-break";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = chardev_send_break;
@@ -729,7 +730,7 @@ struct chardev_send_break {
 /// QAPI event `VSERPORT_CHANGE`.
 struct vserport_change_event {
     static constexpr std::string_view name = "VSERPORT_CHANGE";
-    std::string id;
+    std::string id{};
     bool open{};
     template <class = void>
     static constexpr auto wire_members() {

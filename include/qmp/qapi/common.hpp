@@ -213,7 +213,7 @@ using str_or_null = std::variant<std::string, std::nullptr_t>;
 
 /// QAPI struct `HumanReadableText`.
 struct human_readable_text {
-    std::string human_readable_text_;
+    std::string human_readable_text_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = human_readable_text;

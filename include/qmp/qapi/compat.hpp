@@ -58,10 +58,10 @@ struct compat_policy;
 
 /// QAPI struct `CompatPolicy`.
 struct compat_policy {
-    std::optional<open_enum<compat_policy_input>> deprecated_input;
-    std::optional<open_enum<compat_policy_output>> deprecated_output;
-    std::optional<open_enum<compat_policy_input>> unstable_input;
-    std::optional<open_enum<compat_policy_output>> unstable_output;
+    std::optional<open_enum<compat_policy_input>> deprecated_input{};
+    std::optional<open_enum<compat_policy_output>> deprecated_output{};
+    std::optional<open_enum<compat_policy_input>> unstable_input{};
+    std::optional<open_enum<compat_policy_output>> unstable_output{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = compat_policy;

@@ -71,8 +71,8 @@ struct version_triple {
 
 /// QAPI struct `VersionInfo`.
 struct version_info_ {
-    version_triple qemu;
-    std::string package;
+    version_triple qemu{};
+    std::string package{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = version_info_;
@@ -83,7 +83,7 @@ struct version_info_ {
 
 /// QAPI struct `CommandInfo`.
 struct command_info {
-    std::string name;
+    std::string name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = command_info;
@@ -93,10 +93,10 @@ struct command_info {
 
 /// QAPI struct `MonitorOptions`.
 struct monitor_options {
-    std::optional<std::string> id;
-    std::optional<open_enum<monitor_mode>> mode;
-    std::optional<bool> pretty;
-    std::string chardev;
+    std::optional<std::string> id{};
+    std::optional<open_enum<monitor_mode>> mode{};
+    std::optional<bool> pretty{};
+    std::string chardev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = monitor_options;

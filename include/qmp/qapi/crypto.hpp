@@ -231,7 +231,7 @@ struct q_crypto_ak_cipher_options;
 
 /// QAPI struct `QCryptoBlockOptionsBase`.
 struct q_crypto_block_options_base {
-    open_enum<q_crypto_block_format> format;
+    open_enum<q_crypto_block_format> format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_crypto_block_options_base;
@@ -241,7 +241,7 @@ struct q_crypto_block_options_base {
 
 /// QAPI struct `QCryptoBlockOptionsQCow`.
 struct q_crypto_block_options_q_cow {
-    std::optional<std::string> key_secret;
+    std::optional<std::string> key_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_crypto_block_options_q_cow;
@@ -251,7 +251,7 @@ struct q_crypto_block_options_q_cow {
 
 /// QAPI struct `QCryptoBlockOptionsLUKS`.
 struct q_crypto_block_options_luks {
-    std::optional<std::string> key_secret;
+    std::optional<std::string> key_secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_crypto_block_options_luks;
@@ -261,13 +261,13 @@ struct q_crypto_block_options_luks {
 
 /// QAPI struct `QCryptoBlockCreateOptionsLUKS`.
 struct q_crypto_block_create_options_luks {
-    std::optional<std::string> key_secret;
-    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg;
-    std::optional<open_enum<q_crypto_cipher_mode>> cipher_mode;
-    std::optional<open_enum<q_crypto_iv_gen_algo>> ivgen_alg;
-    std::optional<open_enum<q_crypto_hash_algo>> ivgen_hash_alg;
-    std::optional<open_enum<q_crypto_hash_algo>> hash_alg;
-    std::optional<std::int64_t> iter_time;
+    std::optional<std::string> key_secret{};
+    std::optional<open_enum<q_crypto_cipher_algo>> cipher_alg{};
+    std::optional<open_enum<q_crypto_cipher_mode>> cipher_mode{};
+    std::optional<open_enum<q_crypto_iv_gen_algo>> ivgen_alg{};
+    std::optional<open_enum<q_crypto_hash_algo>> ivgen_hash_alg{};
+    std::optional<open_enum<q_crypto_hash_algo>> hash_alg{};
+    std::optional<std::int64_t> iter_time{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_crypto_block_create_options_luks;
@@ -285,7 +285,7 @@ struct q_crypto_block_create_options_luks {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct q_crypto_block_open_options {
-    open_enum<q_crypto_block_format> format;
+    open_enum<q_crypto_block_format> format{};
     std::variant<json,
                  q_crypto_block_options_q_cow,
                  q_crypto_block_options_luks>
@@ -307,7 +307,7 @@ struct q_crypto_block_open_options {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct q_crypto_block_create_options {
-    open_enum<q_crypto_block_format> format;
+    open_enum<q_crypto_block_format> format{};
     std::variant<json,
                  q_crypto_block_options_q_cow,
                  q_crypto_block_create_options_luks>
@@ -327,7 +327,7 @@ struct q_crypto_block_create_options {
 
 /// QAPI struct `QCryptoBlockInfoBase`.
 struct q_crypto_block_info_base {
-    open_enum<q_crypto_block_format> format;
+    open_enum<q_crypto_block_format> format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_crypto_block_info_base;
@@ -338,8 +338,8 @@ struct q_crypto_block_info_base {
 /// QAPI struct `QCryptoBlockInfoLUKSSlot`.
 struct q_crypto_block_info_luks_slot {
     bool active{};
-    std::optional<std::int64_t> iters;
-    std::optional<std::int64_t> stripes;
+    std::optional<std::int64_t> iters{};
+    std::optional<std::int64_t> stripes{};
     std::int64_t key_offset{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -353,16 +353,16 @@ struct q_crypto_block_info_luks_slot {
 
 /// QAPI struct `QCryptoBlockInfoLUKS`.
 struct q_crypto_block_info_luks {
-    open_enum<q_crypto_cipher_algo> cipher_alg;
-    open_enum<q_crypto_cipher_mode> cipher_mode;
-    open_enum<q_crypto_iv_gen_algo> ivgen_alg;
-    std::optional<open_enum<q_crypto_hash_algo>> ivgen_hash_alg;
-    open_enum<q_crypto_hash_algo> hash_alg;
-    std::optional<bool> detached_header;  // required by 10.0, absent in 7.2
+    open_enum<q_crypto_cipher_algo> cipher_alg{};
+    open_enum<q_crypto_cipher_mode> cipher_mode{};
+    open_enum<q_crypto_iv_gen_algo> ivgen_alg{};
+    std::optional<open_enum<q_crypto_hash_algo>> ivgen_hash_alg{};
+    open_enum<q_crypto_hash_algo> hash_alg{};
+    std::optional<bool> detached_header{};  // required by 10.0, absent in 7.2
     std::int64_t payload_offset{};
     std::int64_t master_key_iters{};
-    std::string uuid;
-    std::vector<q_crypto_block_info_luks_slot> slots;
+    std::string uuid{};
+    std::vector<q_crypto_block_info_luks_slot> slots{};
     /// Members QEMU 10.0 requires that QEMU 7.2 leaves out (optional here).
     static constexpr std::array<std::string_view, 1> wire_not_in_oldest{{"detached-header"}};
     template <class = void>
@@ -385,7 +385,7 @@ struct q_crypto_block_info_luks {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct q_crypto_block_info {
-    open_enum<q_crypto_block_format> format;
+    open_enum<q_crypto_block_format> format{};
     std::variant<json,
                  q_crypto_block_info_luks>
         branch{};
@@ -403,12 +403,12 @@ struct q_crypto_block_info {
 
 /// QAPI struct `QCryptoBlockAmendOptionsLUKS`.
 struct q_crypto_block_amend_options_luks {
-    open_enum<q_crypto_block_luks_keyslot_state> state;
-    std::optional<std::string> new_secret;
-    std::optional<std::string> old_secret;
-    std::optional<std::int64_t> keyslot;
-    std::optional<std::int64_t> iter_time;
-    std::optional<std::string> secret;
+    open_enum<q_crypto_block_luks_keyslot_state> state{};
+    std::optional<std::string> new_secret{};
+    std::optional<std::string> old_secret{};
+    std::optional<std::int64_t> keyslot{};
+    std::optional<std::int64_t> iter_time{};
+    std::optional<std::string> secret{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_crypto_block_amend_options_luks;
@@ -425,7 +425,7 @@ struct q_crypto_block_amend_options_luks {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct q_crypto_block_amend_options {
-    open_enum<q_crypto_block_format> format;
+    open_enum<q_crypto_block_format> format{};
     std::variant<json,
                  q_crypto_block_amend_options_luks>
         branch{};
@@ -443,9 +443,9 @@ struct q_crypto_block_amend_options {
 
 /// QAPI struct `SecretCommonProperties`.
 struct secret_common_properties {
-    std::optional<open_enum<q_crypto_secret_format>> format;
-    std::optional<std::string> keyid;
-    std::optional<std::string> iv;
+    std::optional<open_enum<q_crypto_secret_format>> format{};
+    std::optional<std::string> keyid{};
+    std::optional<std::string> iv{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = secret_common_properties;
@@ -457,11 +457,11 @@ struct secret_common_properties {
 
 /// QAPI struct `SecretProperties`.
 struct secret_properties {
-    std::optional<open_enum<q_crypto_secret_format>> format;
-    std::optional<std::string> keyid;
-    std::optional<std::string> iv;
-    std::optional<std::string> data;
-    std::optional<std::string> file;
+    std::optional<open_enum<q_crypto_secret_format>> format{};
+    std::optional<std::string> keyid{};
+    std::optional<std::string> iv{};
+    std::optional<std::string> data{};
+    std::optional<std::string> file{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = secret_properties;
@@ -475,9 +475,9 @@ struct secret_properties {
 
 /// QAPI struct `SecretKeyringProperties` (QEMU built with CONFIG_SECRET_KEYRING).
 struct secret_keyring_properties {
-    std::optional<open_enum<q_crypto_secret_format>> format;
-    std::optional<std::string> keyid;
-    std::optional<std::string> iv;
+    std::optional<open_enum<q_crypto_secret_format>> format{};
+    std::optional<std::string> keyid{};
+    std::optional<std::string> iv{};
     std::int32_t serial{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -491,10 +491,10 @@ struct secret_keyring_properties {
 
 /// QAPI struct `TlsCredsProperties`.
 struct tls_creds_properties {
-    std::optional<bool> verify_peer;
-    std::optional<std::string> dir;
-    std::optional<open_enum<q_crypto_tls_creds_endpoint>> endpoint;
-    std::optional<std::string> priority;
+    std::optional<bool> verify_peer{};
+    std::optional<std::string> dir{};
+    std::optional<open_enum<q_crypto_tls_creds_endpoint>> endpoint{};
+    std::optional<std::string> priority{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tls_creds_properties;
@@ -507,10 +507,10 @@ struct tls_creds_properties {
 
 /// QAPI struct `TlsCredsAnonProperties`.
 struct tls_creds_anon_properties {
-    std::optional<bool> verify_peer;
-    std::optional<std::string> dir;
-    std::optional<open_enum<q_crypto_tls_creds_endpoint>> endpoint;
-    std::optional<std::string> priority;
+    std::optional<bool> verify_peer{};
+    std::optional<std::string> dir{};
+    std::optional<open_enum<q_crypto_tls_creds_endpoint>> endpoint{};
+    std::optional<std::string> priority{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tls_creds_anon_properties;
@@ -523,11 +523,11 @@ struct tls_creds_anon_properties {
 
 /// QAPI struct `TlsCredsPskProperties`.
 struct tls_creds_psk_properties {
-    std::optional<bool> verify_peer;
-    std::optional<std::string> dir;
-    std::optional<open_enum<q_crypto_tls_creds_endpoint>> endpoint;
-    std::optional<std::string> priority;
-    std::optional<std::string> username;
+    std::optional<bool> verify_peer{};
+    std::optional<std::string> dir{};
+    std::optional<open_enum<q_crypto_tls_creds_endpoint>> endpoint{};
+    std::optional<std::string> priority{};
+    std::optional<std::string> username{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tls_creds_psk_properties;
@@ -541,12 +541,12 @@ struct tls_creds_psk_properties {
 
 /// QAPI struct `TlsCredsX509Properties`.
 struct tls_creds_x509_properties {
-    std::optional<bool> verify_peer;
-    std::optional<std::string> dir;
-    std::optional<open_enum<q_crypto_tls_creds_endpoint>> endpoint;
-    std::optional<std::string> priority;
-    std::optional<bool> sanity_check;
-    std::optional<std::string> passwordid;
+    std::optional<bool> verify_peer{};
+    std::optional<std::string> dir{};
+    std::optional<open_enum<q_crypto_tls_creds_endpoint>> endpoint{};
+    std::optional<std::string> priority{};
+    std::optional<bool> sanity_check{};
+    std::optional<std::string> passwordid{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tls_creds_x509_properties;
@@ -561,8 +561,8 @@ struct tls_creds_x509_properties {
 
 /// QAPI struct `QCryptoAkCipherOptionsRSA`.
 struct q_crypto_ak_cipher_options_rsa {
-    open_enum<q_crypto_hash_algo> hash_alg;
-    open_enum<q_crypto_rsa_padding_algo> padding_alg;
+    open_enum<q_crypto_hash_algo> hash_alg{};
+    open_enum<q_crypto_rsa_padding_algo> padding_alg{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_crypto_ak_cipher_options_rsa;
@@ -575,7 +575,7 @@ struct q_crypto_ak_cipher_options_rsa {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct q_crypto_ak_cipher_options {
-    open_enum<q_crypto_ak_cipher_algo> alg;
+    open_enum<q_crypto_ak_cipher_algo> alg{};
     std::variant<json,
                  q_crypto_ak_cipher_options_rsa>
         branch{};

@@ -79,7 +79,7 @@ struct q_cryptodev_info;
 /// QAPI struct `QCryptodevBackendClient`.
 struct q_cryptodev_backend_client {
     std::uint32_t queue{};
-    open_enum<q_cryptodev_backend_type> type;
+    open_enum<q_cryptodev_backend_type> type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_cryptodev_backend_client;
@@ -90,9 +90,9 @@ struct q_cryptodev_backend_client {
 
 /// QAPI struct `QCryptodevInfo`.
 struct q_cryptodev_info {
-    std::string id;
-    std::vector<open_enum<q_cryptodev_backend_service_type>> service;
-    std::vector<q_cryptodev_backend_client> client;
+    std::string id{};
+    std::vector<open_enum<q_cryptodev_backend_service_type>> service{};
+    std::vector<q_cryptodev_backend_client> client{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_cryptodev_info;

@@ -140,8 +140,8 @@ struct cxl_dynamic_capacity_extent;
 
 /// QAPI struct `CXLUncorErrorRecord`.
 struct cxl_uncor_error_record {
-    open_enum<cxl_uncor_error_type> type;
-    std::vector<std::uint32_t> header;
+    open_enum<cxl_uncor_error_type> type{};
+    std::vector<std::uint32_t> header{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxl_uncor_error_record;
@@ -166,17 +166,17 @@ struct cxl_dynamic_capacity_extent {
 struct cxl_inject_general_media_event {
     static constexpr std::string_view name = "cxl-inject-general-media-event";
     using result_type = empty_result;
-    std::string path;
-    open_enum<cxl_event_log> log;
+    std::string path{};
+    open_enum<cxl_event_log> log{};
     std::uint8_t flags{};
     std::uint64_t dpa{};
     std::uint8_t descriptor{};
     std::uint8_t type{};
     std::uint8_t transaction_type{};
-    std::optional<std::uint8_t> channel;
-    std::optional<std::uint8_t> rank;
-    std::optional<std::uint32_t> device;
-    std::optional<std::string> component_id;
+    std::optional<std::uint8_t> channel{};
+    std::optional<std::uint8_t> rank{};
+    std::optional<std::uint32_t> device{};
+    std::optional<std::string> component_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxl_inject_general_media_event;
@@ -198,21 +198,21 @@ struct cxl_inject_general_media_event {
 struct cxl_inject_dram_event {
     static constexpr std::string_view name = "cxl-inject-dram-event";
     using result_type = empty_result;
-    std::string path;
-    open_enum<cxl_event_log> log;
+    std::string path{};
+    open_enum<cxl_event_log> log{};
     std::uint8_t flags{};
     std::uint64_t dpa{};
     std::uint8_t descriptor{};
     std::uint8_t type{};
     std::uint8_t transaction_type{};
-    std::optional<std::uint8_t> channel;
-    std::optional<std::uint8_t> rank;
-    std::optional<std::uint32_t> nibble_mask;
-    std::optional<std::uint8_t> bank_group;
-    std::optional<std::uint8_t> bank;
-    std::optional<std::uint32_t> row;
-    std::optional<std::uint16_t> column;
-    std::optional<std::vector<std::uint64_t>> correction_mask;
+    std::optional<std::uint8_t> channel{};
+    std::optional<std::uint8_t> rank{};
+    std::optional<std::uint32_t> nibble_mask{};
+    std::optional<std::uint8_t> bank_group{};
+    std::optional<std::uint8_t> bank{};
+    std::optional<std::uint32_t> row{};
+    std::optional<std::uint16_t> column{};
+    std::optional<std::vector<std::uint64_t>> correction_mask{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxl_inject_dram_event;
@@ -238,8 +238,8 @@ struct cxl_inject_dram_event {
 struct cxl_inject_memory_module_event {
     static constexpr std::string_view name = "cxl-inject-memory-module-event";
     using result_type = empty_result;
-    std::string path;
-    open_enum<cxl_event_log> log;
+    std::string path{};
+    open_enum<cxl_event_log> log{};
     std::uint8_t flags{};
     std::uint8_t type{};
     std::uint8_t health_status{};
@@ -272,7 +272,7 @@ struct cxl_inject_memory_module_event {
 struct cxl_inject_poison {
     static constexpr std::string_view name = "cxl-inject-poison";
     using result_type = empty_result;
-    std::string path;
+    std::string path{};
     std::uint64_t start{};
     std::uint64_t length{};
     template <class = void>
@@ -288,8 +288,8 @@ struct cxl_inject_poison {
 struct cxl_inject_uncorrectable_errors {
     static constexpr std::string_view name = "cxl-inject-uncorrectable-errors";
     using result_type = empty_result;
-    std::string path;
-    std::vector<cxl_uncor_error_record> errors;
+    std::string path{};
+    std::vector<cxl_uncor_error_record> errors{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxl_inject_uncorrectable_errors;
@@ -302,8 +302,8 @@ struct cxl_inject_uncorrectable_errors {
 struct cxl_inject_correctable_error {
     static constexpr std::string_view name = "cxl-inject-correctable-error";
     using result_type = empty_result;
-    std::string path;
-    open_enum<cxl_cor_error_type> type;
+    std::string path{};
+    open_enum<cxl_cor_error_type> type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxl_inject_correctable_error;
@@ -316,12 +316,12 @@ struct cxl_inject_correctable_error {
 struct cxl_add_dynamic_capacity {
     static constexpr std::string_view name = "cxl-add-dynamic-capacity";
     using result_type = empty_result;
-    std::string path;
+    std::string path{};
     std::uint16_t host_id{};
-    open_enum<cxl_extent_selection_policy> selection_policy;
+    open_enum<cxl_extent_selection_policy> selection_policy{};
     std::uint8_t region{};
-    std::optional<std::string> tag;
-    std::vector<cxl_dynamic_capacity_extent> extents;
+    std::optional<std::string> tag{};
+    std::vector<cxl_dynamic_capacity_extent> extents{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxl_add_dynamic_capacity;
@@ -338,14 +338,14 @@ struct cxl_add_dynamic_capacity {
 struct cxl_release_dynamic_capacity {
     static constexpr std::string_view name = "cxl-release-dynamic-capacity";
     using result_type = empty_result;
-    std::string path;
+    std::string path{};
     std::uint16_t host_id{};
-    open_enum<cxl_extent_removal_policy> removal_policy;
-    std::optional<bool> forced_removal;
-    std::optional<bool> sanitize_on_release;
+    open_enum<cxl_extent_removal_policy> removal_policy{};
+    std::optional<bool> forced_removal{};
+    std::optional<bool> sanitize_on_release{};
     std::uint8_t region{};
-    std::optional<std::string> tag;
-    std::vector<cxl_dynamic_capacity_extent> extents;
+    std::optional<std::string> tag{};
+    std::vector<cxl_dynamic_capacity_extent> extents{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxl_release_dynamic_capacity;

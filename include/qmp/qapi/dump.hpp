@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 
 #include <array>
 #include <cstddef>
@@ -73,7 +74,7 @@ struct dump_guest_memory_capability;
 
 /// QAPI struct `DumpQueryResult`.
 struct dump_query_result {
-    open_enum<dump_status> status;
+    open_enum<dump_status> status{};
     std::int64_t completed{};
     std::int64_t total{};
     template <class = void>
@@ -87,7 +88,7 @@ struct dump_query_result {
 
 /// QAPI struct `DumpGuestMemoryCapability`.
 struct dump_guest_memory_capability {
-    std::vector<open_enum<dump_guest_memory_format>> formats;
+    std::vector<open_enum<dump_guest_memory_format>> formats{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = dump_guest_memory_capability;
@@ -100,11 +101,11 @@ struct dump_guest_memory {
     static constexpr std::string_view name = "dump-guest-memory";
     using result_type = empty_result;
     bool paging{};
-    std::string protocol;
-    std::optional<bool> detach;
-    std::optional<std::int64_t> begin;
-    std::optional<std::int64_t> length;
-    std::optional<open_enum<dump_guest_memory_format>> format;
+    std::string protocol{};
+    std::optional<bool> detach{};
+    std::optional<std::int64_t> begin{};
+    std::optional<std::int64_t> length{};
+    std::optional<open_enum<dump_guest_memory_format>> format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = dump_guest_memory;
@@ -130,8 +131,8 @@ struct query_dump {
 /// QAPI event `DUMP_COMPLETED`.
 struct dump_completed_event {
     static constexpr std::string_view name = "DUMP_COMPLETED";
-    dump_query_result result;
-    std::optional<std::string> error;
+    dump_query_result result{};
+    std::optional<std::string> error{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = dump_completed_event;

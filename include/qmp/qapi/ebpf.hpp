@@ -41,7 +41,7 @@ struct ebpf_object;
 
 /// QAPI struct `EbpfObject` (QEMU built with CONFIG_EBPF).
 struct ebpf_object {
-    std::string object;
+    std::string object{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = ebpf_object;
@@ -53,7 +53,7 @@ struct ebpf_object {
 struct request_ebpf {
     static constexpr std::string_view name = "request-ebpf";
     using result_type = ebpf_object;
-    open_enum<ebpf_program_id> id;
+    open_enum<ebpf_program_id> id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = request_ebpf;

@@ -89,7 +89,7 @@ struct schema_info;
 
 /// QAPI struct `SchemaInfoBuiltin`.
 struct schema_info_builtin {
-    open_enum<qmp::json_type> json_type;
+    open_enum<qmp::json_type> json_type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_builtin;
@@ -99,8 +99,8 @@ struct schema_info_builtin {
 
 /// QAPI struct `SchemaInfoEnumMember`.
 struct schema_info_enum_member {
-    std::string name;
-    std::optional<std::vector<std::string>> features;
+    std::string name{};
+    std::optional<std::vector<std::string>> features{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_enum_member;
@@ -111,8 +111,8 @@ struct schema_info_enum_member {
 
 /// QAPI struct `SchemaInfoEnum`.
 struct schema_info_enum {
-    std::vector<schema_info_enum_member> members;
-    [[deprecated]] std::vector<std::string> values;
+    std::vector<schema_info_enum_member> members{};
+    [[deprecated]] std::vector<std::string> values{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_enum;
@@ -123,7 +123,7 @@ struct schema_info_enum {
 
 /// QAPI struct `SchemaInfoArray`.
 struct schema_info_array {
-    std::string element_type;
+    std::string element_type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_array;
@@ -133,10 +133,10 @@ struct schema_info_array {
 
 /// QAPI struct `SchemaInfoObjectMember`.
 struct schema_info_object_member {
-    std::string name;
-    std::string type;
-    std::optional<json> default_;
-    std::optional<std::vector<std::string>> features;
+    std::string name{};
+    std::string type{};
+    std::optional<json> default_{};
+    std::optional<std::vector<std::string>> features{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_object_member;
@@ -149,8 +149,8 @@ struct schema_info_object_member {
 
 /// QAPI struct `SchemaInfoObjectVariant`.
 struct schema_info_object_variant {
-    std::string case_;
-    std::string type;
+    std::string case_{};
+    std::string type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_object_variant;
@@ -161,9 +161,9 @@ struct schema_info_object_variant {
 
 /// QAPI struct `SchemaInfoObject`.
 struct schema_info_object {
-    std::vector<schema_info_object_member> members;
-    std::optional<std::string> tag;
-    std::optional<std::vector<schema_info_object_variant>> variants;
+    std::vector<schema_info_object_member> members{};
+    std::optional<std::string> tag{};
+    std::optional<std::vector<schema_info_object_variant>> variants{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_object;
@@ -175,7 +175,7 @@ struct schema_info_object {
 
 /// QAPI struct `SchemaInfoAlternateMember`.
 struct schema_info_alternate_member {
-    std::string type;
+    std::string type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_alternate_member;
@@ -185,7 +185,7 @@ struct schema_info_alternate_member {
 
 /// QAPI struct `SchemaInfoAlternate`.
 struct schema_info_alternate {
-    std::vector<schema_info_alternate_member> members;
+    std::vector<schema_info_alternate_member> members{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_alternate;
@@ -195,9 +195,9 @@ struct schema_info_alternate {
 
 /// QAPI struct `SchemaInfoCommand`.
 struct schema_info_command {
-    std::string arg_type;
-    std::string ret_type;
-    std::optional<bool> allow_oob;
+    std::string arg_type{};
+    std::string ret_type{};
+    std::optional<bool> allow_oob{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_command;
@@ -209,7 +209,7 @@ struct schema_info_command {
 
 /// QAPI struct `SchemaInfoEvent`.
 struct schema_info_event {
-    std::string arg_type;
+    std::string arg_type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = schema_info_event;
@@ -221,9 +221,9 @@ struct schema_info_event {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct schema_info {
-    std::string name;
-    open_enum<schema_meta_type> meta_type;
-    std::optional<std::vector<std::string>> features;
+    std::string name{};
+    open_enum<schema_meta_type> meta_type{};
+    std::optional<std::vector<std::string>> features{};
     std::variant<json,
                  schema_info_builtin,
                  schema_info_enum,

@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 
 #include <array>
 #include <cstddef>
@@ -109,11 +110,46 @@ struct wire_enum<job_verb> {
     }};
 };
 
+struct job_info;
+
+/// QAPI struct `JobInfo`.
+struct job_info {
+    std::string id{};
+    open_enum<job_type> type{};
+    open_enum<job_status> status{};
+    std::int64_t current_progress{};
+    std::int64_t total_progress{};
+    std::optional<std::string> error{};
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = job_info;
+        return std::make_tuple(wire::required("id", &T::id),
+                               wire::required("type", &T::type),
+                               wire::required("status", &T::status),
+                               wire::required("current-progress", &T::current_progress),
+                               wire::required("total-progress", &T::total_progress),
+                               wire::optional("error", &T::error));
+    }
+};
+
+/// QAPI event `JOB_STATUS_CHANGE`.
+struct job_status_change_event {
+    static constexpr std::string_view name = "JOB_STATUS_CHANGE";
+    std::string id{};
+    open_enum<job_status> status{};
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = job_status_change_event;
+        return std::make_tuple(wire::required("id", &T::id),
+                               wire::required("status", &T::status));
+    }
+};
+
 /// QAPI command `job-pause`.
 struct job_pause {
     static constexpr std::string_view name = "job-pause";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = job_pause;
@@ -125,7 +161,7 @@ struct job_pause {
 struct job_resume {
     static constexpr std::string_view name = "job-resume";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = job_resume;
@@ -137,7 +173,7 @@ struct job_resume {
 struct job_cancel {
     static constexpr std::string_view name = "job-cancel";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = job_cancel;
@@ -149,11 +185,45 @@ struct job_cancel {
 struct job_complete {
     static constexpr std::string_view name = "job-complete";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = job_complete;
         return std::make_tuple(wire::required("id", &T::id));
+    }
+};
+
+/// QAPI command `job-dismiss`.
+struct job_dismiss {
+    static constexpr std::string_view name = "job-dismiss";
+    using result_type = empty_result;
+    std::string id{};
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = job_dismiss;
+        return std::make_tuple(wire::required("id", &T::id));
+    }
+};
+
+/// QAPI command `job-finalize`.
+struct job_finalize {
+    static constexpr std::string_view name = "job-finalize";
+    using result_type = empty_result;
+    std::string id{};
+    template <class = void>
+    static constexpr auto wire_members() {
+        using T = job_finalize;
+        return std::make_tuple(wire::required("id", &T::id));
+    }
+};
+
+/// QAPI command `query-jobs`.
+struct query_jobs {
+    static constexpr std::string_view name = "query-jobs";
+    using result_type = std::vector<job_info>;
+    template <class = void>
+    static constexpr auto wire_members() {
+        return std::make_tuple();
     }
 };
 

@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/common.hpp>
 #include <qmp/qapi/machine_common.hpp>
 
@@ -321,9 +322,9 @@ struct memory_size_configuration;
 
 /// QAPI struct `CpuInfoS390`.
 struct cpu_info_s390 {
-    open_enum<s390_cpu_state> cpu_state;
-    std::optional<bool> dedicated;
-    std::optional<open_enum<s390_cpu_entitlement>> entitlement;
+    open_enum<s390_cpu_state> cpu_state{};
+    std::optional<bool> dedicated{};
+    std::optional<open_enum<s390_cpu_entitlement>> entitlement{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cpu_info_s390;
@@ -335,15 +336,15 @@ struct cpu_info_s390 {
 
 /// QAPI struct `CpuInstanceProperties`.
 struct cpu_instance_properties {
-    std::optional<std::int64_t> node_id;
-    std::optional<std::int64_t> drawer_id;
-    std::optional<std::int64_t> book_id;
-    std::optional<std::int64_t> socket_id;
-    std::optional<std::int64_t> die_id;
-    std::optional<std::int64_t> cluster_id;
-    std::optional<std::int64_t> module_id;
-    std::optional<std::int64_t> core_id;
-    std::optional<std::int64_t> thread_id;
+    std::optional<std::int64_t> node_id{};
+    std::optional<std::int64_t> drawer_id{};
+    std::optional<std::int64_t> book_id{};
+    std::optional<std::int64_t> socket_id{};
+    std::optional<std::int64_t> die_id{};
+    std::optional<std::int64_t> cluster_id{};
+    std::optional<std::int64_t> module_id{};
+    std::optional<std::int64_t> core_id{};
+    std::optional<std::int64_t> thread_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cpu_instance_properties;
@@ -364,10 +365,10 @@ struct cpu_instance_properties {
 /// members, or one this header does not know).
 struct cpu_info_fast {
     std::int64_t cpu_index{};
-    std::string qom_path;
+    std::string qom_path{};
     std::int64_t thread_id{};
-    std::optional<cpu_instance_properties> props;
-    open_enum<sys_emu_target> target;
+    std::optional<cpu_instance_properties> props{};
+    open_enum<sys_emu_target> target{};
     std::variant<json,
                  cpu_info_s390>
         branch{};
@@ -389,9 +390,9 @@ struct cpu_info_fast {
 
 /// QAPI struct `CompatProperty`.
 struct compat_property {
-    std::string qom_type;
-    std::string property;
-    std::string value;
+    std::string qom_type{};
+    std::string property{};
+    std::string value{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = compat_property;
@@ -403,17 +404,17 @@ struct compat_property {
 
 /// QAPI struct `MachineInfo`.
 struct machine_info {
-    std::string name;
-    std::optional<std::string> alias;
-    std::optional<bool> is_default;
+    std::string name{};
+    std::optional<std::string> alias{};
+    std::optional<bool> is_default{};
     std::int64_t cpu_max{};
     bool hotpluggable_cpus{};
     bool numa_mem_supported{};
     bool deprecated{};
-    std::optional<std::string> default_cpu_type;
-    std::optional<std::string> default_ram_id;
-    std::optional<bool> acpi;  // required by 10.0, absent in 7.2
-    std::optional<std::vector<compat_property>> compat_props;  // unstable
+    std::optional<std::string> default_cpu_type{};
+    std::optional<std::string> default_ram_id{};
+    std::optional<bool> acpi{};  // required by 10.0, absent in 7.2
+    std::optional<std::vector<compat_property>> compat_props{};  // unstable
     /// Members QEMU 10.0 requires that QEMU 7.2 leaves out (optional here).
     static constexpr std::array<std::string_view, 1> wire_not_in_oldest{{"acpi"}};
     template <class = void>
@@ -445,7 +446,7 @@ struct current_machine_params {
 
 /// QAPI struct `TargetInfo`.
 struct target_info {
-    open_enum<sys_emu_target> arch;
+    open_enum<sys_emu_target> arch{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = target_info;
@@ -455,7 +456,7 @@ struct target_info {
 
 /// QAPI struct `UuidInfo`.
 struct uuid_info {
-    std::string UUID;
+    std::string UUID{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = uuid_info;
@@ -465,7 +466,7 @@ struct uuid_info {
 
 /// QAPI struct `GuidInfo`.
 struct guid_info {
-    std::string guid;
+    std::string guid{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = guid_info;
@@ -487,11 +488,11 @@ struct kvm_info {
 
 /// QAPI struct `NumaNodeOptions`.
 struct numa_node_options {
-    std::optional<std::uint16_t> nodeid;
-    std::optional<std::vector<std::uint16_t>> cpus;
-    std::optional<std::uint64_t> mem;
-    std::optional<std::string> memdev;
-    std::optional<std::uint16_t> initiator;
+    std::optional<std::uint16_t> nodeid{};
+    std::optional<std::vector<std::uint16_t>> cpus{};
+    std::optional<std::uint64_t> mem{};
+    std::optional<std::string> memdev{};
+    std::optional<std::uint16_t> initiator{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = numa_node_options;
@@ -519,15 +520,15 @@ struct numa_dist_options {
 
 /// QAPI struct `NumaCpuOptions`.
 struct numa_cpu_options {
-    std::optional<std::int64_t> node_id;
-    std::optional<std::int64_t> drawer_id;
-    std::optional<std::int64_t> book_id;
-    std::optional<std::int64_t> socket_id;
-    std::optional<std::int64_t> die_id;
-    std::optional<std::int64_t> cluster_id;
-    std::optional<std::int64_t> module_id;
-    std::optional<std::int64_t> core_id;
-    std::optional<std::int64_t> thread_id;
+    std::optional<std::int64_t> node_id{};
+    std::optional<std::int64_t> drawer_id{};
+    std::optional<std::int64_t> book_id{};
+    std::optional<std::int64_t> socket_id{};
+    std::optional<std::int64_t> die_id{};
+    std::optional<std::int64_t> cluster_id{};
+    std::optional<std::int64_t> module_id{};
+    std::optional<std::int64_t> core_id{};
+    std::optional<std::int64_t> thread_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = numa_cpu_options;
@@ -547,10 +548,10 @@ struct numa_cpu_options {
 struct numa_hmat_lb_options {
     std::uint16_t initiator{};
     std::uint16_t target{};
-    open_enum<hmat_lb_memory_hierarchy> hierarchy;
-    open_enum<hmat_lb_data_type> data_type;
-    std::optional<std::uint64_t> latency;
-    std::optional<std::uint64_t> bandwidth;
+    open_enum<hmat_lb_memory_hierarchy> hierarchy{};
+    open_enum<hmat_lb_data_type> data_type{};
+    std::optional<std::uint64_t> latency{};
+    std::optional<std::uint64_t> bandwidth{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = numa_hmat_lb_options;
@@ -568,8 +569,8 @@ struct numa_hmat_cache_options {
     std::uint32_t node_id{};
     std::uint64_t size{};
     std::uint8_t level{};
-    open_enum<hmat_cache_associativity> associativity;
-    open_enum<hmat_cache_write_policy> policy;
+    open_enum<hmat_cache_associativity> associativity{};
+    open_enum<hmat_cache_write_policy> policy{};
     std::uint16_t line{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -587,7 +588,7 @@ struct numa_hmat_cache_options {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct numa_options {
-    open_enum<numa_options_type> type;
+    open_enum<numa_options_type> type{};
     std::variant<json,
                  numa_node_options,
                  numa_dist_options,
@@ -614,8 +615,8 @@ struct numa_options {
 /// QAPI struct `CXLFixedMemoryWindowOptions`.
 struct cxl_fixed_memory_window_options {
     std::uint64_t size{};
-    std::optional<std::uint64_t> interleave_granularity;
-    std::vector<std::string> targets;
+    std::optional<std::uint64_t> interleave_granularity{};
+    std::vector<std::string> targets{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxl_fixed_memory_window_options;
@@ -627,7 +628,7 @@ struct cxl_fixed_memory_window_options {
 
 /// QAPI struct `CXLFMWProperties`.
 struct cxlfmw_properties {
-    std::vector<cxl_fixed_memory_window_options> cxl_fmw;
+    std::vector<cxl_fixed_memory_window_options> cxl_fmw{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cxlfmw_properties;
@@ -638,8 +639,8 @@ struct cxlfmw_properties {
 /// QAPI struct `X86CPUFeatureWordInfo`.
 struct x86_cpu_feature_word_info {
     std::int64_t cpuid_input_eax{};
-    std::optional<std::int64_t> cpuid_input_ecx;
-    open_enum<x86_cpu_register32> cpuid_register;
+    std::optional<std::int64_t> cpuid_input_ecx{};
+    open_enum<x86_cpu_register32> cpuid_register{};
     std::int64_t features{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -653,7 +654,7 @@ struct x86_cpu_feature_word_info {
 
 /// QAPI struct `DummyForceArrays`.
 struct dummy_force_arrays {
-    std::vector<x86_cpu_feature_word_info> unused;
+    std::vector<x86_cpu_feature_word_info> unused{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = dummy_force_arrays;
@@ -663,15 +664,15 @@ struct dummy_force_arrays {
 
 /// QAPI struct `Memdev`.
 struct memdev {
-    std::optional<std::string> id;
+    std::optional<std::string> id{};
     std::uint64_t size{};
     bool merge{};
     bool dump{};
     bool prealloc{};
     bool share{};
-    std::optional<bool> reserve;
-    std::vector<std::uint16_t> host_nodes;
-    open_enum<host_mem_policy> policy;
+    std::optional<bool> reserve{};
+    std::vector<std::uint16_t> host_nodes{};
+    open_enum<host_mem_policy> policy{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memdev;
@@ -689,10 +690,10 @@ struct memdev {
 
 /// QAPI struct `HotpluggableCPU`.
 struct hotpluggable_cpu {
-    std::string type;
+    std::string type{};
     std::int64_t vcpus_count{};
-    cpu_instance_properties props;
-    std::optional<std::string> qom_path;
+    cpu_instance_properties props{};
+    std::optional<std::string> qom_path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = hotpluggable_cpu;
@@ -728,7 +729,7 @@ struct hv_balloon_info {
 /// QAPI struct `MemoryInfo`.
 struct memory_info {
     std::uint64_t base_memory{};
-    std::optional<std::uint64_t> plugged_memory;
+    std::optional<std::uint64_t> plugged_memory{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memory_info;
@@ -739,12 +740,12 @@ struct memory_info {
 
 /// QAPI struct `PCDIMMDeviceInfo`.
 struct pcdimm_device_info {
-    std::optional<std::string> id;
+    std::optional<std::string> id{};
     std::int64_t addr{};
     std::int64_t size{};
     std::int64_t slot{};
     std::int64_t node{};
-    std::string memdev;
+    std::string memdev{};
     bool hotplugged{};
     bool hotpluggable{};
     template <class = void>
@@ -763,10 +764,10 @@ struct pcdimm_device_info {
 
 /// QAPI struct `VirtioPMEMDeviceInfo`.
 struct virtio_pmem_device_info {
-    std::optional<std::string> id;
+    std::optional<std::string> id{};
     std::uint64_t memaddr{};
     std::uint64_t size{};
-    std::string memdev;
+    std::string memdev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_pmem_device_info;
@@ -779,14 +780,14 @@ struct virtio_pmem_device_info {
 
 /// QAPI struct `VirtioMEMDeviceInfo`.
 struct virtio_mem_device_info {
-    std::optional<std::string> id;
+    std::optional<std::string> id{};
     std::uint64_t memaddr{};
     std::uint64_t requested_size{};
     std::uint64_t size{};
     std::uint64_t max_size{};
     std::uint64_t block_size{};
     std::int64_t node{};
-    std::string memdev;
+    std::string memdev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_mem_device_info;
@@ -803,11 +804,11 @@ struct virtio_mem_device_info {
 
 /// QAPI struct `SgxEPCDeviceInfo`.
 struct sgx_epc_device_info {
-    std::optional<std::string> id;
+    std::optional<std::string> id{};
     std::uint64_t memaddr{};
     std::uint64_t size{};
     std::int64_t node{};
-    std::string memdev;
+    std::string memdev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sgx_epc_device_info;
@@ -821,10 +822,10 @@ struct sgx_epc_device_info {
 
 /// QAPI struct `HvBalloonDeviceInfo`.
 struct hv_balloon_device_info {
-    std::optional<std::string> id;
-    std::optional<std::uint64_t> memaddr;
+    std::optional<std::string> id{};
+    std::optional<std::uint64_t> memaddr{};
     std::uint64_t max_size{};
-    std::optional<std::string> memdev;
+    std::optional<std::string> memdev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = hv_balloon_device_info;
@@ -837,7 +838,7 @@ struct hv_balloon_device_info {
 
 /// QAPI struct `PCDIMMDeviceInfoWrapper`.
 struct pcdimm_device_info_wrapper {
-    pcdimm_device_info data;
+    pcdimm_device_info data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pcdimm_device_info_wrapper;
@@ -847,7 +848,7 @@ struct pcdimm_device_info_wrapper {
 
 /// QAPI struct `VirtioPMEMDeviceInfoWrapper`.
 struct virtio_pmem_device_info_wrapper {
-    virtio_pmem_device_info data;
+    virtio_pmem_device_info data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_pmem_device_info_wrapper;
@@ -857,7 +858,7 @@ struct virtio_pmem_device_info_wrapper {
 
 /// QAPI struct `VirtioMEMDeviceInfoWrapper`.
 struct virtio_mem_device_info_wrapper {
-    virtio_mem_device_info data;
+    virtio_mem_device_info data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_mem_device_info_wrapper;
@@ -867,7 +868,7 @@ struct virtio_mem_device_info_wrapper {
 
 /// QAPI struct `SgxEPCDeviceInfoWrapper`.
 struct sgx_epc_device_info_wrapper {
-    sgx_epc_device_info data;
+    sgx_epc_device_info data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sgx_epc_device_info_wrapper;
@@ -877,7 +878,7 @@ struct sgx_epc_device_info_wrapper {
 
 /// QAPI struct `HvBalloonDeviceInfoWrapper`.
 struct hv_balloon_device_info_wrapper {
-    hv_balloon_device_info data;
+    hv_balloon_device_info data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = hv_balloon_device_info_wrapper;
@@ -889,7 +890,7 @@ struct hv_balloon_device_info_wrapper {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct memory_device_info {
-    open_enum<memory_device_info_kind> type;
+    open_enum<memory_device_info_kind> type{};
     std::variant<json,
                  pcdimm_device_info_wrapper,
                  virtio_pmem_device_info_wrapper,
@@ -916,7 +917,7 @@ struct memory_device_info {
 
 /// QAPI struct `SgxEPC`.
 struct sgx_epc {
-    std::string memdev;
+    std::string memdev{};
     std::int64_t node{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -928,7 +929,7 @@ struct sgx_epc {
 
 /// QAPI struct `SgxEPCProperties`.
 struct sgx_epc_properties {
-    std::vector<qmp::sgx_epc> sgx_epc;
+    std::vector<qmp::sgx_epc> sgx_epc{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sgx_epc_properties;
@@ -938,13 +939,13 @@ struct sgx_epc_properties {
 
 /// QAPI struct `BootConfiguration`.
 struct boot_configuration {
-    std::optional<std::string> order;
-    std::optional<std::string> once;
-    std::optional<bool> menu;
-    std::optional<std::string> splash;
-    std::optional<std::int64_t> splash_time;
-    std::optional<std::int64_t> reboot_timeout;
-    std::optional<bool> strict;
+    std::optional<std::string> order{};
+    std::optional<std::string> once{};
+    std::optional<bool> menu{};
+    std::optional<std::string> splash{};
+    std::optional<std::int64_t> splash_time{};
+    std::optional<std::int64_t> reboot_timeout{};
+    std::optional<bool> strict{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = boot_configuration;
@@ -960,16 +961,16 @@ struct boot_configuration {
 
 /// QAPI struct `SMPConfiguration`.
 struct smp_configuration {
-    std::optional<std::int64_t> cpus;
-    std::optional<std::int64_t> drawers;
-    std::optional<std::int64_t> books;
-    std::optional<std::int64_t> sockets;
-    std::optional<std::int64_t> dies;
-    std::optional<std::int64_t> clusters;
-    std::optional<std::int64_t> modules;
-    std::optional<std::int64_t> cores;
-    std::optional<std::int64_t> threads;
-    std::optional<std::int64_t> maxcpus;
+    std::optional<std::int64_t> cpus{};
+    std::optional<std::int64_t> drawers{};
+    std::optional<std::int64_t> books{};
+    std::optional<std::int64_t> sockets{};
+    std::optional<std::int64_t> dies{};
+    std::optional<std::int64_t> clusters{};
+    std::optional<std::int64_t> modules{};
+    std::optional<std::int64_t> cores{};
+    std::optional<std::int64_t> threads{};
+    std::optional<std::int64_t> maxcpus{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = smp_configuration;
@@ -988,9 +989,9 @@ struct smp_configuration {
 
 /// QAPI struct `MemorySizeConfiguration`.
 struct memory_size_configuration {
-    std::optional<std::uint64_t> size;
-    std::optional<std::uint64_t> max_size;
-    std::optional<std::uint64_t> slots;
+    std::optional<std::uint64_t> size{};
+    std::optional<std::uint64_t> max_size{};
+    std::optional<std::uint64_t> slots{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memory_size_configuration;
@@ -1014,7 +1015,7 @@ struct query_cpus_fast {
 struct query_machines {
     static constexpr std::string_view name = "query-machines";
     using result_type = std::vector<machine_info>;
-    std::optional<bool> compat_props;  // unstable
+    std::optional<bool> compat_props{};  // unstable
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_machines;
@@ -1118,8 +1119,8 @@ struct memsave {
     using result_type = empty_result;
     std::uint64_t val{};
     std::uint64_t size{};
-    std::string filename;
-    std::optional<std::int64_t> cpu_index;
+    std::string filename{};
+    std::optional<std::int64_t> cpu_index{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memsave;
@@ -1136,7 +1137,7 @@ struct pmemsave {
     using result_type = empty_result;
     std::uint64_t val{};
     std::uint64_t size{};
-    std::string filename;
+    std::string filename{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pmemsave;
@@ -1251,9 +1252,9 @@ struct query_memory_devices {
 /// QAPI event `MEMORY_DEVICE_SIZE_CHANGE`.
 struct memory_device_size_change_event {
     static constexpr std::string_view name = "MEMORY_DEVICE_SIZE_CHANGE";
-    std::optional<std::string> id;
+    std::optional<std::string> id{};
     std::uint64_t size{};
-    std::string qom_path;
+    std::string qom_path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memory_device_size_change_event;
@@ -1337,7 +1338,7 @@ struct x_query_usb {
 struct dumpdtb {
     static constexpr std::string_view name = "dumpdtb";
     using result_type = empty_result;
-    std::string filename;
+    std::string filename{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = dumpdtb;

@@ -92,8 +92,8 @@ struct smp_cache_properties_wrapper;
 
 /// QAPI struct `SmpCacheProperties`.
 struct smp_cache_properties {
-    open_enum<cache_level_and_type> cache;
-    open_enum<cpu_topology_level> topology;
+    open_enum<cache_level_and_type> cache{};
+    open_enum<cpu_topology_level> topology{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = smp_cache_properties;
@@ -104,7 +104,7 @@ struct smp_cache_properties {
 
 /// QAPI struct `SmpCachePropertiesWrapper`.
 struct smp_cache_properties_wrapper {
-    std::vector<smp_cache_properties> caches;
+    std::vector<smp_cache_properties> caches{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = smp_cache_properties_wrapper;

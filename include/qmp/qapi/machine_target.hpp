@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/machine_common.hpp>
 
 #include <array>
@@ -79,8 +80,8 @@ struct cpu_polarization_info;
 
 /// QAPI struct `CpuModelInfo`.
 struct cpu_model_info {
-    std::string name;
-    std::optional<json> props;
+    std::string name{};
+    std::optional<json> props{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cpu_model_info;
@@ -91,7 +92,7 @@ struct cpu_model_info {
 
 /// QAPI struct `CpuModelBaselineInfo` (QEMU built with TARGET_S390X).
 struct cpu_model_baseline_info {
-    cpu_model_info model;
+    cpu_model_info model{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cpu_model_baseline_info;
@@ -101,8 +102,8 @@ struct cpu_model_baseline_info {
 
 /// QAPI struct `CpuModelCompareInfo` (QEMU built with TARGET_S390X).
 struct cpu_model_compare_info {
-    open_enum<cpu_model_compare_result> result;
-    std::vector<std::string> responsible_properties;
+    open_enum<cpu_model_compare_result> result{};
+    std::vector<std::string> responsible_properties{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cpu_model_compare_info;
@@ -113,8 +114,8 @@ struct cpu_model_compare_info {
 
 /// QAPI struct `CpuModelExpansionInfo` (QEMU built with (TARGET_S390X or TARGET_I386 or TARGET_ARM or TARGET_LOONGARCH64 or TARGET_RISCV)).
 struct cpu_model_expansion_info {
-    cpu_model_info model;
-    std::optional<std::vector<std::string>> deprecated_props;  // required by 10.0, absent in 7.2; if TARGET_S390X
+    cpu_model_info model{};
+    std::optional<std::vector<std::string>> deprecated_props{};  // required by 10.0, absent in 7.2; if TARGET_S390X
     /// Members only some builds of QEMU have (see their conditions).
     static constexpr std::array<std::string_view, 1> wire_conditional{{"deprecated-props"}};
     /// Members QEMU 10.0 requires that QEMU 7.2 leaves out (optional here).
@@ -129,12 +130,12 @@ struct cpu_model_expansion_info {
 
 /// QAPI struct `CpuDefinitionInfo` (QEMU built with (TARGET_PPC or TARGET_ARM or TARGET_I386 or TARGET_S390X or TARGET_MIPS or TARGET_LOONGARCH64 or TARGET_RISCV)).
 struct cpu_definition_info {
-    std::string name;
-    std::optional<bool> migration_safe;
+    std::string name{};
+    std::optional<bool> migration_safe{};
     bool static_{};
-    std::optional<std::vector<std::string>> unavailable_features;
-    std::string typename_;
-    std::optional<std::string> alias_of;
+    std::optional<std::vector<std::string>> unavailable_features{};
+    std::string typename_{};
+    std::optional<std::string> alias_of{};
     bool deprecated{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -151,7 +152,7 @@ struct cpu_definition_info {
 
 /// QAPI struct `CpuPolarizationInfo` (QEMU built with TARGET_S390X and CONFIG_KVM).
 struct cpu_polarization_info {
-    open_enum<s390_cpu_polarization> polarization;
+    open_enum<s390_cpu_polarization> polarization{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cpu_polarization_info;
@@ -163,8 +164,8 @@ struct cpu_polarization_info {
 struct query_cpu_model_comparison {
     static constexpr std::string_view name = "query-cpu-model-comparison";
     using result_type = cpu_model_compare_info;
-    cpu_model_info modela;
-    cpu_model_info modelb;
+    cpu_model_info modela{};
+    cpu_model_info modelb{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_cpu_model_comparison;
@@ -177,8 +178,8 @@ struct query_cpu_model_comparison {
 struct query_cpu_model_baseline {
     static constexpr std::string_view name = "query-cpu-model-baseline";
     using result_type = cpu_model_baseline_info;
-    cpu_model_info modela;
-    cpu_model_info modelb;
+    cpu_model_info modela{};
+    cpu_model_info modelb{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_cpu_model_baseline;
@@ -191,8 +192,8 @@ struct query_cpu_model_baseline {
 struct query_cpu_model_expansion {
     static constexpr std::string_view name = "query-cpu-model-expansion";
     using result_type = cpu_model_expansion_info;
-    open_enum<cpu_model_expansion_type> type;
-    cpu_model_info model;
+    open_enum<cpu_model_expansion_type> type{};
+    cpu_model_info model{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_cpu_model_expansion;
@@ -216,11 +217,11 @@ struct set_cpu_topology {
     static constexpr std::string_view name = "set-cpu-topology";
     using result_type = empty_result;
     std::uint16_t core_id{};
-    std::optional<std::uint16_t> socket_id;
-    std::optional<std::uint16_t> book_id;
-    std::optional<std::uint16_t> drawer_id;
-    std::optional<open_enum<s390_cpu_entitlement>> entitlement;
-    std::optional<bool> dedicated;
+    std::optional<std::uint16_t> socket_id{};
+    std::optional<std::uint16_t> book_id{};
+    std::optional<std::uint16_t> drawer_id{};
+    std::optional<open_enum<s390_cpu_entitlement>> entitlement{};
+    std::optional<bool> dedicated{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = set_cpu_topology;
@@ -236,7 +237,7 @@ struct set_cpu_topology {
 /// QAPI event `CPU_POLARIZATION_CHANGE` (QEMU built with TARGET_S390X and CONFIG_KVM) (unstable).
 struct cpu_polarization_change_event {
     static constexpr std::string_view name = "CPU_POLARIZATION_CHANGE";
-    open_enum<s390_cpu_polarization> polarization;
+    open_enum<s390_cpu_polarization> polarization{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cpu_polarization_change_event;

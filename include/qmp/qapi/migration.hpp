@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/common.hpp>
 #include <qmp/qapi/sockets.hpp>
 
@@ -503,22 +504,22 @@ struct vfio_stats {
 
 /// QAPI struct `MigrationInfo`.
 struct migration_info {
-    std::optional<open_enum<migration_status>> status;
-    std::optional<migration_stats> ram;
-    std::optional<vfio_stats> vfio;
-    std::optional<xbzrle_cache_stats> xbzrle_cache;
-    std::optional<std::int64_t> total_time;
-    std::optional<std::int64_t> expected_downtime;
-    std::optional<std::int64_t> downtime;
-    std::optional<std::int64_t> setup_time;
-    std::optional<std::int64_t> cpu_throttle_percentage;
-    std::optional<std::string> error_desc;
-    std::optional<std::vector<std::string>> blocked_reasons;
-    std::optional<std::uint32_t> postcopy_blocktime;
-    std::optional<std::vector<std::uint32_t>> postcopy_vcpu_blocktime;
-    std::optional<std::vector<qmp::socket_address>> socket_address;
-    std::optional<std::uint64_t> dirty_limit_throttle_time_per_round;
-    std::optional<std::uint64_t> dirty_limit_ring_full_time;
+    std::optional<open_enum<migration_status>> status{};
+    std::optional<migration_stats> ram{};
+    std::optional<vfio_stats> vfio{};
+    std::optional<xbzrle_cache_stats> xbzrle_cache{};
+    std::optional<std::int64_t> total_time{};
+    std::optional<std::int64_t> expected_downtime{};
+    std::optional<std::int64_t> downtime{};
+    std::optional<std::int64_t> setup_time{};
+    std::optional<std::int64_t> cpu_throttle_percentage{};
+    std::optional<std::string> error_desc{};
+    std::optional<std::vector<std::string>> blocked_reasons{};
+    std::optional<std::uint32_t> postcopy_blocktime{};
+    std::optional<std::vector<std::uint32_t>> postcopy_vcpu_blocktime{};
+    std::optional<std::vector<qmp::socket_address>> socket_address{};
+    std::optional<std::uint64_t> dirty_limit_throttle_time_per_round{};
+    std::optional<std::uint64_t> dirty_limit_ring_full_time{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migration_info;
@@ -543,7 +544,7 @@ struct migration_info {
 
 /// QAPI struct `MigrationCapabilityStatus`.
 struct migration_capability_status {
-    open_enum<migration_capability> capability;
+    open_enum<migration_capability> capability{};
     bool state{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -555,7 +556,7 @@ struct migration_capability_status {
 
 /// QAPI struct `BitmapMigrationBitmapAliasTransform`.
 struct bitmap_migration_bitmap_alias_transform {
-    std::optional<bool> persistent;
+    std::optional<bool> persistent{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = bitmap_migration_bitmap_alias_transform;
@@ -565,9 +566,9 @@ struct bitmap_migration_bitmap_alias_transform {
 
 /// QAPI struct `BitmapMigrationBitmapAlias`.
 struct bitmap_migration_bitmap_alias {
-    std::string name;
-    std::string alias;
-    std::optional<bitmap_migration_bitmap_alias_transform> transform;
+    std::string name{};
+    std::string alias{};
+    std::optional<bitmap_migration_bitmap_alias_transform> transform{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = bitmap_migration_bitmap_alias;
@@ -579,9 +580,9 @@ struct bitmap_migration_bitmap_alias {
 
 /// QAPI struct `BitmapMigrationNodeAlias`.
 struct bitmap_migration_node_alias {
-    std::string node_name;
-    std::string alias;
-    std::vector<bitmap_migration_bitmap_alias> bitmaps;
+    std::string node_name{};
+    std::string alias{};
+    std::vector<bitmap_migration_bitmap_alias> bitmaps{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = bitmap_migration_node_alias;
@@ -593,35 +594,35 @@ struct bitmap_migration_node_alias {
 
 /// QAPI struct `MigrateSetParameters`.
 struct migrate_set_parameters_args {
-    std::optional<std::uint64_t> announce_initial;
-    std::optional<std::uint64_t> announce_max;
-    std::optional<std::uint64_t> announce_rounds;
-    std::optional<std::uint64_t> announce_step;
-    std::optional<std::uint8_t> throttle_trigger_threshold;
-    std::optional<std::uint8_t> cpu_throttle_initial;
-    std::optional<std::uint8_t> cpu_throttle_increment;
-    std::optional<bool> cpu_throttle_tailslow;
-    std::optional<str_or_null> tls_creds;
-    std::optional<str_or_null> tls_hostname;
-    std::optional<str_or_null> tls_authz;
-    std::optional<std::uint64_t> max_bandwidth;
-    std::optional<std::uint64_t> avail_switchover_bandwidth;
-    std::optional<std::uint64_t> downtime_limit;
-    std::optional<std::uint32_t> x_checkpoint_delay;  // unstable
-    std::optional<std::uint8_t> multifd_channels;
-    std::optional<std::uint64_t> xbzrle_cache_size;
-    std::optional<std::uint64_t> max_postcopy_bandwidth;
-    std::optional<std::uint8_t> max_cpu_throttle;
-    std::optional<open_enum<multi_fd_compression>> multifd_compression;
-    std::optional<std::uint8_t> multifd_zlib_level;
-    std::optional<std::uint8_t> multifd_qatzip_level;
-    std::optional<std::uint8_t> multifd_zstd_level;
-    std::optional<std::vector<bitmap_migration_node_alias>> block_bitmap_mapping;
-    std::optional<std::uint64_t> x_vcpu_dirty_limit_period;  // unstable
-    std::optional<std::uint64_t> vcpu_dirty_limit;
-    std::optional<open_enum<mig_mode>> mode;
-    std::optional<open_enum<qmp::zero_page_detection>> zero_page_detection;
-    std::optional<bool> direct_io;
+    std::optional<std::uint64_t> announce_initial{};
+    std::optional<std::uint64_t> announce_max{};
+    std::optional<std::uint64_t> announce_rounds{};
+    std::optional<std::uint64_t> announce_step{};
+    std::optional<std::uint8_t> throttle_trigger_threshold{};
+    std::optional<std::uint8_t> cpu_throttle_initial{};
+    std::optional<std::uint8_t> cpu_throttle_increment{};
+    std::optional<bool> cpu_throttle_tailslow{};
+    std::optional<str_or_null> tls_creds{};
+    std::optional<str_or_null> tls_hostname{};
+    std::optional<str_or_null> tls_authz{};
+    std::optional<std::uint64_t> max_bandwidth{};
+    std::optional<std::uint64_t> avail_switchover_bandwidth{};
+    std::optional<std::uint64_t> downtime_limit{};
+    std::optional<std::uint32_t> x_checkpoint_delay{};  // unstable
+    std::optional<std::uint8_t> multifd_channels{};
+    std::optional<std::uint64_t> xbzrle_cache_size{};
+    std::optional<std::uint64_t> max_postcopy_bandwidth{};
+    std::optional<std::uint8_t> max_cpu_throttle{};
+    std::optional<open_enum<multi_fd_compression>> multifd_compression{};
+    std::optional<std::uint8_t> multifd_zlib_level{};
+    std::optional<std::uint8_t> multifd_qatzip_level{};
+    std::optional<std::uint8_t> multifd_zstd_level{};
+    std::optional<std::vector<bitmap_migration_node_alias>> block_bitmap_mapping{};
+    std::optional<std::uint64_t> x_vcpu_dirty_limit_period{};  // unstable
+    std::optional<std::uint64_t> vcpu_dirty_limit{};
+    std::optional<open_enum<mig_mode>> mode{};
+    std::optional<open_enum<qmp::zero_page_detection>> zero_page_detection{};
+    std::optional<bool> direct_io{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migrate_set_parameters_args;
@@ -659,35 +660,35 @@ struct migrate_set_parameters_args {
 
 /// QAPI struct `MigrationParameters`.
 struct migration_parameters {
-    std::optional<std::uint64_t> announce_initial;
-    std::optional<std::uint64_t> announce_max;
-    std::optional<std::uint64_t> announce_rounds;
-    std::optional<std::uint64_t> announce_step;
-    std::optional<std::uint8_t> throttle_trigger_threshold;
-    std::optional<std::uint8_t> cpu_throttle_initial;
-    std::optional<std::uint8_t> cpu_throttle_increment;
-    std::optional<bool> cpu_throttle_tailslow;
-    std::optional<std::string> tls_creds;
-    std::optional<std::string> tls_hostname;
-    std::optional<std::string> tls_authz;
-    std::optional<std::uint64_t> max_bandwidth;
-    std::optional<std::uint64_t> avail_switchover_bandwidth;
-    std::optional<std::uint64_t> downtime_limit;
-    std::optional<std::uint32_t> x_checkpoint_delay;  // unstable
-    std::optional<std::uint8_t> multifd_channels;
-    std::optional<std::uint64_t> xbzrle_cache_size;
-    std::optional<std::uint64_t> max_postcopy_bandwidth;
-    std::optional<std::uint8_t> max_cpu_throttle;
-    std::optional<open_enum<multi_fd_compression>> multifd_compression;
-    std::optional<std::uint8_t> multifd_zlib_level;
-    std::optional<std::uint8_t> multifd_qatzip_level;
-    std::optional<std::uint8_t> multifd_zstd_level;
-    std::optional<std::vector<bitmap_migration_node_alias>> block_bitmap_mapping;
-    std::optional<std::uint64_t> x_vcpu_dirty_limit_period;  // unstable
-    std::optional<std::uint64_t> vcpu_dirty_limit;
-    std::optional<open_enum<mig_mode>> mode;
-    std::optional<open_enum<qmp::zero_page_detection>> zero_page_detection;
-    std::optional<bool> direct_io;
+    std::optional<std::uint64_t> announce_initial{};
+    std::optional<std::uint64_t> announce_max{};
+    std::optional<std::uint64_t> announce_rounds{};
+    std::optional<std::uint64_t> announce_step{};
+    std::optional<std::uint8_t> throttle_trigger_threshold{};
+    std::optional<std::uint8_t> cpu_throttle_initial{};
+    std::optional<std::uint8_t> cpu_throttle_increment{};
+    std::optional<bool> cpu_throttle_tailslow{};
+    std::optional<std::string> tls_creds{};
+    std::optional<std::string> tls_hostname{};
+    std::optional<std::string> tls_authz{};
+    std::optional<std::uint64_t> max_bandwidth{};
+    std::optional<std::uint64_t> avail_switchover_bandwidth{};
+    std::optional<std::uint64_t> downtime_limit{};
+    std::optional<std::uint32_t> x_checkpoint_delay{};  // unstable
+    std::optional<std::uint8_t> multifd_channels{};
+    std::optional<std::uint64_t> xbzrle_cache_size{};
+    std::optional<std::uint64_t> max_postcopy_bandwidth{};
+    std::optional<std::uint8_t> max_cpu_throttle{};
+    std::optional<open_enum<multi_fd_compression>> multifd_compression{};
+    std::optional<std::uint8_t> multifd_zlib_level{};
+    std::optional<std::uint8_t> multifd_qatzip_level{};
+    std::optional<std::uint8_t> multifd_zstd_level{};
+    std::optional<std::vector<bitmap_migration_node_alias>> block_bitmap_mapping{};
+    std::optional<std::uint64_t> x_vcpu_dirty_limit_period{};  // unstable
+    std::optional<std::uint64_t> vcpu_dirty_limit{};
+    std::optional<open_enum<mig_mode>> mode{};
+    std::optional<open_enum<qmp::zero_page_detection>> zero_page_detection{};
+    std::optional<bool> direct_io{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migration_parameters;
@@ -725,7 +726,7 @@ struct migration_parameters {
 
 /// QAPI struct `FileMigrationArgs`.
 struct file_migration_args {
-    std::string filename;
+    std::string filename{};
     std::uint64_t offset{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -737,7 +738,7 @@ struct file_migration_args {
 
 /// QAPI struct `MigrationExecCommand`.
 struct migration_exec_command {
-    std::vector<std::string> args;
+    std::vector<std::string> args{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migration_exec_command;
@@ -749,7 +750,7 @@ struct migration_exec_command {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct migration_address {
-    open_enum<migration_address_type> transport;
+    open_enum<migration_address_type> transport{};
     std::variant<json,
                  socket_address,
                  migration_exec_command,
@@ -773,8 +774,8 @@ struct migration_address {
 
 /// QAPI struct `MigrationChannel`.
 struct migration_channel {
-    open_enum<migration_channel_type> channel_type;
-    migration_address addr;
+    open_enum<migration_channel_type> channel_type{};
+    migration_address addr{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migration_channel;
@@ -786,7 +787,7 @@ struct migration_channel {
 /// QAPI struct `ReplicationStatus` (QEMU built with CONFIG_REPLICATION).
 struct replication_status {
     bool error{};
-    std::optional<std::string> desc;
+    std::optional<std::string> desc{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = replication_status;
@@ -797,9 +798,9 @@ struct replication_status {
 
 /// QAPI struct `COLOStatus` (QEMU built with CONFIG_REPLICATION).
 struct colo_status {
-    open_enum<colo_mode> mode;
-    open_enum<colo_mode> last_mode;
-    open_enum<colo_exit_reason> reason;
+    open_enum<colo_mode> mode{};
+    open_enum<colo_mode> last_mode{};
+    open_enum<colo_exit_reason> reason{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = colo_status;
@@ -823,14 +824,14 @@ struct dirty_rate_vcpu {
 
 /// QAPI struct `DirtyRateInfo`.
 struct dirty_rate_info {
-    std::optional<std::int64_t> dirty_rate;
-    open_enum<dirty_rate_status> status;
+    std::optional<std::int64_t> dirty_rate{};
+    open_enum<dirty_rate_status> status{};
     std::int64_t start_time{};
     std::int64_t calc_time{};
-    std::optional<open_enum<time_unit>> calc_time_unit;  // required by 10.0, absent in 7.2
+    std::optional<open_enum<time_unit>> calc_time_unit{};  // required by 10.0, absent in 7.2
     std::uint64_t sample_pages{};
-    open_enum<dirty_rate_measure_mode> mode;
-    std::optional<std::vector<dirty_rate_vcpu>> vcpu_dirty_rate;
+    open_enum<dirty_rate_measure_mode> mode{};
+    std::optional<std::vector<dirty_rate_vcpu>> vcpu_dirty_rate{};
     /// Members QEMU 10.0 requires that QEMU 7.2 leaves out (optional here).
     static constexpr std::array<std::string_view, 1> wire_not_in_oldest{{"calc-time-unit"}};
     template <class = void>
@@ -863,7 +864,7 @@ struct dirty_limit_info {
 
 /// QAPI struct `MigrationThreadInfo`.
 struct migration_thread_info {
-    std::string name;
+    std::string name{};
     std::int64_t thread_id{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -887,7 +888,7 @@ struct query_migrate {
 struct migrate_set_capabilities {
     static constexpr std::string_view name = "migrate-set-capabilities";
     using result_type = empty_result;
-    std::vector<migration_capability_status> capabilities;
+    std::vector<migration_capability_status> capabilities{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migrate_set_capabilities;
@@ -909,35 +910,35 @@ struct query_migrate_capabilities {
 struct migrate_set_parameters {
     static constexpr std::string_view name = "migrate-set-parameters";
     using result_type = empty_result;
-    std::optional<std::uint64_t> announce_initial;
-    std::optional<std::uint64_t> announce_max;
-    std::optional<std::uint64_t> announce_rounds;
-    std::optional<std::uint64_t> announce_step;
-    std::optional<std::uint8_t> throttle_trigger_threshold;
-    std::optional<std::uint8_t> cpu_throttle_initial;
-    std::optional<std::uint8_t> cpu_throttle_increment;
-    std::optional<bool> cpu_throttle_tailslow;
-    std::optional<str_or_null> tls_creds;
-    std::optional<str_or_null> tls_hostname;
-    std::optional<str_or_null> tls_authz;
-    std::optional<std::uint64_t> max_bandwidth;
-    std::optional<std::uint64_t> avail_switchover_bandwidth;
-    std::optional<std::uint64_t> downtime_limit;
-    std::optional<std::uint32_t> x_checkpoint_delay;  // unstable
-    std::optional<std::uint8_t> multifd_channels;
-    std::optional<std::uint64_t> xbzrle_cache_size;
-    std::optional<std::uint64_t> max_postcopy_bandwidth;
-    std::optional<std::uint8_t> max_cpu_throttle;
-    std::optional<open_enum<multi_fd_compression>> multifd_compression;
-    std::optional<std::uint8_t> multifd_zlib_level;
-    std::optional<std::uint8_t> multifd_qatzip_level;
-    std::optional<std::uint8_t> multifd_zstd_level;
-    std::optional<std::vector<bitmap_migration_node_alias>> block_bitmap_mapping;
-    std::optional<std::uint64_t> x_vcpu_dirty_limit_period;  // unstable
-    std::optional<std::uint64_t> vcpu_dirty_limit;
-    std::optional<open_enum<mig_mode>> mode;
-    std::optional<open_enum<qmp::zero_page_detection>> zero_page_detection;
-    std::optional<bool> direct_io;
+    std::optional<std::uint64_t> announce_initial{};
+    std::optional<std::uint64_t> announce_max{};
+    std::optional<std::uint64_t> announce_rounds{};
+    std::optional<std::uint64_t> announce_step{};
+    std::optional<std::uint8_t> throttle_trigger_threshold{};
+    std::optional<std::uint8_t> cpu_throttle_initial{};
+    std::optional<std::uint8_t> cpu_throttle_increment{};
+    std::optional<bool> cpu_throttle_tailslow{};
+    std::optional<str_or_null> tls_creds{};
+    std::optional<str_or_null> tls_hostname{};
+    std::optional<str_or_null> tls_authz{};
+    std::optional<std::uint64_t> max_bandwidth{};
+    std::optional<std::uint64_t> avail_switchover_bandwidth{};
+    std::optional<std::uint64_t> downtime_limit{};
+    std::optional<std::uint32_t> x_checkpoint_delay{};  // unstable
+    std::optional<std::uint8_t> multifd_channels{};
+    std::optional<std::uint64_t> xbzrle_cache_size{};
+    std::optional<std::uint64_t> max_postcopy_bandwidth{};
+    std::optional<std::uint8_t> max_cpu_throttle{};
+    std::optional<open_enum<multi_fd_compression>> multifd_compression{};
+    std::optional<std::uint8_t> multifd_zlib_level{};
+    std::optional<std::uint8_t> multifd_qatzip_level{};
+    std::optional<std::uint8_t> multifd_zstd_level{};
+    std::optional<std::vector<bitmap_migration_node_alias>> block_bitmap_mapping{};
+    std::optional<std::uint64_t> x_vcpu_dirty_limit_period{};  // unstable
+    std::optional<std::uint64_t> vcpu_dirty_limit{};
+    std::optional<open_enum<mig_mode>> mode{};
+    std::optional<open_enum<qmp::zero_page_detection>> zero_page_detection{};
+    std::optional<bool> direct_io{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migrate_set_parameters;
@@ -996,7 +997,7 @@ struct migrate_start_postcopy {
 /// QAPI event `MIGRATION`.
 struct migration_event {
     static constexpr std::string_view name = "MIGRATION";
-    open_enum<migration_status> status;
+    open_enum<migration_status> status{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migration_event;
@@ -1018,8 +1019,8 @@ struct migration_pass_event {
 /// QAPI event `COLO_EXIT`.
 struct colo_exit_event {
     static constexpr std::string_view name = "COLO_EXIT";
-    open_enum<colo_mode> mode;
-    open_enum<colo_exit_reason> reason;
+    open_enum<colo_mode> mode{};
+    open_enum<colo_exit_reason> reason{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = colo_exit_event;
@@ -1052,7 +1053,7 @@ struct migrate_cancel {
 struct migrate_continue {
     static constexpr std::string_view name = "migrate-continue";
     using result_type = empty_result;
-    open_enum<migration_status> state;
+    open_enum<migration_status> state{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migrate_continue;
@@ -1064,10 +1065,10 @@ struct migrate_continue {
 struct migrate {
     static constexpr std::string_view name = "migrate";
     using result_type = empty_result;
-    std::optional<std::string> uri;
-    std::optional<std::vector<migration_channel>> channels;
-    std::optional<bool> detach;
-    std::optional<bool> resume;
+    std::optional<std::string> uri{};
+    std::optional<std::vector<migration_channel>> channels{};
+    std::optional<bool> detach{};
+    std::optional<bool> resume{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migrate;
@@ -1082,9 +1083,9 @@ struct migrate {
 struct migrate_incoming {
     static constexpr std::string_view name = "migrate-incoming";
     using result_type = empty_result;
-    std::optional<std::string> uri;
-    std::optional<std::vector<migration_channel>> channels;
-    std::optional<bool> exit_on_error;
+    std::optional<std::string> uri{};
+    std::optional<std::vector<migration_channel>> channels{};
+    std::optional<bool> exit_on_error{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migrate_incoming;
@@ -1098,8 +1099,8 @@ struct migrate_incoming {
 struct xen_save_devices_state {
     static constexpr std::string_view name = "xen-save-devices-state";
     using result_type = empty_result;
-    std::string filename;
-    std::optional<bool> live;
+    std::string filename{};
+    std::optional<bool> live{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = xen_save_devices_state;
@@ -1124,7 +1125,7 @@ struct xen_set_global_dirty_log {
 struct xen_load_devices_state {
     static constexpr std::string_view name = "xen-load-devices-state";
     using result_type = empty_result;
-    std::string filename;
+    std::string filename{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = xen_load_devices_state;
@@ -1138,7 +1139,7 @@ struct xen_set_replication {
     using result_type = empty_result;
     bool enable{};
     bool primary{};
-    std::optional<bool> failover;
+    std::optional<bool> failover{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = xen_set_replication;
@@ -1183,7 +1184,7 @@ struct migrate_recover {
     static constexpr std::string_view name = "migrate-recover";
     using result_type = empty_result;
     static constexpr bool allow_oob = true;
-    std::string uri;
+    std::string uri{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = migrate_recover;
@@ -1205,7 +1206,7 @@ struct migrate_pause {
 /// QAPI event `UNPLUG_PRIMARY`.
 struct unplug_primary_event {
     static constexpr std::string_view name = "UNPLUG_PRIMARY";
-    std::string device_id;
+    std::string device_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = unplug_primary_event;
@@ -1218,9 +1219,9 @@ struct calc_dirty_rate {
     static constexpr std::string_view name = "calc-dirty-rate";
     using result_type = empty_result;
     std::int64_t calc_time{};
-    std::optional<open_enum<time_unit>> calc_time_unit;
-    std::optional<std::int64_t> sample_pages;
-    std::optional<open_enum<dirty_rate_measure_mode>> mode;
+    std::optional<open_enum<time_unit>> calc_time_unit{};
+    std::optional<std::int64_t> sample_pages{};
+    std::optional<open_enum<dirty_rate_measure_mode>> mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = calc_dirty_rate;
@@ -1235,7 +1236,7 @@ struct calc_dirty_rate {
 struct query_dirty_rate {
     static constexpr std::string_view name = "query-dirty-rate";
     using result_type = dirty_rate_info;
-    std::optional<open_enum<time_unit>> calc_time_unit;
+    std::optional<open_enum<time_unit>> calc_time_unit{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_dirty_rate;
@@ -1247,7 +1248,7 @@ struct query_dirty_rate {
 struct set_vcpu_dirty_limit {
     static constexpr std::string_view name = "set-vcpu-dirty-limit";
     using result_type = empty_result;
-    std::optional<std::int64_t> cpu_index;
+    std::optional<std::int64_t> cpu_index{};
     std::uint64_t dirty_rate{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -1261,7 +1262,7 @@ struct set_vcpu_dirty_limit {
 struct cancel_vcpu_dirty_limit {
     static constexpr std::string_view name = "cancel-vcpu-dirty-limit";
     using result_type = empty_result;
-    std::optional<std::int64_t> cpu_index;
+    std::optional<std::int64_t> cpu_index{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cancel_vcpu_dirty_limit;
@@ -1293,10 +1294,10 @@ struct [[deprecated]] query_migrationthreads {
 struct snapshot_save {
     static constexpr std::string_view name = "snapshot-save";
     using result_type = empty_result;
-    std::string job_id;
-    std::string tag;
-    std::string vmstate;
-    std::vector<std::string> devices;
+    std::string job_id{};
+    std::string tag{};
+    std::string vmstate{};
+    std::vector<std::string> devices{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = snapshot_save;
@@ -1311,10 +1312,10 @@ struct snapshot_save {
 struct snapshot_load {
     static constexpr std::string_view name = "snapshot-load";
     using result_type = empty_result;
-    std::string job_id;
-    std::string tag;
-    std::string vmstate;
-    std::vector<std::string> devices;
+    std::string job_id{};
+    std::string tag{};
+    std::string vmstate{};
+    std::vector<std::string> devices{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = snapshot_load;
@@ -1329,9 +1330,9 @@ struct snapshot_load {
 struct snapshot_delete {
     static constexpr std::string_view name = "snapshot-delete";
     using result_type = empty_result;
-    std::string job_id;
-    std::string tag;
-    std::vector<std::string> devices;
+    std::string job_id{};
+    std::string tag{};
+    std::vector<std::string> devices{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = snapshot_delete;

@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 
 #include <array>
 #include <cstddef>
@@ -53,7 +54,7 @@ struct command_line_option_info;
 
 /// QAPI struct `NameInfo`.
 struct name_info {
-    std::optional<std::string> name;
+    std::optional<std::string> name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = name_info;
@@ -63,7 +64,7 @@ struct name_info {
 
 /// QAPI struct `IOThreadInfo`.
 struct io_thread_info {
-    std::string id;
+    std::string id{};
     std::int64_t thread_id{};
     std::int64_t poll_max_ns{};
     std::int64_t poll_grow{};
@@ -96,7 +97,7 @@ struct addfd_info {
 /// QAPI struct `FdsetFdInfo`.
 struct fdset_fd_info {
     std::int64_t fd{};
-    std::optional<std::string> opaque;
+    std::optional<std::string> opaque{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = fdset_fd_info;
@@ -108,7 +109,7 @@ struct fdset_fd_info {
 /// QAPI struct `FdsetInfo`.
 struct fdset_info {
     std::int64_t fdset_id{};
-    std::vector<fdset_fd_info> fds;
+    std::vector<fdset_fd_info> fds{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = fdset_info;
@@ -119,10 +120,10 @@ struct fdset_info {
 
 /// QAPI struct `CommandLineParameterInfo`.
 struct command_line_parameter_info {
-    std::string name;
-    open_enum<command_line_parameter_type> type;
-    std::optional<std::string> help;
-    std::optional<std::string> default_;
+    std::string name{};
+    open_enum<command_line_parameter_type> type{};
+    std::optional<std::string> help{};
+    std::optional<std::string> default_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = command_line_parameter_info;
@@ -135,8 +136,8 @@ struct command_line_parameter_info {
 
 /// QAPI struct `CommandLineOptionInfo`.
 struct command_line_option_info {
-    std::string option;
-    std::vector<command_line_parameter_info> parameters;
+    std::string option{};
+    std::vector<command_line_parameter_info> parameters{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = command_line_option_info;
@@ -149,10 +150,10 @@ struct command_line_option_info {
 struct add_client {
     static constexpr std::string_view name = "add_client";
     using result_type = empty_result;
-    std::string protocol;
-    std::string fdname;
-    std::optional<bool> skipauth;
-    std::optional<bool> tls;
+    std::string protocol{};
+    std::string fdname{};
+    std::optional<bool> skipauth{};
+    std::optional<bool> tls{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = add_client;
@@ -217,8 +218,8 @@ struct x_exit_preconfig {
 struct human_monitor_command {
     static constexpr std::string_view name = "human-monitor-command";
     using result_type = std::string;
-    std::string command_line;
-    std::optional<std::int64_t> cpu_index;
+    std::string command_line{};
+    std::optional<std::int64_t> cpu_index{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = human_monitor_command;
@@ -231,7 +232,7 @@ struct human_monitor_command {
 struct getfd {
     static constexpr std::string_view name = "getfd";
     using result_type = empty_result;
-    std::string fdname;
+    std::string fdname{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = getfd;
@@ -243,8 +244,8 @@ struct getfd {
 struct get_win32_socket {
     static constexpr std::string_view name = "get-win32-socket";
     using result_type = empty_result;
-    std::string info;
-    std::string fdname;
+    std::string info{};
+    std::string fdname{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = get_win32_socket;
@@ -257,7 +258,7 @@ struct get_win32_socket {
 struct closefd {
     static constexpr std::string_view name = "closefd";
     using result_type = empty_result;
-    std::string fdname;
+    std::string fdname{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = closefd;
@@ -269,8 +270,8 @@ struct closefd {
 struct add_fd {
     static constexpr std::string_view name = "add-fd";
     using result_type = addfd_info;
-    std::optional<std::int64_t> fdset_id;
-    std::optional<std::string> opaque;
+    std::optional<std::int64_t> fdset_id{};
+    std::optional<std::string> opaque{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = add_fd;
@@ -284,7 +285,7 @@ struct remove_fd {
     static constexpr std::string_view name = "remove-fd";
     using result_type = empty_result;
     std::int64_t fdset_id{};
-    std::optional<std::int64_t> fd;
+    std::optional<std::int64_t> fd{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = remove_fd;
@@ -307,7 +308,7 @@ struct query_fdsets {
 struct query_command_line_options {
     static constexpr std::string_view name = "query-command-line-options";
     using result_type = std::vector<command_line_option_info>;
-    std::optional<std::string> option;
+    std::optional<std::string> option{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_command_line_options;
@@ -319,7 +320,7 @@ struct query_command_line_options {
 struct rtc_change_event {
     static constexpr std::string_view name = "RTC_CHANGE";
     std::int64_t offset{};
-    std::string qom_path;
+    std::string qom_path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rtc_change_event;
@@ -331,10 +332,10 @@ struct rtc_change_event {
 /// QAPI event `VFU_CLIENT_HANGUP`.
 struct vfu_client_hangup_event {
     static constexpr std::string_view name = "VFU_CLIENT_HANGUP";
-    std::string vfu_id;
-    std::string vfu_qom_path;
-    std::string dev_id;
-    std::string dev_qom_path;
+    std::string vfu_id{};
+    std::string vfu_qom_path{};
+    std::string dev_id{};
+    std::string dev_qom_path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vfu_client_hangup_event;

@@ -122,8 +122,8 @@ struct sev_info {
     std::uint8_t api_major{};
     std::uint8_t api_minor{};
     std::uint8_t build_id{};
-    open_enum<sev_state> state;
-    std::optional<open_enum<sev_guest_type>> sev_type;  // required by 10.0, absent in 7.2
+    open_enum<sev_state> state{};
+    std::optional<open_enum<sev_guest_type>> sev_type{};  // required by 10.0, absent in 7.2
     /// Members QEMU 10.0 requires that QEMU 7.2 leaves out (optional here).
     static constexpr std::array<std::string_view, 1> wire_not_in_oldest{{"sev-type"}};
     std::variant<json,
@@ -150,7 +150,7 @@ struct sev_info {
 
 /// QAPI struct `SevLaunchMeasureInfo` (QEMU built with TARGET_I386).
 struct sev_launch_measure_info {
-    std::string data;
+    std::string data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sev_launch_measure_info;
@@ -160,9 +160,9 @@ struct sev_launch_measure_info {
 
 /// QAPI struct `SevCapability` (QEMU built with TARGET_I386).
 struct sev_capability {
-    std::string pdh;
-    std::string cert_chain;
-    std::string cpu0_id;
+    std::string pdh{};
+    std::string cert_chain{};
+    std::string cpu0_id{};
     std::int64_t cbitpos{};
     std::int64_t reduced_phys_bits{};
     template <class = void>
@@ -178,7 +178,7 @@ struct sev_capability {
 
 /// QAPI struct `SevAttestationReport` (QEMU built with TARGET_I386).
 struct sev_attestation_report {
-    std::string data;
+    std::string data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sev_attestation_report;
@@ -218,7 +218,7 @@ struct sgx_info {
     bool sgx1{};
     bool sgx2{};
     bool flc{};
-    std::vector<sgxepc_section> sections;
+    std::vector<sgxepc_section> sections{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sgx_info;
@@ -234,8 +234,8 @@ struct sgx_info {
 struct evtchn_info {
     std::uint16_t port{};
     std::uint32_t vcpu{};
-    open_enum<evtchn_port_type> type;
-    std::string remote_domain;
+    open_enum<evtchn_port_type> type{};
+    std::string remote_domain{};
     std::uint16_t target{};
     bool pending{};
     bool masked{};
@@ -296,9 +296,9 @@ struct query_sev_capabilities {
 struct sev_inject_launch_secret {
     static constexpr std::string_view name = "sev-inject-launch-secret";
     using result_type = empty_result;
-    std::string packet_header;
-    std::string secret;
-    std::optional<std::uint64_t> gpa;
+    std::string packet_header{};
+    std::string secret{};
+    std::optional<std::uint64_t> gpa{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sev_inject_launch_secret;
@@ -312,7 +312,7 @@ struct sev_inject_launch_secret {
 struct query_sev_attestation_report {
     static constexpr std::string_view name = "query-sev-attestation-report";
     using result_type = sev_attestation_report;
-    std::string mnonce;
+    std::string mnonce{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_sev_attestation_report;
@@ -324,7 +324,7 @@ struct query_sev_attestation_report {
 struct dump_skeys {
     static constexpr std::string_view name = "dump-skeys";
     using result_type = empty_result;
-    std::string filename;
+    std::string filename{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = dump_skeys;

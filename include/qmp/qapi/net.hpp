@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/sockets.hpp>
 
 #include <array>
@@ -126,11 +127,11 @@ struct announce_parameters;
 
 /// QAPI struct `NetLegacyNicOptions`.
 struct net_legacy_nic_options {
-    std::optional<std::string> netdev;
-    std::optional<std::string> macaddr;
-    std::optional<std::string> model;
-    std::optional<std::string> addr;
-    std::optional<std::uint32_t> vectors;
+    std::optional<std::string> netdev{};
+    std::optional<std::string> macaddr{};
+    std::optional<std::string> model{};
+    std::optional<std::string> addr{};
+    std::optional<std::uint32_t> vectors{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = net_legacy_nic_options;
@@ -144,7 +145,7 @@ struct net_legacy_nic_options {
 
 /// QAPI struct `String`.
 struct string {
-    std::string str;
+    std::string str{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = string;
@@ -154,28 +155,28 @@ struct string {
 
 /// QAPI struct `NetdevUserOptions`.
 struct netdev_user_options {
-    std::optional<std::string> hostname;
-    std::optional<bool> restrict;
-    std::optional<bool> ipv4;
-    std::optional<bool> ipv6;
-    std::optional<std::string> ip;
-    std::optional<std::string> net;
-    std::optional<std::string> host;
-    std::optional<std::string> tftp;
-    std::optional<std::string> bootfile;
-    std::optional<std::string> dhcpstart;
-    std::optional<std::string> dns;
-    std::optional<std::vector<string>> dnssearch;
-    std::optional<std::string> domainname;
-    std::optional<std::string> ipv6_prefix;
-    std::optional<std::int64_t> ipv6_prefixlen;
-    std::optional<std::string> ipv6_host;
-    std::optional<std::string> ipv6_dns;
-    std::optional<std::string> smb;
-    std::optional<std::string> smbserver;
-    std::optional<std::vector<string>> hostfwd;
-    std::optional<std::vector<string>> guestfwd;
-    std::optional<std::string> tftp_server_name;
+    std::optional<std::string> hostname{};
+    std::optional<bool> restrict{};
+    std::optional<bool> ipv4{};
+    std::optional<bool> ipv6{};
+    std::optional<std::string> ip{};
+    std::optional<std::string> net{};
+    std::optional<std::string> host{};
+    std::optional<std::string> tftp{};
+    std::optional<std::string> bootfile{};
+    std::optional<std::string> dhcpstart{};
+    std::optional<std::string> dns{};
+    std::optional<std::vector<string>> dnssearch{};
+    std::optional<std::string> domainname{};
+    std::optional<std::string> ipv6_prefix{};
+    std::optional<std::int64_t> ipv6_prefixlen{};
+    std::optional<std::string> ipv6_host{};
+    std::optional<std::string> ipv6_dns{};
+    std::optional<std::string> smb{};
+    std::optional<std::string> smbserver{};
+    std::optional<std::vector<string>> hostfwd{};
+    std::optional<std::vector<string>> guestfwd{};
+    std::optional<std::string> tftp_server_name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_user_options;
@@ -206,21 +207,21 @@ struct netdev_user_options {
 
 /// QAPI struct `NetdevTapOptions`.
 struct netdev_tap_options {
-    std::optional<std::string> ifname;
-    std::optional<std::string> fd;
-    std::optional<std::string> fds;
-    std::optional<std::string> script;
-    std::optional<std::string> downscript;
-    std::optional<std::string> br;
-    std::optional<std::string> helper;
-    std::optional<std::uint64_t> sndbuf;
-    std::optional<bool> vnet_hdr;
-    std::optional<bool> vhost;
-    std::optional<std::string> vhostfd;
-    std::optional<std::string> vhostfds;
-    std::optional<bool> vhostforce;
-    std::optional<std::uint32_t> queues;
-    std::optional<std::uint32_t> poll_us;
+    std::optional<std::string> ifname{};
+    std::optional<std::string> fd{};
+    std::optional<std::string> fds{};
+    std::optional<std::string> script{};
+    std::optional<std::string> downscript{};
+    std::optional<std::string> br{};
+    std::optional<std::string> helper{};
+    std::optional<std::uint64_t> sndbuf{};
+    std::optional<bool> vnet_hdr{};
+    std::optional<bool> vhost{};
+    std::optional<std::string> vhostfd{};
+    std::optional<std::string> vhostfds{};
+    std::optional<bool> vhostforce{};
+    std::optional<std::uint32_t> queues{};
+    std::optional<std::uint32_t> poll_us{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_tap_options;
@@ -244,12 +245,12 @@ struct netdev_tap_options {
 
 /// QAPI struct `NetdevSocketOptions`.
 struct netdev_socket_options {
-    std::optional<std::string> fd;
-    std::optional<std::string> listen;
-    std::optional<std::string> connect;
-    std::optional<std::string> mcast;
-    std::optional<std::string> localaddr;
-    std::optional<std::string> udp;
+    std::optional<std::string> fd{};
+    std::optional<std::string> listen{};
+    std::optional<std::string> connect{};
+    std::optional<std::string> mcast{};
+    std::optional<std::string> localaddr{};
+    std::optional<std::string> udp{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_socket_options;
@@ -264,20 +265,20 @@ struct netdev_socket_options {
 
 /// QAPI struct `NetdevL2TPv3Options`.
 struct netdev_l2_t_pv3_options {
-    std::string src;
-    std::string dst;
-    std::optional<std::string> srcport;
-    std::optional<std::string> dstport;
-    std::optional<bool> ipv6;
-    std::optional<bool> udp;
-    std::optional<bool> cookie64;
-    std::optional<bool> counter;
-    std::optional<bool> pincounter;
-    std::optional<std::uint64_t> txcookie;
-    std::optional<std::uint64_t> rxcookie;
+    std::string src{};
+    std::string dst{};
+    std::optional<std::string> srcport{};
+    std::optional<std::string> dstport{};
+    std::optional<bool> ipv6{};
+    std::optional<bool> udp{};
+    std::optional<bool> cookie64{};
+    std::optional<bool> counter{};
+    std::optional<bool> pincounter{};
+    std::optional<std::uint64_t> txcookie{};
+    std::optional<std::uint64_t> rxcookie{};
     std::uint32_t txsession{};
-    std::optional<std::uint32_t> rxsession;
-    std::optional<std::uint32_t> offset;
+    std::optional<std::uint32_t> rxsession{};
+    std::optional<std::uint32_t> offset{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_l2_t_pv3_options;
@@ -300,10 +301,10 @@ struct netdev_l2_t_pv3_options {
 
 /// QAPI struct `NetdevVdeOptions`.
 struct netdev_vde_options {
-    std::optional<std::string> sock;
-    std::optional<std::uint16_t> port;
-    std::optional<std::string> group;
-    std::optional<std::uint16_t> mode;
+    std::optional<std::string> sock{};
+    std::optional<std::uint16_t> port{};
+    std::optional<std::string> group{};
+    std::optional<std::uint16_t> mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_vde_options;
@@ -316,8 +317,8 @@ struct netdev_vde_options {
 
 /// QAPI struct `NetdevBridgeOptions`.
 struct netdev_bridge_options {
-    std::optional<std::string> br;
-    std::optional<std::string> helper;
+    std::optional<std::string> br{};
+    std::optional<std::string> helper{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_bridge_options;
@@ -329,7 +330,7 @@ struct netdev_bridge_options {
 /// QAPI struct `NetdevHubPortOptions`.
 struct netdev_hub_port_options {
     std::int32_t hubid{};
-    std::optional<std::string> netdev;
+    std::optional<std::string> netdev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_hub_port_options;
@@ -340,8 +341,8 @@ struct netdev_hub_port_options {
 
 /// QAPI struct `NetdevNetmapOptions`.
 struct netdev_netmap_options {
-    std::string ifname;
-    std::optional<std::string> devname;
+    std::string ifname{};
+    std::optional<std::string> devname{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_netmap_options;
@@ -352,13 +353,13 @@ struct netdev_netmap_options {
 
 /// QAPI struct `NetdevAFXDPOptions` (QEMU built with CONFIG_AF_XDP).
 struct netdev_afxdp_options {
-    std::string ifname;
-    std::optional<open_enum<afxdp_mode>> mode;
-    std::optional<bool> force_copy;
-    std::optional<std::int64_t> queues;
-    std::optional<std::int64_t> start_queue;
-    std::optional<bool> inhibit;
-    std::optional<std::string> sock_fds;
+    std::string ifname{};
+    std::optional<open_enum<afxdp_mode>> mode{};
+    std::optional<bool> force_copy{};
+    std::optional<std::int64_t> queues{};
+    std::optional<std::int64_t> start_queue{};
+    std::optional<bool> inhibit{};
+    std::optional<std::string> sock_fds{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_afxdp_options;
@@ -374,9 +375,9 @@ struct netdev_afxdp_options {
 
 /// QAPI struct `NetdevVhostUserOptions`.
 struct netdev_vhost_user_options {
-    std::string chardev;
-    std::optional<bool> vhostforce;
-    std::optional<std::int64_t> queues;
+    std::string chardev{};
+    std::optional<bool> vhostforce{};
+    std::optional<std::int64_t> queues{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_vhost_user_options;
@@ -388,10 +389,10 @@ struct netdev_vhost_user_options {
 
 /// QAPI struct `NetdevVhostVDPAOptions`.
 struct netdev_vhost_vdpa_options {
-    std::optional<std::string> vhostdev;
-    std::optional<std::string> vhostfd;
-    std::optional<std::int64_t> queues;
-    std::optional<bool> x_svq;  // unstable
+    std::optional<std::string> vhostdev{};
+    std::optional<std::string> vhostfd{};
+    std::optional<std::int64_t> queues{};
+    std::optional<bool> x_svq{};  // unstable
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_vhost_vdpa_options;
@@ -404,11 +405,11 @@ struct netdev_vhost_vdpa_options {
 
 /// QAPI struct `NetdevVmnetHostOptions` (QEMU built with CONFIG_VMNET).
 struct netdev_vmnet_host_options {
-    std::optional<std::string> start_address;
-    std::optional<std::string> end_address;
-    std::optional<std::string> subnet_mask;
-    std::optional<bool> isolated;
-    std::optional<std::string> net_uuid;
+    std::optional<std::string> start_address{};
+    std::optional<std::string> end_address{};
+    std::optional<std::string> subnet_mask{};
+    std::optional<bool> isolated{};
+    std::optional<std::string> net_uuid{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_vmnet_host_options;
@@ -422,11 +423,11 @@ struct netdev_vmnet_host_options {
 
 /// QAPI struct `NetdevVmnetSharedOptions` (QEMU built with CONFIG_VMNET).
 struct netdev_vmnet_shared_options {
-    std::optional<std::string> start_address;
-    std::optional<std::string> end_address;
-    std::optional<std::string> subnet_mask;
-    std::optional<bool> isolated;
-    std::optional<std::string> nat66_prefix;
+    std::optional<std::string> start_address{};
+    std::optional<std::string> end_address{};
+    std::optional<std::string> subnet_mask{};
+    std::optional<bool> isolated{};
+    std::optional<std::string> nat66_prefix{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_vmnet_shared_options;
@@ -440,8 +441,8 @@ struct netdev_vmnet_shared_options {
 
 /// QAPI struct `NetdevVmnetBridgedOptions` (QEMU built with CONFIG_VMNET).
 struct netdev_vmnet_bridged_options {
-    std::string ifname;
-    std::optional<bool> isolated;
+    std::string ifname{};
+    std::optional<bool> isolated{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_vmnet_bridged_options;
@@ -452,10 +453,10 @@ struct netdev_vmnet_bridged_options {
 
 /// QAPI struct `NetdevStreamOptions`.
 struct netdev_stream_options {
-    socket_address addr;
-    std::optional<bool> server;
-    [[deprecated]] std::optional<std::int64_t> reconnect;
-    std::optional<std::int64_t> reconnect_ms;
+    socket_address addr{};
+    std::optional<bool> server{};
+    [[deprecated]] std::optional<std::int64_t> reconnect{};
+    std::optional<std::int64_t> reconnect_ms{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_stream_options;
@@ -468,8 +469,8 @@ struct netdev_stream_options {
 
 /// QAPI struct `NetdevDgramOptions`.
 struct netdev_dgram_options {
-    std::optional<socket_address> local;
-    std::optional<socket_address> remote;
+    std::optional<socket_address> local{};
+    std::optional<socket_address> remote{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_dgram_options;
@@ -486,8 +487,8 @@ struct netdev_dgram_options {
 /// Branch vmnet-shared: if CONFIG_VMNET.
 /// Branch vmnet-bridged: if CONFIG_VMNET.
 struct netdev {
-    std::string id;
-    open_enum<net_client_driver> type;
+    std::string id{};
+    open_enum<net_client_driver> type{};
     std::variant<json,
                  net_legacy_nic_options,
                  netdev_user_options,
@@ -538,18 +539,18 @@ struct netdev {
 
 /// QAPI struct `RxFilterInfo`.
 struct rx_filter_info {
-    std::string name;
+    std::string name{};
     bool promiscuous{};
-    open_enum<rx_state> multicast;
-    open_enum<rx_state> unicast;
-    open_enum<rx_state> vlan;
+    open_enum<rx_state> multicast{};
+    open_enum<rx_state> unicast{};
+    open_enum<rx_state> vlan{};
     bool broadcast_allowed{};
     bool multicast_overflow{};
     bool unicast_overflow{};
-    std::string main_mac;
-    std::vector<std::int64_t> vlan_table;
-    std::vector<std::string> unicast_table;
-    std::vector<std::string> multicast_table;
+    std::string main_mac{};
+    std::vector<std::int64_t> vlan_table{};
+    std::vector<std::string> unicast_table{};
+    std::vector<std::string> multicast_table{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rx_filter_info;
@@ -574,8 +575,8 @@ struct announce_parameters {
     std::int64_t max{};
     std::int64_t rounds{};
     std::int64_t step{};
-    std::optional<std::vector<std::string>> interfaces;
-    std::optional<std::string> id;
+    std::optional<std::vector<std::string>> interfaces{};
+    std::optional<std::string> id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = announce_parameters;
@@ -592,7 +593,7 @@ struct announce_parameters {
 struct set_link {
     static constexpr std::string_view name = "set_link";
     using result_type = empty_result;
-    std::string name_;
+    std::string name_{};
     bool up{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -612,7 +613,7 @@ struct netdev_add : netdev {
 struct netdev_del {
     static constexpr std::string_view name = "netdev_del";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_del;
@@ -624,7 +625,7 @@ struct netdev_del {
 struct query_rx_filter {
     static constexpr std::string_view name = "query-rx-filter";
     using result_type = std::vector<rx_filter_info>;
-    std::optional<std::string> name_;
+    std::optional<std::string> name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_rx_filter;
@@ -635,8 +636,8 @@ struct query_rx_filter {
 /// QAPI event `NIC_RX_FILTER_CHANGED`.
 struct nic_rx_filter_changed_event {
     static constexpr std::string_view name = "NIC_RX_FILTER_CHANGED";
-    std::optional<std::string> name_;
-    std::string path;
+    std::optional<std::string> name_{};
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = nic_rx_filter_changed_event;
@@ -653,8 +654,8 @@ struct announce_self {
     std::int64_t max{};
     std::int64_t rounds{};
     std::int64_t step{};
-    std::optional<std::vector<std::string>> interfaces;
-    std::optional<std::string> id;
+    std::optional<std::vector<std::string>> interfaces{};
+    std::optional<std::string> id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = announce_self;
@@ -670,7 +671,7 @@ struct announce_self {
 /// QAPI event `FAILOVER_NEGOTIATED`.
 struct failover_negotiated_event {
     static constexpr std::string_view name = "FAILOVER_NEGOTIATED";
-    std::string device_id;
+    std::string device_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = failover_negotiated_event;
@@ -681,8 +682,8 @@ struct failover_negotiated_event {
 /// QAPI event `NETDEV_STREAM_CONNECTED`.
 struct netdev_stream_connected_event {
     static constexpr std::string_view name = "NETDEV_STREAM_CONNECTED";
-    std::string netdev_id;
-    socket_address addr;
+    std::string netdev_id{};
+    socket_address addr{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_stream_connected_event;
@@ -694,7 +695,7 @@ struct netdev_stream_connected_event {
 /// QAPI event `NETDEV_STREAM_DISCONNECTED`.
 struct netdev_stream_disconnected_event {
     static constexpr std::string_view name = "NETDEV_STREAM_DISCONNECTED";
-    std::string netdev_id;
+    std::string netdev_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_stream_disconnected_event;
@@ -705,8 +706,8 @@ struct netdev_stream_disconnected_event {
 /// QAPI event `NETDEV_VHOST_USER_CONNECTED`.
 struct netdev_vhost_user_connected_event {
     static constexpr std::string_view name = "NETDEV_VHOST_USER_CONNECTED";
-    std::string netdev_id;
-    std::string chardev_id;
+    std::string netdev_id{};
+    std::string chardev_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_vhost_user_connected_event;
@@ -718,7 +719,7 @@ struct netdev_vhost_user_connected_event {
 /// QAPI event `NETDEV_VHOST_USER_DISCONNECTED`.
 struct netdev_vhost_user_disconnected_event {
     static constexpr std::string_view name = "NETDEV_VHOST_USER_DISCONNECTED";
-    std::string netdev_id;
+    std::string netdev_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netdev_vhost_user_disconnected_event;

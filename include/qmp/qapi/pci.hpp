@@ -50,11 +50,11 @@ struct pci_memory_range {
 /// QAPI struct `PciMemoryRegion`.
 struct pci_memory_region {
     std::int64_t bar{};
-    std::string type;
+    std::string type{};
     std::int64_t address{};
     std::int64_t size{};
-    std::optional<bool> prefetch;
-    std::optional<bool> mem_type_64;
+    std::optional<bool> prefetch{};
+    std::optional<bool> mem_type_64{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pci_memory_region;
@@ -72,9 +72,9 @@ struct pci_bus_info {
     std::int64_t number{};
     std::int64_t secondary{};
     std::int64_t subordinate{};
-    pci_memory_range io_range;
-    pci_memory_range memory_range;
-    pci_memory_range prefetchable_range;
+    pci_memory_range io_range{};
+    pci_memory_range memory_range{};
+    pci_memory_range prefetchable_range{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pci_bus_info;
@@ -89,7 +89,7 @@ struct pci_bus_info {
 
 /// QAPI struct `PciDeviceClass`.
 struct pci_device_class {
-    std::optional<std::string> desc;
+    std::optional<std::string> desc{};
     std::int64_t class_{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -103,8 +103,8 @@ struct pci_device_class {
 struct pci_device_id {
     std::int64_t device{};
     std::int64_t vendor{};
-    std::optional<std::int64_t> subsystem;
-    std::optional<std::int64_t> subsystem_vendor;
+    std::optional<std::int64_t> subsystem{};
+    std::optional<std::int64_t> subsystem_vendor{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pci_device_id;
@@ -120,13 +120,13 @@ struct pci_device_info {
     std::int64_t bus{};
     std::int64_t slot{};
     std::int64_t function{};
-    pci_device_class class_info;
-    pci_device_id id;
-    std::optional<std::int64_t> irq;
+    pci_device_class class_info{};
+    pci_device_id id{};
+    std::optional<std::int64_t> irq{};
     std::int64_t irq_pin{};
-    std::string qdev_id;
-    std::shared_ptr<pci_bridge_info> pci_bridge;
-    std::vector<pci_memory_region> regions;
+    std::string qdev_id{};
+    std::shared_ptr<pci_bridge_info> pci_bridge{};
+    std::vector<pci_memory_region> regions{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pci_device_info;
@@ -145,8 +145,8 @@ struct pci_device_info {
 
 /// QAPI struct `PciBridgeInfo`.
 struct pci_bridge_info {
-    pci_bus_info bus;
-    std::optional<std::vector<pci_device_info>> devices;
+    pci_bus_info bus{};
+    std::optional<std::vector<pci_device_info>> devices{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pci_bridge_info;
@@ -158,7 +158,7 @@ struct pci_bridge_info {
 /// QAPI struct `PciInfo`.
 struct pci_info {
     std::int64_t bus{};
-    std::vector<pci_device_info> devices;
+    std::vector<pci_device_info> devices{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pci_info;

@@ -5,6 +5,8 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
+#include <qmp/qapi/light/qdev.hpp>
 #include <qmp/qapi/qom.hpp>
 
 #include <array>
@@ -31,7 +33,7 @@ namespace qmp {
 struct device_list_properties {
     static constexpr std::string_view name = "device-list-properties";
     using result_type = std::vector<object_property_info>;
-    std::string typename_;
+    std::string typename_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = device_list_properties;
@@ -43,9 +45,9 @@ struct device_list_properties {
 struct device_add {
     static constexpr std::string_view name = "device_add";
     using result_type = empty_result;
-    std::string driver;
-    std::optional<std::string> bus;
-    std::optional<std::string> id;
+    std::string driver{};
+    std::optional<std::string> bus{};
+    std::optional<std::string> id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = device_add;
@@ -59,7 +61,7 @@ struct device_add {
 struct device_del {
     static constexpr std::string_view name = "device_del";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = device_del;
@@ -70,8 +72,8 @@ struct device_del {
 /// QAPI event `DEVICE_UNPLUG_GUEST_ERROR`.
 struct device_unplug_guest_error_event {
     static constexpr std::string_view name = "DEVICE_UNPLUG_GUEST_ERROR";
-    std::optional<std::string> device;
-    std::string path;
+    std::optional<std::string> device{};
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = device_unplug_guest_error_event;
@@ -84,7 +86,7 @@ struct device_unplug_guest_error_event {
 struct device_sync_config {
     static constexpr std::string_view name = "device-sync-config";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = device_sync_config;

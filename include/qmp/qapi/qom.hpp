@@ -194,10 +194,10 @@ struct object_options;
 
 /// QAPI struct `ObjectPropertyInfo`.
 struct object_property_info {
-    std::string name;
-    std::string type;
-    std::optional<std::string> description;
-    std::optional<json> default_value;
+    std::string name{};
+    std::string type{};
+    std::optional<std::string> description{};
+    std::optional<json> default_value{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = object_property_info;
@@ -210,9 +210,9 @@ struct object_property_info {
 
 /// QAPI struct `ObjectTypeInfo`.
 struct object_type_info {
-    std::string name;
-    std::optional<bool> abstract;
-    std::optional<std::string> parent;
+    std::string name{};
+    std::optional<bool> abstract{};
+    std::optional<std::string> parent{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = object_type_info;
@@ -224,8 +224,8 @@ struct object_type_info {
 
 /// QAPI struct `CanHostSocketcanProperties` (QEMU built with CONFIG_LINUX).
 struct can_host_socketcan_properties {
-    std::string if_;
-    std::string canbus;
+    std::string if_{};
+    std::string canbus{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = can_host_socketcan_properties;
@@ -236,15 +236,15 @@ struct can_host_socketcan_properties {
 
 /// QAPI struct `ColoCompareProperties`.
 struct colo_compare_properties {
-    std::string primary_in;
-    std::string secondary_in;
-    std::string outdev;
-    std::string iothread;
-    std::optional<std::string> notify_dev;
-    std::optional<std::uint64_t> compare_timeout;
-    std::optional<std::uint32_t> expired_scan_cycle;
-    std::optional<std::uint32_t> max_queue_size;
-    std::optional<bool> vnet_hdr_support;
+    std::string primary_in{};
+    std::string secondary_in{};
+    std::string outdev{};
+    std::string iothread{};
+    std::optional<std::string> notify_dev{};
+    std::optional<std::uint64_t> compare_timeout{};
+    std::optional<std::uint32_t> expired_scan_cycle{};
+    std::optional<std::uint32_t> max_queue_size{};
+    std::optional<bool> vnet_hdr_support{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = colo_compare_properties;
@@ -262,9 +262,9 @@ struct colo_compare_properties {
 
 /// QAPI struct `CryptodevBackendProperties`.
 struct cryptodev_backend_properties {
-    std::optional<std::uint32_t> queues;
-    std::optional<std::uint64_t> throttle_bps;
-    std::optional<std::uint64_t> throttle_ops;
+    std::optional<std::uint32_t> queues{};
+    std::optional<std::uint64_t> throttle_bps{};
+    std::optional<std::uint64_t> throttle_ops{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cryptodev_backend_properties;
@@ -276,10 +276,10 @@ struct cryptodev_backend_properties {
 
 /// QAPI struct `CryptodevVhostUserProperties` (QEMU built with CONFIG_VHOST_CRYPTO).
 struct cryptodev_vhost_user_properties {
-    std::optional<std::uint32_t> queues;
-    std::optional<std::uint64_t> throttle_bps;
-    std::optional<std::uint64_t> throttle_ops;
-    std::string chardev;
+    std::optional<std::uint32_t> queues{};
+    std::optional<std::uint64_t> throttle_bps{};
+    std::optional<std::uint64_t> throttle_ops{};
+    std::string chardev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = cryptodev_vhost_user_properties;
@@ -292,8 +292,8 @@ struct cryptodev_vhost_user_properties {
 
 /// QAPI struct `DBusVMStateProperties`.
 struct d_bus_vm_state_properties {
-    std::string addr;
-    std::optional<std::string> id_list;
+    std::string addr{};
+    std::optional<std::string> id_list{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = d_bus_vm_state_properties;
@@ -304,11 +304,11 @@ struct d_bus_vm_state_properties {
 
 /// QAPI struct `NetfilterProperties`.
 struct netfilter_properties {
-    std::string netdev;
-    std::optional<open_enum<net_filter_direction>> queue;
-    std::optional<std::string> status;
-    std::optional<std::string> position;
-    std::optional<open_enum<netfilter_insert>> insert;
+    std::string netdev{};
+    std::optional<open_enum<net_filter_direction>> queue{};
+    std::optional<std::string> status{};
+    std::optional<std::string> position{};
+    std::optional<open_enum<netfilter_insert>> insert{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = netfilter_properties;
@@ -322,11 +322,11 @@ struct netfilter_properties {
 
 /// QAPI struct `FilterBufferProperties`.
 struct filter_buffer_properties {
-    std::string netdev;
-    std::optional<open_enum<net_filter_direction>> queue;
-    std::optional<std::string> status;
-    std::optional<std::string> position;
-    std::optional<open_enum<netfilter_insert>> insert;
+    std::string netdev{};
+    std::optional<open_enum<net_filter_direction>> queue{};
+    std::optional<std::string> status{};
+    std::optional<std::string> position{};
+    std::optional<open_enum<netfilter_insert>> insert{};
     std::uint32_t interval{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -342,13 +342,13 @@ struct filter_buffer_properties {
 
 /// QAPI struct `FilterDumpProperties`.
 struct filter_dump_properties {
-    std::string netdev;
-    std::optional<open_enum<net_filter_direction>> queue;
-    std::optional<std::string> status;
-    std::optional<std::string> position;
-    std::optional<open_enum<netfilter_insert>> insert;
-    std::string file;
-    std::optional<std::uint32_t> maxlen;
+    std::string netdev{};
+    std::optional<open_enum<net_filter_direction>> queue{};
+    std::optional<std::string> status{};
+    std::optional<std::string> position{};
+    std::optional<open_enum<netfilter_insert>> insert{};
+    std::string file{};
+    std::optional<std::uint32_t> maxlen{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = filter_dump_properties;
@@ -364,13 +364,13 @@ struct filter_dump_properties {
 
 /// QAPI struct `FilterMirrorProperties`.
 struct filter_mirror_properties {
-    std::string netdev;
-    std::optional<open_enum<net_filter_direction>> queue;
-    std::optional<std::string> status;
-    std::optional<std::string> position;
-    std::optional<open_enum<netfilter_insert>> insert;
-    std::string outdev;
-    std::optional<bool> vnet_hdr_support;
+    std::string netdev{};
+    std::optional<open_enum<net_filter_direction>> queue{};
+    std::optional<std::string> status{};
+    std::optional<std::string> position{};
+    std::optional<open_enum<netfilter_insert>> insert{};
+    std::string outdev{};
+    std::optional<bool> vnet_hdr_support{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = filter_mirror_properties;
@@ -386,14 +386,14 @@ struct filter_mirror_properties {
 
 /// QAPI struct `FilterRedirectorProperties`.
 struct filter_redirector_properties {
-    std::string netdev;
-    std::optional<open_enum<net_filter_direction>> queue;
-    std::optional<std::string> status;
-    std::optional<std::string> position;
-    std::optional<open_enum<netfilter_insert>> insert;
-    std::optional<std::string> indev;
-    std::optional<std::string> outdev;
-    std::optional<bool> vnet_hdr_support;
+    std::string netdev{};
+    std::optional<open_enum<net_filter_direction>> queue{};
+    std::optional<std::string> status{};
+    std::optional<std::string> position{};
+    std::optional<open_enum<netfilter_insert>> insert{};
+    std::optional<std::string> indev{};
+    std::optional<std::string> outdev{};
+    std::optional<bool> vnet_hdr_support{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = filter_redirector_properties;
@@ -410,12 +410,12 @@ struct filter_redirector_properties {
 
 /// QAPI struct `FilterRewriterProperties`.
 struct filter_rewriter_properties {
-    std::string netdev;
-    std::optional<open_enum<net_filter_direction>> queue;
-    std::optional<std::string> status;
-    std::optional<std::string> position;
-    std::optional<open_enum<netfilter_insert>> insert;
-    std::optional<bool> vnet_hdr_support;
+    std::string netdev{};
+    std::optional<open_enum<net_filter_direction>> queue{};
+    std::optional<std::string> status{};
+    std::optional<std::string> position{};
+    std::optional<open_enum<netfilter_insert>> insert{};
+    std::optional<bool> vnet_hdr_support{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = filter_rewriter_properties;
@@ -430,13 +430,13 @@ struct filter_rewriter_properties {
 
 /// QAPI struct `InputBarrierProperties`.
 struct input_barrier_properties {
-    std::string name;
-    std::optional<std::string> server;
-    std::optional<std::string> port;
-    std::optional<std::string> x_origin;
-    std::optional<std::string> y_origin;
-    std::optional<std::string> width;
-    std::optional<std::string> height;
+    std::string name{};
+    std::optional<std::string> server{};
+    std::optional<std::string> port{};
+    std::optional<std::string> x_origin{};
+    std::optional<std::string> y_origin{};
+    std::optional<std::string> width{};
+    std::optional<std::string> height{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = input_barrier_properties;
@@ -452,10 +452,10 @@ struct input_barrier_properties {
 
 /// QAPI struct `InputLinuxProperties` (QEMU built with CONFIG_LINUX).
 struct input_linux_properties {
-    std::string evdev;
-    std::optional<bool> grab_all;
-    std::optional<bool> repeat;
-    std::optional<open_enum<grab_toggle_keys>> grab_toggle;
+    std::string evdev{};
+    std::optional<bool> grab_all{};
+    std::optional<bool> repeat{};
+    std::optional<open_enum<grab_toggle_keys>> grab_toggle{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = input_linux_properties;
@@ -468,9 +468,9 @@ struct input_linux_properties {
 
 /// QAPI struct `EventLoopBaseProperties`.
 struct event_loop_base_properties {
-    std::optional<std::int64_t> aio_max_batch;
-    std::optional<std::int64_t> thread_pool_min;
-    std::optional<std::int64_t> thread_pool_max;
+    std::optional<std::int64_t> aio_max_batch{};
+    std::optional<std::int64_t> thread_pool_min{};
+    std::optional<std::int64_t> thread_pool_max{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = event_loop_base_properties;
@@ -482,12 +482,12 @@ struct event_loop_base_properties {
 
 /// QAPI struct `IothreadProperties`.
 struct iothread_properties {
-    std::optional<std::int64_t> aio_max_batch;
-    std::optional<std::int64_t> thread_pool_min;
-    std::optional<std::int64_t> thread_pool_max;
-    std::optional<std::int64_t> poll_max_ns;
-    std::optional<std::int64_t> poll_grow;
-    std::optional<std::int64_t> poll_shrink;
+    std::optional<std::int64_t> aio_max_batch{};
+    std::optional<std::int64_t> thread_pool_min{};
+    std::optional<std::int64_t> thread_pool_max{};
+    std::optional<std::int64_t> poll_max_ns{};
+    std::optional<std::int64_t> poll_grow{};
+    std::optional<std::int64_t> poll_shrink{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = iothread_properties;
@@ -502,9 +502,9 @@ struct iothread_properties {
 
 /// QAPI struct `MainLoopProperties`.
 struct main_loop_properties {
-    std::optional<std::int64_t> aio_max_batch;
-    std::optional<std::int64_t> thread_pool_min;
-    std::optional<std::int64_t> thread_pool_max;
+    std::optional<std::int64_t> aio_max_batch{};
+    std::optional<std::int64_t> thread_pool_min{};
+    std::optional<std::int64_t> thread_pool_max{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = main_loop_properties;
@@ -516,17 +516,17 @@ struct main_loop_properties {
 
 /// QAPI struct `MemoryBackendProperties`.
 struct memory_backend_properties {
-    std::optional<bool> dump;
-    std::optional<std::vector<std::uint16_t>> host_nodes;
-    std::optional<bool> merge;
-    std::optional<open_enum<host_mem_policy>> policy;
-    std::optional<bool> prealloc;
-    std::optional<std::uint32_t> prealloc_threads;
-    std::optional<std::string> prealloc_context;
-    std::optional<bool> share;
-    std::optional<bool> reserve;
+    std::optional<bool> dump{};
+    std::optional<std::vector<std::uint16_t>> host_nodes{};
+    std::optional<bool> merge{};
+    std::optional<open_enum<host_mem_policy>> policy{};
+    std::optional<bool> prealloc{};
+    std::optional<std::uint32_t> prealloc_threads{};
+    std::optional<std::string> prealloc_context{};
+    std::optional<bool> share{};
+    std::optional<bool> reserve{};
     std::uint64_t size{};
-    std::optional<bool> x_use_canonical_path_for_ramblock_id;
+    std::optional<bool> x_use_canonical_path_for_ramblock_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memory_backend_properties;
@@ -546,24 +546,24 @@ struct memory_backend_properties {
 
 /// QAPI struct `MemoryBackendFileProperties`.
 struct memory_backend_file_properties {
-    std::optional<bool> dump;
-    std::optional<std::vector<std::uint16_t>> host_nodes;
-    std::optional<bool> merge;
-    std::optional<open_enum<host_mem_policy>> policy;
-    std::optional<bool> prealloc;
-    std::optional<std::uint32_t> prealloc_threads;
-    std::optional<std::string> prealloc_context;
-    std::optional<bool> share;
-    std::optional<bool> reserve;
+    std::optional<bool> dump{};
+    std::optional<std::vector<std::uint16_t>> host_nodes{};
+    std::optional<bool> merge{};
+    std::optional<open_enum<host_mem_policy>> policy{};
+    std::optional<bool> prealloc{};
+    std::optional<std::uint32_t> prealloc_threads{};
+    std::optional<std::string> prealloc_context{};
+    std::optional<bool> share{};
+    std::optional<bool> reserve{};
     std::uint64_t size{};
-    std::optional<bool> x_use_canonical_path_for_ramblock_id;
-    std::optional<std::uint64_t> align;
-    std::optional<std::uint64_t> offset;
-    std::optional<bool> discard_data;
-    std::string mem_path;
-    std::optional<bool> pmem;  // if CONFIG_LIBPMEM
-    std::optional<bool> readonly;
-    std::optional<open_enum<on_off_auto>> rom;
+    std::optional<bool> x_use_canonical_path_for_ramblock_id{};
+    std::optional<std::uint64_t> align{};
+    std::optional<std::uint64_t> offset{};
+    std::optional<bool> discard_data{};
+    std::string mem_path{};
+    std::optional<bool> pmem{};  // if CONFIG_LIBPMEM
+    std::optional<bool> readonly{};
+    std::optional<open_enum<on_off_auto>> rom{};
     /// Members only some builds of QEMU have (see their conditions).
     static constexpr std::array<std::string_view, 1> wire_conditional{{"pmem"}};
     template <class = void>
@@ -592,20 +592,20 @@ struct memory_backend_file_properties {
 
 /// QAPI struct `MemoryBackendMemfdProperties` (QEMU built with CONFIG_LINUX).
 struct memory_backend_memfd_properties {
-    std::optional<bool> dump;
-    std::optional<std::vector<std::uint16_t>> host_nodes;
-    std::optional<bool> merge;
-    std::optional<open_enum<host_mem_policy>> policy;
-    std::optional<bool> prealloc;
-    std::optional<std::uint32_t> prealloc_threads;
-    std::optional<std::string> prealloc_context;
-    std::optional<bool> share;
-    std::optional<bool> reserve;
+    std::optional<bool> dump{};
+    std::optional<std::vector<std::uint16_t>> host_nodes{};
+    std::optional<bool> merge{};
+    std::optional<open_enum<host_mem_policy>> policy{};
+    std::optional<bool> prealloc{};
+    std::optional<std::uint32_t> prealloc_threads{};
+    std::optional<std::string> prealloc_context{};
+    std::optional<bool> share{};
+    std::optional<bool> reserve{};
     std::uint64_t size{};
-    std::optional<bool> x_use_canonical_path_for_ramblock_id;
-    std::optional<bool> hugetlb;
-    std::optional<std::uint64_t> hugetlbsize;
-    std::optional<bool> seal;
+    std::optional<bool> x_use_canonical_path_for_ramblock_id{};
+    std::optional<bool> hugetlb{};
+    std::optional<std::uint64_t> hugetlbsize{};
+    std::optional<bool> seal{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memory_backend_memfd_properties;
@@ -628,17 +628,17 @@ struct memory_backend_memfd_properties {
 
 /// QAPI struct `MemoryBackendShmProperties` (QEMU built with CONFIG_POSIX).
 struct memory_backend_shm_properties {
-    std::optional<bool> dump;
-    std::optional<std::vector<std::uint16_t>> host_nodes;
-    std::optional<bool> merge;
-    std::optional<open_enum<host_mem_policy>> policy;
-    std::optional<bool> prealloc;
-    std::optional<std::uint32_t> prealloc_threads;
-    std::optional<std::string> prealloc_context;
-    std::optional<bool> share;
-    std::optional<bool> reserve;
+    std::optional<bool> dump{};
+    std::optional<std::vector<std::uint16_t>> host_nodes{};
+    std::optional<bool> merge{};
+    std::optional<open_enum<host_mem_policy>> policy{};
+    std::optional<bool> prealloc{};
+    std::optional<std::uint32_t> prealloc_threads{};
+    std::optional<std::string> prealloc_context{};
+    std::optional<bool> share{};
+    std::optional<bool> reserve{};
     std::uint64_t size{};
-    std::optional<bool> x_use_canonical_path_for_ramblock_id;
+    std::optional<bool> x_use_canonical_path_for_ramblock_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memory_backend_shm_properties;
@@ -658,17 +658,17 @@ struct memory_backend_shm_properties {
 
 /// QAPI struct `MemoryBackendEpcProperties` (QEMU built with CONFIG_LINUX).
 struct memory_backend_epc_properties {
-    std::optional<bool> dump;
-    std::optional<std::vector<std::uint16_t>> host_nodes;
-    std::optional<bool> merge;
-    std::optional<open_enum<host_mem_policy>> policy;
-    std::optional<bool> prealloc;
-    std::optional<std::uint32_t> prealloc_threads;
-    std::optional<std::string> prealloc_context;
-    std::optional<bool> share;
-    std::optional<bool> reserve;
+    std::optional<bool> dump{};
+    std::optional<std::vector<std::uint16_t>> host_nodes{};
+    std::optional<bool> merge{};
+    std::optional<open_enum<host_mem_policy>> policy{};
+    std::optional<bool> prealloc{};
+    std::optional<std::uint32_t> prealloc_threads{};
+    std::optional<std::string> prealloc_context{};
+    std::optional<bool> share{};
+    std::optional<bool> reserve{};
     std::uint64_t size{};
-    std::optional<bool> x_use_canonical_path_for_ramblock_id;
+    std::optional<bool> x_use_canonical_path_for_ramblock_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memory_backend_epc_properties;
@@ -688,7 +688,7 @@ struct memory_backend_epc_properties {
 
 /// QAPI struct `PrManagerHelperProperties` (QEMU built with CONFIG_LINUX).
 struct pr_manager_helper_properties {
-    std::string path;
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = pr_manager_helper_properties;
@@ -698,8 +698,8 @@ struct pr_manager_helper_properties {
 
 /// QAPI struct `QtestProperties`.
 struct qtest_properties {
-    std::string chardev;
-    std::optional<std::string> log;
+    std::string chardev{};
+    std::optional<std::string> log{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = qtest_properties;
@@ -710,8 +710,8 @@ struct qtest_properties {
 
 /// QAPI struct `RemoteObjectProperties`.
 struct remote_object_properties {
-    std::string fd;
-    std::string devid;
+    std::string fd{};
+    std::string devid{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = remote_object_properties;
@@ -722,8 +722,8 @@ struct remote_object_properties {
 
 /// QAPI struct `VfioUserServerProperties`.
 struct vfio_user_server_properties {
-    socket_address socket;
-    std::string device;
+    socket_address socket{};
+    std::string device{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vfio_user_server_properties;
@@ -734,7 +734,7 @@ struct vfio_user_server_properties {
 
 /// QAPI struct `IOMMUFDProperties`.
 struct iommufd_properties {
-    std::optional<std::string> fd;
+    std::optional<std::string> fd{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = iommufd_properties;
@@ -744,7 +744,7 @@ struct iommufd_properties {
 
 /// QAPI struct `AcpiGenericInitiatorProperties`.
 struct acpi_generic_initiator_properties {
-    std::string pci_dev;
+    std::string pci_dev{};
     std::uint32_t node{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -756,7 +756,7 @@ struct acpi_generic_initiator_properties {
 
 /// QAPI struct `AcpiGenericPortProperties`.
 struct acpi_generic_port_properties {
-    std::string pci_bus;
+    std::string pci_bus{};
     std::uint32_t node{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -768,7 +768,7 @@ struct acpi_generic_port_properties {
 
 /// QAPI struct `RngProperties`.
 struct rng_properties {
-    [[deprecated]] std::optional<bool> opened;
+    [[deprecated]] std::optional<bool> opened{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rng_properties;
@@ -778,8 +778,8 @@ struct rng_properties {
 
 /// QAPI struct `RngEgdProperties`.
 struct rng_egd_properties {
-    [[deprecated]] std::optional<bool> opened;
-    std::string chardev;
+    [[deprecated]] std::optional<bool> opened{};
+    std::string chardev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rng_egd_properties;
@@ -790,8 +790,8 @@ struct rng_egd_properties {
 
 /// QAPI struct `RngRandomProperties` (QEMU built with CONFIG_POSIX).
 struct rng_random_properties {
-    [[deprecated]] std::optional<bool> opened;
-    std::optional<std::string> filename;
+    [[deprecated]] std::optional<bool> opened{};
+    std::optional<std::string> filename{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rng_random_properties;
@@ -802,10 +802,10 @@ struct rng_random_properties {
 
 /// QAPI struct `SevCommonProperties`.
 struct sev_common_properties {
-    std::optional<std::string> sev_device;
-    std::optional<std::uint32_t> cbitpos;
+    std::optional<std::string> sev_device{};
+    std::optional<std::uint32_t> cbitpos{};
     std::uint32_t reduced_phys_bits{};
-    std::optional<bool> kernel_hashes;
+    std::optional<bool> kernel_hashes{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sev_common_properties;
@@ -818,15 +818,15 @@ struct sev_common_properties {
 
 /// QAPI struct `SevGuestProperties`.
 struct sev_guest_properties {
-    std::optional<std::string> sev_device;
-    std::optional<std::uint32_t> cbitpos;
+    std::optional<std::string> sev_device{};
+    std::optional<std::uint32_t> cbitpos{};
     std::uint32_t reduced_phys_bits{};
-    std::optional<bool> kernel_hashes;
-    std::optional<std::string> dh_cert_file;
-    std::optional<std::string> session_file;
-    std::optional<std::uint32_t> policy;
-    std::optional<std::uint32_t> handle;
-    std::optional<open_enum<on_off_auto>> legacy_vm_type;
+    std::optional<bool> kernel_hashes{};
+    std::optional<std::string> dh_cert_file{};
+    std::optional<std::string> session_file{};
+    std::optional<std::uint32_t> policy{};
+    std::optional<std::uint32_t> handle{};
+    std::optional<open_enum<on_off_auto>> legacy_vm_type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sev_guest_properties;
@@ -844,17 +844,17 @@ struct sev_guest_properties {
 
 /// QAPI struct `SevSnpGuestProperties`.
 struct sev_snp_guest_properties {
-    std::optional<std::string> sev_device;
-    std::optional<std::uint32_t> cbitpos;
+    std::optional<std::string> sev_device{};
+    std::optional<std::uint32_t> cbitpos{};
     std::uint32_t reduced_phys_bits{};
-    std::optional<bool> kernel_hashes;
-    std::optional<std::uint64_t> policy;
-    std::optional<std::string> guest_visible_workarounds;
-    std::optional<std::string> id_block;
-    std::optional<std::string> id_auth;
-    std::optional<bool> author_key_enabled;
-    std::optional<std::string> host_data;
-    std::optional<bool> vcek_disabled;
+    std::optional<bool> kernel_hashes{};
+    std::optional<std::uint64_t> policy{};
+    std::optional<std::string> guest_visible_workarounds{};
+    std::optional<std::string> id_block{};
+    std::optional<std::string> id_auth{};
+    std::optional<bool> author_key_enabled{};
+    std::optional<std::string> host_data{};
+    std::optional<bool> vcek_disabled{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = sev_snp_guest_properties;
@@ -874,8 +874,8 @@ struct sev_snp_guest_properties {
 
 /// QAPI struct `ThreadContextProperties`.
 struct thread_context_properties {
-    std::optional<std::vector<std::uint16_t>> cpu_affinity;
-    std::optional<std::vector<std::uint16_t>> node_affinity;
+    std::optional<std::vector<std::uint16_t>> cpu_affinity{};
+    std::optional<std::vector<std::uint16_t>> node_affinity{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = thread_context_properties;
@@ -897,8 +897,8 @@ struct thread_context_properties {
 /// Branch rng-random: if CONFIG_POSIX.
 /// Branch secret_keyring: if CONFIG_SECRET_KEYRING.
 struct object_options {
-    open_enum<object_type> qom_type;
-    std::string id;
+    open_enum<object_type> qom_type{};
+    std::string id{};
     std::variant<json,
                  acpi_generic_initiator_properties,
                  acpi_generic_port_properties,
@@ -1007,7 +1007,7 @@ struct object_options {
 struct qom_list {
     static constexpr std::string_view name = "qom-list";
     using result_type = std::vector<object_property_info>;
-    std::string path;
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = qom_list;
@@ -1019,8 +1019,8 @@ struct qom_list {
 struct qom_get {
     static constexpr std::string_view name = "qom-get";
     using result_type = json;
-    std::string path;
-    std::string property;
+    std::string path{};
+    std::string property{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = qom_get;
@@ -1033,9 +1033,9 @@ struct qom_get {
 struct qom_set {
     static constexpr std::string_view name = "qom-set";
     using result_type = empty_result;
-    std::string path;
-    std::string property;
-    json value;
+    std::string path{};
+    std::string property{};
+    json value{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = qom_set;
@@ -1049,8 +1049,8 @@ struct qom_set {
 struct qom_list_types {
     static constexpr std::string_view name = "qom-list-types";
     using result_type = std::vector<object_type_info>;
-    std::optional<std::string> implements;
-    std::optional<bool> abstract;
+    std::optional<std::string> implements{};
+    std::optional<bool> abstract{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = qom_list_types;
@@ -1063,7 +1063,7 @@ struct qom_list_types {
 struct qom_list_properties {
     static constexpr std::string_view name = "qom-list-properties";
     using result_type = std::vector<object_property_info>;
-    std::string typename_;
+    std::string typename_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = qom_list_properties;
@@ -1081,7 +1081,7 @@ struct object_add : object_options {
 struct object_del {
     static constexpr std::string_view name = "object-del";
     using result_type = empty_result;
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = object_del;

@@ -45,8 +45,8 @@ struct replay_info;
 
 /// QAPI struct `ReplayInfo`.
 struct replay_info {
-    open_enum<replay_mode> mode;
-    std::optional<std::string> filename;
+    open_enum<replay_mode> mode{};
+    std::optional<std::string> filename{};
     std::int64_t icount{};
     template <class = void>
     static constexpr auto wire_members() {

@@ -62,7 +62,7 @@ struct rocker_of_dpa_group;
 
 /// QAPI struct `RockerSwitch`.
 struct rocker_switch {
-    std::string name;
+    std::string name{};
     std::uint64_t id{};
     std::uint32_t ports{};
     template <class = void>
@@ -76,12 +76,12 @@ struct rocker_switch {
 
 /// QAPI struct `RockerPort`.
 struct rocker_port {
-    std::string name;
+    std::string name{};
     bool enabled{};
     bool link_up{};
     std::uint32_t speed{};
-    open_enum<rocker_port_duplex> duplex;
-    open_enum<rocker_port_autoneg> autoneg;
+    open_enum<rocker_port_duplex> duplex{};
+    open_enum<rocker_port_autoneg> autoneg{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rocker_port;
@@ -98,15 +98,15 @@ struct rocker_port {
 struct rocker_of_dpa_flow_key {
     std::uint32_t priority{};
     std::uint32_t tbl_id{};
-    std::optional<std::uint32_t> in_pport;
-    std::optional<std::uint32_t> tunnel_id;
-    std::optional<std::uint16_t> vlan_id;
-    std::optional<std::uint16_t> eth_type;
-    std::optional<std::string> eth_src;
-    std::optional<std::string> eth_dst;
-    std::optional<std::uint8_t> ip_proto;
-    std::optional<std::uint8_t> ip_tos;
-    std::optional<std::string> ip_dst;
+    std::optional<std::uint32_t> in_pport{};
+    std::optional<std::uint32_t> tunnel_id{};
+    std::optional<std::uint16_t> vlan_id{};
+    std::optional<std::uint16_t> eth_type{};
+    std::optional<std::string> eth_src{};
+    std::optional<std::string> eth_dst{};
+    std::optional<std::uint8_t> ip_proto{};
+    std::optional<std::uint8_t> ip_tos{};
+    std::optional<std::string> ip_dst{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rocker_of_dpa_flow_key;
@@ -126,13 +126,13 @@ struct rocker_of_dpa_flow_key {
 
 /// QAPI struct `RockerOfDpaFlowMask`.
 struct rocker_of_dpa_flow_mask {
-    std::optional<std::uint32_t> in_pport;
-    std::optional<std::uint32_t> tunnel_id;
-    std::optional<std::uint16_t> vlan_id;
-    std::optional<std::string> eth_src;
-    std::optional<std::string> eth_dst;
-    std::optional<std::uint8_t> ip_proto;
-    std::optional<std::uint8_t> ip_tos;
+    std::optional<std::uint32_t> in_pport{};
+    std::optional<std::uint32_t> tunnel_id{};
+    std::optional<std::uint16_t> vlan_id{};
+    std::optional<std::string> eth_src{};
+    std::optional<std::string> eth_dst{};
+    std::optional<std::uint8_t> ip_proto{};
+    std::optional<std::uint8_t> ip_tos{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rocker_of_dpa_flow_mask;
@@ -148,12 +148,12 @@ struct rocker_of_dpa_flow_mask {
 
 /// QAPI struct `RockerOfDpaFlowAction`.
 struct rocker_of_dpa_flow_action {
-    std::optional<std::uint32_t> goto_tbl;
-    std::optional<std::uint32_t> group_id;
-    std::optional<std::uint32_t> tunnel_lport;
-    std::optional<std::uint16_t> vlan_id;
-    std::optional<std::uint16_t> new_vlan_id;
-    std::optional<std::uint32_t> out_pport;
+    std::optional<std::uint32_t> goto_tbl{};
+    std::optional<std::uint32_t> group_id{};
+    std::optional<std::uint32_t> tunnel_lport{};
+    std::optional<std::uint16_t> vlan_id{};
+    std::optional<std::uint16_t> new_vlan_id{};
+    std::optional<std::uint32_t> out_pport{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rocker_of_dpa_flow_action;
@@ -170,9 +170,9 @@ struct rocker_of_dpa_flow_action {
 struct rocker_of_dpa_flow {
     std::uint64_t cookie{};
     std::uint64_t hits{};
-    rocker_of_dpa_flow_key key;
-    rocker_of_dpa_flow_mask mask;
-    rocker_of_dpa_flow_action action;
+    rocker_of_dpa_flow_key key{};
+    rocker_of_dpa_flow_mask mask{};
+    rocker_of_dpa_flow_action action{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rocker_of_dpa_flow;
@@ -188,17 +188,17 @@ struct rocker_of_dpa_flow {
 struct rocker_of_dpa_group {
     std::uint32_t id{};
     std::uint8_t type{};
-    std::optional<std::uint16_t> vlan_id;
-    std::optional<std::uint32_t> pport;
-    std::optional<std::uint32_t> index;
-    std::optional<std::uint32_t> out_pport;
-    std::optional<std::uint32_t> group_id;
-    std::optional<std::uint16_t> set_vlan_id;
-    std::optional<std::uint8_t> pop_vlan;
-    std::optional<std::vector<std::uint32_t>> group_ids;
-    std::optional<std::string> set_eth_src;
-    std::optional<std::string> set_eth_dst;
-    std::optional<std::uint8_t> ttl_check;
+    std::optional<std::uint16_t> vlan_id{};
+    std::optional<std::uint32_t> pport{};
+    std::optional<std::uint32_t> index{};
+    std::optional<std::uint32_t> out_pport{};
+    std::optional<std::uint32_t> group_id{};
+    std::optional<std::uint16_t> set_vlan_id{};
+    std::optional<std::uint8_t> pop_vlan{};
+    std::optional<std::vector<std::uint32_t>> group_ids{};
+    std::optional<std::string> set_eth_src{};
+    std::optional<std::string> set_eth_dst{};
+    std::optional<std::uint8_t> ttl_check{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = rocker_of_dpa_group;
@@ -222,7 +222,7 @@ struct rocker_of_dpa_group {
 struct query_rocker {
     static constexpr std::string_view name = "query-rocker";
     using result_type = rocker_switch;
-    std::string name_;
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_rocker;
@@ -234,7 +234,7 @@ struct query_rocker {
 struct query_rocker_ports {
     static constexpr std::string_view name = "query-rocker-ports";
     using result_type = std::vector<rocker_port>;
-    std::string name_;
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_rocker_ports;
@@ -246,8 +246,8 @@ struct query_rocker_ports {
 struct query_rocker_of_dpa_flows {
     static constexpr std::string_view name = "query-rocker-of-dpa-flows";
     using result_type = std::vector<rocker_of_dpa_flow>;
-    std::string name_;
-    std::optional<std::uint32_t> tbl_id;
+    std::string name_{};
+    std::optional<std::uint32_t> tbl_id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_rocker_of_dpa_flows;
@@ -260,8 +260,8 @@ struct query_rocker_of_dpa_flows {
 struct query_rocker_of_dpa_groups {
     static constexpr std::string_view name = "query-rocker-of-dpa-groups";
     using result_type = std::vector<rocker_of_dpa_group>;
-    std::string name_;
-    std::optional<std::uint8_t> type;
+    std::string name_{};
+    std::optional<std::uint8_t> type{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_rocker_of_dpa_groups;

@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/misc.hpp>
 
 #include <array>
@@ -266,7 +267,7 @@ struct memory_failure_flags;
 /// QAPI struct `StatusInfo`.
 struct status_info {
     bool running{};
-    open_enum<run_state> status;
+    open_enum<run_state> status{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = status_info;
@@ -298,7 +299,7 @@ struct guest_panic_information_s390 {
     std::uint32_t core{};
     std::uint64_t psw_mask{};
     std::uint64_t psw_addr{};
-    open_enum<s390_crash_reason> reason;
+    open_enum<s390_crash_reason> reason{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = guest_panic_information_s390;
@@ -313,7 +314,7 @@ struct guest_panic_information_s390 {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct guest_panic_information {
-    open_enum<guest_panic_information_type> type;
+    open_enum<guest_panic_information_type> type{};
     std::variant<json,
                  guest_panic_information_hyper_v,
                  guest_panic_information_s390>
@@ -357,7 +358,7 @@ struct query_status {
 struct shutdown_event {
     static constexpr std::string_view name = "SHUTDOWN";
     bool guest{};
-    open_enum<shutdown_cause> reason;
+    open_enum<shutdown_cause> reason{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = shutdown_event;
@@ -379,7 +380,7 @@ struct powerdown_event {
 struct reset_event {
     static constexpr std::string_view name = "RESET";
     bool guest{};
-    open_enum<shutdown_cause> reason;
+    open_enum<shutdown_cause> reason{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = reset_event;
@@ -436,7 +437,7 @@ struct wakeup_event {
 /// QAPI event `WATCHDOG`.
 struct watchdog_event {
     static constexpr std::string_view name = "WATCHDOG";
-    open_enum<watchdog_action> action;
+    open_enum<watchdog_action> action{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = watchdog_event;
@@ -448,7 +449,7 @@ struct watchdog_event {
 struct watchdog_set_action {
     static constexpr std::string_view name = "watchdog-set-action";
     using result_type = empty_result;
-    open_enum<watchdog_action> action;
+    open_enum<watchdog_action> action{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = watchdog_set_action;
@@ -460,10 +461,10 @@ struct watchdog_set_action {
 struct set_action {
     static constexpr std::string_view name = "set-action";
     using result_type = empty_result;
-    std::optional<open_enum<reboot_action>> reboot;
-    std::optional<open_enum<shutdown_action>> shutdown;
-    std::optional<open_enum<panic_action>> panic;
-    std::optional<open_enum<watchdog_action>> watchdog;
+    std::optional<open_enum<reboot_action>> reboot{};
+    std::optional<open_enum<shutdown_action>> shutdown{};
+    std::optional<open_enum<panic_action>> panic{};
+    std::optional<open_enum<watchdog_action>> watchdog{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = set_action;
@@ -477,8 +478,8 @@ struct set_action {
 /// QAPI event `GUEST_PANICKED`.
 struct guest_panicked_event {
     static constexpr std::string_view name = "GUEST_PANICKED";
-    open_enum<guest_panic_action> action;
-    std::optional<guest_panic_information> info;
+    open_enum<guest_panic_action> action{};
+    std::optional<guest_panic_information> info{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = guest_panicked_event;
@@ -490,8 +491,8 @@ struct guest_panicked_event {
 /// QAPI event `GUEST_CRASHLOADED`.
 struct guest_crashloaded_event {
     static constexpr std::string_view name = "GUEST_CRASHLOADED";
-    open_enum<guest_panic_action> action;
-    std::optional<guest_panic_information> info;
+    open_enum<guest_panic_action> action{};
+    std::optional<guest_panic_information> info{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = guest_crashloaded_event;
@@ -512,9 +513,9 @@ struct guest_pvshutdown_event {
 /// QAPI event `MEMORY_FAILURE`.
 struct memory_failure_event {
     static constexpr std::string_view name = "MEMORY_FAILURE";
-    open_enum<memory_failure_recipient> recipient;
-    open_enum<memory_failure_action> action;
-    memory_failure_flags flags;
+    open_enum<memory_failure_recipient> recipient{};
+    open_enum<memory_failure_action> action{};
+    memory_failure_flags flags{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = memory_failure_event;

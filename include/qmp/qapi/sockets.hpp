@@ -76,8 +76,8 @@ struct socket_address;
 
 /// QAPI struct `InetSocketAddressBase`.
 struct inet_socket_address_base {
-    std::string host;
-    std::string port;
+    std::string host{};
+    std::string port{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = inet_socket_address_base;
@@ -88,14 +88,14 @@ struct inet_socket_address_base {
 
 /// QAPI struct `InetSocketAddress`.
 struct inet_socket_address {
-    std::string host;
-    std::string port;
-    std::optional<bool> numeric;
-    std::optional<std::uint16_t> to;
-    std::optional<bool> ipv4;
-    std::optional<bool> ipv6;
-    std::optional<bool> keep_alive;
-    std::optional<bool> mptcp;  // if HAVE_IPPROTO_MPTCP
+    std::string host{};
+    std::string port{};
+    std::optional<bool> numeric{};
+    std::optional<std::uint16_t> to{};
+    std::optional<bool> ipv4{};
+    std::optional<bool> ipv6{};
+    std::optional<bool> keep_alive{};
+    std::optional<bool> mptcp{};  // if HAVE_IPPROTO_MPTCP
     /// Members only some builds of QEMU have (see their conditions).
     static constexpr std::array<std::string_view, 1> wire_conditional{{"mptcp"}};
     template <class = void>
@@ -114,9 +114,9 @@ struct inet_socket_address {
 
 /// QAPI struct `UnixSocketAddress`.
 struct unix_socket_address {
-    std::string path;
-    std::optional<bool> abstract;  // if CONFIG_LINUX
-    std::optional<bool> tight;  // if CONFIG_LINUX
+    std::string path{};
+    std::optional<bool> abstract{};  // if CONFIG_LINUX
+    std::optional<bool> tight{};  // if CONFIG_LINUX
     /// Members only some builds of QEMU have (see their conditions).
     static constexpr std::array<std::string_view, 2> wire_conditional{{"abstract", "tight"}};
     template <class = void>
@@ -130,8 +130,8 @@ struct unix_socket_address {
 
 /// QAPI struct `VsockSocketAddress`.
 struct vsock_socket_address {
-    std::string cid;
-    std::string port;
+    std::string cid{};
+    std::string port{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vsock_socket_address;
@@ -142,7 +142,7 @@ struct vsock_socket_address {
 
 /// QAPI struct `FdSocketAddress`.
 struct fd_socket_address {
-    std::string str;
+    std::string str{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = fd_socket_address;
@@ -152,7 +152,7 @@ struct fd_socket_address {
 
 /// QAPI struct `InetSocketAddressWrapper`.
 struct inet_socket_address_wrapper {
-    inet_socket_address data;
+    inet_socket_address data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = inet_socket_address_wrapper;
@@ -162,7 +162,7 @@ struct inet_socket_address_wrapper {
 
 /// QAPI struct `UnixSocketAddressWrapper`.
 struct unix_socket_address_wrapper {
-    unix_socket_address data;
+    unix_socket_address data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = unix_socket_address_wrapper;
@@ -172,7 +172,7 @@ struct unix_socket_address_wrapper {
 
 /// QAPI struct `VsockSocketAddressWrapper`.
 struct vsock_socket_address_wrapper {
-    vsock_socket_address data;
+    vsock_socket_address data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vsock_socket_address_wrapper;
@@ -182,7 +182,7 @@ struct vsock_socket_address_wrapper {
 
 /// QAPI struct `FdSocketAddressWrapper`.
 struct fd_socket_address_wrapper {
-    fd_socket_address data;
+    fd_socket_address data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = fd_socket_address_wrapper;
@@ -194,7 +194,7 @@ struct fd_socket_address_wrapper {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct socket_address_legacy {
-    open_enum<socket_address_type> type;
+    open_enum<socket_address_type> type{};
     std::variant<json,
                  inet_socket_address_wrapper,
                  unix_socket_address_wrapper,
@@ -220,7 +220,7 @@ struct socket_address_legacy {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct socket_address {
-    open_enum<socket_address_type> type;
+    open_enum<socket_address_type> type{};
     std::variant<json,
                  inet_socket_address,
                  unix_socket_address,

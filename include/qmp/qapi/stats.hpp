@@ -100,8 +100,8 @@ struct stats_schema;
 
 /// QAPI struct `StatsRequest`.
 struct stats_request {
-    open_enum<stats_provider> provider;
-    std::optional<std::vector<std::string>> names;
+    open_enum<stats_provider> provider{};
+    std::optional<std::vector<std::string>> names{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = stats_request;
@@ -112,7 +112,7 @@ struct stats_request {
 
 /// QAPI struct `StatsVCPUFilter`.
 struct stats_vcpu_filter {
-    std::optional<std::vector<std::string>> vcpus;
+    std::optional<std::vector<std::string>> vcpus{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = stats_vcpu_filter;
@@ -124,8 +124,8 @@ struct stats_vcpu_filter {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct stats_filter {
-    open_enum<stats_target> target;
-    std::optional<std::vector<stats_request>> providers;
+    open_enum<stats_target> target{};
+    std::optional<std::vector<stats_request>> providers{};
     std::variant<json,
                  stats_vcpu_filter>
         branch{};
@@ -147,8 +147,8 @@ using stats_value = std::variant<std::uint64_t, bool, std::vector<std::uint64_t>
 
 /// QAPI struct `Stats`.
 struct stats {
-    std::string name;
-    stats_value value;
+    std::string name{};
+    stats_value value{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = stats;
@@ -159,9 +159,9 @@ struct stats {
 
 /// QAPI struct `StatsResult`.
 struct stats_result {
-    open_enum<stats_provider> provider;
-    std::optional<std::string> qom_path;
-    std::vector<qmp::stats> stats;
+    open_enum<stats_provider> provider{};
+    std::optional<std::string> qom_path{};
+    std::vector<qmp::stats> stats{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = stats_result;
@@ -173,12 +173,12 @@ struct stats_result {
 
 /// QAPI struct `StatsSchemaValue`.
 struct stats_schema_value {
-    std::string name;
-    open_enum<stats_type> type;
-    std::optional<open_enum<stats_unit>> unit;
-    std::optional<std::int8_t> base;
+    std::string name{};
+    open_enum<stats_type> type{};
+    std::optional<open_enum<stats_unit>> unit{};
+    std::optional<std::int8_t> base{};
     std::int16_t exponent{};
-    std::optional<std::uint32_t> bucket_size;
+    std::optional<std::uint32_t> bucket_size{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = stats_schema_value;
@@ -193,9 +193,9 @@ struct stats_schema_value {
 
 /// QAPI struct `StatsSchema`.
 struct stats_schema {
-    open_enum<stats_provider> provider;
-    open_enum<stats_target> target;
-    std::vector<qmp::stats_schema_value> stats;
+    open_enum<stats_provider> provider{};
+    open_enum<stats_target> target{};
+    std::vector<qmp::stats_schema_value> stats{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = stats_schema;
@@ -215,7 +215,7 @@ struct query_stats : stats_filter {
 struct query_stats_schemas {
     static constexpr std::string_view name = "query-stats-schemas";
     using result_type = std::vector<stats_schema>;
-    std::optional<open_enum<stats_provider>> provider;
+    std::optional<open_enum<stats_provider>> provider{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = query_stats_schemas;

@@ -63,8 +63,8 @@ struct tpm_info;
 
 /// QAPI struct `TPMPassthroughOptions` (QEMU built with CONFIG_TPM).
 struct tpm_passthrough_options {
-    std::optional<std::string> path;
-    std::optional<std::string> cancel_path;
+    std::optional<std::string> path{};
+    std::optional<std::string> cancel_path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tpm_passthrough_options;
@@ -75,7 +75,7 @@ struct tpm_passthrough_options {
 
 /// QAPI struct `TPMEmulatorOptions` (QEMU built with CONFIG_TPM).
 struct tpm_emulator_options {
-    std::string chardev;
+    std::string chardev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tpm_emulator_options;
@@ -85,7 +85,7 @@ struct tpm_emulator_options {
 
 /// QAPI struct `TPMPassthroughOptionsWrapper` (QEMU built with CONFIG_TPM).
 struct tpm_passthrough_options_wrapper {
-    tpm_passthrough_options data;
+    tpm_passthrough_options data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tpm_passthrough_options_wrapper;
@@ -95,7 +95,7 @@ struct tpm_passthrough_options_wrapper {
 
 /// QAPI struct `TPMEmulatorOptionsWrapper` (QEMU built with CONFIG_TPM).
 struct tpm_emulator_options_wrapper {
-    tpm_emulator_options data;
+    tpm_emulator_options data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tpm_emulator_options_wrapper;
@@ -107,7 +107,7 @@ struct tpm_emulator_options_wrapper {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct tpm_type_options {
-    open_enum<tpm_type> type;
+    open_enum<tpm_type> type{};
     std::variant<json,
                  tpm_passthrough_options_wrapper,
                  tpm_emulator_options_wrapper>
@@ -127,9 +127,9 @@ struct tpm_type_options {
 
 /// QAPI struct `TPMInfo` (QEMU built with CONFIG_TPM).
 struct tpm_info {
-    std::string id;
-    open_enum<tpm_model> model;
-    tpm_type_options options;
+    std::string id{};
+    open_enum<tpm_model> model{};
+    tpm_type_options options{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = tpm_info;

@@ -45,8 +45,8 @@ struct trace_event_info;
 
 /// QAPI struct `TraceEventInfo`.
 struct trace_event_info {
-    std::string name;
-    open_enum<trace_event_state> state;
+    std::string name{};
+    open_enum<trace_event_state> state{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = trace_event_info;
@@ -59,7 +59,7 @@ struct trace_event_info {
 struct trace_event_get_state {
     static constexpr std::string_view name = "trace-event-get-state";
     using result_type = std::vector<trace_event_info>;
-    std::string name_;
+    std::string name_{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = trace_event_get_state;
@@ -71,9 +71,9 @@ struct trace_event_get_state {
 struct trace_event_set_state {
     static constexpr std::string_view name = "trace-event-set-state";
     using result_type = empty_result;
-    std::string name_;
+    std::string name_{};
     bool enable{};
-    std::optional<bool> ignore_unavailable;
+    std::optional<bool> ignore_unavailable{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = trace_event_set_state;

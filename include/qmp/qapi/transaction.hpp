@@ -96,7 +96,7 @@ struct abort {
 
 /// QAPI struct `AbortWrapper`.
 struct abort_wrapper {
-    abort data;
+    abort data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = abort_wrapper;
@@ -106,7 +106,7 @@ struct abort_wrapper {
 
 /// QAPI struct `BlockDirtyBitmapAddWrapper`.
 struct block_dirty_bitmap_add_wrapper {
-    block_dirty_bitmap_add_args data;
+    block_dirty_bitmap_add_args data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_add_wrapper;
@@ -116,7 +116,7 @@ struct block_dirty_bitmap_add_wrapper {
 
 /// QAPI struct `BlockDirtyBitmapWrapper`.
 struct block_dirty_bitmap_wrapper {
-    block_dirty_bitmap data;
+    block_dirty_bitmap data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_wrapper;
@@ -126,7 +126,7 @@ struct block_dirty_bitmap_wrapper {
 
 /// QAPI struct `BlockDirtyBitmapMergeWrapper`.
 struct block_dirty_bitmap_merge_wrapper {
-    block_dirty_bitmap_merge_args data;
+    block_dirty_bitmap_merge_args data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = block_dirty_bitmap_merge_wrapper;
@@ -136,7 +136,7 @@ struct block_dirty_bitmap_merge_wrapper {
 
 /// QAPI struct `BlockdevBackupWrapper`.
 struct blockdev_backup_wrapper {
-    blockdev_backup_args data;
+    blockdev_backup_args data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_backup_wrapper;
@@ -146,7 +146,7 @@ struct blockdev_backup_wrapper {
 
 /// QAPI struct `BlockdevSnapshotWrapper`.
 struct blockdev_snapshot_wrapper {
-    blockdev_snapshot_args data;
+    blockdev_snapshot_args data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_wrapper;
@@ -156,7 +156,7 @@ struct blockdev_snapshot_wrapper {
 
 /// QAPI struct `BlockdevSnapshotInternalWrapper`.
 struct blockdev_snapshot_internal_wrapper {
-    blockdev_snapshot_internal data;
+    blockdev_snapshot_internal data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_internal_wrapper;
@@ -166,7 +166,7 @@ struct blockdev_snapshot_internal_wrapper {
 
 /// QAPI struct `BlockdevSnapshotSyncWrapper`.
 struct blockdev_snapshot_sync_wrapper {
-    blockdev_snapshot_sync_args data;
+    blockdev_snapshot_sync_args data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = blockdev_snapshot_sync_wrapper;
@@ -176,7 +176,7 @@ struct blockdev_snapshot_sync_wrapper {
 
 /// QAPI struct `DriveBackupWrapper`.
 struct drive_backup_wrapper {
-    drive_backup_args data;
+    drive_backup_args data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = drive_backup_wrapper;
@@ -188,7 +188,7 @@ struct drive_backup_wrapper {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct transaction_action {
-    open_enum<transaction_action_kind> type;
+    open_enum<transaction_action_kind> type{};
     std::variant<json,
                  abort_wrapper,
                  block_dirty_bitmap_add_wrapper,
@@ -225,7 +225,7 @@ struct transaction_action {
 
 /// QAPI struct `TransactionProperties`.
 struct transaction_properties {
-    std::optional<open_enum<action_completion_mode>> completion_mode;
+    std::optional<open_enum<action_completion_mode>> completion_mode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = transaction_properties;
@@ -237,8 +237,8 @@ struct transaction_properties {
 struct transaction {
     static constexpr std::string_view name = "transaction";
     using result_type = empty_result;
-    std::vector<transaction_action> actions;
-    std::optional<transaction_properties> properties;
+    std::vector<transaction_action> actions{};
+    std::optional<transaction_properties> properties{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = transaction;

@@ -31,12 +31,12 @@ struct uefi_var_store;
 
 /// QAPI struct `UefiVariable`.
 struct uefi_variable {
-    std::string guid;
-    std::string name;
+    std::string guid{};
+    std::string name{};
     std::int64_t attr{};
-    std::string data;
-    std::optional<std::string> time;
-    std::optional<std::string> digest;
+    std::string data{};
+    std::optional<std::string> time{};
+    std::optional<std::string> digest{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = uefi_variable;
@@ -52,7 +52,7 @@ struct uefi_variable {
 /// QAPI struct `UefiVarStore`.
 struct uefi_var_store {
     std::int64_t version{};
-    std::vector<uefi_variable> variables;
+    std::vector<uefi_variable> variables{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = uefi_var_store;

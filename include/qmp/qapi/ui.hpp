@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 #include <qmp/qapi/sockets.hpp>
 
 #include <array>
@@ -687,7 +688,7 @@ struct display_update_options;
 
 /// QAPI struct `SetPasswordOptionsVnc`.
 struct set_password_options_vnc {
-    std::optional<std::string> display;
+    std::optional<std::string> display{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = set_password_options_vnc;
@@ -699,9 +700,9 @@ struct set_password_options_vnc {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct set_password_options {
-    open_enum<display_protocol> protocol;
-    std::string password;
-    std::optional<open_enum<set_password_action>> connected;
+    open_enum<display_protocol> protocol{};
+    std::string password{};
+    std::optional<open_enum<set_password_action>> connected{};
     std::variant<json,
                  set_password_options_vnc>
         branch{};
@@ -721,7 +722,7 @@ struct set_password_options {
 
 /// QAPI struct `ExpirePasswordOptionsVnc`.
 struct expire_password_options_vnc {
-    std::optional<std::string> display;
+    std::optional<std::string> display{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = expire_password_options_vnc;
@@ -733,8 +734,8 @@ struct expire_password_options_vnc {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct expire_password_options {
-    open_enum<display_protocol> protocol;
-    std::string time;
+    open_enum<display_protocol> protocol{};
+    std::string time{};
     std::variant<json,
                  expire_password_options_vnc>
         branch{};
@@ -753,9 +754,9 @@ struct expire_password_options {
 
 /// QAPI struct `SpiceBasicInfo` (QEMU built with CONFIG_SPICE).
 struct spice_basic_info {
-    std::string host;
-    std::string port;
-    open_enum<network_address_family> family;
+    std::string host{};
+    std::string port{};
+    open_enum<network_address_family> family{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = spice_basic_info;
@@ -767,10 +768,10 @@ struct spice_basic_info {
 
 /// QAPI struct `SpiceServerInfo` (QEMU built with CONFIG_SPICE).
 struct spice_server_info {
-    std::string host;
-    std::string port;
-    open_enum<network_address_family> family;
-    std::optional<std::string> auth;
+    std::string host{};
+    std::string port{};
+    open_enum<network_address_family> family{};
+    std::optional<std::string> auth{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = spice_server_info;
@@ -783,9 +784,9 @@ struct spice_server_info {
 
 /// QAPI struct `SpiceChannel` (QEMU built with CONFIG_SPICE).
 struct spice_channel {
-    std::string host;
-    std::string port;
-    open_enum<network_address_family> family;
+    std::string host{};
+    std::string port{};
+    open_enum<network_address_family> family{};
     std::int64_t connection_id{};
     std::int64_t channel_type{};
     std::int64_t channel_id{};
@@ -807,13 +808,13 @@ struct spice_channel {
 struct spice_info {
     bool enabled{};
     bool migrated{};
-    std::optional<std::string> host;
-    std::optional<std::int64_t> port;
-    std::optional<std::int64_t> tls_port;
-    std::optional<std::string> auth;
-    std::optional<std::string> compiled_version;
-    open_enum<spice_query_mouse_mode> mouse_mode;
-    std::optional<std::vector<spice_channel>> channels;
+    std::optional<std::string> host{};
+    std::optional<std::int64_t> port{};
+    std::optional<std::int64_t> tls_port{};
+    std::optional<std::string> auth{};
+    std::optional<std::string> compiled_version{};
+    open_enum<spice_query_mouse_mode> mouse_mode{};
+    std::optional<std::vector<spice_channel>> channels{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = spice_info;
@@ -831,9 +832,9 @@ struct spice_info {
 
 /// QAPI struct `VncBasicInfo` (QEMU built with CONFIG_VNC).
 struct vnc_basic_info {
-    std::string host;
-    std::string service;
-    open_enum<network_address_family> family;
+    std::string host{};
+    std::string service{};
+    open_enum<network_address_family> family{};
     bool websocket{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -847,11 +848,11 @@ struct vnc_basic_info {
 
 /// QAPI struct `VncServerInfo` (QEMU built with CONFIG_VNC).
 struct vnc_server_info {
-    std::string host;
-    std::string service;
-    open_enum<network_address_family> family;
+    std::string host{};
+    std::string service{};
+    open_enum<network_address_family> family{};
     bool websocket{};
-    std::optional<std::string> auth;
+    std::optional<std::string> auth{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vnc_server_info;
@@ -865,12 +866,12 @@ struct vnc_server_info {
 
 /// QAPI struct `VncClientInfo` (QEMU built with CONFIG_VNC).
 struct vnc_client_info {
-    std::string host;
-    std::string service;
-    open_enum<network_address_family> family;
+    std::string host{};
+    std::string service{};
+    open_enum<network_address_family> family{};
     bool websocket{};
-    std::optional<std::string> x509_dname;
-    std::optional<std::string> sasl_username;
+    std::optional<std::string> x509_dname{};
+    std::optional<std::string> sasl_username{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vnc_client_info;
@@ -886,11 +887,11 @@ struct vnc_client_info {
 /// QAPI struct `VncInfo` (QEMU built with CONFIG_VNC).
 struct vnc_info {
     bool enabled{};
-    std::optional<std::string> host;
-    std::optional<open_enum<network_address_family>> family;
-    std::optional<std::string> service;
-    std::optional<std::string> auth;
-    std::optional<std::vector<vnc_client_info>> clients;
+    std::optional<std::string> host{};
+    std::optional<open_enum<network_address_family>> family{};
+    std::optional<std::string> service{};
+    std::optional<std::string> auth{};
+    std::optional<std::vector<vnc_client_info>> clients{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vnc_info;
@@ -905,12 +906,12 @@ struct vnc_info {
 
 /// QAPI struct `VncServerInfo2` (QEMU built with CONFIG_VNC).
 struct vnc_server_info2 {
-    std::string host;
-    std::string service;
-    open_enum<network_address_family> family;
+    std::string host{};
+    std::string service{};
+    open_enum<network_address_family> family{};
     bool websocket{};
-    open_enum<vnc_primary_auth> auth;
-    std::optional<open_enum<vnc_vencrypt_sub_auth>> vencrypt;
+    open_enum<vnc_primary_auth> auth{};
+    std::optional<open_enum<vnc_vencrypt_sub_auth>> vencrypt{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vnc_server_info2;
@@ -925,12 +926,12 @@ struct vnc_server_info2 {
 
 /// QAPI struct `VncInfo2` (QEMU built with CONFIG_VNC).
 struct vnc_info2 {
-    std::string id;
-    std::vector<vnc_server_info2> server;
-    std::vector<vnc_client_info> clients;
-    open_enum<vnc_primary_auth> auth;
-    std::optional<open_enum<vnc_vencrypt_sub_auth>> vencrypt;
-    std::optional<std::string> display;
+    std::string id{};
+    std::vector<vnc_server_info2> server{};
+    std::vector<vnc_client_info> clients{};
+    open_enum<vnc_primary_auth> auth{};
+    std::optional<open_enum<vnc_vencrypt_sub_auth>> vencrypt{};
+    std::optional<std::string> display{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vnc_info2;
@@ -945,7 +946,7 @@ struct vnc_info2 {
 
 /// QAPI struct `MouseInfo`.
 struct mouse_info {
-    std::string name;
+    std::string name{};
     std::int64_t index{};
     bool current{};
     bool absolute{};
@@ -971,7 +972,7 @@ struct int_wrapper {
 
 /// QAPI struct `QKeyCodeWrapper`.
 struct q_key_code_wrapper {
-    open_enum<q_key_code> data;
+    open_enum<q_key_code> data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = q_key_code_wrapper;
@@ -983,7 +984,7 @@ struct q_key_code_wrapper {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct key_value {
-    open_enum<key_value_kind> type;
+    open_enum<key_value_kind> type{};
     std::variant<json,
                  int_wrapper,
                  q_key_code_wrapper>
@@ -1003,7 +1004,7 @@ struct key_value {
 
 /// QAPI struct `InputKeyEvent`.
 struct input_key_event {
-    key_value key;
+    key_value key{};
     bool down{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -1015,7 +1016,7 @@ struct input_key_event {
 
 /// QAPI struct `InputBtnEvent`.
 struct input_btn_event {
-    open_enum<input_button> button;
+    open_enum<input_button> button{};
     bool down{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -1027,7 +1028,7 @@ struct input_btn_event {
 
 /// QAPI struct `InputMoveEvent`.
 struct input_move_event {
-    open_enum<input_axis> axis;
+    open_enum<input_axis> axis{};
     std::int64_t value{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -1039,10 +1040,10 @@ struct input_move_event {
 
 /// QAPI struct `InputMultiTouchEvent`.
 struct input_multi_touch_event {
-    open_enum<input_multi_touch_type> type;
+    open_enum<input_multi_touch_type> type{};
     std::int64_t slot{};
     std::int64_t tracking_id{};
-    open_enum<input_axis> axis;
+    open_enum<input_axis> axis{};
     std::int64_t value{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -1057,7 +1058,7 @@ struct input_multi_touch_event {
 
 /// QAPI struct `InputKeyEventWrapper`.
 struct input_key_event_wrapper {
-    input_key_event data;
+    input_key_event data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = input_key_event_wrapper;
@@ -1067,7 +1068,7 @@ struct input_key_event_wrapper {
 
 /// QAPI struct `InputBtnEventWrapper`.
 struct input_btn_event_wrapper {
-    input_btn_event data;
+    input_btn_event data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = input_btn_event_wrapper;
@@ -1077,7 +1078,7 @@ struct input_btn_event_wrapper {
 
 /// QAPI struct `InputMoveEventWrapper`.
 struct input_move_event_wrapper {
-    input_move_event data;
+    input_move_event data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = input_move_event_wrapper;
@@ -1087,7 +1088,7 @@ struct input_move_event_wrapper {
 
 /// QAPI struct `InputMultiTouchEventWrapper`.
 struct input_multi_touch_event_wrapper {
-    input_multi_touch_event data;
+    input_multi_touch_event data{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = input_multi_touch_event_wrapper;
@@ -1099,7 +1100,7 @@ struct input_multi_touch_event_wrapper {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct input_event {
-    open_enum<input_event_kind> type;
+    open_enum<input_event_kind> type{};
     std::variant<json,
                  input_key_event_wrapper,
                  input_btn_event_wrapper,
@@ -1124,10 +1125,10 @@ struct input_event {
 
 /// QAPI struct `DisplayGTK`.
 struct display_gtk {
-    std::optional<bool> grab_on_hover;
-    std::optional<bool> zoom_to_fit;
-    std::optional<bool> show_tabs;
-    std::optional<bool> show_menubar;
+    std::optional<bool> grab_on_hover{};
+    std::optional<bool> zoom_to_fit{};
+    std::optional<bool> show_tabs{};
+    std::optional<bool> show_menubar{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = display_gtk;
@@ -1140,7 +1141,7 @@ struct display_gtk {
 
 /// QAPI struct `DisplayEGLHeadless`.
 struct display_egl_headless {
-    std::optional<std::string> rendernode;
+    std::optional<std::string> rendernode{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = display_egl_headless;
@@ -1150,10 +1151,10 @@ struct display_egl_headless {
 
 /// QAPI struct `DisplayDBus`.
 struct display_d_bus {
-    std::optional<std::string> rendernode;
-    std::optional<std::string> addr;
-    std::optional<bool> p2p;
-    std::optional<std::string> audiodev;
+    std::optional<std::string> rendernode{};
+    std::optional<std::string> addr{};
+    std::optional<bool> p2p{};
+    std::optional<std::string> audiodev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = display_d_bus;
@@ -1166,7 +1167,7 @@ struct display_d_bus {
 
 /// QAPI struct `DisplayCurses`.
 struct display_curses {
-    std::optional<std::string> charset;
+    std::optional<std::string> charset{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = display_curses;
@@ -1176,11 +1177,11 @@ struct display_curses {
 
 /// QAPI struct `DisplayCocoa`.
 struct display_cocoa {
-    std::optional<bool> left_command_key;
-    std::optional<bool> full_grab;
-    std::optional<bool> swap_opt_cmd;
-    std::optional<bool> zoom_to_fit;
-    std::optional<bool> zoom_interpolation;
+    std::optional<bool> left_command_key{};
+    std::optional<bool> full_grab{};
+    std::optional<bool> swap_opt_cmd{};
+    std::optional<bool> zoom_to_fit{};
+    std::optional<bool> zoom_interpolation{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = display_cocoa;
@@ -1194,7 +1195,7 @@ struct display_cocoa {
 
 /// QAPI struct `DisplaySDL`.
 struct display_sdl {
-    std::optional<open_enum<hot_key_mod>> grab_mod;
+    std::optional<open_enum<hot_key_mod>> grab_mod{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = display_sdl;
@@ -1212,11 +1213,11 @@ struct display_sdl {
 /// Branch dbus: if CONFIG_DBUS_DISPLAY.
 /// Branch sdl: if CONFIG_SDL.
 struct display_options {
-    open_enum<display_type> type;
-    std::optional<bool> full_screen;
-    std::optional<bool> window_close;
-    std::optional<bool> show_cursor;
-    std::optional<open_enum<display_gl_mode>> gl;
+    open_enum<display_type> type{};
+    std::optional<bool> full_screen{};
+    std::optional<bool> window_close{};
+    std::optional<bool> show_cursor{};
+    std::optional<open_enum<display_gl_mode>> gl{};
     std::variant<json,
                  display_gtk,
                  display_cocoa,
@@ -1248,7 +1249,7 @@ struct display_options {
 
 /// QAPI struct `DisplayReloadOptionsVNC`.
 struct display_reload_options_vnc {
-    std::optional<bool> tls_certs;
+    std::optional<bool> tls_certs{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = display_reload_options_vnc;
@@ -1260,7 +1261,7 @@ struct display_reload_options_vnc {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct display_reload_options {
-    open_enum<display_reload_type> type;
+    open_enum<display_reload_type> type{};
     std::variant<json,
                  display_reload_options_vnc>
         branch{};
@@ -1278,7 +1279,7 @@ struct display_reload_options {
 
 /// QAPI struct `DisplayUpdateOptionsVNC`.
 struct display_update_options_vnc {
-    std::optional<std::vector<socket_address>> addresses;
+    std::optional<std::vector<socket_address>> addresses{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = display_update_options_vnc;
@@ -1290,7 +1291,7 @@ struct display_update_options_vnc {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct display_update_options {
-    open_enum<display_update_type> type;
+    open_enum<display_update_type> type{};
     std::variant<json,
                  display_update_options_vnc>
         branch{};
@@ -1322,10 +1323,10 @@ struct expire_password : expire_password_options {
 struct screendump {
     static constexpr std::string_view name = "screendump";
     using result_type = empty_result;
-    std::string filename;
-    std::optional<std::string> device;
-    std::optional<std::int64_t> head;
-    std::optional<open_enum<image_format>> format;
+    std::string filename{};
+    std::optional<std::string> device{};
+    std::optional<std::int64_t> head{};
+    std::optional<open_enum<image_format>> format{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = screendump;
@@ -1349,8 +1350,8 @@ struct query_spice {
 /// QAPI event `SPICE_CONNECTED` (QEMU built with CONFIG_SPICE).
 struct spice_connected_event {
     static constexpr std::string_view name = "SPICE_CONNECTED";
-    spice_basic_info server;
-    spice_basic_info client;
+    spice_basic_info server{};
+    spice_basic_info client{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = spice_connected_event;
@@ -1362,8 +1363,8 @@ struct spice_connected_event {
 /// QAPI event `SPICE_INITIALIZED` (QEMU built with CONFIG_SPICE).
 struct spice_initialized_event {
     static constexpr std::string_view name = "SPICE_INITIALIZED";
-    spice_server_info server;
-    spice_channel client;
+    spice_server_info server{};
+    spice_channel client{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = spice_initialized_event;
@@ -1375,8 +1376,8 @@ struct spice_initialized_event {
 /// QAPI event `SPICE_DISCONNECTED` (QEMU built with CONFIG_SPICE).
 struct spice_disconnected_event {
     static constexpr std::string_view name = "SPICE_DISCONNECTED";
-    spice_basic_info server;
-    spice_basic_info client;
+    spice_basic_info server{};
+    spice_basic_info client{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = spice_disconnected_event;
@@ -1418,7 +1419,7 @@ struct query_vnc_servers {
 struct change_vnc_password {
     static constexpr std::string_view name = "change-vnc-password";
     using result_type = empty_result;
-    std::string password;
+    std::string password{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = change_vnc_password;
@@ -1429,8 +1430,8 @@ struct change_vnc_password {
 /// QAPI event `VNC_CONNECTED` (QEMU built with CONFIG_VNC).
 struct vnc_connected_event {
     static constexpr std::string_view name = "VNC_CONNECTED";
-    vnc_server_info server;
-    vnc_basic_info client;
+    vnc_server_info server{};
+    vnc_basic_info client{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vnc_connected_event;
@@ -1442,8 +1443,8 @@ struct vnc_connected_event {
 /// QAPI event `VNC_INITIALIZED` (QEMU built with CONFIG_VNC).
 struct vnc_initialized_event {
     static constexpr std::string_view name = "VNC_INITIALIZED";
-    vnc_server_info server;
-    vnc_client_info client;
+    vnc_server_info server{};
+    vnc_client_info client{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vnc_initialized_event;
@@ -1455,8 +1456,8 @@ struct vnc_initialized_event {
 /// QAPI event `VNC_DISCONNECTED` (QEMU built with CONFIG_VNC).
 struct vnc_disconnected_event {
     static constexpr std::string_view name = "VNC_DISCONNECTED";
-    vnc_server_info server;
-    vnc_client_info client;
+    vnc_server_info server{};
+    vnc_client_info client{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vnc_disconnected_event;
@@ -1479,8 +1480,8 @@ struct query_mice {
 struct send_key {
     static constexpr std::string_view name = "send-key";
     using result_type = empty_result;
-    std::vector<key_value> keys;
-    std::optional<std::int64_t> hold_time;
+    std::vector<key_value> keys{};
+    std::optional<std::int64_t> hold_time{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = send_key;
@@ -1493,9 +1494,9 @@ struct send_key {
 struct input_send_event {
     static constexpr std::string_view name = "input-send-event";
     using result_type = empty_result;
-    std::optional<std::string> device;
-    std::optional<std::int64_t> head;
-    std::vector<input_event> events;
+    std::optional<std::string> device{};
+    std::optional<std::int64_t> head{};
+    std::vector<input_event> events{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = input_send_event;
@@ -1531,11 +1532,11 @@ struct display_update : display_update_options {
 struct client_migrate_info {
     static constexpr std::string_view name = "client_migrate_info";
     using result_type = empty_result;
-    std::string protocol;
-    std::string hostname;
-    std::optional<std::int64_t> port;
-    std::optional<std::int64_t> tls_port;
-    std::optional<std::string> cert_subject;
+    std::string protocol{};
+    std::string hostname{};
+    std::optional<std::int64_t> port{};
+    std::optional<std::int64_t> tls_port{};
+    std::optional<std::string> cert_subject{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = client_migrate_info;

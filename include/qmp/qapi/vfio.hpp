@@ -5,6 +5,7 @@
 #include <qmp/json/open_enum.hpp>
 #include <qmp/json/variants.hpp>
 #include <qmp/protocol/command.hpp>
+#include <qmp/protocol/typed_event.hpp>
 
 #include <array>
 #include <cstddef>
@@ -52,9 +53,9 @@ struct wire_enum<qapi_vfio_migration_state> {
 /// QAPI event `VFIO_MIGRATION`.
 struct vfio_migration_event {
     static constexpr std::string_view name = "VFIO_MIGRATION";
-    std::string device_id;
-    std::string qom_path;
-    open_enum<qapi_vfio_migration_state> device_state;
+    std::string device_id{};
+    std::string qom_path{};
+    open_enum<qapi_vfio_migration_state> device_state{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vfio_migration_event;

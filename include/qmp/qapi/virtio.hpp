@@ -77,8 +77,8 @@ struct dummy_virtio_force_arrays;
 
 /// QAPI struct `VirtioInfo`.
 struct virtio_info {
-    std::string path;
-    std::string name;
+    std::string path{};
+    std::string name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_info;
@@ -89,9 +89,9 @@ struct virtio_info {
 
 /// QAPI struct `VirtioDeviceFeatures`.
 struct virtio_device_features {
-    std::vector<std::string> transports;
-    std::optional<std::vector<std::string>> dev_features;
-    std::optional<std::uint64_t> unknown_dev_features;
+    std::vector<std::string> transports{};
+    std::optional<std::vector<std::string>> dev_features{};
+    std::optional<std::uint64_t> unknown_dev_features{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_device_features;
@@ -103,8 +103,8 @@ struct virtio_device_features {
 
 /// QAPI struct `VhostDeviceProtocols`.
 struct vhost_device_protocols {
-    std::vector<std::string> protocols;
-    std::optional<std::uint64_t> unknown_protocols;
+    std::vector<std::string> protocols{};
+    std::optional<std::uint64_t> unknown_protocols{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = vhost_device_protocols;
@@ -119,10 +119,10 @@ struct vhost_status {
     std::int64_t n_tmp_sections{};
     std::uint32_t nvqs{};
     std::int64_t vq_index{};
-    virtio_device_features features;
-    virtio_device_features acked_features;
-    virtio_device_features backend_features;
-    vhost_device_protocols protocol_features;
+    virtio_device_features features{};
+    virtio_device_features acked_features{};
+    virtio_device_features backend_features{};
+    vhost_device_protocols protocol_features{};
     std::uint64_t max_queues{};
     std::uint64_t backend_cap{};
     bool log_enabled{};
@@ -147,8 +147,8 @@ struct vhost_status {
 
 /// QAPI struct `VirtioDeviceStatus`.
 struct virtio_device_status {
-    std::vector<std::string> statuses;
-    std::optional<std::uint8_t> unknown_statuses;
+    std::vector<std::string> statuses{};
+    std::optional<std::uint8_t> unknown_statuses{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_device_status;
@@ -159,15 +159,15 @@ struct virtio_device_status {
 
 /// QAPI struct `VirtioStatus`.
 struct virtio_status {
-    std::string name;
+    std::string name{};
     std::uint16_t device_id{};
     bool vhost_started{};
-    std::string device_endian;
-    virtio_device_features guest_features;
-    virtio_device_features host_features;
-    virtio_device_features backend_features;
+    std::string device_endian{};
+    virtio_device_features guest_features{};
+    virtio_device_features host_features{};
+    virtio_device_features backend_features{};
     std::int64_t num_vqs{};
-    virtio_device_status status;
+    virtio_device_status status{};
     std::uint8_t isr{};
     std::uint16_t queue_sel{};
     bool vm_running{};
@@ -177,9 +177,9 @@ struct virtio_status {
     bool started{};
     bool start_on_kick{};
     bool disable_legacy_check{};
-    std::string bus_name;
+    std::string bus_name{};
     bool use_guest_notifier_mask{};
-    std::optional<vhost_status> vhost_dev;
+    std::optional<vhost_status> vhost_dev{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_status;
@@ -209,7 +209,7 @@ struct virtio_status {
 
 /// QAPI struct `VirtQueueStatus`.
 struct virt_queue_status {
-    std::string name;
+    std::string name{};
     std::uint16_t queue_index{};
     std::uint32_t inuse{};
     std::uint32_t vring_num{};
@@ -218,8 +218,8 @@ struct virt_queue_status {
     std::uint64_t vring_desc{};
     std::uint64_t vring_avail{};
     std::uint64_t vring_used{};
-    std::optional<std::uint16_t> last_avail_idx;
-    std::optional<std::uint16_t> shadow_avail_idx;
+    std::optional<std::uint16_t> last_avail_idx{};
+    std::optional<std::uint16_t> shadow_avail_idx{};
     std::uint16_t used_idx{};
     std::uint16_t signalled_used{};
     bool signalled_used_valid{};
@@ -245,7 +245,7 @@ struct virt_queue_status {
 
 /// QAPI struct `VirtVhostQueueStatus`.
 struct virt_vhost_queue_status {
-    std::string name;
+    std::string name{};
     std::int64_t kick{};
     std::int64_t call{};
     std::uint64_t desc{};
@@ -281,7 +281,7 @@ struct virt_vhost_queue_status {
 struct virtio_ring_desc {
     std::uint64_t addr{};
     std::uint32_t len{};
-    std::vector<std::string> flags;
+    std::vector<std::string> flags{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_ring_desc;
@@ -319,11 +319,11 @@ struct virtio_ring_used {
 
 /// QAPI struct `VirtioQueueElement`.
 struct virtio_queue_element {
-    std::string name;
+    std::string name{};
     std::uint32_t index{};
-    std::vector<virtio_ring_desc> descs;
-    virtio_ring_avail avail;
-    virtio_ring_used used;
+    std::vector<virtio_ring_desc> descs{};
+    virtio_ring_avail avail{};
+    virtio_ring_used used{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = virtio_queue_element;
@@ -337,8 +337,8 @@ struct virtio_queue_element {
 
 /// QAPI struct `IOThreadVirtQueueMapping`.
 struct io_thread_virt_queue_mapping {
-    std::string iothread;
-    std::optional<std::vector<std::uint16_t>> vqs;
+    std::string iothread{};
+    std::optional<std::vector<std::uint16_t>> vqs{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = io_thread_virt_queue_mapping;
@@ -349,7 +349,7 @@ struct io_thread_virt_queue_mapping {
 
 /// QAPI struct `DummyVirtioForceArrays`.
 struct dummy_virtio_force_arrays {
-    std::vector<io_thread_virt_queue_mapping> unused_iothread_vq_mapping;
+    std::vector<io_thread_virt_queue_mapping> unused_iothread_vq_mapping{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = dummy_virtio_force_arrays;
@@ -371,7 +371,7 @@ struct x_query_virtio {
 struct x_query_virtio_status {
     static constexpr std::string_view name = "x-query-virtio-status";
     using result_type = virtio_status;
-    std::string path;
+    std::string path{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = x_query_virtio_status;
@@ -383,7 +383,7 @@ struct x_query_virtio_status {
 struct x_query_virtio_queue_status {
     static constexpr std::string_view name = "x-query-virtio-queue-status";
     using result_type = virt_queue_status;
-    std::string path;
+    std::string path{};
     std::uint16_t queue{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -397,7 +397,7 @@ struct x_query_virtio_queue_status {
 struct x_query_virtio_vhost_queue_status {
     static constexpr std::string_view name = "x-query-virtio-vhost-queue-status";
     using result_type = virt_vhost_queue_status;
-    std::string path;
+    std::string path{};
     std::uint16_t queue{};
     template <class = void>
     static constexpr auto wire_members() {
@@ -411,9 +411,9 @@ struct x_query_virtio_vhost_queue_status {
 struct x_query_virtio_queue_element {
     static constexpr std::string_view name = "x-query-virtio-queue-element";
     using result_type = virtio_queue_element;
-    std::string path;
+    std::string path{};
     std::uint16_t queue{};
-    std::optional<std::uint16_t> index;
+    std::optional<std::uint16_t> index{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = x_query_virtio_queue_element;

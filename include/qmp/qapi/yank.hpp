@@ -47,7 +47,7 @@ struct yank_instance;
 
 /// QAPI struct `YankInstanceBlockNode`.
 struct yank_instance_block_node {
-    std::string node_name;
+    std::string node_name{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = yank_instance_block_node;
@@ -57,7 +57,7 @@ struct yank_instance_block_node {
 
 /// QAPI struct `YankInstanceChardev`.
 struct yank_instance_chardev {
-    std::string id;
+    std::string id{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = yank_instance_chardev;
@@ -69,7 +69,7 @@ struct yank_instance_chardev {
 /// `branch` holds its members (a `json` object for a value without
 /// members, or one this header does not know).
 struct yank_instance {
-    open_enum<yank_instance_type> type;
+    open_enum<yank_instance_type> type{};
     std::variant<json,
                  yank_instance_block_node,
                  yank_instance_chardev>
@@ -92,7 +92,7 @@ struct yank {
     static constexpr std::string_view name = "yank";
     using result_type = empty_result;
     static constexpr bool allow_oob = true;
-    std::vector<yank_instance> instances;
+    std::vector<yank_instance> instances{};
     template <class = void>
     static constexpr auto wire_members() {
         using T = yank;
