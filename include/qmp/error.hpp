@@ -67,7 +67,7 @@ public:
         case error::connection_closed: return "the QMP connection was closed";
         case error::connect_timeout: return "timed out connecting to the QMP server";
         case error::greeting_timeout: return "timed out waiting for the QMP greeting or negotiation";
-        case error::timeout: return "the command timed out";
+        case error::timeout: return "timed out waiting for QEMU (a command's reply, or an event)";
         case error::message_too_large: return "a QMP message exceeded the size limit";
         case error::nesting_too_deep: return "a QMP message is nested too deeply";
         case error::malformed_message: return "received bytes that are not a JSON object";

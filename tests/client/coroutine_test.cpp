@@ -38,8 +38,10 @@ TEST_CASE("coroutines: connect, execute, receive an event with use_awaitable" * 
             try {
                 co_await client.async_execute("fails", nullptr, asio::use_awaitable);
                 FAIL("no exception");
-            } catch (const std::system_error& e) {
+            } catch (const std::system_error& e) {  // a qmp_error, with QEMU's text by default
                 CHECK(e.code() == qmp::server_error::generic_error);
+                CHECK(std::string(e.what()).rfind("bad", 0) == 0);  // "bad: GenericError"
+                CHECK(dynamic_cast<const qmp::qmp_error*>(&e) != nullptr);
             }
             client.close();
             done = true;
@@ -74,14 +76,15 @@ TEST_CASE("errors: the same failing command gives QEMU's desc to callbacks, futu
                              CHECK(ec == qmp::server_error::generic_error);
                              seen.push_back(diag.message);
                          }));
-    // 2. A future: the exception carries the text.
-    auto f = client.async_execute(cmd, qmp::with_diagnostics(asio::use_future));
-    // 3. A coroutine: so does the exception it throws.
+    // 2. A plain asio::use_future: the exception carries the text (the
+    // library applies with_diagnostics itself).
+    auto f = client.async_execute(cmd, asio::use_future);
+    // 3. A plain asio::use_awaitable: so does the exception it throws.
     asio::co_spawn(
         ctx,
         [&]() -> asio::awaitable<void> {
             try {
-                co_await client.async_execute(cmd, qmp::with_diagnostics(asio::use_awaitable));
+                co_await client.async_execute(cmd, asio::use_awaitable);
             } catch (const qmp::qmp_error& e) {
                 CHECK(e.code() == qmp::server_error::generic_error);
                 CHECK(e.diag().error_class == "GenericError");

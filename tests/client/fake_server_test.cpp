@@ -18,6 +18,8 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <cerrno>
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 using qmp_test::fake_server;
@@ -454,4 +456,36 @@ TEST_CASE("fake: a TCP connection sends each write at once (TCP_NODELAY)" *
     c.close();
     io.poll();
     CHECK(connect_result == qmp::error::connection_closed);
+}
+
+TEST_CASE("fake: a failed connect names the socket, a timeout names what it waited for" * doctest::test_suite("fake")) {
+    const std::string path = "/tmp/qmp-test-no-such-socket-" + std::to_string(::getpid());
+    qmp::sync_client c;
+    try {
+        c.connect(asio::local::stream_protocol::endpoint(path));
+        FAIL("connected to nothing");
+    } catch (const qmp::qmp_error& e) {
+        CHECK(e.code().value() == ENOENT);
+        CHECK(e.diag().message == "cannot connect to " + path);
+        CHECK(std::string(e.what()).find(path) != std::string::npos);
+    }
+    // The asynchronous form with diagnostics says the same.
+    asio::io_context ctx;
+    qmp::unix_client ac(ctx);
+    qmp::diagnostics d;
+    std::error_code got;
+    ac.async_connect(asio::local::stream_protocol::endpoint(path), d, [&](std::error_code ec) { got = ec; });
+    ctx.run();
+    CHECK(got.value() == ENOENT);
+    CHECK(d.message == "cannot connect to " + path);
+
+    // Waiting for an event that does not come.
+    fake_server srv;
+    auto script = in_thread([&] { srv.handshake(); });
+    c.connect(srv.endpoint());
+    script.get();
+    std::error_code ec;
+    (void)c.receive_event(std::chrono::milliseconds(50), ec);
+    CHECK(ec == qmp::error::timeout);
+    CHECK(ec.message().find("an event") != std::string::npos);
 }

@@ -390,7 +390,7 @@ template <class Client, class CompletionToken = asio::default_completion_token_t
           class = std::enable_if_t<!std::is_same_v<std::decay_t<CompletionToken>, diagnostics>>>
 auto async_query_block_graph(Client& client, graph_query_options opts = {}, driver_cache* cache = nullptr,
                              CompletionToken&& token = CompletionToken{}) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, block_graph)>(
+    return detail::initiate_with_text<CompletionToken, void(std::error_code, block_graph)>(
         detail::initiate_graph_query<Client>{&client}, token, opts, cache, static_cast<diagnostics*>(nullptr));
 }
 

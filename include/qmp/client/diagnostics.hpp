@@ -7,7 +7,12 @@
 // - `bind_diagnostics(diag, handler)` attaches the same to any handler;
 // - `with_diagnostics(token)` (asio::use_awaitable, asio::use_future, ...)
 //   turns a failure into a qmp_error exception whose what() holds QEMU's
-//   text, instead of the bare std::system_error asio would throw.
+//   text, instead of the bare std::system_error asio would throw;
+// - and that is the default: an operation given asio::use_awaitable or
+//   asio::use_future (without a diagnostics& of its own) applies
+//   with_diagnostics itself (detail::initiate_with_text), so
+//   `co_await c.async_execute(cmd, asio::use_awaitable)` throws a qmp_error
+//   whose what() is QEMU's "Device 'x' not found", not "GenericError".
 //
 // Operations find the place to write with get_associated_diagnostics(), the
 // way asio finds a handler's executor.
@@ -23,6 +28,14 @@
 #include <system_error>
 #include <type_traits>
 #include <utility>
+
+// Declared here so that a header need not include them to recognise them.
+namespace asio {
+template <typename Executor>
+struct use_awaitable_t;
+template <typename Allocator>
+class use_future_t;
+}  // namespace asio
 
 namespace qmp {
 
@@ -95,6 +108,32 @@ private:
     Handler h_;
     std::unique_ptr<diagnostics> d_;  // stays put when the handler moves
 };
+
+// The tokens that turn a failed operation into an exception: QEMU's text
+// goes into it by default.
+template <class T>
+struct throws_on_error : std::false_type {};
+template <class Executor>
+struct throws_on_error<asio::use_awaitable_t<Executor>> : std::true_type {};
+template <class Allocator>
+struct throws_on_error<asio::use_future_t<Allocator>> : std::true_type {};
+
+/// asio::async_initiate for an operation whose caller gave no
+/// diagnostics& of its own: a token that throws (use_awaitable,
+/// use_future) gets with_diagnostics, so its exception carries QEMU's
+/// text; every other token is used as it is. The result type is the same
+/// either way (an awaitable<R>, a future<R>).
+template <class Token, class Signature, class Initiation, class... Args>
+auto initiate_with_text(Initiation&& init, Token& token, Args&&... args) {
+    if constexpr (throws_on_error<std::decay_t<Token>>::value) {
+        auto wrapped = with_diagnostics(token);
+        return asio::async_initiate<decltype(wrapped), Signature>(std::forward<Initiation>(init), wrapped,
+                                                                   std::forward<Args>(args)...);
+    } else {
+        return asio::async_initiate<Token, Signature>(std::forward<Initiation>(init), token,
+                                                      std::forward<Args>(args)...);
+    }
+}
 
 }  // namespace detail
 }  // namespace qmp

@@ -126,6 +126,40 @@ struct transport;
 
 namespace detail {
 
+template <class E, class = void>
+struct has_path : std::false_type {};
+template <class E>
+struct has_path<E, std::void_t<decltype(std::declval<const E&>().path())>> : std::true_type {};
+template <class E, class = void>
+struct has_address : std::false_type {};
+template <class E>
+struct has_address<E, std::void_t<decltype(std::declval<const E&>().address().to_string()),
+                                  decltype(std::declval<const E&>().port())>> : std::true_type {};
+template <class E, class = void>
+struct has_inner_endpoint : std::false_type {};
+template <class E>
+struct has_inner_endpoint<E, std::void_t<decltype(std::declval<const E&>().endpoint)>> : std::true_type {};
+
+/// What an endpoint is, for messages: a unix socket's path, an address and
+/// port, the endpoint inside a wrapper's (tls_endpoint), or "the endpoint".
+template <class Endpoint>
+std::string endpoint_text(const Endpoint& ep) {
+    if constexpr (has_path<Endpoint>::value) {
+        return std::string(ep.path());
+    } else if constexpr (has_address<Endpoint>::value) {
+        const std::string a = ep.address().to_string();
+        return (a.find(':') == std::string::npos ? a : "[" + a + "]") + ":" + std::to_string(ep.port());
+    } else if constexpr (has_inner_endpoint<Endpoint>::value) {
+        return endpoint_text(ep.endpoint);
+    } else {
+        return "the endpoint";
+    }
+}
+
+}  // namespace detail
+
+namespace detail {
+
 
 template <class Stream, class = void>
 struct transport_renews : std::false_type {};

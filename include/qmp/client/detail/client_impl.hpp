@@ -121,8 +121,10 @@ public:
     }
 
     /// A connect attempt starts: the old stream goes, a watchdog bounds it.
-    void begin_connect(std::unique_ptr<connect_op_base> op) {
+    /// `target`: what is being connected to, for the message of a failure.
+    void begin_connect(std::unique_ptr<connect_op_base> op, std::string target) {
         connect_op_ = std::move(op);
+        connect_target_ = std::move(target);
         user_closed_ = false;
         tr::close(*sp_);
         if constexpr (transport_renews<Stream>::value) sp_ = tr::renew(*sp_);
@@ -272,6 +274,7 @@ private:
     const event_router::subscription_id everything_;  // async_receive_event's subscription
     link_state state_ = link_state::idle;
     std::error_code close_reason_;
+    std::string connect_target_;  // what begin_connect connects to, for messages
     bool user_closed_ = false;
     bool run_here_ = false;
 
@@ -318,7 +321,15 @@ private:
 
     void end_connect(std::error_code ec, const diagnostics& diag) {
         trace(trace_kind::state, "connect failed");
-        link_down(ec, diag);
+        if (diag.message.empty() && !connect_target_.empty()) {
+            // The socket refused, was missing, or nothing answered in time:
+            // name it (the code says why).
+            diagnostics named = diag;
+            named.message = "cannot connect to " + connect_target_;
+            link_down(ec, named);
+        } else {
+            link_down(ec, diag);
+        }
         dispatch_ready();
     }
 

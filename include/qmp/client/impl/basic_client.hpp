@@ -104,7 +104,7 @@ struct initiate_connect {
             }
             if (!ep) return im->begin_session(std::move(op));
             if constexpr (transport<typename Impl::stream_type>::can_connect && !std::is_same_v<Endpoint, no_endpoint>) {
-                im->begin_connect(std::move(op));
+                im->begin_connect(std::move(op), endpoint_text(*ep));
                 transport<typename Impl::stream_type>::async_connect(
                     im->stream(), *ep,
                     [im, gen = im->generation(), keep = im->held()](std::error_code ec) { im->connected(gen, ec); });
@@ -215,7 +215,7 @@ template <class Endpoint, class CompletionToken, class>
 auto basic_client<S>::async_connect(const Endpoint& endpoint, CompletionToken&& token) {
     static_assert(transport<S>::can_connect,
                   "this stream cannot be connected by the client: connect it yourself, then async_handshake");
-    return asio::async_initiate<CompletionToken, void(std::error_code)>(detail::initiate_connect<impl_type>{im_},
+    return detail::initiate_with_text<CompletionToken, void(std::error_code)>(detail::initiate_connect<impl_type>{im_},
                                                                         token, &endpoint, nullptr);
 }
 
@@ -233,7 +233,7 @@ template <class Endpoint, class CompletionToken, class>
 auto basic_client<S>::async_connect(const Endpoint& endpoint, const backoff& retry, CompletionToken&& token) {
     static_assert(transport<S>::can_connect,
                   "this stream cannot be connected by the client: connect it yourself, then async_handshake");
-    return asio::async_initiate<CompletionToken, void(std::error_code)>(
+    return detail::initiate_with_text<CompletionToken, void(std::error_code)>(
         detail::initiate_connect_retry<impl_type>{im_}, token, endpoint, retry, nullptr);
 }
 
@@ -251,7 +251,7 @@ template <class S>
 template <class CompletionToken, class, class>
 auto basic_client<S>::async_handshake(CompletionToken&& token) {
     const detail::no_endpoint* none = nullptr;
-    return asio::async_initiate<CompletionToken, void(std::error_code)>(detail::initiate_connect<impl_type>{im_},
+    return detail::initiate_with_text<CompletionToken, void(std::error_code)>(detail::initiate_connect<impl_type>{im_},
                                                                         token, none, nullptr);
 }
 
@@ -266,7 +266,7 @@ auto basic_client<S>::async_handshake(diagnostics& diag, CompletionToken&& token
 template <class S>
 template <class Command, class CompletionToken, class>
 auto basic_client<S>::async_execute(Command cmd, const exec_options& opts, CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, typename Command::result_type)>(
+    return detail::initiate_with_text<CompletionToken, void(std::error_code, typename Command::result_type)>(
         detail::initiate_execute<impl_type>{im_}, token, std::move(cmd), opts, static_cast<diagnostics*>(nullptr));
 }
 
@@ -280,7 +280,7 @@ auto basic_client<S>::async_execute(Command cmd, const exec_options& opts, diagn
 template <class S>
 template <class CompletionToken, class>
 auto basic_client<S>::async_load_schema(CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, std::shared_ptr<const peer_schema>)>(
+    return detail::initiate_with_text<CompletionToken, void(std::error_code, std::shared_ptr<const peer_schema>)>(
         detail::initiate_load_schema<impl_type>{im_}, token, nullptr);
 }
 
