@@ -173,7 +173,7 @@ TEST_CASE("qemu: a TCP monitor on loopback, with tcp_client, tcp_threshold_manag
         CHECK(run({qmp_test::qmpctl(), "-t", "127.0.0.1:" + std::to_string(port), "--disk",
                    "vda=vda-1-fmt", "threshold", "set", "vda[2]", "512K"},
                   &out) == 0);
-        CHECK(out == "vda[2] storage node vda-0-file threshold 524288\n");  // the base: numbered top down
+        CHECK(out == "vda[2] (backing, depth 1) storage node vda-0-file threshold 524288\n");  // the base: numbered top down
 #endif
         // The threshold manager over TCP: arm the top, write, get it back by name.
         qmp::threshold_manager_options o;

@@ -143,7 +143,7 @@ TEST_CASE("live merge: qmpctl threshold watch reports virtio-disk0[1], and a wat
         std::string out;
         REQUIRE(run({qmpctl(), "-s", vm.q->qmp_path(), "--state", state, "threshold", "set", "virtio-disk0[1]", "64K"},
                     &out) == 0);
-        CHECK(out.find("virtio-disk0[1] storage node libvirt-1-storage threshold 65536") != std::string::npos);
+        CHECK(out.find("virtio-disk0[1] (backing, depth 1) storage node libvirt-1-storage threshold 65536") != std::string::npos);
         // Nothing happens: the watch ends with its time, and says so.
         REQUIRE(run({qmpctl(), "-s", vm.q->qmp_path(), "--state", state, "threshold", "watch", "--count", "1",
                      "--timeout", "1"},

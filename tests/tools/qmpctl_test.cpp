@@ -196,12 +196,12 @@ TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_s
         CHECK(detailed[0]["allocation"] == 0);
         CHECK(detailed[0]["threshold"] == 0);
         REQUIRE(ctl({"resolve", "vda[2]", "--details"}, &out) == 0);
-        CHECK(out == "vda[2] format vda-0-fmt storage vda-0-file depth 1 " + files[0] + "\n");
+        CHECK(out == "vda[2] (backing, depth 1) format vda-0-fmt storage vda-0-file " + files[0] + "\n");
 
         REQUIRE(ctl({"resolve", "vda[2]", "--json"}, &out) == 0);
         CHECK(nlohmann::json::parse(out)["format_node"] == "vda-0-fmt");
         REQUIRE(ctl({"resolve", "vda"}, &out) == 0);
-        CHECK(out.rfind("vda[1] format vda-1-fmt storage vda-1-file", 0) == 0);
+        CHECK(out.rfind("vda[1] (active layer) format vda-1-fmt storage vda-1-file", 0) == 0);
         REQUIRE(ctl({"resolve", "--node", "vda-0-file"}, &out) == 0);
         CHECK(out == "vda[2] storage\n");
         CHECK(ctl({"resolve", "vda[9]"}, &out) == 5);
@@ -227,7 +227,7 @@ TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_s
         CHECK(after[2]["target"] == "vda[2]");
         // Without the state file the numbers would start again from the top.
         REQUIRE(run({qmpctl(), "-s", q.qmp_path(), "--disk", "vda=virtio-disk0", "resolve", "vda"}, &out) == 0);
-        CHECK(out.rfind("vda[1] format ov", 0) == 0);
+        CHECK(out.rfind("vda[1] (active layer) format ov", 0) == 0);
     }
 }
 
@@ -247,9 +247,9 @@ TEST_CASE("qmpctl: threshold set, clear, report and a watch that recovers a miss
         };
         std::string out;
         REQUIRE(ctl({"threshold", "set", "vda", "1M"}, &out) == 0);
-        CHECK(out == "vda[1] storage node vda-0-file threshold 1048576\n");
+        CHECK(out == "vda[1] (active layer) storage node vda-0-file threshold 1048576\n");
         REQUIRE(ctl({"threshold", "set", "vda[1]", "end-1M", "--layer", "format"}, &out) == 0);
-        CHECK(out == "vda[1] format node vda-0-fmt threshold 66060288\n");
+        CHECK(out == "vda[1] (active layer) format node vda-0-fmt threshold 66060288\n");
         REQUIRE(ctl({"threshold", "report", "--json"}, &out) == 0);
         auto rows = nlohmann::json::parse(out);
         REQUIRE(rows.size() == 1);

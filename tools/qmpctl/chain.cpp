@@ -124,10 +124,9 @@ int run_resolve(Client& client, const cli& c) {
         j["active"] = r->active;
         std::cout << dump(j) << "\n";
     } else {
-        std::cout << r->canonical().indexed() << " format "
+        std::cout << r->canonical().indexed() << " (" << layer_text(r->element) << ") format "
                   << (r->element.format_node.empty() ? "-" : r->element.format_node) << " storage "
-                  << r->element.storage_node << " depth " << r->element.depth << " "
-                  << r->element.filename.value_or("") << "\n";
+                  << r->element.storage_node << " " << r->element.filename.value_or("") << "\n";
     }
     return exit_ok;
 }

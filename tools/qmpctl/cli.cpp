@@ -185,6 +185,11 @@ qmp::json event_line(const qmp::threshold_event& e) {
             {"tracked", e.tracked}};
 }
 
+std::string layer_text(const qmp::chain_element& el) {
+    if (el.mirror) return "mirror target, depth " + std::to_string(el.depth);
+    return el.depth == 0 ? std::string("active layer") : "backing, depth " + std::to_string(el.depth);
+}
+
 std::string text_or_dash(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "-"; }
 
 int exit_code_for(std::error_code ec) {

@@ -76,6 +76,9 @@ qmp::threshold_spec parse_spec(const std::string& v);
 qmp::json element_json(const std::string& disk, const qmp::chain_element& el);
 qmp::json event_line(const qmp::threshold_event& e);
 std::string text_or_dash(const std::optional<std::uint64_t>& v);
+/// Which layer of its chain an element is, for people: "active layer" (depth
+/// 0, what the guest writes) or "backing, depth N".
+std::string layer_text(const qmp::chain_element& el);
 /// The exit code for an error of a target, spec, QMP or connection.
 int exit_code_for(std::error_code ec);
 

@@ -137,8 +137,9 @@ int run_threshold(const cli& c, const typename Manager::endpoint_type& ep, Strea
                                                                        : el->element.storage_node;
             for (const auto& a : m.armed())
                 if (a.node == node)
-                    std::cout << a.where.indexed() << " " << qmp::to_string(a.node_layer) << " node " << a.node
-                              << " threshold " << a.threshold << "\n";
+                    std::cout << a.where.indexed() << " (" << (el ? layer_text(el->element) : std::string("?")) << ") "
+                              << qmp::to_string(a.node_layer) << " node " << a.node << " threshold " << a.threshold
+                              << "\n";
             for (const auto& e : now) std::cout << dump(event_line(e)) << "\n";
             return exit_ok;
         }
