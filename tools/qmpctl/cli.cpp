@@ -1,6 +1,8 @@
 // qmpctl's command line and shared helpers.
 #include "cli.hpp"
 
+#include <qmp/version.hpp>
+
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -9,7 +11,8 @@
 namespace qmpctl {
 
 const char* usage_text =
-    "usage: qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]\n"
+    "usage: qmpctl --version | --help\n"
+    "       qmpctl (-s SOCKET | -t HOST:PORT) [--timeout SECONDS] exec COMMAND [ARGUMENTS-JSON]\n"
     "       qmpctl -s SOCKET exec COMMAND [ARGUMENTS-JSON] (--pass-fd FILE | --pass-fd-ro FILE)...\n"
     "       qmpctl (-s SOCKET | -t HOST:PORT) events [--count N] [--timeout SECONDS]\n"
     "       qmpctl (-s SOCKET | -t HOST:PORT) describe COMMAND-OR-EVENT\n"
@@ -93,6 +96,9 @@ cli parse_args(int argc, char** argv) {
             c.catalog.entries[v.substr(0, eq)] = v.substr(eq + 1);
         } else if (a == "-h" || a == "--help") {
             std::cout << usage_text;
+            std::exit(exit_ok);
+        } else if (a == "--version") {
+            std::cout << "qmpctl " << QMP_VERSION_STRING << "\n";
             std::exit(exit_ok);
         } else if (a.size() > 1 && a[0] == '-' && c.positional.empty()) {
             throw usage_error{"unknown option " + a};

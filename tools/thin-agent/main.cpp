@@ -6,6 +6,8 @@
 // (a metrics address that cannot be bound, ...).
 #include "agent.hpp"
 
+#include <qmp/version.hpp>
+
 #include <csignal>
 #include <iostream>
 
@@ -16,6 +18,10 @@ int main(int argc, char** argv) {
     try {
         o = thin_agent::parse_command_line(argc, argv);
     } catch (const thin_agent::usage_error& e) {
+        if (e.version) {
+            std::cout << "qmp-thin-agent " << QMP_VERSION_STRING << "\n";
+            return 0;
+        }
         if (e.what.empty()) {  // --help
             std::cout << thin_agent::usage_text;
             return 0;

@@ -15,7 +15,8 @@
 namespace thin_agent {
 
 const char* usage_text =
-    "usage: qmp-thin-agent (--vm NAME=SOCKET)... [--vms-file FILE] [--spec SPEC] [--disk NAME]...\n"
+    "usage: qmp-thin-agent --version | --help\n"
+    "       qmp-thin-agent (--vm NAME=SOCKET)... [--vms-file FILE] [--spec SPEC] [--disk NAME]...\n"
     "                      [--extend-cmd CMD] [--hook-timeout SECONDS] [--stop-timeout SECONDS]\n"
     "                      [--audit-interval SECONDS] [--sample-interval SECONDS]\n"
     "                      [--state-dir DIR] [--log json|text] [--metrics HOST:PORT] [--metrics-timeout SECONDS]\n";
@@ -123,6 +124,7 @@ options parse_command_line(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "-h" || a == "--help") throw usage_error{};
+        if (a == "--version") throw usage_error{"", true};
         if (a.rfind("--", 0) != 0) throw usage_error{"unexpected argument " + shown(a)};
         if (i + 1 >= argc) throw usage_error{a + " needs a value"};
         const std::string v = argv[++i];

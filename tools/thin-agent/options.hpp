@@ -36,7 +36,8 @@ struct options {
 
 /// A bad command line or VMs file: exit 2 with this sentence.
 struct usage_error {
-    std::string what;
+    std::string what;     ///< empty: --help (or --version)
+    bool version = false;  ///< --version
 };
 
 /// A VM name is a plain file name (it names the VM's state file): letters,
