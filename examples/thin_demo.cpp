@@ -358,7 +358,7 @@ struct demo {
         for (const auto& r : report())
             std::cout << std::left << std::setw(8) << qmp::target{r.disk, r.element.index}.indexed() << std::setw(8)
                       << (r.active ? "yes" : "") << std::setw(12) << r.element.format_node << std::setw(14)
-                      << r.element.storage_node << std::right << std::setw(12) << r.element.capacity.value_or(0)
+                      << r.element.storage_node << std::right << std::setw(12) << r.capacity.value_or(0)
                       << std::setw(12) << r.element.allocation.value_or(0) << std::setw(12)
                       << r.element.storage_threshold.value_or(0) << "  "
                       << (r.armed ? r.armed->spec.str() : std::string("-")) << "\n";

@@ -183,7 +183,7 @@ TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_s
         CHECK(els[0]["storage_node"] == "vda-1-file");
         // The cheap queries know the structure and the high-water marks, not filenames or sizes.
         CHECK(els[0]["allocation"] == 0);
-        for (const char* unknown : {"filename", "format_filename", "capacity", "threshold"}) CHECK(els[0][unknown].is_null());
+        for (const char* unknown : {"filename", "format_filename", "storage_size", "threshold"}) CHECK(els[0][unknown].is_null());
         CHECK(els[1]["target"] == "vda[2]");
         CHECK(els[1]["depth"] == 1);
         // --details asks QEMU for them.
@@ -192,7 +192,7 @@ TEST_CASE("qmpctl: chain and resolve, with --state and --disk" * doctest::test_s
         CHECK(detailed[0]["filename"] == files[1]);
         CHECK(detailed[0]["format_filename"] == files[1]);  // absolute backing names: QEMU gives the format node the path too
         CHECK(detailed[0]["driver"] == "qcow2");
-        CHECK(detailed[0]["capacity"].get<std::uint64_t>() > 0);
+        CHECK(detailed[0]["storage_size"].get<std::uint64_t>() > 0);
         CHECK(detailed[0]["allocation"] == 0);
         CHECK(detailed[0]["threshold"] == 0);
         REQUIRE(ctl({"resolve", "vda[2]", "--details"}, &out) == 0);

@@ -76,7 +76,7 @@ int run_chain(Client& client, const cli& c) {
             for (const auto& el : *chain)
                 std::cout << "  " << qmp::target{d->name, el.index}.indexed() << (el.mirror ? " mirror" : "")
                           << " depth " << el.depth << " format " << (el.format_node.empty() ? "-" : el.format_node)
-                          << " storage " << el.storage_node << " " << el.driver.value_or("?") << " capacity "
+                          << " storage " << el.storage_node << " " << el.driver.value_or("?") << " storage-size "
                           << text_or_dash(el.capacity) << " allocation " << text_or_dash(el.allocation)
                           << " threshold " << text_or_dash(el.storage_threshold) << " " << el.filename.value_or("")
                           << "\n";

@@ -173,7 +173,7 @@ qmp::json element_json(const std::string& disk, const qmp::chain_element& el) {
             {"filename", opt_json(el.filename)},
             {"format_filename", opt_json(el.format_filename)},
             {"driver", opt_json(el.driver)},
-            {"capacity", opt_json(el.capacity)},
+            {"storage_size", opt_json(el.capacity)},
             {"allocation", opt_json(el.allocation)},
             {"threshold", opt_json(el.storage_threshold)},
             {"format_threshold", opt_json(el.format_threshold)}};

@@ -47,7 +47,7 @@ void print_report(const cli& c, const std::vector<qmp::threshold_report_row>& ro
         for (const auto& r : rows) {
             auto j = element_json(r.disk, r.element);
             j["active"] = r.active;
-            j["capacity_used"] = r.capacity ? qmp::json(*r.capacity) : qmp::json(nullptr);
+            j["capacity"] = r.capacity ? qmp::json(*r.capacity) : qmp::json(nullptr);
             j["capacity_from"] = qmp::to_string(r.capacity_from);
             j["armed"] = r.armed ? qmp::json({{"spec", r.armed->spec.str()},
                                               {"layer", qmp::to_string(r.armed->node_layer)},

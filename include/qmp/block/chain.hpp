@@ -49,7 +49,7 @@ struct chain_element {
     /// relatively or overridden.
     std::optional<std::string> filename;
     std::optional<std::string> format_filename;  ///< the format node's own filename, as QEMU gives it
-    std::optional<std::uint64_t> capacity;   ///< storage node's size (bytes of host storage)
+    std::optional<std::uint64_t> capacity;   ///< the storage size: the storage node's size as QEMU reports it (not the capacity a threshold spec computes against: threshold_report_row::capacity)
     std::optional<std::uint64_t> virtual_size;  ///< the format node's guest-visible size
     std::optional<std::uint64_t> allocation; ///< storage node's wr_highest_offset
     std::optional<std::uint64_t> format_threshold;
