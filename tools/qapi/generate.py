@@ -451,6 +451,15 @@ class Emitter:
         out.append(f'using {n} = std::variant<' + ', '.join(alts) + '>;')
         out.append('')
 
+    def emit_type(self, e, out, refs, recursive_ok):
+        """A struct, union or alternate."""
+        if e.meta == 'struct':
+            self.emit_struct(e, out, refs, recursive_ok)
+        elif e.meta == 'union':
+            self.emit_union(e, out, refs, recursive_ok)
+        else:
+            self.emit_alternate(e, out, refs, recursive_ok)
+
     def emit_call(self, e, out, refs):
         n = self.m.name_of(e)
         is_cmd = e.meta == 'command'
@@ -564,52 +573,41 @@ LIGHT = {
 
 
 def light_part(model, version, newer, oldest, mod, mine):
-    """{QAPI name: [entities]} of the module's light part: the LIGHT calls
-    and the types of this module they reach."""
+    """The entities of the module's light part: the LIGHT calls and the
+    types of this module they reach."""
     if mod not in LIGHT:
-        return {}
+        return set()
     scratch = Emitter(model, version, newer, oldest)
     scratch.module = mod
-    by = {}
-    for e in mine:
-        by.setdefault(e.name, []).append(e)
 
     def direct(e):
         refs = set()
         if e.meta in ('command', 'event'):
             scratch.emit_call(e, [], refs)
-        elif e.meta == 'struct':
-            scratch.emit_struct(e, [], refs, set())
-        elif e.meta == 'union':
-            scratch.emit_union(e, [], refs, set())
-        elif e.meta == 'alternate':
-            scratch.emit_alternate(e, [], refs, set())
+        elif e.meta != 'enum':  # an enum refers to nothing
+            scratch.emit_type(e, [], refs, set())
         return [r for r in refs if r.module == mod and not model.skipped(r)]
 
-    out, todo = {}, [e for n in LIGHT[mod] for e in by.get(n, []) if e.meta in ('command', 'event')]
+    todo = [e for e in mine if e.name in LIGHT[mod] and e.meta in ('command', 'event')]
     if len(todo) != len(LIGHT[mod]):
         raise SystemExit(f"LIGHT[{mod}] names a call the module has not")
+    out = set()
     while todo:
         e = todo.pop()
-        if e in out.get(e.name, []):
-            continue
-        out.setdefault(e.name, []).append(e)
-        todo += direct(e)
+        if e not in out:
+            out.add(e)
+            todo += direct(e)
     return out
 
 
-def mine_all(model, mod):
-    return [e for e in model.entities if e.module == mod]
-
-
-def emit_header(model, version, newer, oldest, handwritten, home, mod, name, mine):
+def emit_header(model, version, newer, oldest, handwritten, home, mod, name, mine, light=()):
+    """One header: `mine`, in the order C++ needs. `light`: the entities of
+    the module's light part, already defined by the header it includes."""
     types = [e for e in mine if e.meta in ('struct', 'union', 'alternate')]
     ordered, back = order_module(model, types)
     em = Emitter(model, version, newer, oldest)
     em.module = mod
-    # In a module header, the types of its light part are complete already.
-    light_home = f'qmp/qapi/light/{name}'
-    em.complete = set() if name.startswith('light/') else {e.name for e in mine_all(model, mod) if home.get(id(e)) == light_home}
+    em.complete = {e.name for e in light}
     refs = set()
     body = []
     enums = [e for e in mine if e.meta == 'enum']
@@ -621,13 +619,7 @@ def emit_header(model, version, newer, oldest, handwritten, home, mod, name, min
     # A union holds its branches by value; a member closing a cycle is
     # held by shared_ptr (back edges of the walk).
     for e in ordered:
-        rec = back.get(e.name, set())
-        if e.meta == 'struct':
-            em.emit_struct(e, body, refs, rec)
-        elif e.meta == 'union':
-            em.emit_union(e, body, refs, rec)
-        else:
-            em.emit_alternate(e, body, refs, rec)
+        em.emit_type(e, body, refs, back.get(e.name, set()))
         em.complete.add(e.name)
     for e in mine:
         if e.meta in ('command', 'event'):
@@ -637,16 +629,17 @@ def emit_header(model, version, newer, oldest, handwritten, home, mod, name, min
     for r in refs:
         if model.skipped(r):
             includes.add(handwritten[model.name_of(r)])
-        elif home[id(r)] != this:
-            includes.add(home[id(r)])
-    light = f'qmp/qapi/light/{name}'
-    if not name.startswith('light/') and any(h == light for h in home.values()):
-        includes.add(light)  # the module header holds its light part too
+        elif home[r] != this:
+            includes.add(home[r])
+    if light:
+        includes.add(f'qmp/qapi/light/{name}')  # the module header holds its light part too
     includes.discard('qmp/protocol/command.hpp')
     if any(e.meta == 'event' for e in mine):
         includes.add('qmp/protocol/typed_event.hpp')  # event_as, filter_for
-    includes.update(KEEP_INCLUDING.get(mod, []) if not name.startswith('light/') else [])
-    what = f'module `{mod}`' if not name.startswith('light/') else f'module `{mod}`, its light part (LIGHT in the generator)'
+    is_light = name.startswith('light/')
+    if not is_light:
+        includes.update(KEEP_INCLUDING.get(mod, []))
+    what = f'module `{mod}`, its light part (LIGHT in the generator)' if is_light else f'module `{mod}`'
     head = [f'{MARK} {version}\'s QAPI schema, {what}: do not edit.',
             '// Regenerate with tools/qapi/generate.py (docs/typed-api.md, "Generated types").',
             '#pragma once', '',
@@ -686,19 +679,17 @@ def generate(schema_dir, version, oldest_schema, oldest):
     home, parts = {}, []
     for mod in modules:
         mine = [e for e in ents if e.module == mod and not model.skipped(e)]
-        light = light_part(model, version, newer, oldest, mod, mine)
         stem = mod.replace("-", "_")
-        if light:
-            parts.append((mod, f'light/{stem}.hpp', [e for e in mine if e.name in light and e in light[e.name]]))
-        rest = [e for e in mine if not (e.name in light and e in light[e.name])]
-        parts.append((mod, f'{stem}.hpp', rest))
-        for e in parts[-1][2]:
-            home[id(e)] = f'qmp/qapi/{stem}.hpp'
-        if light:
-            for e in parts[-2][2]:
-                home[id(e)] = f'qmp/qapi/light/{stem}.hpp'
-    for mod, name, mine in parts:
-        result[name] = emit_header(model, version, newer, oldest, handwritten, home, mod, name, mine)
+        light = light_part(model, version, newer, oldest, mod, mine)
+        lights = [e for e in mine if e in light]
+        rest = [e for e in mine if e not in light]
+        if lights:
+            parts.append((mod, f'light/{stem}.hpp', lights, ()))
+        parts.append((mod, f'{stem}.hpp', rest, lights))
+        home.update({e: f'qmp/qapi/light/{stem}.hpp' for e in lights})
+        home.update({e: f'qmp/qapi/{stem}.hpp' for e in rest})
+    for mod, name, mine, light in parts:
+        result[name] = emit_header(model, version, newer, oldest, handwritten, home, mod, name, mine, light)
     # The catalog: every command and event type, generated or hand-written,
     # for code that walks them all (the structural test, tools).
     cat = [f'{MARK} {version}\'s QAPI schema: every command and event type. Do not edit.',
