@@ -80,6 +80,25 @@ bool decodes_typed(const qmp::event& ev, std::string& why) {
     return ok;
 }
 
+// Receives events for at most `limit`, until `done(ev, typed)` says so,
+// checking that each decodes as its catalog type (`typed`); returns the
+// ones that did not.
+template <class Done>
+std::vector<std::string> receive_typed(qmp::sync_client& c, std::chrono::seconds limit, Done&& done) {
+    std::vector<std::string> bad;
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        std::error_code ec;
+        auto ev = c.receive_event(2s, ec);
+        if (ec) continue;
+        std::string why;
+        const bool typed = decodes_typed(ev, why);
+        if (!typed) bad.push_back(ev.name + ": " + why + " " + ev.data.dump());
+        if (done(ev, typed)) break;
+    }
+    return bad;
+}
+
 // A paused VM (or the storage daemon) with a chain of `depth` images as vda.
 qemu_config chain_vm(const qemu_build& b, temp_dir& dir, int depth, std::vector<std::string> extra = {},
                      qemu_kind kind = qemu_kind::system) {
@@ -155,23 +174,14 @@ TEST_CASE("qemu: the events a VM manager sees decode typed (STOP, RESUME, DEVICE
         c.execute("human-monitor-command", {{"command-line", "qemu-io vda-2-fmt \"write 0 64k\""}});
 
         std::set<std::string> seen;
-        std::vector<std::string> bad;
         const std::set<std::string> wanted = {"STOP", "RESUME", "DEVICE_DELETED", "JOB_STATUS_CHANGE",
                                               "BLOCK_JOB_COMPLETED", "BLOCK_WRITE_THRESHOLD"};
-        const auto deadline = std::chrono::steady_clock::now() + 20s;
-        while (std::chrono::steady_clock::now() < deadline) {
+        const auto bad = receive_typed(c, 20s, [&](const qmp::event& ev, bool typed) {
+            if (typed) seen.insert(ev.name);
             bool all = true;
             for (const auto& w : wanted) all = all && seen.count(w);
-            if (all) break;
-            std::error_code ec;
-            auto ev = c.receive_event(2s, ec);
-            if (ec) continue;
-            std::string why;
-            if (decodes_typed(ev, why))
-                seen.insert(ev.name);
-            else
-                bad.push_back(ev.name + ": " + why + " " + ev.data.dump());
-        }
+            return all;
+        });
         std::string names;
         for (const auto& s : seen) names += " " + s;
         MESSAGE("QEMU " << b.label << ": decoded typed:" << names);
@@ -195,18 +205,13 @@ TEST_CASE("qemu: a guest's write on full storage: BLOCK_IO_ERROR and STOP decode
         c.execute(qmp::cont{});
         std::optional<qmp::block_io_error_event> io;
         bool stopped = false;
-        std::vector<std::string> bad;
-        const auto deadline = std::chrono::steady_clock::now() + 30s;
-        while (std::chrono::steady_clock::now() < deadline && !(io && stopped)) {
+        const auto bad = receive_typed(c, 30s, [&](const qmp::event& ev, bool) {
             std::error_code ec;
-            auto ev = c.receive_event(2s, ec);
-            if (ec) continue;
-            std::string why;
-            if (!decodes_typed(ev, why)) bad.push_back(ev.name + ": " + why + " " + ev.data.dump());
             qmp::diagnostics d;
             if (auto e = qmp::event_as<qmp::block_io_error_event>(ev, ec, &d)) io = std::move(e);
             if (qmp::event_as<qmp::stop_event>(ev, ec, &d)) stopped = true;
-        }
+            return io && stopped;
+        });
         REQUIRE(io);
         CHECK(stopped);
         CHECK(io->operation == qmp::io_operation_type::write);

@@ -156,11 +156,6 @@ std::string endpoint_text(const Endpoint& ep) {
     }
 }
 
-}  // namespace detail
-
-namespace detail {
-
-
 template <class Stream, class = void>
 struct transport_renews : std::false_type {};
 template <class Stream>
