@@ -12,9 +12,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # strace: qmp-bench-roundtrip counts system calls with it.
 # python3, curl, xz-utils: the QAPI header generator's check, and fetching
 # the schema sources it reads.
+# dpkg-dev: dpkg-shlibdeps, for the qmp-tools package's dependencies.
 # pkg-config, systemd: the consumer built with pkg-config, and systemd-analyze
 # verify on the agent's unit.
-packages=(g++ clang libclang-rt-14-dev make cmake libasio-dev nlohmann-json3-dev doctest-dev qemu-system-x86 qemu-utils libssl-dev openssl strace python3 curl xz-utils pkg-config systemd)
+packages=(g++ clang dpkg-dev libclang-rt-14-dev make cmake libasio-dev nlohmann-json3-dev doctest-dev qemu-system-x86 qemu-utils libssl-dev openssl strace python3 curl xz-utils pkg-config systemd)
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi

@@ -3,6 +3,7 @@
 
 #include <qmp/client/clients.hpp>
 #include <qmp/qapi/block_query.hpp>
+#include <qmp/testing.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -15,21 +16,18 @@
 #include <future>
 
 TEST_CASE("coroutines: connect, execute, receive an event with use_awaitable" * doctest::test_suite("client")) {
-    qmp_test::fake_server srv;
-    auto script = std::async(std::launch::async, [&] {
-        srv.handshake();
-        auto req = srv.read_message();
-        srv.send_event("BLOCK_WRITE_THRESHOLD", {{"node-name", "n"}, {"amount-exceeded", 1}, {"write-threshold", 2}});
-        srv.reply(req, {{"qemu", {{"major", 10}, {"minor", 0}, {"micro", 2}}}, {"package", ""}});
-        srv.reply_error(srv.read_message(), "GenericError", "bad");
-    });
+    qmp::testing::peer qemu;
+    qemu.on("query-version")
+        .event_before("BLOCK_WRITE_THRESHOLD", R"({"node-name": "n", "amount-exceeded": 1, "write-threshold": 2})")
+        .reply(R"({"qemu": {"major": 10, "minor": 0, "micro": 2}, "package": ""})");
+    qemu.on("fails").error("GenericError", "bad");
     asio::io_context ctx;
-    qmp::unix_client client(ctx);
+    qmp::basic_client<qmp::testing::stream> client(ctx);
     bool done = false;
     asio::co_spawn(
         ctx,
         [&]() -> asio::awaitable<void> {
-            co_await client.async_connect(srv.endpoint(), asio::use_awaitable);
+            co_await client.async_connect(qemu.endpoint(), asio::use_awaitable);
             auto v = co_await client.async_execute(qmp::query_version{}, asio::use_awaitable);
             CHECK(v.qemu.major == 10);
             auto ev = co_await client.async_receive_event(asio::use_awaitable);
@@ -49,7 +47,7 @@ TEST_CASE("coroutines: connect, execute, receive an event with use_awaitable" * 
         asio::detached);
     ctx.run();
     CHECK(done);
-    script.get();
+    CHECK(qemu.check() == "");
 }
 
 TEST_CASE("errors: the same failing command gives QEMU's desc to callbacks, futures, coroutines and sync calls" *

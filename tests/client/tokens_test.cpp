@@ -1,15 +1,15 @@
 // What the client adds to the session: asio. Completion tokens, executors,
 // cancellation, timeouts, and any stream, on an in-memory stream (the test
 // plays QEMU) and on a 20-line stream of the user's own.
-#include "../support/reply_id.hpp"
 #include "../support/fake_server.hpp"
-#include "../support/test_stream.hpp"
 
 #include <qmp/block/graph_query.hpp>
 #include <qmp/client/clients.hpp>
 #include <qmp/qapi/block_query.hpp>
+#include <qmp/testing.hpp>
 
 #include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/io_context.hpp>
 #include <asio/strand.hpp>
@@ -21,7 +21,6 @@
 #include <thread>
 
 using namespace std::chrono_literals;
-using qmp_test::test_stream;
 
 namespace {
 
@@ -100,39 +99,35 @@ static_assert(qmp::transport<passing<unix_socket>>::can_pass_fds, "one that writ
 static_assert(std::is_same_v<qmp::transport<counting<unix_socket>>::endpoint_type, asio::local::stream_protocol::endpoint>,
               "a wrapper connects to its next layer's endpoints");
 
-const std::string greeting =
-    R"({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}})"
-    "\r\n";
-
-// A client over an in-memory stream, negotiated.
+// A client negotiated with a peer that leaves every command to the test:
+// requests() tells what the client sent, answer_next() answers it.
 struct memory_session {
     asio::io_context ctx;
-    std::shared_ptr<test_stream::remote> qemu = std::make_shared<test_stream::remote>();
-    qmp::basic_client<test_stream> client;
-    explicit memory_session(qmp::client_options o = {}) : client(test_stream(ctx.get_executor(), qemu), std::move(o)) {
+    qmp::testing::peer qemu;
+    qmp::basic_client<qmp::testing::stream> client;
+    std::size_t seen = 0;
+    explicit memory_session(qmp::client_options o = {}) : client(ctx, std::move(o)) {
+        qemu.version(10, 0, 2, false);
+        qemu.on_any().no_reply();
         std::error_code result = qmp::error::timeout;
-        client.async_handshake([&](std::error_code ec) { result = ec; });
-        qemu->feed(greeting);
+        client.async_connect(qemu.endpoint(), [&](std::error_code ec) { result = ec; });
         ctx.poll();
         answer_next("{}");
         ctx.poll();
         REQUIRE(!result);
     }
-    // The requests the client wrote so far, parsed (and forgotten).
+    // The requests the client sent since the last call.
     std::vector<qmp::json> requests() {
-        qmp::framer f;
-        f.feed(qemu->written);
-        qemu->written.clear();
-        std::vector<qmp::json> out;
-        std::string_view m;
-        std::error_code ec;
-        while (f.next(m, ec) == qmp::framer::status::message) out.push_back(qmp::json::parse(m));
+        auto all = qemu.received();
+        std::vector<qmp::json> out(all.begin() + static_cast<std::ptrdiff_t>(seen), all.end());
+        seen = all.size();
         return out;
     }
+    static std::string name(const qmp::json& req) { return req.value("execute", std::string()); }
     void answer_next(const std::string& ret) {
         auto reqs = requests();
         REQUIRE(!reqs.empty());
-        for (auto& r : reqs) qemu->feed(R"({"return": )" + ret + qmp_test::id_member(r) + "}\r\n");
+        for (auto& r : reqs) REQUIRE(qemu.answer(name(r), ret));
     }
 };
 
@@ -174,7 +169,7 @@ TEST_CASE("tokens: use_future, user commands and result types, conversion errors
     auto reqs = s.requests();
     REQUIRE(reqs.size() == 1);
     CHECK(reqs[0]["arguments"]["text"] == "hi");
-    s.qemu->feed(R"({"return": "hi")" + qmp_test::id_member(reqs[0]) + "}\r\n");
+    s.qemu.answer(s.name(reqs[0]), R"("hi")");
     s.ctx.poll();
     CHECK(f.get() == "hi");
 
@@ -198,8 +193,7 @@ TEST_CASE("tokens: every operation QEMU can refuse takes a diagnostics& for QEMU
     auto refuse_next = [&] {
         auto reqs = s.requests();
         REQUIRE(reqs.size() == 1);
-        s.qemu->feed(R"({"error": {"class": "GenericError", "desc": "Device 'x' not found"})" + qmp_test::id_member(reqs[0]) +
-                     "}\r\n");
+        s.qemu.answer_error(s.name(reqs[0]), "GenericError", "Device 'x' not found");
     };
     qmp::diagnostics typed, named, graph;
     std::error_code e1, e2, e3;
@@ -262,7 +256,7 @@ TEST_CASE("tokens: per-operation cancellation and timeouts, late replies consume
     CHECK(cancelled == asio::error::operation_aborted);
     s.ctx.run_for(200ms);
     CHECK(timed_out == qmp::error::timeout);
-    for (auto& r : reqs) s.qemu->feed(R"({"return": "late")" + qmp_test::id_member(r) + "}\r\n");
+    for (auto& r : reqs) s.qemu.answer(s.name(r), R"("late")");
     s.ctx.poll();
     CHECK(s.client.stats().late_replies == 2);
     CHECK(s.client.pending_commands() == 0);
@@ -282,8 +276,8 @@ TEST_CASE("tokens: subscriptions: each its own events, queue and loss markers" *
     auto ev = [](const std::string& name, int n) {
         return R"({"event": ")" + name + R"(", "data": {"n": )" + std::to_string(n) + "}}\r\n";
     };
-    for (int i = 0; i < 10; ++i) s.qemu->feed(ev("BLOCK_JOB_COMPLETED", i));
-    s.qemu->feed(ev("OTHER", 2));
+    for (int i = 0; i < 10; ++i) s.qemu.send(ev("BLOCK_JOB_COMPLETED", i));
+    s.qemu.send(ev("OTHER", 2));
     s.ctx.poll();
     std::vector<qmp::event> got;
     for (int i = 0; i < 6; ++i) jobs.async_receive([&](std::error_code ec, qmp::event e) {
@@ -297,7 +291,7 @@ TEST_CASE("tokens: subscriptions: each its own events, queue and loss markers" *
     CHECK(jobs.dropped() == 6);
     CHECK(mine.queued() == 6);  // 0, 2, 4, 6, 8 and OTHER's 2: unaffected by the other's losses
     CHECK(s.client.queued_events() == 11);  // the everything queue saw them all
-    s.qemu->feed(ev("BLOCK_JOB_READY", 99));
+    s.qemu.send(ev("BLOCK_JOB_READY", 99));
     s.ctx.poll();
     REQUIRE(got.size() == 6);
     CHECK(got[5].name == "BLOCK_JOB_READY");
@@ -402,7 +396,7 @@ TEST_CASE("tokens: a user's 20-line stream works, and so does the in-memory one 
     m.client.async_execute("a", nullptr, [&](std::error_code ec, qmp::json) { e1 = ec; });
     m.client.async_receive_event([&](std::error_code ec, qmp::event) { e2 = ec; });
     m.ctx.poll();
-    m.qemu->close();
+    m.qemu.hang_up();
     m.ctx.poll();
     CHECK(e1 == qmp::error::connection_closed);
     CHECK(e2 == qmp::error::connection_closed);

@@ -10,7 +10,8 @@
 // BLOCK_JOB_COMPLETED, BLOCK_JOB_CANCELLED) whose data is the bytes, or 5:
 // the bytes are sent as they are.
 #include "../support/recorded.hpp"
-#include "../support/scripted_monitor.hpp"
+
+#include <qmp/testing.hpp>
 
 #include <qmp/client/basic_client.hpp>
 #include <qmp/threshold/service.hpp>
@@ -23,21 +24,17 @@
 
 namespace {
 
-// QEMU 10.0's recorded replies.
-std::optional<std::string> answer(const std::string& cmd, const qmp::json& args) {
-    return qmp_test::recorded_reply(cmd, args);
-}
-
-using client_type = qmp::basic_client<qmp_test::test_stream>;
+using client_type = qmp::basic_client<qmp::testing::stream>;
 
 struct vm {
-    qmp_test::scripted_monitor mon{answer};
+    qmp::testing::peer qemu;
     client_type client;
     qmp::basic_threshold_service<client_type> service;
     bool connected = false;
     std::optional<qmp::threshold_event> got;
 
-    explicit vm(asio::io_context& io) : client(mon.stream(io.get_executor())), service(client, options()) {}
+    // QEMU 10.0's recorded replies.
+    explicit vm(asio::io_context& io) : client(io), service(client, options()) { qmp_test::answer_as_recorded(qemu); }
     static qmp::threshold_service_options options() {
         qmp::threshold_service_options o;
         o.tracker.catalog.entries["vda"] = "virtio-disk0";
@@ -46,14 +43,11 @@ struct vm {
     }
 };
 
-// Runs the context and lets the monitors answer until nothing moves.
-void settle(asio::io_context& io, std::vector<std::unique_ptr<vm>>& vms) {
+// Runs the context until nothing moves (the peers answer inside it).
+void settle(asio::io_context& io) {
     for (int round = 0; round < 10000; ++round) {
         io.restart();
-        std::size_t n = io.poll();
-        bool answered = false;
-        for (auto& v : vms) answered = v->mon.pump() || answered;
-        if (n == 0 && !answered) return;
+        if (io.poll() == 0) return;
     }
 }
 
@@ -64,12 +58,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<std::unique_ptr<vm>> vms;
     for (int i = 0; i < 3; ++i) vms.push_back(std::make_unique<vm>(io));
     for (auto& v : vms)
-        v->client.async_handshake([p = v.get()](std::error_code ec) {
+        v->client.async_connect(v->qemu.endpoint(), [p = v.get()](std::error_code ec) {
             if (ec) std::abort();
             p->connected = true;
             p->service.on_connected();
         });
-    settle(io, vms);
+    settle(io);
     for (std::size_t i = 1; i < 3; ++i) {
         vm* p = vms[i].get();
         if (!p->connected) std::abort();
@@ -77,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (ec) std::abort();
         });
     }
-    settle(io, vms);
+    settle(io);
 
     static const char* const names[] = {"BLOCK_WRITE_THRESHOLD", "JOB_STATUS_CHANGE", "DEVICE_DELETED",
                                         "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"};
@@ -88,10 +82,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::string bytes(reinterpret_cast<const char*>(data + pos + 2), len);
         pos += 2 + len;
         if (kind % 6 == 5)
-            vms[0]->mon.send(bytes);
+            vms[0]->qemu.send(bytes);
         else
-            vms[0]->mon.send_event(names[kind % 6], bytes);
-        settle(io, vms);
+            vms[0]->qemu.event(names[kind % 6], bytes);
+        settle(io);
     }
 
     // The healthy VMs still work: their thresholds fire, and each firing is reported.
@@ -102,10 +96,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         p->service.async_receive([p](std::error_code ec, qmp::threshold_event e) {
             if (!ec) p->got = e;
         });
-        p->mon.send_event("BLOCK_WRITE_THRESHOLD", R"({"node-name": ")" + armed[0].node +
+        p->qemu.event("BLOCK_WRITE_THRESHOLD", R"({"node-name": ")" + armed[0].node +
                                                        R"(", "amount-exceeded": 4096, "write-threshold": 1073741824})");
     }
-    settle(io, vms);
+    settle(io);
     for (std::size_t i = 1; i < 3; ++i) {
         const auto& e = vms[i]->got;
         if (!e || e->how != qmp::threshold_event::origin::live || !e->resolved || e->where.disk != "vda" ||
@@ -114,6 +108,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     for (auto& v : vms) v->service.stop();
     for (auto& v : vms) v->client.close();
-    settle(io, vms);
+    settle(io);
     return 0;
 }

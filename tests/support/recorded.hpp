@@ -5,6 +5,7 @@
 #pragma once
 
 #include <qmp/protocol/message.hpp>
+#include <qmp/testing/peer.hpp>
 
 #include <fstream>
 #include <map>
@@ -45,6 +46,24 @@ inline std::optional<std::string> recorded_reply(const std::string& cmd, const q
     }
     if (cmd == "block-set-write-threshold") return std::string("{}");
     return std::nullopt;
+}
+
+/// Rules on `qemu` that answer the library's queries as QEMU `version`
+/// did (recorded_reply), and block-set-write-threshold with {}.
+inline void answer_as_recorded(qmp::testing::peer& qemu, const std::string& version = "10.0") {
+    for (const char* cmd : {"query-commands", "x-debug-query-block-graph", "query-version"})
+        qemu.on(cmd).reply(recorded_text(version, cmd));
+    auto flag = [](const char* name) {
+        return [name](const qmp::json& args) {
+            const auto it = args.find(name);
+            return it != args.end() && *it == true;
+        };
+    };
+    qemu.on("query-blockstats").when(flag("query-nodes")).reply(recorded_text(version, "query-blockstats-nodes"));
+    qemu.on("query-blockstats").reply(recorded_text(version, "query-blockstats"));
+    qemu.on("query-named-block-nodes").when(flag("flat")).reply(recorded_text(version, "query-named-block-nodes-flat"));
+    qemu.on("query-named-block-nodes").reply(recorded_text(version, "query-named-block-nodes"));
+    qemu.on("block-set-write-threshold").reply("{}");
 }
 
 }  // namespace qmp_test

@@ -5,9 +5,9 @@
 // VMs, and a service takes in another writer's threshold before it judges
 // that threshold's firing.
 #include "../support/recorded.hpp"
-#include "../support/scripted_monitor.hpp"
 
 #include <qmp/client/basic_client.hpp>
+#include <qmp/testing.hpp>
 #include <qmp/threshold/journal.hpp>
 #include <qmp/threshold/service.hpp>
 
@@ -151,23 +151,23 @@ TEST_CASE("journal: a service saves off its thread, and takes in another writer'
     const std::string file = dir.file("vm.json");
     asio::io_context io;
     asio::thread_pool pool(1);
-    qmp_test::scripted_monitor mon([](const std::string& cmd, const qmp::json& args) { return qmp_test::recorded_reply(cmd, args); });
-    qmp::basic_client<qmp_test::test_stream> client(mon.stream(io.get_executor()));
+    qmp::testing::peer qemu;
+    qmp_test::answer_as_recorded(qemu);
+    qmp::basic_client<qmp::testing::stream> client(io);
     qmp::threshold_service_options o;
     o.tracker.catalog.entries["vda"] = "virtio-disk0";
     o.journal = std::make_shared<qmp::threshold_journal>(file);
     o.journal_executor = pool.get_executor();
-    qmp::basic_threshold_service<qmp::basic_client<qmp_test::test_stream>> svc(client, o);
+    qmp::basic_threshold_service<qmp::basic_client<qmp::testing::stream>> svc(client, o);
     auto settle = [&] {
         for (int i = 0; i < 2000; ++i) {
             io.restart();
             const std::size_t n = io.poll();
-            const bool answered = mon.pump();
-            if (n == 0 && !answered && !svc.busy()) return;
-            if (n == 0 && !answered) std::this_thread::sleep_for(1ms);  // a save on the pool's thread
+            if (n == 0 && !svc.busy()) return;
+            if (n == 0) std::this_thread::sleep_for(1ms);  // a save on the pool's thread
         }
     };
-    client.async_handshake([&](std::error_code ec) {
+    client.async_connect(qemu.endpoint(), [&](std::error_code ec) {
         REQUIRE(!ec);
         svc.on_connected();
     });
@@ -197,7 +197,7 @@ TEST_CASE("journal: a service saves off its thread, and takes in another writer'
     svc.async_receive([&](std::error_code ec, qmp::threshold_event e) {
         if (!ec) got = e;
     });
-    mon.send_event("BLOCK_WRITE_THRESHOLD", R"({"node-name": "vda-1-file", "amount-exceeded": 512, "write-threshold": 4096})");
+    qemu.event("BLOCK_WRITE_THRESHOLD", R"({"node-name": "vda-1-file", "amount-exceeded": 512, "write-threshold": 4096})");
     settle();
     REQUIRE(got);
     CHECK(got->tracked);

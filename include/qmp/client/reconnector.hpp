@@ -50,7 +50,7 @@ public:
     using executor_type = typename Client::executor_type;
 
     /// `on_change` runs on the client's executor: up (connected, consumers
-    /// may resync now) or down (with the reason).
+    /// may resync now) or down (with the reason). It may call stop().
     basic_reconnector(Client& client, Endpoint endpoint, reconnect_options opts,
                       std::function<void(const reconnect_status&)> on_change)
         : st_(std::make_shared<state>(client, std::move(endpoint), opts, std::move(on_change))) {}
@@ -102,6 +102,7 @@ private:
                 self->failures = 0;
                 self->since = std::chrono::steady_clock::now();
                 self->tell(true, {});
+                if (self->stopped) return;  // on_change may call stop()
                 self->watch_session();
             });
         }
@@ -112,14 +113,14 @@ private:
                 if (!ec) return self->watch_session();  // cannot happen: it matches nothing
                 if (std::chrono::steady_clock::now() - self->since >= self->opts.stable_after) self->waits.reset();
                 self->tell(false, ec);
-                self->retry_later();
+                if (!self->stopped) self->retry_later();
             });
         }
 
         void failed(std::error_code ec) {
             ++failures;
             tell(false, ec);
-            retry_later();
+            if (!stopped) retry_later();
         }
 
         static backoff without_total(backoff b) {

@@ -340,6 +340,9 @@ private:
         state_ = link_state::closed;
         close_reason_ = ec;
         ++generation_;
+        // A write still in flight belongs to this link: its completion
+        // comes stale and is ignored, so it must not hold up the next one.
+        writing_ = false;
         tr::close(*sp_);
         watchdog_.cancel();
         stop_timer();

@@ -87,6 +87,10 @@ struct initiate_connect {
     // `endpoint` is null for a handshake on a connected stream.
     template <class Handler, class Endpoint>
     void operator()(Handler&& handler, const Endpoint* endpoint, diagnostics* diag) const {
+        // The endpoint first: it may live in the handler (connect_retry_op
+        // keeps it), which the operation below moves from.
+        std::optional<Endpoint> ep;
+        if (endpoint) ep = *endpoint;
         auto op = std::make_unique<connect_op>(completion<std::error_code>(std::forward<Handler>(handler), im->get_executor()),
                                                diag);
         op->on_cancel([wim = std::weak_ptr<Impl>(im)](asio::cancellation_type) {
@@ -95,8 +99,6 @@ struct initiate_connect {
                     if (s->busy_connecting()) s->close(asio::error::operation_aborted);
                 });
         });
-        std::optional<Endpoint> ep;
-        if (endpoint) ep = *endpoint;
         asio::dispatch(im->get_executor(), [im = im, op = std::move(op), ep = std::move(ep)]() mutable {
             if (im->busy_connecting() || im->ready()) {
                 op->set(error::already_connected, {});
