@@ -1,18 +1,11 @@
-// Test support for peers that play QEMU by hand: the id member of a reply.
+// Test support for peers that play QEMU by hand: the id member of a reply,
+// as the test kit writes it (qmp::testing::id_member).
 #pragma once
 
-#include <qmp/json/parse.hpp>
-
-#include <string>
+#include <qmp/testing/rule.hpp>
 
 namespace qmp_test {
 
-/// The id part of QEMU's reply to `req`: `, "id": X` with the request's id,
-/// or nothing when it had none (QEMU answers an id-less command without
-/// one; the client sends a command alone in flight without an id).
-inline std::string id_member(const qmp::json& req) {
-    const auto it = req.find("id");
-    return it == req.end() ? std::string() : R"(, "id": )" + it->dump();
-}
+using qmp::testing::id_member;
 
 }  // namespace qmp_test

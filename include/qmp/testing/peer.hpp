@@ -17,6 +17,8 @@
 
 #include <qmp/json/parse.hpp>
 #include <qmp/protocol/framer.hpp>
+#include <qmp/testing/detail/connection.hpp>
+#include <qmp/testing/rule.hpp>
 
 #include <asio/error.hpp>
 
@@ -35,191 +37,11 @@
 
 namespace qmp::testing {
 
-/// Faults a connection meets. Counts are per connection; `never` is off.
-struct faults {
-    static constexpr std::size_t never = static_cast<std::size_t>(-1);
-    /// Reads that succeed; the next one fails with connection_reset.
-    std::size_t fail_read_after = never;
-    /// Writes that succeed; the next one fails with broken_pipe.
-    std::size_t fail_write_after = never;
-    /// Bytes the client receives; then the connection ends (the client
-    /// reads end of file), as when QEMU dies mid-message.
-    std::size_t cut_after_bytes = never;
-    /// 0: a read takes all there is; else at most this many bytes.
-    std::size_t read_limit = 0;
-    /// Connecting fails with connection_refused (QEMU not listening yet).
-    bool refuse_connect = false;
-
-    /// Faults that refuse the connect: `qemu.set_faults(faults::refused(), 1)`.
-    static faults refused() {
-        faults f;
-        f.refuse_connect = true;
-        return f;
-    }
-};
-
-class peer;
 template <class Executor>
 class basic_stream;
 namespace detail {
 class pending_reads;
 }
-
-/// How the peer answers a command: made by peer::on(), set up with the
-/// chained calls below (the last of reply/error/no_reply/hang_up wins).
-class rule {
-public:
-    /// Answers with `{"return": RETURN}`; `return_json` is JSON text, sent
-    /// as it is ("{}" by default).
-    rule& reply(std::string return_json) {
-        action_ = action::reply;
-        text_ = std::move(return_json);
-        return *this;
-    }
-    rule& reply(const char* return_json) { return reply(std::string(return_json)); }
-    /// Answers with `{"return": VALUE}`.
-    rule& reply(const json& value) { return reply(value.dump()); }
-    /// Answers with an error of class `cls` (GenericError, DeviceNotFound, ...).
-    rule& error(std::string cls, std::string desc) {
-        action_ = action::error;
-        text_ = json{{"class", std::move(cls)}, {"desc", std::move(desc)}}.dump();
-        return *this;
-    }
-    /// Sends no reply: the command waits (peer::unanswered()) until the test
-    /// answers it with peer::answer(), or forever.
-    rule& no_reply() {
-        action_ = action::none;
-        return *this;
-    }
-    /// Ends the connection instead of replying (QEMU killed mid-command).
-    rule& hang_up() {
-        action_ = action::hang_up;
-        return *this;
-    }
-    /// Sends an event just before the reply (`data` is JSON text).
-    rule& event_before(std::string name, std::string data = "{}") {
-        before_.push_back(event_text(name, data));
-        return *this;
-    }
-    /// Sends an event just after the reply.
-    rule& event_after(std::string name, std::string data = "{}") {
-        after_.push_back(event_text(name, data));
-        return *this;
-    }
-    /// Sends bytes as they are, before or after the reply: anything QEMU
-    /// would not send (garbage, an id-less error, half a message).
-    rule& send_before(std::string raw) {
-        before_.push_back(std::move(raw));
-        return *this;
-    }
-    rule& send_after(std::string raw) {
-        after_.push_back(std::move(raw));
-        return *this;
-    }
-    /// Waits this long (on the client's executor) before answering.
-    rule& delay(std::chrono::milliseconds d) {
-        delay_ = d;
-        return *this;
-    }
-    /// Answers `n` commands, then lets later rules answer; peer::check()
-    /// reports a rule with a count that was not used exactly `n` times.
-    rule& times(std::size_t n) {
-        times_ = n;
-        return *this;
-    }
-    /// Matches only the commands whose arguments pass `pred` too.
-    rule& when(std::function<bool(const json& arguments)> pred) {
-        pred_ = std::move(pred);
-        return *this;
-    }
-
-    /// How many commands this rule answered.
-    std::size_t used() const { return used_; }
-
-    /// An event message as QEMU writes it, with a made-up timestamp.
-    static std::string event_text(const std::string& name, const std::string& data) {
-        return R"({"event": )" + json(name).dump() + R"(, "data": )" + data +
-               R"(, "timestamp": {"seconds": 1700000000, "microseconds": 0}})" + "\r\n";
-    }
-
-private:
-    friend class peer;
-    enum class action { reply, error, none, hang_up };
-
-    bool matches(const std::string& name, const json& args) const {
-        if ((!any_ && name != execute_) || (times_ && used_ >= *times_)) return false;
-        if (arguments_ && *arguments_ != args) return false;
-        return !pred_ || pred_(args);
-    }
-
-    std::string execute_;
-    bool any_ = false;
-    std::optional<json> arguments_;
-    std::function<bool(const json&)> pred_;
-    action action_ = action::reply;
-    std::string text_ = "{}";
-    std::vector<std::string> before_, after_;
-    std::chrono::milliseconds delay_{0};
-    std::optional<std::size_t> times_;
-    std::size_t used_ = 0;
-};
-
-namespace detail {
-
-/// One connection to the peer, as the stream sees it: bytes for the client,
-/// its pending read, its fault counters.
-struct connection {
-    struct read_waiter {
-        virtual ~read_waiter() = default;
-        virtual void complete(std::error_code ec, std::size_t n) = 0;
-        void* data = nullptr;
-        std::size_t size = 0;
-    };
-    /// Runs `fn` after `d` on the client's executor (set by the stream).
-    std::function<void(std::chrono::milliseconds d, std::function<void()> fn)> schedule;
-
-    std::size_t number = 0;   ///< the connect attempt that made it (1: the first)
-    std::string instance;     ///< what transport<stream>::peer_instance says
-    faults f;
-    std::string to_client;    ///< bytes not read yet
-    bool ended = false;       ///< the peer hung up: EOF once to_client is read
-    bool client_closed = false;
-    std::size_t reads = 0, writes = 0, delivered = 0;
-    qmp::framer from_client;
-    std::unique_ptr<read_waiter> waiting;
-
-    /// Completes the pending read if it can (called with the peer's lock held;
-    /// the completion is posted, never run here).
-    void deliver() {
-        if (!waiting) return;
-        if (reads > f.fail_read_after) return take()->complete(asio::error::connection_reset, 0);
-        if (delivered >= f.cut_after_bytes) {
-            ended = true;
-            to_client.clear();
-        }
-        if (to_client.empty()) {
-            if (ended) take()->complete(asio::error::eof, 0);
-            return;
-        }
-        auto w = take();
-        std::size_t n = std::min(to_client.size(), w->size);
-        if (f.read_limit) n = std::min(n, f.read_limit);
-        if (f.cut_after_bytes != faults::never) n = std::min(n, f.cut_after_bytes - delivered);
-        std::memcpy(w->data, to_client.data(), n);
-        to_client.erase(0, n);
-        delivered += n;
-        w->complete({}, n);
-    }
-    /// The pending read, taken: each completes once.
-    std::unique_ptr<read_waiter> take() { return std::move(waiting); }
-    void send(const std::string& bytes) {
-        if (ended || client_closed) return;
-        to_client += bytes;
-        deliver();
-    }
-};
-
-}  // namespace detail
 
 /// What a client connects to: a peer's address, for async_connect, the
 /// blocking client's connect and the reconnector.
@@ -406,7 +228,6 @@ private:
         c->to_client = st->greeting + st->queued;
         st->queued.clear();
         st->current = c;
-        st->all.push_back(c);
         return c;
     }
     /// The client wrote `data` on `c`: returns false when the write fails.
@@ -448,10 +269,6 @@ private:
         }
         return {};
     }
-    static std::string id_member(const json& req) {
-        const auto it = req.is_object() ? req.find("id") : req.end();
-        return req.is_object() && it != req.end() ? R"(, "id": )" + it->dump() : std::string();
-    }
 
     struct state : std::enable_shared_from_this<state> {
         mutable std::mutex m;
@@ -464,7 +281,6 @@ private:
         std::map<std::size_t, faults> per_connection;
         std::size_t connections = 0, attempts = 0, instance = 1;
         std::weak_ptr<detail::connection> current;
-        std::vector<std::weak_ptr<detail::connection>> all;
 
         std::shared_ptr<detail::connection> live() {
             auto c = current.lock();
@@ -500,7 +316,7 @@ private:
             ++r->used_;
             if (r->delay_.count() > 0 && c.schedule) {
                 auto self = shared_from_this();
-                std::weak_ptr<detail::connection> wc = find(c);
+                std::weak_ptr<detail::connection> wc = c.weak_from_this();
                 c.schedule(r->delay_, [self, wc, r, req, name] {
                     std::lock_guard<std::mutex> lk(self->m);
                     if (auto conn = wc.lock()) self->act(*conn, *r, req, name);
@@ -508,12 +324,6 @@ private:
             } else {
                 act(c, *r, req, name);
             }
-        }
-
-        std::weak_ptr<detail::connection> find(const detail::connection& c) {
-            for (auto& w : all)
-                if (auto p = w.lock(); p.get() == &c) return p;
-            return {};
         }
 
         void act(detail::connection& c, const rule& r, const json& req, const std::string& name) {
@@ -526,7 +336,7 @@ private:
                     c.send(R"({"error": )" + r.text_ + id_member(req) + "}\r\n");
                     break;
                 case rule::action::none:
-                    unanswered.push_back({find(c), name, req});
+                    unanswered.push_back({c.weak_from_this(), name, req});
                     break;
                 case rule::action::hang_up:
                     c.ended = true;
